@@ -20,6 +20,10 @@ export interface GradNode {
   readonly vjp: ((cotangent: Tensor, needs: readonly boolean[]) => readonly (Tensor | null)[]) | null;
 }
 
+// Set by the Tensor class's static block: the only way to reach its private fields.
+let dataOf!: (t: Tensor) => TypedArray;
+let nodeOf!: (t: Tensor) => GradNode | null;
+
 /**
  * An immutable n-dimensional array, row-major. Its storage is private: no op
  * writes into an existing tensor, every op returns a new one. Read values
@@ -85,9 +89,6 @@ export class Tensor {
     nodeOf = (t: Tensor) => t.#node;
   }
 }
-
-let dataOf!: (t: Tensor) => TypedArray;
-let nodeOf!: (t: Tensor) => GradNode | null;
 
 /**
  * @internal The storage of a tensor, for kernels and library internals.

@@ -1,0 +1,111 @@
+/**
+ * Reductions over one contiguous axis of a row-major array seen as
+ * [outer, n, inner]: out[o, i] = op over k of src[o, k, i]. Several axes are
+ * reduced one after another by the callers. Sums accumulate in float64 (JS
+ * numbers), so float32 sums are more accurate than a float32 accumulator.
+ */
+import type { TypedArray } from '../dtype.js';
+
+export type ReduceOp = 'sum' | 'max' | 'min' | 'any' | 'all';
+
+export function reduceAxis(src: TypedArray, outer: number, n: number, inner: number, op: ReduceOp, out: TypedArray): TypedArray {
+  const stride = n * inner;
+  if (op === 'sum') {
+    if (inner === 1) {
+      for (let o = 0; o < outer; o++) {
+        let s = 0;
+        const base = o * n;
+        for (let k = 0; k < n; k++) s += src[base + k]!;
+        out[o] = s;
+      }
+      return out;
+    }
+    const acc = new Float64Array(inner);
+    for (let o = 0; o < outer; o++) {
+      acc.fill(0);
+      for (let k = 0; k < n; k++) {
+        const base = o * stride + k * inner;
+        for (let i = 0; i < inner; i++) acc[i] += src[base + i]!;
+      }
+      for (let i = 0; i < inner; i++) out[o * inner + i] = acc[i]!;
+    }
+    return out;
+  }
+  for (let o = 0; o < outer; o++) {
+    for (let i = 0; i < inner; i++) {
+      const base = o * stride + i;
+      let r: number;
+      switch (op) {
+        case 'max': {
+          r = -Infinity;
+          for (let k = 0; k < n; k++) {
+            const v = src[base + k * inner]!;
+            if (v > r || v !== v) r = v; // NaN propagates
+            if (r !== r) break;
+          }
+          break;
+        }
+        case 'min': {
+          r = Infinity;
+          for (let k = 0; k < n; k++) {
+            const v = src[base + k * inner]!;
+            if (v < r || v !== v) r = v;
+            if (r !== r) break;
+          }
+          break;
+        }
+        case 'any': {
+          r = 0;
+          for (let k = 0; k < n; k++) if (src[base + k * inner]) { r = 1; break; }
+          break;
+        }
+        case 'all': {
+          r = 1;
+          for (let k = 0; k < n; k++) if (!src[base + k * inner]) { r = 0; break; }
+          break;
+        }
+      }
+      out[o * inner + i] = r;
+    }
+  }
+  return out;
+}
+
+/**
+ * Index of the first maximum (or minimum) along the axis; NaN counts as the
+ * maximum (first NaN wins), matching NumPy's argmax.
+ */
+export function argReduceAxis(src: TypedArray, outer: number, n: number, inner: number, mode: 'max' | 'min', out: Int32Array): Int32Array {
+  const stride = n * inner;
+  const sign = mode === 'max' ? 1 : -1;
+  for (let o = 0; o < outer; o++) {
+    for (let i = 0; i < inner; i++) {
+      const base = o * stride + i;
+      let best = -Infinity, arg = 0;
+      for (let k = 0; k < n; k++) {
+        const v = src[base + k * inner]!;
+        if (v !== v) { arg = k; break; }
+        if (sign * v > best) { best = sign * v; arg = k; }
+      }
+      out[o * inner + i] = arg;
+    }
+  }
+  return out;
+}
+
+/** Inclusive cumulative sum along an axis ([outer, n, inner] view), optionally from the end. */
+export function cumsumAxis(src: TypedArray, outer: number, n: number, inner: number, reverse: boolean, out: TypedArray): TypedArray {
+  const stride = n * inner;
+  for (let o = 0; o < outer; o++) {
+    for (let i = 0; i < inner; i++) {
+      const base = o * stride + i;
+      let s = 0;
+      if (!reverse) {
+        for (let k = 0; k < n; k++) { s += src[base + k * inner]!; out[base + k * inner] = s; }
+      } else {
+        for (let k = n - 1; k >= 0; k--) { s += src[base + k * inner]!; out[base + k * inner] = s; }
+      }
+    }
+  }
+  return out;
+}
