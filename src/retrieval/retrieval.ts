@@ -1,0 +1,143 @@
+/**
+ * Retrieval functions (reference: retrieval_fns). A retrieval function maps
+ * scores [b, n] to int32 indices [b, 1]. Randomness is a constructor
+ * argument (an explicit seeded Rng), so tests inject a generator, or a fixed
+ * retrieval function, instead of patching anything.
+ *
+ * Scores of -Infinity mark excluded candidates (empty slots, false
+ * negatives): they are never drawn while the row has a finite score. A row
+ * with no finite score returns index 0 (what arg-max over equal values gives;
+ * the loss marks such queries as having no negative). NaN or +Infinity
+ * scores are rejected with a NonFiniteError rather than sampled.
+ */
+import { ArgumentError, DTypeError, NonFiniteError, ShapeError, describe, fmtShape } from '../errors.js';
+import { isFloat } from '../tensor/dtype.js';
+import { Rng } from '../tensor/random.js';
+import { isTensor, unsafeData, wrap, type Tensor } from '../tensor/tensor.js';
+import { gumbelAt, noiseKey } from '../tensor/kernels/noise.js';
+
+export type RetrievalFn = (scores: Tensor) => Tensor;
+
+function checkScores(op: string, scores: unknown): { d: ArrayLike<number>; b: number; n: number } {
+  if (!isTensor(scores)) throw new ArgumentError(op, `scores must be a Tensor, got ${describe(scores)}`);
+  if (!isFloat(scores.dtype)) throw new DTypeError(op, `scores must be float, got ${scores.dtype}`);
+  if (scores.rank !== 2) throw new ShapeError(op, `scores must be [batch, n], got ${fmtShape(scores.shape)}`);
+  const [b, n] = scores.shape as [number, number];
+  if (n === 0) throw new ShapeError(op, `scores has no candidates (shape ${fmtShape(scores.shape)}); need n >= 1`);
+  const d = unsafeData(scores);
+  for (let i = 0; i < d.length; i++) {
+    const v = d[i]!;
+    if (v !== v || v === Infinity) {
+      throw new NonFiniteError(op, `scores[${Math.floor(i / n)}, ${i % n}] is ${v}; need finite scores (or -Infinity to exclude a candidate)`);
+    }
+  }
+  return { d, b, n };
+}
+
+function checkInvTemp(op: string, invTemp: unknown): number {
+  if (typeof invTemp !== 'number' || !Number.isFinite(invTemp) || invTemp < 0) {
+    throw new ArgumentError(op, `invTemp must be a finite number >= 0, got ${describe(invTemp)}`);
+  }
+  return invTemp;
+}
+
+function checkRng(op: string, rng: unknown): Rng {
+  if (!(rng instanceof Rng)) throw new ArgumentError(op, `rng must be a seeded Rng (e.g. new Rng(0)), got ${describe(rng)}`);
+  return rng;
+}
+
+/** The arg-max of each row, first index on ties (reference: MaxScoreRetrievalFn). */
+export function maxScoreRetrievalFn(): RetrievalFn {
+  return (scores) => {
+    const { d, b, n } = checkScores('maxScoreRetrieval', scores);
+    const out = new Int32Array(b);
+    for (let i = 0; i < b; i++) {
+      let best = -Infinity, arg = 0;
+      for (let j = 0; j < n; j++) if (d[i * n + j]! > best) { best = d[i * n + j]!; arg = j; }
+      out[i] = arg;
+    }
+    return wrap(out, [b, 1], 'int32');
+  };
+}
+
+export interface SamplerOptions {
+  /** The seeded generator the draws come from. */
+  rng: Rng;
+  /** Inverse temperature: samples from softmax(invTemp * scores) (default 1). */
+  invTemp?: number;
+}
+
+/**
+ * Gumbel-max sampling (reference: GumbelMaxRetrievalFn): index
+ * argmax_j (invTemp·s_ij + G_ij), G_ij = -log(-log U_ij), U_ij strictly in
+ * (0, 1); first index on ties. This draws j with probability
+ * softmax(invTemp·s_i)_j.
+ *
+ * The noise is counter-based: each call draws a 64-bit key from `rng`, and
+ * U_ij is a hash of (key, i, j) (src/tensor/kernels/noise.ts). The same key
+ * therefore gives the same noise in any traversal order, which lets the
+ * fused, blocked and multi-threaded kernels reproduce this function's
+ * indices exactly. Two draws of `rng` per call.
+ */
+export function gumbelMaxRetrievalFn(opts: SamplerOptions): RetrievalFn {
+  const op = 'gumbelMaxRetrieval';
+  if (opts === null || typeof opts !== 'object') throw new ArgumentError(op, `options must be {rng, invTemp?}, got ${describe(opts)}`);
+  const rng = checkRng(op, opts.rng);
+  const invTemp = checkInvTemp(op, opts.invTemp ?? 1);
+  return (scores) => {
+    const { d, b, n } = checkScores(op, scores);
+    const [k0, k1] = noiseKey(rng);
+    const out = new Int32Array(b);
+    for (let i = 0; i < b; i++) {
+      let best = -Infinity, arg = 0;
+      for (let j = 0; j < n; j++) {
+        const s = d[i * n + j]!;
+        if (s === -Infinity) continue;
+        const v = invTemp * s + gumbelAt(k0, k1, i, j);
+        if (v > best) { best = v; arg = j; }
+      }
+      out[i] = arg;
+    }
+    return wrap(out, [b, 1], 'int32');
+  };
+}
+
+/**
+ * Exact categorical sampling (beyond the reference): one uniform u per row
+ * and the running sum of p_j = exp(invTemp·s_ij - max): the first j whose
+ * cumulative mass exceeds u·Σp. Same distribution as Gumbel-max with one
+ * random number per query instead of one per candidate.
+ */
+export function categoricalRetrievalFn(opts: SamplerOptions): RetrievalFn {
+  const op = 'categoricalRetrieval';
+  if (opts === null || typeof opts !== 'object') throw new ArgumentError(op, `options must be {rng, invTemp?}, got ${describe(opts)}`);
+  const rng = checkRng(op, opts.rng);
+  const invTemp = checkInvTemp(op, opts.invTemp ?? 1);
+  return (scores) => {
+    const { d, b, n } = checkScores(op, scores);
+    const out = new Int32Array(b);
+    const p = new Float64Array(n);
+    for (let i = 0; i < b; i++) {
+      const u = rng.uniformOpen();
+      let m = -Infinity;
+      for (let j = 0; j < n; j++) m = Math.max(m, invTemp * d[i * n + j]!);
+      if (m === -Infinity) { out[i] = 0; continue; }
+      let total = 0;
+      for (let j = 0; j < n; j++) {
+        const s = d[i * n + j]!;
+        p[j] = s === -Infinity ? 0 : Math.exp(invTemp * s - m);
+        total += p[j]!;
+      }
+      const target = u * total;
+      let acc = 0, arg = -1, last = 0;
+      for (let j = 0; j < n; j++) {
+        if (p[j] === 0) continue;
+        last = j;
+        acc += p[j]!;
+        if (acc > target) { arg = j; break; }
+      }
+      out[i] = arg === -1 ? last : arg; // rounding at the very end of the row
+    }
+    return wrap(out, [b, 1], 'int32');
+  };
+}
