@@ -98,6 +98,11 @@ abstract class BaseHandler {
     }
   }
 
+  /** Samples this step's negatives from the current cache (see CacheClassificationLoss.retrieve). */
+  retrieve(queryEmbeddings: Tensor, opts: Omit<CacheLossCallOptions, 'retrieval'> = {}) {
+    return this.loss.retrieve(queryEmbeddings, this.caches, opts);
+  }
+
   /** Number of committed steps. */
   get step(): number {
     return this.stepCount;

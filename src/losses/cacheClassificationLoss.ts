@@ -99,6 +99,13 @@ export interface CacheClassificationLossOptions {
 export interface CacheLossCallOptions {
   /** int32 [b]: the id of each query's positive, for false-negative masking. */
   positiveIds?: Tensor;
+  /**
+   * A retrieval computed beforehand by `retrieve` for the same queries and
+   * cache. The sampled items are constants of the loss, so sampling first
+   * and differentiating after is the same computation; it lets a trainer
+   * know which document rows a step needs before it builds the gradient.
+   */
+  retrieval?: Retrieval;
 }
 
 /** Everything the two losses need from retrieval. */
@@ -110,6 +117,14 @@ export interface RetrievalResult {
   hasNegative: Uint8Array;
   retrievedData: Record<string, Tensor>;
   retrievedCacheEmbeddings: Tensor;
+}
+
+/** The result of `CacheClassificationLoss.retrieve`, to pass back as `call(..., {retrieval})`. */
+export interface Retrieval extends RetrievalResult {
+  /** The cache record it was computed against. */
+  readonly cache: Readonly<Record<string, NegativeCache>>;
+  /** The query values it was computed for (a constant copy). */
+  readonly queries: Tensor;
 }
 
 export class CacheClassificationLoss {
@@ -159,7 +174,9 @@ export class CacheClassificationLoss {
     const { b, d } = checkQueryAndPositives(op, queryEmbeddings, posDocEmbeddings);
     const sources = checkCaches(op, cache, this.embeddingKey, this.dataKeys, d, this.falseNegativeKey);
     const positiveIds = this.checkPositiveIds(op, opts.positiveIds, b);
-    const r = this.retrieve(queryEmbeddings, cache, sources, positiveIds);
+    const r = opts.retrieval !== undefined
+      ? checkRetrieval(op, opts.retrieval, cache, queryEmbeddings)
+      : this.retrieveFrom(queryEmbeddings, cache, sources, positiveIds);
     const fresh = docNetwork(r.retrievedData);
     checkFresh(op, fresh, b, d);
     const out = this.lossTerms(queryEmbeddings, posDocEmbeddings, fresh, r);
@@ -178,8 +195,24 @@ export class CacheClassificationLoss {
     return unsafeData(ids) as Int32Array;
   }
 
+  /**
+   * Samples the negatives for `queryEmbeddings` (values only; no gradient)
+   * without computing the loss. Pass the result to `call` as `retrieval`.
+   */
+  retrieve(queryEmbeddings: Tensor, cache: Readonly<Record<string, NegativeCache>>, opts: Omit<CacheLossCallOptions, 'retrieval'> = {}): Retrieval {
+    const op = 'CacheClassificationLoss.retrieve';
+    if (!isTensor(queryEmbeddings) || queryEmbeddings.rank !== 2 || !isFloat(queryEmbeddings.dtype)) {
+      throw new ArgumentError(op, `queryEmbeddings must be a float [batch, dim] tensor, got ${describe(queryEmbeddings)}`);
+    }
+    if (queryEmbeddings.shape[0] === 0) throw new ShapeError(op, 'the batch is empty; need at least one query');
+    const sources = checkCaches(op, cache, this.embeddingKey, this.dataKeys, queryEmbeddings.shape[1]!, this.falseNegativeKey);
+    const positiveIds = this.checkPositiveIds(op, opts.positiveIds, queryEmbeddings.shape[0]!);
+    const q = stopGradient(queryEmbeddings);
+    return { ...this.retrieveFrom(q, cache, sources, positiveIds), cache, queries: q };
+  }
+
   /** Scores every cached item, excludes masked ones, narrows to top-k, samples, gathers. */
-  retrieve(queryEmbeddings: Tensor, cache: Readonly<Record<string, NegativeCache>>, sources: readonly string[], positiveIds: Int32Array | null, topK = this.topK): RetrievalResult {
+  retrieveFrom(queryEmbeddings: Tensor, cache: Readonly<Record<string, NegativeCache>>, sources: readonly string[], positiveIds: Int32Array | null, topK = this.topK): RetrievalResult {
     const allEmb = concatSources(cache, sources, this.embeddingKey);
     const n = allEmb.shape[0]!;
     const b = queryEmbeddings.shape[0]!;
@@ -291,6 +324,17 @@ export function checkCaches(op: string, cache: unknown, embeddingKey: string, da
     }
   }
   return sources;
+}
+
+/** A precomputed retrieval must belong to this cache and these query values. */
+function checkRetrieval(op: string, r: Retrieval, cache: Readonly<Record<string, NegativeCache>>, q: Tensor): RetrievalResult {
+  if (r === null || typeof r !== 'object' || !(r.indices instanceof Int32Array)) throw new ArgumentError(op, `retrieval must come from retrieve(), got ${describe(r)}`);
+  if (r.cache !== cache) throw new ArgumentError(op, 'retrieval was computed against a different cache; call retrieve() again with this cache');
+  const a = unsafeData(r.queries), bq = unsafeData(q);
+  if (!shapesEqual(r.queries.shape, q.shape) || a.some((v, i) => !Object.is(v, bq[i]))) {
+    throw new ArgumentError(op, 'retrieval was computed for different query embeddings; sampling must see the same query values as the loss');
+  }
+  return r;
 }
 
 function checkFresh(op: string, fresh: unknown, b: number, d: number): void {

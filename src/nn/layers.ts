@@ -1,0 +1,134 @@
+/**
+ * Layers as pure functions of (params, inputs). Parameters are records of
+ * tensors, so `grad` differentiates a whole model at once.
+ */
+import { ArgumentError, ShapeError, describe, fmtShape } from '../errors.js';
+import { isTensor, unsafeData, wrap, type Tensor } from '../tensor/tensor.js';
+import type { Rng } from '../tensor/random.js';
+import { bind } from '../autograd/engine.js';
+import { gatherP, scatterAddP } from '../autograd/primitives.js';
+import { add, div, mul, sqrt } from '../ops/elementwise.js';
+import { sum } from '../ops/reduce.js';
+import { matmul } from '../ops/linalg.js';
+import { glorotUniform, zerosInit } from './init.js';
+
+export interface LinearParams {
+  /** [inDim, outDim] */
+  w: Tensor;
+  /** [outDim] */
+  b: Tensor;
+}
+
+export function initLinear(rng: Rng, inDim: number, outDim: number): LinearParams {
+  return { w: glorotUniform(rng, inDim, outDim), b: zerosInit([outDim]) };
+}
+
+/** x·w + b for x [batch, inDim]. */
+export function linear(params: LinearParams, x: Tensor): Tensor {
+  if (!params || !isTensor(params.w) || !isTensor(params.b)) throw new ArgumentError('linear', `params must be {w, b} tensors, got ${describe(params)}`);
+  if (!isTensor(x) || x.rank !== 2 || x.shape[1] !== params.w.shape[0]) {
+    throw new ShapeError('linear', `x must be [batch, ${params.w.shape[0]}] to match w ${fmtShape(params.w.shape)}, got ${describe(x)}`);
+  }
+  return add(matmul(x, params.w), params.b);
+}
+
+/**
+ * x / sqrt(Σ x² + eps) along the last axis. eps (default 1e-12) keeps the
+ * zero vector finite (it maps to zero) without changing non-tiny rows.
+ */
+export function l2Normalize(x: Tensor, eps = 1e-12): Tensor {
+  if (!isTensor(x) || x.rank < 1) throw new ArgumentError('l2Normalize', `x must be a tensor of rank >= 1, got ${describe(x)}`);
+  return div(x, sqrt(add(sum(mul(x, x), { axis: -1, keepDims: true }), eps)));
+}
+
+/**
+ * The distinct global ids (e.g. hashed features) a step touches, each given
+ * a row number in first-use order. Bags built against one RowSpace index
+ * into one row block, `table.rows(space.ids())`: only these rows are ever
+ * gathered, differentiated and updated (a sparse gradient).
+ */
+export class RowSpace {
+  private readonly position = new Map<number, number>();
+  private readonly list: number[] = [];
+
+  /** The row of `id`, adding it if new. */
+  rowOf(id: number): number {
+    let r = this.position.get(id);
+    if (r === undefined) { r = this.list.length; this.position.set(id, r); this.list.push(id); }
+    return r;
+  }
+
+  get size(): number {
+    return this.list.length;
+  }
+
+  /** The global ids in row order. */
+  ids(): Int32Array {
+    return Int32Array.from(this.list);
+  }
+}
+
+/**
+ * A batch of bags: example e sums (or averages) rows local[k] of a row block
+ * for the feature occurrences k that belong to it.
+ */
+export interface Bags {
+  /** For every feature occurrence, its row in the row block. */
+  local: Int32Array;
+  /** For every feature occurrence, its example. */
+  segment: Int32Array;
+  /** Number of examples. */
+  count: number;
+  /** Features per example (for the mean). */
+  sizes: Int32Array;
+}
+
+/**
+ * Builds Bags for `examples` from CSR features (offsets [N+1], ids [nnz]),
+ * registering their ids in `space`. Ids are checked against `vocab`.
+ */
+export function makeBags(offsets: Int32Array, ids: Int32Array, examples: ArrayLike<number>, vocab: number, space: RowSpace): Bags {
+  const op = 'makeBags';
+  const local: number[] = [];
+  const segment: number[] = [];
+  const sizes = new Int32Array(examples.length);
+  for (let e = 0; e < examples.length; e++) {
+    const ex = examples[e]!;
+    if (!Number.isInteger(ex) || ex < 0 || ex + 1 >= offsets.length) throw new ArgumentError(op, `examples[${e}] = ${ex} is out of range; need 0 <= example < ${offsets.length - 1}`);
+    for (let k = offsets[ex]!; k < offsets[ex + 1]!; k++) {
+      const id = ids[k]!;
+      if (!(id >= 0 && id < vocab)) throw new ArgumentError(op, `feature id ${id} of example ${ex} is out of range for a vocabulary of ${vocab}`);
+      local.push(space.rowOf(id));
+      segment.push(e);
+    }
+    sizes[e] = offsets[ex + 1]! - offsets[ex]!;
+  }
+  return { local: Int32Array.from(local), segment: Int32Array.from(segment), count: examples.length, sizes };
+}
+
+/**
+ * Embedding bag: out[e] = Σ_{k ∈ bag e} rows[local[k]] ('sum'), divided by
+ * the bag size for 'mean' (an empty bag gives zeros). Composed of a gather
+ * and a scatter-add, so its gradient with respect to `rows` is the
+ * scatter-add of the output cotangent onto the rows the batch used
+ * ([space size, dim]), never a dense [vocab, dim] gradient.
+ */
+export function embeddingBag(rows: Tensor, bags: Bags, mode: 'sum' | 'mean' = 'mean'): Tensor {
+  const op = 'embeddingBag';
+  if (!isTensor(rows) || rows.rank !== 2) throw new ShapeError(op, `rows must be [numRows, dim], got ${describe(rows)}`);
+  for (let k = 0; k < bags.local.length; k++) {
+    if (bags.local[k]! >= rows.shape[0]!) throw new ShapeError(op, `bag row ${bags.local[k]} is beyond the ${rows.shape[0]} rows given; build rows from the same RowSpace after all bags`);
+  }
+  if (mode !== 'sum' && mode !== 'mean') throw new ArgumentError(op, `mode must be 'sum' or 'mean', got ${describe(mode)}`);
+  const picked = bind(gatherP, [rows, wrap(bags.local, [bags.local.length], 'int32')], { axis: 0 });
+  const summed = bind(scatterAddP, [picked, wrap(bags.segment, [bags.segment.length], 'int32')], { axis: 0, size: bags.count });
+  if (mode === 'sum') return summed;
+  const inv = new Float32Array(bags.count);
+  for (let e = 0; e < bags.count; e++) inv[e] = bags.sizes[e]! > 0 ? 1 / bags.sizes[e]! : 0;
+  return mul(summed, wrap(inv, [bags.count, 1], 'float32'));
+}
+
+/** Reads a tensor's values as a fresh Float32Array (for stores that own their memory). */
+export function toFloat32(t: Tensor): Float32Array {
+  return Float32Array.from(unsafeData(t));
+}

@@ -1,0 +1,66 @@
+/**
+ * EmbeddingTable: a large [vocab, dim] parameter that is read and updated a
+ * few rows at a time. It owns its storage and is the one mutable parameter
+ * store in negcache: copying a 2^18 × 64 table on every step (as a
+ * functional update would) costs more than the step itself. `rows(ids)`
+ * returns a COPY of the requested rows as an ordinary immutable tensor, so
+ * the autodiff never sees the mutable storage; optimisers write back
+ * through `applyRows`. `snapshot()`/`load()` serve checkpoints.
+ */
+import { ArgumentError, ShapeError, describe, fmtShape } from '../errors.js';
+import { Rng } from '../tensor/random.js';
+import { isTensor, unsafeData, wrap, type Tensor } from '../tensor/tensor.js';
+
+export class EmbeddingTable {
+  readonly vocab: number;
+  readonly dim: number;
+  /** @internal */
+  readonly data: Float32Array;
+
+  constructor(vocab: number, dim: number, init: { rng: Rng; std?: number } | Float32Array) {
+    if (!Number.isInteger(vocab) || vocab < 1 || !Number.isInteger(dim) || dim < 1 || vocab * dim > 2 ** 31 - 1) {
+      throw new ArgumentError('EmbeddingTable', `vocab and dim must be positive integers with vocab*dim < 2^31, got ${describe(vocab)} × ${describe(dim)}`);
+    }
+    this.vocab = vocab;
+    this.dim = dim;
+    if (init instanceof Float32Array) {
+      if (init.length !== vocab * dim) throw new ShapeError('EmbeddingTable', `initial values have ${init.length} entries; need ${vocab * dim}`);
+      this.data = init;
+    } else {
+      if (!(init?.rng instanceof Rng)) throw new ArgumentError('EmbeddingTable', `init must be {rng, std?} with a seeded Rng, got ${describe(init)}`);
+      const std = init.std ?? 1 / Math.sqrt(dim);
+      this.data = new Float32Array(vocab * dim);
+      for (let i = 0; i < this.data.length; i++) this.data[i] = std * init.rng.normal();
+    }
+  }
+
+  /** A copy of rows `ids` as a [ids.length, dim] float32 tensor. */
+  rows(ids: Int32Array): Tensor {
+    const out = new Float32Array(ids.length * this.dim);
+    for (let r = 0; r < ids.length; r++) {
+      const id = ids[r]!;
+      if (!(id >= 0 && id < this.vocab)) throw new ArgumentError('EmbeddingTable.rows', `ids[${r}] = ${id} is out of range; need 0 <= id < ${this.vocab}`);
+      out.set(this.data.subarray(id * this.dim, (id + 1) * this.dim), r * this.dim);
+    }
+    return wrap(out, [ids.length, this.dim], 'float32');
+  }
+
+  /** Overwrites rows `ids` with `values` [ids.length, dim]. Used by optimisers. */
+  applyRows(ids: Int32Array, values: Float32Array): void {
+    if (values.length !== ids.length * this.dim) throw new ShapeError('EmbeddingTable.applyRows', `values has ${values.length} entries; need ${ids.length} × ${this.dim}`);
+    for (let r = 0; r < ids.length; r++) this.data.set(values.subarray(r * this.dim, (r + 1) * this.dim), ids[r]! * this.dim);
+  }
+
+  /** The whole table as an immutable tensor (a copy). */
+  snapshot(): Tensor {
+    return wrap(this.data.slice(), [this.vocab, this.dim], 'float32');
+  }
+
+  /** Replaces the contents from a [vocab, dim] float32 tensor. */
+  load(t: Tensor): void {
+    if (!isTensor(t) || t.dtype !== 'float32' || t.shape[0] !== this.vocab || t.shape[1] !== this.dim || t.rank !== 2) {
+      throw new ShapeError('EmbeddingTable.load', `need a float32 [${this.vocab}, ${this.dim}] tensor, got ${isTensor(t) ? `${fmtShape(t.shape)} ${t.dtype}` : describe(t)}`);
+    }
+    this.data.set(unsafeData(t) as Float32Array);
+  }
+}

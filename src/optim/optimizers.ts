@@ -1,0 +1,262 @@
+/**
+ * Optimisers: SGD (with momentum) and Adam/AdamW.
+ *
+ * Dense parameters are trees of tensors updated functionally:
+ * `params = opt.step(params, grads, sparse)` returns new tensors. Large
+ * embedding tables are updated sparsely, in place in their EmbeddingTable
+ * store: `sparse` lists, per named table, the rows a step touched and their
+ * gradient. Sparse updates are "lazy" (as TF's LazyAdam / PyTorch's
+ * SparseAdam): moments and weight decay of untouched rows do not move.
+ *
+ * Update rules (g the gradient after clipping, t the step count from 1):
+ *   SGD:    v ← μ·v + g;  θ ← θ - lr·(g + μ·v if nesterov else v)   (v = g when μ = 0)
+ *   Adam:   m ← β1·m + (1-β1)·g;  v ← β2·v + (1-β2)·g²
+ *           θ ← θ - lr·(m / (1-β1ᵗ)) / (sqrt(v / (1-β2ᵗ)) + ε)
+ *   AdamW:  θ ← θ - lr·λ·θ - (the Adam step), both from the old θ
+ *           (decoupled weight decay, Loshchilov & Hutter; as PyTorch's AdamW)
+ *   SGD weight decay is coupled (g ← g + λ·θ), as in PyTorch.
+ * Gradient clipping by global norm (over dense and sparse gradients together):
+ *   g ← g · min(1, clipNorm / ||g||₂).
+ */
+import { ArgumentError, NonFiniteError, ShapeError, describe, fmtShape } from '../errors.js';
+import { isFloat } from '../tensor/dtype.js';
+import { shapesEqual } from '../tensor/shape.js';
+import { isTensor, unsafeData, wrap, type Tensor } from '../tensor/tensor.js';
+import { flatten } from '../autograd/tree.js';
+import type { EmbeddingTable } from '../nn/table.js';
+
+export interface SparseGrad {
+  table: EmbeddingTable;
+  /** Rows touched this step (distinct ids). */
+  ids: Int32Array;
+  /** [ids.length, dim] gradient of those rows. */
+  grad: Tensor;
+}
+
+export interface OptimizerCommon {
+  lr: number;
+  /** Clip the global gradient norm to this value (off when undefined). */
+  clipNorm?: number;
+}
+
+function checkNum(op: string, name: string, v: unknown, lo: number, hi: number, loOpen = false): number {
+  if (typeof v !== 'number' || !Number.isFinite(v) || v < lo || v > hi || (loOpen && v === lo)) {
+    throw new ArgumentError(op, `${name} must be a number in ${loOpen ? '(' : '['}${lo}, ${hi}], got ${describe(v)}`);
+  }
+  return v;
+}
+
+/** Global L2 norm of dense and sparse gradients. */
+export function globalNorm(grads: Tensor[], sparse: readonly SparseGrad[] = []): number {
+  let s = 0;
+  for (const t of [...grads, ...sparse.map((g) => g.grad)]) {
+    const d = unsafeData(t);
+    for (let i = 0; i < d.length; i++) s += d[i]! * d[i]!;
+  }
+  return Math.sqrt(s);
+}
+
+/** The factor min(1, maxNorm / norm) that clipping by global norm multiplies every gradient by. */
+export function clipFactor(norm: number, maxNorm: number | undefined): number {
+  if (maxNorm === undefined || norm <= maxNorm) return 1;
+  return maxNorm / norm;
+}
+
+abstract class Optimizer {
+  protected t = 0;
+  readonly lr: number;
+  readonly clipNorm: number | undefined;
+  /** Dense state per parameter leaf (by flattened order) and per table name. */
+  protected dense: Float32Array[][] = [];
+  protected tables = new Map<string, Float32Array[]>();
+  private denseShapes: string[] | null = null;
+
+  constructor(protected readonly name: string, opts: OptimizerCommon) {
+    if (opts === null || typeof opts !== 'object') throw new ArgumentError(name, `options must be an object, got ${describe(opts)}`);
+    this.lr = checkNum(name, 'lr', opts.lr, 0, 1e6, true);
+    this.clipNorm = opts.clipNorm === undefined ? undefined : checkNum(name, 'clipNorm', opts.clipNorm, 0, Infinity, true);
+  }
+
+  /** Number of steps taken. */
+  get steps(): number {
+    return this.t;
+  }
+
+  protected abstract slots(): number;
+  protected abstract update(theta: Float32Array, g: Float32Array, state: Float32Array[], scale: number, offset: number, length: number, gOffset: number): void;
+
+  /**
+   * One step: returns the new dense parameters (same tree structure) and
+   * updates the sparse tables in place. Everything is validated before
+   * anything changes; a non-finite gradient is rejected (NonFiniteError)
+   * with no state touched.
+   */
+  step<T>(params: T, grads: unknown, sparse: Readonly<Record<string, SparseGrad>> = {}): T {
+    const op = `${this.name}.step`;
+    const p = flatten(op, params, 'params');
+    const g = flatten(op, grads, 'grads');
+    if (p.leaves.length !== g.leaves.length) throw new ShapeError(op, `grads has ${g.leaves.length} tensors but params has ${p.leaves.length}; need the same tree`);
+    p.leaves.forEach((t, i) => {
+      const gt = g.leaves[i]!;
+      if (!isFloat(t.dtype)) throw new ArgumentError(op, `parameter ${i} is ${t.dtype}; only float parameters can be optimised`);
+      if (!shapesEqual(t.shape, gt.shape)) throw new ShapeError(op, `gradient ${i} is ${fmtShape(gt.shape)} but its parameter is ${fmtShape(t.shape)}`);
+    });
+    const shapes = p.leaves.map((t) => fmtShape(t.shape));
+    if (this.denseShapes !== null && shapes.join(';') !== this.denseShapes.join(';')) {
+      throw new ShapeError(op, `the parameter tree changed since the first step (${this.denseShapes.join(' ')} → ${shapes.join(' ')}); use one optimiser per model`);
+    }
+    const sparseList = Object.entries(sparse);
+    for (const [name, s] of sparseList) {
+      if (!s || !isTensor(s.grad) || !(s.ids instanceof Int32Array)) throw new ArgumentError(op, `sparse.${name} must be {table, ids, grad}, got ${describe(s)}`);
+      if (!shapesEqual(s.grad.shape, [s.ids.length, s.table.dim])) throw new ShapeError(op, `sparse.${name}.grad is ${fmtShape(s.grad.shape)}; need [${s.ids.length}, ${s.table.dim}]`);
+      const seen = new Set<number>();
+      for (const id of s.ids) {
+        if (!(id >= 0 && id < s.table.vocab)) throw new ArgumentError(op, `sparse.${name}.ids has ${id}; need 0 <= id < ${s.table.vocab}`);
+        if (seen.has(id)) throw new ArgumentError(op, `sparse.${name}.ids repeats ${id}; need distinct ids (sum their gradients first)`);
+        seen.add(id);
+      }
+    }
+    const all = [...g.leaves, ...sparseList.map(([, s]) => s.grad)];
+    all.forEach((t, i) => {
+      const d = unsafeData(t);
+      for (let k = 0; k < d.length; k++) if (!Number.isFinite(d[k]!)) throw new NonFiniteError(op, `gradient ${i < g.leaves.length ? `of parameter ${i}` : `of table "${sparseList[i - g.leaves.length]![0]}"`} has ${d[k]} at flat index ${k}; the step was rejected`);
+    });
+
+    // All checks passed: mutate state.
+    this.denseShapes = shapes;
+    this.t++;
+    const scale = clipFactor(globalNorm(g.leaves, sparseList.map(([, s]) => s)), this.clipNorm);
+    if (this.dense.length === 0) this.dense = p.leaves.map((t) => Array.from({ length: this.slots() }, () => new Float32Array(t.size)));
+    const next = p.leaves.map((t, i) => {
+      const theta = Float32Array.from(unsafeData(t));
+      this.update(theta, Float32Array.from(unsafeData(g.leaves[i]!)), this.dense[i]!, scale, 0, theta.length, 0);
+      return wrap(theta, t.shape, 'float32');
+    });
+    for (const [name, s] of sparseList) {
+      let state = this.tables.get(name);
+      if (!state) { state = Array.from({ length: this.slots() }, () => new Float32Array(s.table.data.length)); this.tables.set(name, state); }
+      const gd = Float32Array.from(unsafeData(s.grad));
+      const dim = s.table.dim;
+      for (let r = 0; r < s.ids.length; r++) this.update(s.table.data, gd, state, scale, s.ids[r]! * dim, dim, r * dim);
+    }
+    return p.rebuild(next) as T;
+  }
+
+  /** The optimiser state as named tensors (for checkpoints). */
+  getState(): Record<string, Tensor> {
+    const out: Record<string, Tensor> = { t: wrap(Int32Array.of(this.t), [], 'int32') };
+    this.dense.forEach((slots, i) => slots.forEach((s, k) => { out[`dense.${i}.${k}`] = wrap(s.slice(), [s.length], 'float32'); }));
+    for (const [name, slots] of this.tables) slots.forEach((s, k) => { out[`table.${name}.${k}`] = wrap(s.slice(), [s.length], 'float32'); });
+    return out;
+  }
+
+  /** Restores a state captured by getState. */
+  setState(state: Record<string, Tensor>): void {
+    const op = `${this.name}.setState`;
+    const t = state['t'];
+    if (!isTensor(t) || t.dtype !== 'int32' || t.size !== 1) throw new ArgumentError(op, 'state.t must be an int32 scalar');
+    const dense: Float32Array[][] = [];
+    const tables = new Map<string, Float32Array[]>();
+    for (const [key, v] of Object.entries(state)) {
+      if (key === 't') continue;
+      const m = /^dense\.(\d+)\.(\d+)$/.exec(key) ?? null;
+      const tm = /^table\.(.+)\.(\d+)$/.exec(key) ?? null;
+      if (!isTensor(v) || v.dtype !== 'float32') throw new ArgumentError(op, `state.${key} must be a float32 tensor`);
+      if (m) { (dense[Number(m[1])] ??= [])[Number(m[2])] = Float32Array.from(unsafeData(v)); }
+      else if (tm) { const arr = tables.get(tm[1]!) ?? []; arr[Number(tm[2])] = Float32Array.from(unsafeData(v)); tables.set(tm[1]!, arr); }
+      else throw new ArgumentError(op, `unknown state entry "${key}"`);
+    }
+    this.t = unsafeData(t)[0]!;
+    this.dense = dense;
+    this.tables = tables;
+    this.denseShapes = null;
+  }
+}
+
+export interface SGDOptions extends OptimizerCommon {
+  momentum?: number;
+  nesterov?: boolean;
+  weightDecay?: number;
+}
+
+export class SGD extends Optimizer {
+  readonly momentum: number;
+  readonly nesterov: boolean;
+  readonly weightDecay: number;
+
+  constructor(opts: SGDOptions) {
+    super('SGD', opts);
+    this.momentum = checkNum('SGD', 'momentum', opts.momentum ?? 0, 0, 1);
+    this.nesterov = opts.nesterov ?? false;
+    this.weightDecay = checkNum('SGD', 'weightDecay', opts.weightDecay ?? 0, 0, 1e6);
+  }
+
+  protected slots(): number {
+    return 1;
+  }
+
+  protected update(theta: Float32Array, g: Float32Array, [buf]: Float32Array[], scale: number, off: number, len: number, goff: number): void {
+    const { lr, momentum: mu, nesterov, weightDecay: wd } = this;
+    for (let k = 0; k < len; k++) {
+      const i = off + k;
+      const gi = g[goff + k]! * scale + wd * theta[i]!;
+      let step = gi;
+      if (mu > 0) {
+        const v = mu * buf![i]! + gi;
+        buf![i] = v;
+        step = nesterov ? gi + mu * v : v;
+      }
+      theta[i] = theta[i]! - lr * step;
+    }
+  }
+}
+
+export interface AdamOptions extends OptimizerCommon {
+  beta1?: number;
+  beta2?: number;
+  eps?: number;
+  /** Decoupled weight decay λ (AdamW); 0 = plain Adam. */
+  weightDecay?: number;
+}
+
+export class Adam extends Optimizer {
+  readonly beta1: number;
+  readonly beta2: number;
+  readonly eps: number;
+  readonly weightDecay: number;
+
+  constructor(opts: AdamOptions, name = 'Adam') {
+    super(name, opts);
+    this.beta1 = checkNum(name, 'beta1', opts.beta1 ?? 0.9, 0, 1);
+    this.beta2 = checkNum(name, 'beta2', opts.beta2 ?? 0.999, 0, 1);
+    this.eps = checkNum(name, 'eps', opts.eps ?? 1e-8, 0, 1, true);
+    this.weightDecay = checkNum(name, 'weightDecay', opts.weightDecay ?? 0, 0, 1e6);
+  }
+
+  protected slots(): number {
+    return 2;
+  }
+
+  protected update(theta: Float32Array, g: Float32Array, [m, v]: Float32Array[], scale: number, off: number, len: number, goff: number): void {
+    const { lr, beta1: b1, beta2: b2, eps, weightDecay: wd } = this;
+    const c1 = 1 - Math.pow(b1, this.t), c2 = 1 - Math.pow(b2, this.t);
+    for (let k = 0; k < len; k++) {
+      const i = off + k;
+      const gi = g[goff + k]! * scale;
+      const mi = b1 * m![i]! + (1 - b1) * gi;
+      const vi = b2 * v![i]! + (1 - b2) * gi * gi;
+      m![i] = mi;
+      v![i] = vi;
+      let th = theta[i]! - lr * (mi / c1) / (Math.sqrt(vi / c2) + eps);
+      if (wd > 0) th -= lr * wd * theta[i]!;
+      theta[i] = th;
+    }
+  }
+}
+
+/** AdamW: Adam with decoupled weight decay (default λ = 0.01). */
+export class AdamW extends Adam {
+  constructor(opts: AdamOptions) {
+    super({ ...opts, weightDecay: opts.weightDecay ?? 0.01 }, 'AdamW');
+  }
+}

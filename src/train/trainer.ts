@@ -1,0 +1,342 @@
+/**
+ * Training the dual encoder three ways, with one code path for everything
+ * but the loss:
+ *  - 'cache':   the negative cache (CacheLossHandler): per query one negative
+ *               sampled from the softmax over the cache, refreshed through the
+ *               doc tower; the batch's positives enter the cache.
+ *  - 'inbatch': softmax over the batch's positives (the other queries'
+ *               documents are the negatives; duplicates of the own document
+ *               are masked out).
+ *  - 'full':    exact softmax over the whole corpus: every document through
+ *               the doc tower on every step.
+ *
+ * Sparse parameters: each step collects the feature rows it touches in a
+ * RowSpace, differentiates with respect to those rows only, and the
+ * optimiser updates them in the EmbeddingTables. For the cache method, the
+ * negatives are sampled first (values only) so their feature rows are known
+ * before the gradient is built; the loss then reuses that sample.
+ */
+import { ArgumentError, describe } from '../errors.js';
+import { Rng } from '../tensor/random.js';
+import { unsafeData, wrap, type Tensor } from '../tensor/tensor.js';
+import { valueAndGrad } from '../autograd/transforms.js';
+import { logSoftmax, mean } from '../ops/reduce.js';
+import { gather, reshape } from '../ops/layout.js';
+import { mul, neg, where } from '../ops/elementwise.js';
+import { matmul } from '../ops/linalg.js';
+import { RowSpace, makeBags } from '../nn/layers.js';
+import { AdamW } from '../optim/optimizers.js';
+import { CacheManager } from '../cache/negativeCache.js';
+import { CacheClassificationLoss } from '../losses/cacheClassificationLoss.js';
+import { scaleTransform, type Sampler } from '../losses/common.js';
+import { CacheLossHandler, type HandlerStep } from '../handlers/handlers.js';
+import type { Corpus } from '../data/corpus.js';
+import { DualEncoder, tower, type DenseParams } from './model.js';
+import { evaluate, type EvalResult } from './evaluate.js';
+
+export type Method = 'cache' | 'inbatch' | 'full';
+export const METHODS: readonly Method[] = ['cache', 'inbatch', 'full'];
+
+export interface TrainConfig {
+  method: Method;
+  /** Maximum number of steps. */
+  steps: number;
+  /** Stop after this many seconds of training (evaluation time excluded); Infinity for none. */
+  timeBudgetSeconds: number;
+  batch: number;
+  cacheSize: number;
+  dim: number;
+  lr: number;
+  /** Score scale (inverse temperature): s = scale · <f(q), g(d)>. */
+  scale: number;
+  weightDecay: number;
+  clipNorm: number | undefined;
+  sampler: Sampler;
+  topK: number | undefined;
+  seed: number;
+  /** Evaluate recall on `evalQueries` held-out queries every this many seconds of training (0 = never). */
+  evalEverySeconds: number;
+  evalQueries: number;
+}
+
+export const DEFAULT_CONFIG: Omit<TrainConfig, 'method'> = {
+  steps: 100000,
+  timeBudgetSeconds: Infinity,
+  batch: 128,
+  cacheSize: 16384,
+  dim: 64,
+  lr: 0.003,
+  scale: 20,
+  weightDecay: 0,
+  clipNorm: undefined,
+  sampler: 'categorical',
+  topK: undefined,
+  seed: 0,
+  evalEverySeconds: 0,
+  evalQueries: 1000,
+};
+
+export interface StepRecord {
+  step: number;
+  /** Seconds of training so far (evaluation excluded). */
+  time: number;
+  stepMs: number;
+  trainingLoss: number;
+  /** Cache method: -log probPos over the cache; softmax methods: the cross-entropy itself. */
+  interpretableLoss: number;
+  /** Cache method only (NaN otherwise). */
+  staleness: number;
+}
+
+export interface EvalRecord extends EvalResult {
+  step: number;
+  time: number;
+}
+
+export interface TrainResult {
+  config: TrainConfig;
+  history: StepRecord[];
+  evals: EvalRecord[];
+  final: EvalResult;
+  steps: number;
+  trainSeconds: number;
+  medianStepMs: number;
+  model: DualEncoder;
+}
+
+export interface TrainHooks {
+  onStep?: (r: StepRecord) => void;
+  onEval?: (r: EvalRecord) => void;
+  /** Clock in milliseconds (default performance.now). */
+  now?: () => number;
+}
+
+export function checkConfig(c: TrainConfig): TrainConfig {
+  const op = 'train';
+  const int = (name: keyof TrainConfig, lo: number, hi = 2 ** 31 - 1): void => {
+    const v = c[name];
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < lo || v > hi) throw new ArgumentError(op, `${name} must be an integer in [${lo}, ${hi}], got ${describe(v)}`);
+  };
+  const num = (name: keyof TrainConfig, lo: number, open = false): void => {
+    const v = c[name];
+    if (typeof v !== 'number' || Number.isNaN(v) || v < lo || (open && v === lo)) throw new ArgumentError(op, `${name} must be a number ${open ? '>' : '>='} ${lo}, got ${describe(v)}`);
+  };
+  if (!METHODS.includes(c.method)) throw new ArgumentError(op, `method must be one of ${METHODS.join(', ')}, got ${describe(c.method)}`);
+  int('steps', 1); int('batch', 1, 65536); int('cacheSize', 1, 2 ** 24); int('dim', 1, 4096); int('seed', 0, Number.MAX_SAFE_INTEGER);
+  int('evalQueries', 1);
+  num('lr', 0, true); num('scale', 0, true); num('weightDecay', 0); num('timeBudgetSeconds', 0, true); num('evalEverySeconds', 0);
+  if (c.clipNorm !== undefined) num('clipNorm', 0, true);
+  if (c.sampler !== 'gumbel' && c.sampler !== 'categorical') throw new ArgumentError(op, `sampler must be gumbel or categorical, got ${describe(c.sampler)}`);
+  if (c.topK !== undefined) {
+    int('topK', 1);
+    if (c.cacheSize % c.topK !== 0) throw new ArgumentError(op, `topK ${c.topK} must divide cacheSize ${c.cacheSize}`);
+  }
+  if (c.method === 'cache' && c.batch > c.cacheSize) throw new ArgumentError(op, `batch ${c.batch} is larger than cacheSize ${c.cacheSize}; the cache must hold at least one batch of new items`);
+  return c;
+}
+
+/** Holds a model, its optimiser and (for the cache method) the handler, and takes steps. */
+export class Trainer {
+  readonly config: TrainConfig;
+  readonly corpus: Corpus;
+  readonly model: DualEncoder;
+  readonly optimizer: AdamW;
+  readonly handler: CacheLossHandler | null;
+  readonly rng: Rng;
+  private order: Int32Array;
+  private cursor = 0;
+  stepCount = 0;
+
+  constructor(corpus: Corpus, config: TrainConfig) {
+    this.config = checkConfig({ ...config });
+    this.corpus = corpus;
+    if (corpus.trainQueries.length < 1) throw new ArgumentError('train', 'the corpus has no training queries');
+    const root = new Rng(config.seed);
+    this.model = new DualEncoder({ vocab: corpus.featureBuckets, dim: config.dim, seed: root.split().nextUint32() });
+    this.rng = root.split();
+    this.optimizer = new AdamW({ lr: config.lr, weightDecay: config.weightDecay, ...(config.clipNorm !== undefined ? { clipNorm: config.clipNorm } : {}) });
+    this.order = corpus.trainQueries.slice();
+    this.shuffle();
+    if (config.method === 'cache') {
+      const cacheManager = new CacheManager({
+        specs: { embedding: { shape: [config.dim], dtype: 'float32' }, docId: { shape: [], dtype: 'int32' } },
+        cacheSize: config.cacheSize,
+      });
+      const loss = new CacheClassificationLoss({
+        embeddingKey: 'embedding', dataKeys: ['docId'], scoreTransform: scaleTransform(config.scale),
+        rng: root.split(), sampler: config.sampler, falseNegativeKey: 'docId',
+        ...(config.topK !== undefined ? { topK: config.topK } : {}),
+      });
+      this.handler = new CacheLossHandler({ cacheManager, loss });
+    } else this.handler = null;
+  }
+
+  private shuffle(): void {
+    const a = this.order;
+    for (let i = a.length - 1; i > 0; i--) {
+      const j = this.rng.int(i + 1);
+      const t = a[i]!; a[i] = a[j]!; a[j] = t;
+    }
+  }
+
+  /** The next batch of training queries (query i's positive is document i); reshuffles each epoch. */
+  nextBatch(): Int32Array {
+    const b = Math.min(this.config.batch, this.order.length);
+    if (this.cursor + b > this.order.length) { this.shuffle(); this.cursor = 0; }
+    const out = this.order.slice(this.cursor, this.cursor + b);
+    this.cursor += b;
+    return out;
+  }
+
+  /** One optimisation step; returns its loss metrics. */
+  step(): { trainingLoss: number; interpretableLoss: number; staleness: number } {
+    const batch = this.nextBatch();
+    const r = this.config.method === 'cache' ? this.cacheStep(batch) : this.config.method === 'inbatch' ? this.inBatchStep(batch) : this.fullStep(batch);
+    this.stepCount++;
+    return r;
+  }
+
+  private queryRows(batch: Int32Array) {
+    const c = this.corpus;
+    const space = new RowSpace();
+    const bags = makeBags(c.queryOffsets, c.queryIds, batch, c.featureBuckets, space);
+    const ids = space.ids();
+    return { bags, ids, rows: this.model.queryTable.rows(ids) };
+  }
+
+  /** Applies dense and sparse gradients. */
+  private apply(grad: { dense: DenseParams; qRows: Tensor; dRows: Tensor }, qIds: Int32Array, dIds: Int32Array): void {
+    this.model.dense = this.optimizer.step(this.model.dense, grad.dense, {
+      query: { table: this.model.queryTable, ids: qIds, grad: grad.qRows },
+      doc: { table: this.model.docTable, ids: dIds, grad: grad.dRows },
+    });
+  }
+
+  private cacheStep(batch: Int32Array) {
+    const c = this.corpus, m = this.model, h = this.handler!;
+    const q = this.queryRows(batch);
+    const positiveIds = wrap(batch.slice(), [batch.length], 'int32');
+    // 1. Sample the negatives from the current cache (values only).
+    const qValues = tower(q.rows, q.bags, m.dense.query);
+    const retrieval = h.retrieve(qValues, { positiveIds });
+    const sampled = unsafeData(retrieval.retrievedData['docId']!) as Int32Array;
+    // 2. The document rows this step touches: positives and sampled negatives.
+    const dSpace = new RowSpace();
+    const posBags = makeBags(c.docOffsets, c.docIds, batch, c.featureBuckets, dSpace);
+    const negBags = makeBags(c.docOffsets, c.docIds, sampled, c.featureBuckets, dSpace);
+    const dIds = dSpace.ids();
+    const dRows0 = m.docTable.rows(dIds);
+    // 3. Differentiate with respect to dense params and the touched rows.
+    const f = (p: { dense: DenseParams; qRows: Tensor; dRows: Tensor }): [Tensor, HandlerStep] => {
+      const qEmb = tower(p.qRows, q.bags, p.dense.query);
+      const pEmb = tower(p.dRows, posBags, p.dense.doc);
+      const docNetwork = (features: Record<string, Tensor>): Tensor => {
+        const ids = unsafeData(features['docId']!) as Int32Array;
+        if (ids.some((v, i) => v !== sampled[i])) throw new Error('internal: the loss asked for documents other than the sampled ones');
+        return tower(p.dRows, negBags, p.dense.doc);
+      };
+      const s = h.computeLoss(docNetwork, qEmb, pEmb, { docId: positiveIds }, { positiveIds, retrieval });
+      return [s.trainingLoss, s];
+    };
+    const { grad, aux } = valueAndGrad(f, { hasAux: true })({ dense: m.dense, qRows: q.rows, dRows: dRows0 });
+    const s = aux as HandlerStep;
+    h.commit(s, { gradients: grad });
+    this.apply(grad, q.ids, dIds);
+    return { trainingLoss: s.metrics.trainingLoss, interpretableLoss: s.metrics.interpretableLoss, staleness: s.metrics.staleness };
+  }
+
+  private inBatchStep(batch: Int32Array) {
+    const c = this.corpus, m = this.model;
+    const q = this.queryRows(batch);
+    const dSpace = new RowSpace();
+    const posBags = makeBags(c.docOffsets, c.docIds, batch, c.featureBuckets, dSpace);
+    const dIds = dSpace.ids();
+    const b = batch.length;
+    // The same document twice in a batch is not a negative for itself.
+    const dup = new Uint8Array(b * b);
+    for (let i = 0; i < b; i++) for (let j = 0; j < b; j++) dup[i * b + j] = i !== j && batch[i] === batch[j] ? 1 : 0;
+    const dupMask = wrap(dup, [b, b], 'bool');
+    const diag = wrap(Int32Array.from({ length: b }, (_, i) => i * b + i), [b], 'int32');
+    const f = (p: { dense: DenseParams; qRows: Tensor; dRows: Tensor }): Tensor => {
+      const qEmb = tower(p.qRows, q.bags, p.dense.query);
+      const pEmb = tower(p.dRows, posBags, p.dense.doc);
+      const scores = where(dupMask, -Infinity, mul(matmul(qEmb, pEmb, { transposeB: true }), this.config.scale));
+      const logp = logSoftmax(scores, { axis: 1 });
+      return neg(mean(gather(flat(logp), diag)));
+    };
+    const { value, grad } = valueAndGrad(f)({ dense: m.dense, qRows: q.rows, dRows: m.docTable.rows(dIds) });
+    this.apply(grad, q.ids, dIds);
+    const v = value.item() as number;
+    return { trainingLoss: v, interpretableLoss: v, staleness: NaN };
+  }
+
+  private allDocs: { bags: ReturnType<typeof makeBags>; ids: Int32Array } | null = null;
+
+  private fullStep(batch: Int32Array) {
+    const c = this.corpus, m = this.model;
+    const q = this.queryRows(batch);
+    if (this.allDocs === null) {
+      const space = new RowSpace();
+      const bags = makeBags(c.docOffsets, c.docIds, Int32Array.from({ length: c.docs.length }, (_, i) => i), c.featureBuckets, space);
+      this.allDocs = { bags, ids: space.ids() };
+    }
+    const { bags, ids } = this.allDocs;
+    const n = c.docs.length, b = batch.length;
+    const target = wrap(Int32Array.from({ length: b }, (_, i) => i * n + batch[i]!), [b], 'int32');
+    const f = (p: { dense: DenseParams; qRows: Tensor; dRows: Tensor }): Tensor => {
+      const qEmb = tower(p.qRows, q.bags, p.dense.query);
+      const dEmb = tower(p.dRows, bags, p.dense.doc);
+      const logp = logSoftmax(mul(matmul(qEmb, dEmb, { transposeB: true }), this.config.scale), { axis: 1 });
+      return neg(mean(gather(flat(logp), target)));
+    };
+    const { value, grad } = valueAndGrad(f)({ dense: m.dense, qRows: q.rows, dRows: m.docTable.rows(ids) });
+    this.apply(grad, q.ids, ids);
+    const v = value.item() as number;
+    return { trainingLoss: v, interpretableLoss: v, staleness: NaN };
+  }
+}
+
+function flat(t: Tensor): Tensor {
+  return reshape(t, [t.size]);
+}
+
+/** Picks `count` evaluation queries deterministically (every k-th held-out query). */
+export function evalSubset(testQueries: Int32Array, count: number): Int32Array {
+  if (testQueries.length <= count) return testQueries;
+  const step = testQueries.length / count;
+  return Int32Array.from({ length: count }, (_, i) => testQueries[Math.floor(i * step)]!);
+}
+
+/** Trains with the given config until `steps` or the time budget, evaluating along the way. */
+export function train(corpus: Corpus, config: TrainConfig, hooks: TrainHooks = {}): TrainResult {
+  const now = hooks.now ?? (() => performance.now());
+  const trainer = new Trainer(corpus, config);
+  const history: StepRecord[] = [];
+  const evals: EvalRecord[] = [];
+  const subset = evalSubset(corpus.testQueries, config.evalQueries);
+  let trainMs = 0;
+  let nextEval = config.evalEverySeconds > 0 ? 0 : Infinity;
+  const doEval = (): void => {
+    const r = evaluate(trainer.model, corpus, subset);
+    const rec = { ...r, step: trainer.stepCount, time: trainMs / 1000 };
+    evals.push(rec);
+    hooks.onEval?.(rec);
+  };
+  while (trainer.stepCount < config.steps && trainMs / 1000 < config.timeBudgetSeconds) {
+    if (trainMs / 1000 >= nextEval) { doEval(); nextEval += config.evalEverySeconds; }
+    const t0 = now();
+    const r = trainer.step();
+    const dt = now() - t0;
+    trainMs += dt;
+    const rec: StepRecord = { step: trainer.stepCount, time: trainMs / 1000, stepMs: dt, ...r };
+    history.push(rec);
+    hooks.onStep?.(rec);
+  }
+  if (config.evalEverySeconds > 0) doEval();
+  const final = evaluate(trainer.model, corpus, corpus.testQueries);
+  const sorted = history.map((h) => h.stepMs).sort((a, b) => a - b);
+  return {
+    config: trainer.config, history, evals, final, steps: trainer.stepCount, trainSeconds: trainMs / 1000,
+    medianStepMs: sorted.length ? sorted[Math.floor(sorted.length / 2)]! : NaN, model: trainer.model,
+  };
+}
