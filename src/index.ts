@@ -17,9 +17,26 @@ export { CacheManager, oldestSlots, type NegativeCache, type CacheUpdate, type F
 export { maxScoreRetrievalFn, gumbelMaxRetrievalFn, categoricalRetrievalFn, type RetrievalFn, type SamplerOptions } from './retrieval/retrieval.js';
 export { approximateTopKWithIndices } from './retrieval/topk.js';
 export { scaleTransform, type DocNetwork, type ScoreTransform, type Reducer, type Sampler } from './losses/common.js';
-export { CacheClassificationLoss, type CacheClassificationLossOptions, type CacheLossReturn, type CacheLossCallOptions } from './losses/cacheClassificationLoss.js';
+export { CacheClassificationLoss, type Retrieval, type CacheClassificationLossOptions, type CacheLossReturn, type CacheLossCallOptions } from './losses/cacheClassificationLoss.js';
 export { CacheLossHandler, MultiCacheLossHandler, type HandlerStep, type StepMetrics, type HandlerOptions, type CacheLossHandlerOptions, type MultiCacheLossHandlerOptions } from './handlers/handlers.js';
 export { isInCacheFilter, type NewItemsFilter } from './filters/isInCache.js';
 
 // Checkpoint format (browser-safe bytes; file I/O is in negcache/node)
 export { encodeSafetensors, decodeSafetensors, crc32, type DecodedSafetensors } from './io/safetensors.js';
+
+// Replicas and collectives (the in-process group is browser-safe; worker threads are in negcache/node)
+export { runInProcess, type RunInProcessOptions } from './distributed/inProcess.js';
+export { allGatherRecord, allToAllRecord, CollectiveAbortedError, CollectiveTimeoutError, ReplicaGroupError, type ReplicaContext } from './distributed/replicaContext.js';
+
+// Training stack
+export { glorotUniform, normalInit, zerosInit } from './nn/init.js';
+export { linear, initLinear, l2Normalize, embeddingBag, makeBags, RowSpace, type LinearParams, type Bags } from './nn/layers.js';
+export { EmbeddingTable } from './nn/table.js';
+export { SGD, Adam, AdamW, globalNorm, clipFactor, type SparseGrad, type SGDOptions, type AdamOptions } from './optim/optimizers.js';
+export { tokenize, hashString, hashFeatures, queryFeatures, docFeatures } from './data/text.js';
+export { parseDataFile, buildCorpus, syntheticCorpus, isTestId, type Corpus, type Synset } from './data/corpus.js';
+export { recallAtK, meanReciprocalRank, rankOfTarget, summarizeRanks } from './eval/metrics.js';
+export { lineChart } from './report/svg.js';
+export { DualEncoder, tower } from './train/model.js';
+export { Trainer, train, DEFAULT_CONFIG, type TrainConfig, type TrainResult, type Method } from './train/trainer.js';
+export { evaluate, embedAll } from './train/evaluate.js';

@@ -149,8 +149,11 @@ export class ProgressReporter {
     return this.lastState;
   }
 
-  /** Records that `step` steps are done, with current metric values; writes if due. */
-  update(step: number, metrics?: Record<string, number>): void {
+  /**
+   * Records that `step` steps are done, with current metric values; writes
+   * if due. `etaSeconds` overrides the step-count ETA (for time budgets).
+   */
+  update(step: number, metrics?: Record<string, number>, etaSeconds?: number): void {
     if (!Number.isInteger(step) || step < 0) {
       throw new ArgumentError('ProgressReporter.update', `step must be a non-negative integer, got ${describe(step)}`);
     }
@@ -168,6 +171,7 @@ export class ProgressReporter {
       state.stepsPerSec = ((step - first.step) * 1000) / (t - first.t);
       if (this.totalSteps !== undefined) state.etaSeconds = Math.max(0, this.totalSteps - step) / state.stepsPerSec;
     }
+    if (etaSeconds !== undefined) state.etaSeconds = etaSeconds;
     if (metrics !== undefined) state.metrics = { ...metrics };
     this.lastState = state;
 

@@ -1,0 +1,10 @@
+/**
+ * negcache/node: the Node-only parts (file system, worker threads, WordNet).
+ * The browser-safe core is the package's main entry.
+ */
+export { loadWordNet, wordnetDictDir } from './wordnet.js';
+export {
+  writeFileAtomic, writeFileAtomicSync, readFileStrict, readFileStrictSync,
+  saveSafetensors, saveSafetensorsSync, loadSafetensors, loadSafetensorsSync, FileIOError,
+} from './atomicFile.js';
+export { runWorkers } from './workerGroup.js';

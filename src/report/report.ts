@@ -1,0 +1,119 @@
+/**
+ * The experiment report: a Markdown summary with a results table, a
+ * metrics.json, and SVG plots. Pure string building (browser-safe); the CLI
+ * writes the files.
+ */
+import { lineChart, movingAverage } from './svg.js';
+import { formatDuration } from './progress.js';
+
+export interface MethodSummary {
+  method: string;
+  config: Record<string, unknown>;
+  steps: number;
+  trainSeconds: number;
+  totalSeconds: number;
+  medianStepMs: number;
+  peakRssMB: number;
+  final: { recallAt1: number; recallAt10: number; recallAt100: number; mrr: number; count: number };
+  history: { step: number; time: number; trainingLoss: number; interpretableLoss: number; staleness: number }[];
+  evals: { step: number; time: number; recallAt10: number }[];
+}
+
+export interface ReportMeta {
+  title: string;
+  command: string;
+  date: string;
+  machine: string;
+  corpus: string;
+  notes?: string[];
+}
+
+export interface Report {
+  markdown: string;
+  metrics: string;
+  svgs: Record<string, string>;
+}
+
+const pct = (x: number): string => (Number.isFinite(x) ? (100 * x).toFixed(2) : 'n/a');
+
+/** Keeps at most `max` evenly spaced points (always the last). */
+export function downsample<T>(xs: readonly T[], max: number): T[] {
+  if (xs.length <= max) return xs.slice();
+  const out: T[] = [];
+  const step = xs.length / max;
+  for (let i = 0; i < max; i++) out.push(xs[Math.floor(i * step)]!);
+  out[out.length - 1] = xs[xs.length - 1]!;
+  return out;
+}
+
+export function buildReport(results: readonly MethodSummary[], meta: ReportMeta): Report {
+  const smooth = (pts: [number, number][]): [number, number][] => movingAverage(pts, Math.max(1, Math.floor(pts.length / 50)));
+  const svgs: Record<string, string> = {};
+  svgs['loss.svg'] = lineChart({
+    title: 'Training loss over steps (moving average)',
+    xLabel: 'step', yLabel: 'loss',
+    series: results.map((r) => ({ name: `${r.method}: training loss`, points: smooth(r.history.map((h) => [h.step, h.trainingLoss])) })),
+  });
+  svgs['interpretable_loss.svg'] = lineChart({
+    title: 'Interpretable loss over steps (cache: -log probPos over the cache; others: their softmax cross-entropy)',
+    xLabel: 'step', yLabel: 'loss',
+    series: results.map((r) => ({ name: r.method, points: smooth(r.history.map((h) => [h.step, h.interpretableLoss])) })),
+  });
+  const cache = results.filter((r) => r.history.some((h) => Number.isFinite(h.staleness)));
+  if (cache.length > 0) {
+    svgs['staleness.svg'] = lineChart({
+      title: 'Staleness of the sampled cache embeddings: ||cached - fresh||² / ||fresh||²',
+      xLabel: 'step', yLabel: 'staleness', logY: true,
+      series: cache.map((r) => ({ name: r.method, points: smooth(r.history.filter((h) => h.staleness > 0).map((h) => [h.step, h.staleness])) })),
+    });
+  }
+  svgs['recall10_time.svg'] = lineChart({
+    title: 'Recall@10 on held-out queries over training time',
+    xLabel: 'training seconds', yLabel: 'recall@10',
+    series: results.map((r) => ({ name: r.method, points: r.evals.map((e) => [e.time, e.recallAt10]) })),
+  });
+  svgs['recall10_steps.svg'] = lineChart({
+    title: 'Recall@10 on held-out queries over steps',
+    xLabel: 'step', yLabel: 'recall@10',
+    series: results.map((r) => ({ name: r.method, points: r.evals.map((e) => [e.step, e.recallAt10]) })),
+  });
+
+  const rows = results.map((r) =>
+    `| ${r.method} | ${r.steps} | ${pct(r.final.recallAt1)} | ${pct(r.final.recallAt10)} | ${pct(r.final.recallAt100)} | ${r.final.mrr.toFixed(4)} | ${r.medianStepMs.toFixed(1)} | ${formatDuration(r.trainSeconds)} | ${formatDuration(r.totalSeconds)} | ${r.peakRssMB.toFixed(0)} |`);
+  const md = [
+    `# ${meta.title}`,
+    '',
+    `- Command: \`${meta.command}\``,
+    `- Date: ${meta.date}`,
+    `- Machine: ${meta.machine}`,
+    `- Data: ${meta.corpus}`,
+    '',
+    '## Results (held-out queries, exact retrieval over all documents)',
+    '',
+    '| method | steps | recall@1 % | recall@10 % | recall@100 % | MRR | median step ms | train time | total time | peak RSS MB |',
+    '|---|---|---|---|---|---|---|---|---|---|',
+    ...rows,
+    '',
+    'Recall@k: share of held-out queries whose own synset ranks in the top k among all documents (ties counted against it).',
+    'Train time excludes evaluation; total time includes the periodic recall evaluations. Peak RSS is the largest resident set size sampled while the method ran (the process is shared, so it includes the corpus).',
+    '',
+    ...(meta.notes && meta.notes.length > 0 ? ['## Notes', '', ...meta.notes.map((n) => `- ${n}`), ''] : []),
+    '## Plots',
+    '',
+    ...Object.keys(svgs).map((name) => `![${name}](${name})`),
+    '',
+    '## Configuration',
+    '',
+    ...results.map((r) => `- ${r.method}: \`${JSON.stringify(r.config)}\``),
+    '',
+  ].join('\n');
+  const metrics = JSON.stringify({
+    meta,
+    results: results.map((r) => ({
+      method: r.method, config: r.config, steps: r.steps, trainSeconds: r.trainSeconds, totalSeconds: r.totalSeconds,
+      medianStepMs: r.medianStepMs, peakRssMB: r.peakRssMB, final: r.final, evals: r.evals,
+      history: downsample(r.history, 500),
+    })),
+  }, (_k, v) => (typeof v === 'number' && !Number.isFinite(v) ? null : v), 2);
+  return { markdown: md, metrics, svgs };
+}
