@@ -40,3 +40,5 @@ export { lineChart } from './report/svg.js';
 export { DualEncoder, tower } from './train/model.js';
 export { Trainer, train, DEFAULT_CONFIG, type TrainConfig, type TrainResult, type Method } from './train/trainer.js';
 export { evaluate, embedAll } from './train/evaluate.js';
+export { DistributedCacheClassificationLoss, type DistributedCacheClassificationLossOptions, type DistributedCacheLossReturn } from './losses/distributedCacheClassificationLoss.js';
+export { ShardedCacheLossHandler, ReplicatedCacheLossHandler, type ShardedStep, type ReplicatedStep } from './handlers/distributed.js';

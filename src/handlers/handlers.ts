@@ -54,7 +54,7 @@ export interface HandlerOptions {
   onMetrics?: (m: StepMetrics) => void;
 }
 
-function scalarOf(t: Tensor): number {
+export function scalarOf(t: Tensor): number {
   const d = unsafeData(t);
   if (d.length === 1) return d[0]!;
   let s = 0;
@@ -62,7 +62,7 @@ function scalarOf(t: Tensor): number {
   return s / d.length;
 }
 
-function checkFinite(op: string, name: string, tree: unknown): void {
+export function checkFinite(op: string, name: string, tree: unknown): void {
   if (tree === undefined || tree === null) return;
   const { leaves } = flatten(op, tree, name);
   leaves.forEach((t, k) => {

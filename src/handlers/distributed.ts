@@ -1,0 +1,185 @@
+/**
+ * Handlers across replicas.
+ *
+ *  - ShardedCacheLossHandler: each replica holds one shard and the loss is
+ *    the sharded DistributedCacheClassificationLoss. A replica's shard
+ *    receives only its own new items (its batch's positives), and, with
+ *    refreshShards, the refreshes of items sampled from it by any replica.
+ *  - ReplicatedCacheLossHandler (the reference's cross-replica mode): every
+ *    replica holds a full copy of the cache and computes the single-cache
+ *    loss on its own queries; at commit, every replica's new items and
+ *    refreshes are all-gathered (replica order) and applied by everyone, so
+ *    the copies stay identical bit for bit.
+ *
+ * Both follow the two-phase protocol of CacheLossHandler (computeLoss, then
+ * commit). Every replica must make the same calls in the same order.
+ */
+import { ArgumentError, describe } from '../errors.js';
+import { isTensor, wrap, type Tensor } from '../tensor/tensor.js';
+import { stopGradient } from '../autograd/transforms.js';
+import type { CacheManager, CacheUpdate, NegativeCache } from '../cache/negativeCache.js';
+import type { CacheClassificationLoss, CacheLossReturn } from '../losses/cacheClassificationLoss.js';
+import type { DistributedCacheClassificationLoss, DistributedCacheLossReturn } from '../losses/distributedCacheClassificationLoss.js';
+import type { DocNetwork } from '../losses/common.js';
+import type { ReplicaContext } from '../distributed/replicaContext.js';
+import { checkFinite, scalarOf, type HandlerOptions, type StepMetrics } from './handlers.js';
+
+const SOURCE = 'cache';
+
+interface Pending {
+  base: NegativeCache;
+  newItems: Record<string, Tensor>;
+  committed: boolean;
+}
+
+function metricsOf(out: { trainingLoss: Tensor; interpretableLoss: Tensor; staleness: Tensor }, step: number): StepMetrics {
+  return { step, trainingLoss: scalarOf(out.trainingLoss), interpretableLoss: scalarOf(out.interpretableLoss), staleness: scalarOf(out.staleness) };
+}
+
+function checkStep(op: string, pending: Pending | undefined, current: NegativeCache): Pending {
+  if (!pending) throw new ArgumentError(op, 'step must come from computeLoss');
+  if (pending.committed) throw new ArgumentError(op, 'this step was already committed');
+  if (pending.base !== current) throw new ArgumentError(op, 'this step was computed against an older cache; compute it again');
+  return pending;
+}
+
+function newItemsOf(op: string, loss: { embeddingKey: string }, features: Readonly<Record<string, Tensor>>, p: Tensor): Record<string, Tensor> {
+  if (features === null || typeof features !== 'object') throw new ArgumentError(op, `features must be a record of tensors, got ${describe(features)}`);
+  if (!isTensor(p)) throw new ArgumentError(op, `posDocEmbeddings must be a Tensor, got ${describe(p)}`);
+  return { ...features, [loss.embeddingKey]: stopGradient(p) };
+}
+
+export interface ShardedStep extends DistributedCacheLossReturn {
+  metrics: StepMetrics;
+  readonly pending: Pending;
+}
+
+export class ShardedCacheLossHandler {
+  private shard: NegativeCache;
+  private count = 0;
+  readonly rejectNonFinite: boolean;
+  readonly onMetrics: ((m: StepMetrics) => void) | undefined;
+
+  constructor(readonly ctx: ReplicaContext, readonly cacheManager: CacheManager, readonly loss: DistributedCacheClassificationLoss, opts: HandlerOptions = {}) {
+    this.shard = cacheManager.initCache();
+    this.rejectNonFinite = opts.rejectNonFinite ?? true;
+    this.onMetrics = opts.onMetrics;
+  }
+
+  /** This replica's shard. */
+  get cache(): NegativeCache {
+    return this.shard;
+  }
+
+  get step(): number {
+    return this.count;
+  }
+
+  setState(shard: NegativeCache, step: number): void {
+    this.cacheManager.checkCache('setState', shard, 'shard');
+    this.shard = shard;
+    this.count = step;
+  }
+
+  async computeLoss(docNetwork: DocNetwork, q: Tensor, p: Tensor, features: Readonly<Record<string, Tensor>>, opts: { positiveIds?: Tensor } = {}): Promise<ShardedStep> {
+    const op = 'ShardedCacheLossHandler.computeLoss';
+    const newItems = newItemsOf(op, this.loss.local, features, p);
+    this.cacheManager.validateUpdate(this.shard, { newItems });
+    const base = this.shard;
+    const out = await this.loss.call(this.ctx, docNetwork, q, p, { [SOURCE]: base }, opts);
+    return { ...out, metrics: metricsOf(out, this.count + 1), pending: { base, newItems, committed: false } };
+  }
+
+  /** Local: own new items, plus the routed refreshes of this shard's sampled items. */
+  commit(step: ShardedStep, opts: { gradients?: unknown } = {}): void {
+    const op = 'ShardedCacheLossHandler.commit';
+    const pending = checkStep(op, step?.pending, this.shard);
+    if (this.rejectNonFinite) {
+      for (const k of ['trainingLoss', 'interpretableLoss', 'staleness'] as const) checkFinite(op, k, step[k]);
+      checkFinite(op, 'gradients', opts.gradients);
+      checkFinite(op, 'newItems', pending.newItems);
+    }
+    const data = step.updatedItemData[SOURCE];
+    const update: CacheUpdate = { newItems: pending.newItems };
+    if (data) {
+      update.updatedItemData = data;
+      update.updatedItemIndices = step.updatedItemIndices[SOURCE]!;
+      update.updatedItemMask = step.updatedItemMask[SOURCE]!;
+    }
+    this.shard = this.cacheManager.updateCache(this.shard, update);
+    pending.committed = true;
+    this.count++;
+    this.onMetrics?.(step.metrics);
+  }
+}
+
+export interface ReplicatedStep extends CacheLossReturn {
+  metrics: StepMetrics;
+  readonly pending: Pending;
+}
+
+export class ReplicatedCacheLossHandler {
+  private copy: NegativeCache;
+  private count = 0;
+  readonly rejectNonFinite: boolean;
+  readonly onMetrics: ((m: StepMetrics) => void) | undefined;
+
+  constructor(readonly ctx: ReplicaContext, readonly cacheManager: CacheManager, readonly loss: CacheClassificationLoss, opts: HandlerOptions = {}) {
+    this.copy = cacheManager.initCache();
+    this.rejectNonFinite = opts.rejectNonFinite ?? true;
+    this.onMetrics = opts.onMetrics;
+  }
+
+  get cache(): NegativeCache {
+    return this.copy;
+  }
+
+  get step(): number {
+    return this.count;
+  }
+
+  computeLoss(docNetwork: DocNetwork, q: Tensor, p: Tensor, features: Readonly<Record<string, Tensor>>, opts: { positiveIds?: Tensor } = {}): ReplicatedStep {
+    const op = 'ReplicatedCacheLossHandler.computeLoss';
+    const newItems = newItemsOf(op, this.loss, features, p);
+    this.cacheManager.validateUpdate(this.copy, { newItems });
+    const base = this.copy;
+    const out = this.loss.call(docNetwork, q, p, { [SOURCE]: base }, opts);
+    return { ...out, metrics: metricsOf(out, this.count + 1), pending: { base, newItems, committed: false } };
+  }
+
+  /**
+   * All-gathers every replica's new items and refreshes, then applies them
+   * (replica order) to this replica's copy: all copies stay identical. A
+   * non-finite step on any replica is rejected on every replica (the check
+   * result is all-gathered too), leaving every copy unchanged.
+   */
+  async commit(step: ReplicatedStep, opts: { gradients?: unknown } = {}): Promise<void> {
+    const op = 'ReplicatedCacheLossHandler.commit';
+    const pending = checkStep(op, step?.pending, this.copy);
+    let bad: unknown = null;
+    if (this.rejectNonFinite) {
+      try {
+        for (const k of ['trainingLoss', 'interpretableLoss', 'staleness'] as const) checkFinite(op, k, step[k]);
+        checkFinite(op, 'gradients', opts.gradients);
+        checkFinite(op, 'newItems', pending.newItems);
+      } catch (e) { bad = e; }
+    }
+    const flags = await this.ctx.allGather(wrap(Int32Array.of(bad === null ? 0 : 1), [1], 'int32'));
+    if (bad !== null) throw bad;
+    const failed = Array.from(flags.dataSync()).findIndex((v) => v !== 0);
+    if (failed >= 0) throw new ArgumentError(op, `replica ${failed} rejected its step (non-finite values); no replica updated its cache`);
+    const keys = Object.keys(pending.newItems).sort();
+    const gathered: Record<string, Tensor> = {};
+    for (const k of keys) gathered[k] = await this.ctx.allGather(pending.newItems[k]!);
+    const emb = this.loss.embeddingKey;
+    const refData = await this.ctx.allGather(step.updatedItemData[SOURCE]![emb]!);
+    const refIdx = await this.ctx.allGather(step.updatedItemIndices[SOURCE]!);
+    const refMask = await this.ctx.allGather(step.updatedItemMask[SOURCE]!);
+    this.copy = this.cacheManager.updateCache(this.copy, {
+      newItems: gathered, updatedItemData: { [emb]: refData }, updatedItemIndices: refIdx, updatedItemMask: refMask,
+    });
+    pending.committed = true;
+    this.count++;
+    this.onMetrics?.(step.metrics);
+  }
+}
