@@ -131,10 +131,11 @@ export class CacheManager {
           dst.set(src.subarray(i * inner, (i + 1) * inner), idx[i]! * inner);
         }
       }
+      const wrote = Object.keys(update.updatedItemData).length > 0;
       for (let i = 0; i < m; i++) {
         if (mask && !mask[i]) continue;
-        if (this.useLru) age[idx[i]!] = -1;
-        valid[idx[i]!] = 1;
+        if (this.useLru) age[idx[i]!] = -1; // as the reference, even when no key is written
+        if (wrote) valid[idx[i]!] = 1;
       }
     }
 
@@ -217,10 +218,11 @@ export class CacheManager {
         throw new ArgumentError(OP, 'updatedItemData and updatedItemIndices go together; got only one of them');
       }
       checkKeys(OP, 'updatedItemData', updatedItemData, Object.keys(this.specs), false);
-      m = Object.keys(updatedItemData).length > 0 ? this.checkRows('updatedItemData', updatedItemData, size, cache) : updatedItemIndices.shape[0] ?? 0;
+      // Check the indices' type first: with an empty updatedItemData, m is read from them.
       if (!isTensor(updatedItemIndices) || updatedItemIndices.dtype !== 'int32' || updatedItemIndices.rank !== 1) {
         throw new ArgumentError(OP, `updatedItemIndices must be an int32 [m] tensor, got ${describe(updatedItemIndices)}`);
       }
+      m = Object.keys(updatedItemData).length > 0 ? this.checkRows('updatedItemData', updatedItemData, size, cache) : updatedItemIndices.shape[0]!;
       if (updatedItemIndices.shape[0] !== m) {
         throw new ShapeError(OP, `updatedItemIndices has ${updatedItemIndices.shape[0]} entries but updatedItemData has ${m} rows; need one item count per update`);
       }

@@ -95,7 +95,7 @@ export class ShardedCacheLossHandler {
     const op = 'ShardedCacheLossHandler.commit';
     const pending = checkStep(op, step?.pending, this.shard);
     if (this.rejectNonFinite) {
-      for (const k of ['trainingLoss', 'interpretableLoss', 'staleness'] as const) checkFinite(op, k, step[k]);
+      for (const k of ['trainingLoss', 'interpretableLoss'] as const) checkFinite(op, k, step[k]);
       checkFinite(op, 'gradients', opts.gradients);
       checkFinite(op, 'newItems', pending.newItems);
     }
@@ -159,7 +159,7 @@ export class ReplicatedCacheLossHandler {
     let bad: unknown = null;
     if (this.rejectNonFinite) {
       try {
-        for (const k of ['trainingLoss', 'interpretableLoss', 'staleness'] as const) checkFinite(op, k, step[k]);
+        for (const k of ['trainingLoss', 'interpretableLoss'] as const) checkFinite(op, k, step[k]);
         checkFinite(op, 'gradients', opts.gradients);
         checkFinite(op, 'newItems', pending.newItems);
       } catch (e) { bad = e; }

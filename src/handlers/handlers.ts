@@ -141,7 +141,6 @@ abstract class BaseHandler {
     if (this.rejectNonFinite) {
       checkFinite(op, 'trainingLoss', step.trainingLoss);
       checkFinite(op, 'interpretableLoss', step.interpretableLoss);
-      checkFinite(op, 'staleness', step.staleness);
       checkFinite(op, 'gradients', opts.gradients);
       for (const [s, items] of Object.entries(pending.newItems)) checkFinite(op, `newItems.${s}`, items);
       for (const [s, data] of Object.entries(step.updatedItemData)) checkFinite(op, `updatedItemData.${s}`, data);

@@ -3,7 +3,7 @@ import { ArgumentError, DTypeError, ShapeError, describe, fmtShape } from '../er
 import { isFloat } from '../tensor/dtype.js';
 import { Rng } from '../tensor/random.js';
 import { isTensor, type Tensor } from '../tensor/tensor.js';
-import { div, mul, sub, where } from '../ops/elementwise.js';
+import { div, greater, logicalAnd, mul, sub, where } from '../ops/elementwise.js';
 import { mean, sum } from '../ops/reduce.js';
 import { categoricalRetrievalFn, gumbelMaxRetrievalFn, type RetrievalFn } from '../retrieval/retrieval.js';
 
@@ -78,11 +78,13 @@ export function rowDot(a: Tensor, b: Tensor): Tensor {
 /**
  * staleness_i = ||cached_i - fresh_i||² / ||fresh_i||², a metric (no
  * gradient needed; callers pass constants). 0 where `keep` is false (queries
- * that had no negative to sample), so no 0/0 appears.
+ * that had no negative to sample) and where the fresh embedding is the zero
+ * vector (the ratio is undefined there), so no 0/0 appears.
  */
 export function staleness(cached: Tensor, fresh: Tensor, keep: Tensor): Tensor {
   const err = sub(cached, fresh);
   const sq = sum(mul(err, err), { axis: 1 });
   const norm = sum(mul(fresh, fresh), { axis: 1 });
-  return where(keep, div(sq, where(keep, norm, 1)), 0);
+  const defined = logicalAnd(keep, greater(norm, 0));
+  return where(defined, div(sq, where(defined, norm, 1)), 0);
 }

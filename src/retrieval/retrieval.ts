@@ -120,7 +120,8 @@ export function categoricalRetrievalFn(opts: SamplerOptions): RetrievalFn {
     for (let i = 0; i < b; i++) {
       const u = rng.uniformOpen();
       let m = -Infinity;
-      for (let j = 0; j < n; j++) m = Math.max(m, invTemp * d[i * n + j]!);
+      // Skip excluded entries: with invTemp = 0, 0 · -Infinity would be NaN.
+      for (let j = 0; j < n; j++) if (d[i * n + j]! !== -Infinity) m = Math.max(m, invTemp * d[i * n + j]!);
       if (m === -Infinity) { out[i] = 0; continue; }
       let total = 0;
       for (let j = 0; j < n; j++) {
