@@ -6,7 +6,7 @@
  *   negcache compare [flags]            all three methods with one budget, one report
  * Bad flags print a message and exit with status 2.
  */
-import { mkdirSync, realpathSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, realpathSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { cpus } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -15,7 +15,16 @@ import { buildCorpus, syntheticCorpus, type Corpus, type Synset } from '../data/
 import { loadWordNet } from '../node/wordnet.js';
 import { ProgressReporter, formatDuration } from '../report/progress.js';
 import { buildReport, type MethodSummary } from '../report/report.js';
-import { DEFAULT_CONFIG, METHODS, train, type Method, type TrainConfig } from '../train/trainer.js';
+import { DEFAULT_CONFIG, METHODS, train, type Checkpoint, type Method, type TrainConfig } from '../train/trainer.js';
+import { saveSafetensorsSync, loadSafetensorsSync } from '../node/atomicFile.js';
+
+/** The checkpoint file inside a run's folder. */
+export const CHECKPOINT_FILE = 'checkpoint.safetensors';
+
+function checkpointStep(c: Checkpoint): number {
+  const t = c.tensors['train.step'];
+  return t ? (t.item() as number) : 0;
+}
 import { hashString } from '../data/text.js';
 import { UsageError, parseFlags, usageOf, type FlagSpec } from './args.js';
 
@@ -40,9 +49,14 @@ const COMMON: Record<string, FlagSpec> = {
   quiet: { kind: 'bool', help: 'no progress line' },
 };
 
+const CHECKPOINTS: Record<string, FlagSpec> = {
+  'checkpoint-every': { kind: 'int', help: 'write <out>/checkpoint.safetensors every N steps (atomic)', min: 1 },
+  resume: { kind: 'string', help: 'continue from DIR/checkpoint.safetensors (same data and config)' },
+};
+
 const COMMANDS: Record<string, { summary: string; flags: Record<string, FlagSpec> }> = {
   demo: { summary: 'the main job: train with the negative cache, in-batch and full softmax at equal wall-clock on WordNet, then write a report', flags: COMMON },
-  train: { summary: 'train one method and write a report', flags: { loss: { kind: 'string', help: 'cache, inbatch or full', choices: METHODS }, ...COMMON } },
+  train: { summary: 'train one method and write a report', flags: { loss: { kind: 'string', help: 'cache, inbatch or full', choices: METHODS }, ...COMMON, ...CHECKPOINTS } },
   compare: { summary: 'train all three methods with one budget and write one report', flags: COMMON },
 };
 
@@ -94,7 +108,13 @@ function configFrom(flags: Record<string, string | number | boolean>, method: Me
   };
 }
 
-function runMethod(corpus: Corpus, config: TrainConfig, quiet: boolean): MethodSummary {
+interface CheckpointFlags {
+  every?: number;
+  dir?: string;
+  resume?: Checkpoint;
+}
+
+function runMethod(corpus: Corpus, config: TrainConfig, quiet: boolean, ckpt: CheckpointFlags = {}): MethodSummary {
   const started = performance.now();
   const isTTY = Boolean(process.stdout.isTTY);
   const progress = new ProgressReporter({
@@ -113,6 +133,14 @@ function runMethod(corpus: Corpus, config: TrainConfig, quiet: boolean): MethodS
       progress.update(r.step, metrics, eta);
     },
     onEval: (e) => progress.log(`   eval at step ${e.step} (${e.time.toFixed(0)} s): recall@10 ${(100 * e.recallAt10).toFixed(2)}%  MRR ${e.mrr.toFixed(4)}`),
+    ...(ckpt.resume ? { resume: ckpt.resume } : {}),
+    ...(ckpt.every !== undefined && ckpt.dir !== undefined ? {
+      checkpointEvery: ckpt.every,
+      onCheckpoint: (c: Checkpoint) => {
+        mkdirSync(ckpt.dir!, { recursive: true });
+        saveSafetensorsSync(join(ckpt.dir!, CHECKPOINT_FILE), c.tensors, c.metadata);
+      },
+    } : {}),
   });
   progress.finish();
   peak = Math.max(peak, process.memoryUsage().rss);
@@ -168,8 +196,20 @@ export function main(argv: readonly string[]): number {
     const t0 = performance.now();
     const { corpus, description } = loadCorpus(flags);
     if (!quiet) process.stdout.write(`data: ${description} (loaded in ${((performance.now() - t0) / 1000).toFixed(1)} s)\n`);
-    const results = configs.map((c) => runMethod(corpus, c, quiet));
     const out = (flags['out'] as string | undefined) ?? join('reports', command);
+    let resume: Checkpoint | undefined;
+    if (flags['resume'] !== undefined) {
+      const file = join(flags['resume'] as string, CHECKPOINT_FILE);
+      if (!existsSync(file)) throw new UsageError(`--resume: no checkpoint at ${file}`);
+      const { tensors, metadata } = loadSafetensorsSync(file);
+      resume = { tensors, metadata };
+      if (!quiet) process.stdout.write(`resuming from ${file} at step ${checkpointStep(resume)}\n`);
+    }
+    const ckpt: CheckpointFlags = {
+      ...(flags['checkpoint-every'] !== undefined ? { every: flags['checkpoint-every'] as number, dir: resolve(out) } : {}),
+      ...(resume ? { resume } : {}),
+    };
+    const results = configs.map((c) => runMethod(corpus, c, quiet, ckpt));
     const title = command === 'train' ? `negcache: training with the ${methods[0]} loss` : 'negcache: negative cache vs in-batch vs full softmax';
     const notes = command === 'train' ? [] : [
       'All methods share the model, optimiser (AdamW), batch size, learning rate, score scale and seed; only the loss differs.',

@@ -26,7 +26,7 @@ import { mul, neg, where } from '../ops/elementwise.js';
 import { matmul } from '../ops/linalg.js';
 import { RowSpace, makeBags } from '../nn/layers.js';
 import { AdamW } from '../optim/optimizers.js';
-import { CacheManager } from '../cache/negativeCache.js';
+import { CacheManager, type NegativeCache } from '../cache/negativeCache.js';
 import { CacheClassificationLoss } from '../losses/cacheClassificationLoss.js';
 import { scaleTransform, type Sampler } from '../losses/common.js';
 import { CacheLossHandler, type HandlerStep } from '../handlers/handlers.js';
@@ -143,6 +143,8 @@ export class Trainer {
   readonly optimizer: AdamW;
   readonly handler: CacheLossHandler | null;
   readonly rng: Rng;
+  /** The negative sampler's generator (cache method). */
+  readonly samplerRng: Rng;
   private order: Int32Array;
   private cursor = 0;
   stepCount = 0;
@@ -154,6 +156,7 @@ export class Trainer {
     const root = new Rng(config.seed);
     this.model = new DualEncoder({ vocab: corpus.featureBuckets, dim: config.dim, seed: root.split().nextUint32() });
     this.rng = root.split();
+    this.samplerRng = root.split();
     this.optimizer = new AdamW({ lr: config.lr, weightDecay: config.weightDecay, ...(config.clipNorm !== undefined ? { clipNorm: config.clipNorm } : {}) });
     this.order = corpus.trainQueries.slice();
     this.shuffle();
@@ -164,11 +167,91 @@ export class Trainer {
       });
       const loss = new CacheClassificationLoss({
         embeddingKey: 'embedding', dataKeys: ['docId'], scoreTransform: scaleTransform(config.scale),
-        rng: root.split(), sampler: config.sampler, falseNegativeKey: 'docId',
+        rng: this.samplerRng, sampler: config.sampler, falseNegativeKey: 'docId',
         ...(config.topK !== undefined ? { topK: config.topK } : {}),
       });
       this.handler = new CacheLossHandler({ cacheManager, loss });
     } else this.handler = null;
+  }
+
+  /**
+   * Everything needed to continue bit for bit, as named tensors (the
+   * checkpoint's tensor names, documented in docs/checkpoints.md):
+   *   model.queryTable, model.docTable              float32 [vocab, dim]
+   *   model.dense.{query,doc}.{w,b}                 float32
+   *   optim.t, optim.dense.<i>.<slot>, optim.table.<query|doc>.<slot>   (AdamW moments)
+   *   cache.data.<key>, cache.age, cache.valid      (cache method)
+   *   rng.batches, rng.sampler                      int32 [4] (xoshiro128** state, bit-cast)
+   *   train.order, train.cursor, train.step         the epoch permutation and position
+   */
+  getState(): Record<string, Tensor> {
+    const m = this.model;
+    const out: Record<string, Tensor> = {
+      'model.queryTable': m.queryTable.snapshot(),
+      'model.docTable': m.docTable.snapshot(),
+      'model.dense.query.w': m.dense.query.w, 'model.dense.query.b': m.dense.query.b,
+      'model.dense.doc.w': m.dense.doc.w, 'model.dense.doc.b': m.dense.doc.b,
+      'rng.batches': rngTensor(this.rng), 'rng.sampler': rngTensor(this.samplerRng),
+      'train.order': wrap(this.order.slice(), [this.order.length], 'int32'),
+      'train.cursor': wrap(Int32Array.of(this.cursor), [], 'int32'),
+      'train.step': wrap(Int32Array.of(this.stepCount), [], 'int32'),
+    };
+    for (const [k, v] of Object.entries(this.optimizer.getState())) out[`optim.${k}`] = v;
+    if (this.handler) {
+      const c = this.handler.cache;
+      for (const [k, v] of Object.entries(c.data)) out[`cache.data.${k}`] = v;
+      out['cache.age'] = c.age;
+      if (c.valid) out['cache.valid'] = c.valid;
+    }
+    return out;
+  }
+
+  /** Restores a state from getState (same corpus and config). Validates everything before changing anything. */
+  setState(state: Readonly<Record<string, Tensor>>): void {
+    const op = 'Trainer.setState';
+    const need = (k: string): Tensor => {
+      const t = state[k];
+      if (t === undefined) throw new ArgumentError(op, `the checkpoint has no tensor "${k}"`);
+      return t;
+    };
+    const m = this.model;
+    const order = need('train.order');
+    if (order.dtype !== 'int32' || order.size !== this.order.length) throw new ArgumentError(op, `train.order has ${order.size} entries; this corpus has ${this.order.length} training queries (a different corpus or split?)`);
+    const dense = {
+      query: { w: need('model.dense.query.w'), b: need('model.dense.query.b') },
+      doc: { w: need('model.dense.doc.w'), b: need('model.dense.doc.b') },
+    };
+    for (const [k, t] of Object.entries({ qw: dense.query.w, dw: dense.doc.w })) {
+      if (t.shape[0] !== m.config.dim || t.shape[1] !== m.config.dim) throw new ArgumentError(op, `dense ${k} is [${t.shape}]; need [${m.config.dim}, ${m.config.dim}] (a different --dim?)`);
+    }
+    const optim: Record<string, Tensor> = {};
+    for (const [k, v] of Object.entries(state)) if (k.startsWith('optim.')) optim[k.slice(6)] = v;
+    let cache: NegativeCache | null = null;
+    if (this.handler) {
+      const data: Record<string, Tensor> = {};
+      for (const [k, v] of Object.entries(state)) if (k.startsWith('cache.data.')) data[k.slice(11)] = v;
+      cache = { data, age: need('cache.age'), ...(state['cache.valid'] ? { valid: state['cache.valid'] } : {}) };
+      this.handler.managers[CacheLossHandler.SOURCE]!.checkCache(op, cache);
+    }
+    const qTable = need('model.queryTable'), dTable = need('model.docTable');
+    const rngB = need('rng.batches'), rngS = need('rng.sampler');
+    // Dry runs of every setter on copies, so a bad checkpoint changes nothing.
+    new AdamW({ lr: this.config.lr }).setState(optim);
+    for (const [t, table] of [[qTable, m.queryTable], [dTable, m.docTable]] as const) {
+      if (t.dtype !== 'float32' || t.rank !== 2 || t.shape[0] !== table.vocab || t.shape[1] !== table.dim) throw new ArgumentError(op, `a table is [${t.shape}] ${t.dtype}; need float32 [${table.vocab}, ${table.dim}]`);
+    }
+    Rng.fromState(rngState(rngB)); Rng.fromState(rngState(rngS));
+    // Apply.
+    this.optimizer.setState(optim);
+    m.queryTable.load(qTable);
+    m.docTable.load(dTable);
+    m.dense = dense;
+    this.rng.setState(rngState(rngB));
+    this.samplerRng.setState(rngState(rngS));
+    this.order = Int32Array.from(unsafeData(order) as Int32Array);
+    this.cursor = unsafeData(need('train.cursor'))[0]!;
+    this.stepCount = unsafeData(need('train.step'))[0]!;
+    if (this.handler && cache) this.handler.setState(cache, this.stepCount);
   }
 
   private shuffle(): void {
@@ -296,6 +379,15 @@ export class Trainer {
   }
 }
 
+function rngTensor(r: Rng): Tensor {
+  return wrap(new Int32Array(r.getState().buffer), [4], 'int32');
+}
+
+function rngState(t: Tensor): Uint32Array {
+  if (t.dtype !== 'int32' || t.size !== 4) throw new ArgumentError('Trainer.setState', 'an rng state must be int32 [4]');
+  return new Uint32Array(Int32Array.from(unsafeData(t) as Int32Array).buffer);
+}
+
 function flat(t: Tensor): Tensor {
   return reshape(t, [t.size]);
 }
@@ -307,21 +399,77 @@ export function evalSubset(testQueries: Int32Array, count: number): Int32Array {
   return Int32Array.from({ length: count }, (_, i) => testQueries[Math.floor(i * step)]!);
 }
 
+/** A training run's full state: the trainer's tensors plus the run's history (what a checkpoint holds). */
+export interface Checkpoint {
+  tensors: Record<string, Tensor>;
+  metadata: Record<string, string>;
+}
+
+export interface TrainOptions extends TrainHooks {
+  /** Continue from a checkpoint taken with the same corpus and config. */
+  resume?: Checkpoint;
+  /** Call onCheckpoint every this many steps (and after the last step). */
+  checkpointEvery?: number;
+  onCheckpoint?: (c: Checkpoint) => void;
+}
+
+/** Captures a run: trainer tensors, config, history and evaluations. */
+export function checkpointOf(trainer: Trainer, history: readonly StepRecord[], evals: readonly EvalRecord[], trainSeconds: number): Checkpoint {
+  const finite = (_k: string, v: unknown): unknown => (typeof v === 'number' && !Number.isFinite(v) ? String(v) : v);
+  return {
+    tensors: trainer.getState(),
+    metadata: {
+      'negcache.format': 'negcache-trainer-v1',
+      'negcache.config': JSON.stringify(trainer.config, finite),
+      'negcache.history': JSON.stringify(history, finite),
+      'negcache.evals': JSON.stringify(evals, finite),
+      'negcache.trainSeconds': String(trainSeconds),
+    },
+  };
+}
+
+function parseMeta<T>(c: Checkpoint, key: string): T {
+  const raw = c.metadata[key];
+  if (raw === undefined) throw new ArgumentError('train', `the checkpoint has no metadata "${key}"`);
+  try {
+    return JSON.parse(raw, (_k, v) => (v === 'NaN' ? NaN : v === 'Infinity' ? Infinity : v === '-Infinity' ? -Infinity : v)) as T;
+  } catch {
+    throw new ArgumentError('train', `the checkpoint's metadata "${key}" is not valid JSON`);
+  }
+}
+
+/** The config a checkpoint was trained with (so a resumed run can insist on the same). */
+export function checkpointConfig(c: Checkpoint): TrainConfig {
+  if (c.metadata['negcache.format'] !== 'negcache-trainer-v1') throw new ArgumentError('train', `not a negcache trainer checkpoint (format ${String(c.metadata['negcache.format'])})`);
+  return parseMeta<TrainConfig>(c, 'negcache.config');
+}
+
 /** Trains with the given config until `steps` or the time budget, evaluating along the way. */
-export function train(corpus: Corpus, config: TrainConfig, hooks: TrainHooks = {}): TrainResult {
+export function train(corpus: Corpus, config: TrainConfig, hooks: TrainOptions = {}): TrainResult {
   const now = hooks.now ?? (() => performance.now());
   const trainer = new Trainer(corpus, config);
-  const history: StepRecord[] = [];
-  const evals: EvalRecord[] = [];
-  const subset = evalSubset(corpus.testQueries, config.evalQueries);
+  let history: StepRecord[] = [];
+  let evals: EvalRecord[] = [];
   let trainMs = 0;
-  let nextEval = config.evalEverySeconds > 0 ? 0 : Infinity;
+  if (hooks.resume) {
+    const saved = checkpointConfig(hooks.resume);
+    for (const k of ['method', 'batch', 'cacheSize', 'dim', 'lr', 'scale', 'weightDecay', 'sampler', 'topK', 'seed'] as const) {
+      if (saved[k] !== config[k]) throw new ArgumentError('train', `cannot resume: the checkpoint was trained with ${k} = ${String(saved[k])}, this run has ${String(config[k])}`);
+    }
+    trainer.setState(hooks.resume.tensors);
+    history = parseMeta<StepRecord[]>(hooks.resume, 'negcache.history');
+    evals = parseMeta<EvalRecord[]>(hooks.resume, 'negcache.evals');
+    trainMs = 1000 * Number(hooks.resume.metadata['negcache.trainSeconds'] ?? 0);
+  }
+  const subset = evalSubset(corpus.testQueries, config.evalQueries);
+  let nextEval = config.evalEverySeconds > 0 ? (evals.length > 0 ? evals[evals.length - 1]!.time + config.evalEverySeconds : 0) : Infinity;
   const doEval = (): void => {
     const r = evaluate(trainer.model, corpus, subset);
     const rec = { ...r, step: trainer.stepCount, time: trainMs / 1000 };
     evals.push(rec);
     hooks.onEval?.(rec);
   };
+  const every = hooks.checkpointEvery ?? 0;
   while (trainer.stepCount < config.steps && trainMs / 1000 < config.timeBudgetSeconds) {
     if (trainMs / 1000 >= nextEval) { doEval(); nextEval += config.evalEverySeconds; }
     const t0 = now();
@@ -331,7 +479,9 @@ export function train(corpus: Corpus, config: TrainConfig, hooks: TrainHooks = {
     const rec: StepRecord = { step: trainer.stepCount, time: trainMs / 1000, stepMs: dt, ...r };
     history.push(rec);
     hooks.onStep?.(rec);
+    if (every > 0 && trainer.stepCount % every === 0) hooks.onCheckpoint?.(checkpointOf(trainer, history, evals, trainMs / 1000));
   }
+  if (every > 0 && trainer.stepCount % every !== 0) hooks.onCheckpoint?.(checkpointOf(trainer, history, evals, trainMs / 1000));
   if (config.evalEverySeconds > 0) doEval();
   const final = evaluate(trainer.model, corpus, corpus.testQueries);
   const sorted = history.map((h) => h.stepMs).sort((a, b) => a - b);
