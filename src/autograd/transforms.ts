@@ -58,12 +58,24 @@ function onesLike(t: Tensor): Tensor {
   return wrap(d, t.shape, t.dtype);
 }
 
+/** Options must be a plain object with known keys (a misspelt `argnums` would otherwise silently differentiate argument 0). */
+function checkTransformOptions(op: string, opts: unknown, allowed: readonly string[]): void {
+  if (opts === undefined) return;
+  if (typeof opts !== 'object' || opts === null || Array.isArray(opts)) {
+    throw new ArgumentError(op, `options must be an object like {${allowed.join(', ')}}, got ${describe(opts)}`);
+  }
+  for (const key of Object.keys(opts)) {
+    if (!allowed.includes(key)) throw new ArgumentError(op, `unknown option "${key}"; allowed: ${allowed.join(', ')}`);
+  }
+}
+
 function parseArgnums(op: string, argnums: unknown, nargs: number): { list: number[]; single: boolean } {
   const single = argnums === undefined || typeof argnums === 'number';
   const list = argnums === undefined ? [0] : typeof argnums === 'number' ? [argnums] : Array.isArray(argnums) ? argnums : null;
   if (list === null || list.some((a) => !Number.isInteger(a) || a < 0 || a >= nargs)) {
     throw new ArgumentError(op, `argnums ${JSON.stringify(argnums)} must name arguments in [0, ${nargs - 1}] (f was called with ${nargs} arguments)`);
   }
+  if (new Set(list).size !== list.length) throw new ArgumentError(op, `argnums ${JSON.stringify(argnums)} repeats an argument; each may appear once`);
   return { list: list as number[], single };
 }
 
@@ -99,6 +111,8 @@ function checkScalarOutput(op: string, out: unknown): Tensor {
 /** valueAndGrad(f, opts)(...args) → { value, grad, aux }. */
 export function valueAndGrad<Args extends unknown[]>(f: (...args: Args) => unknown, opts: ValueAndGradOptions = {}): (...args: Args) => ValueAndGrad {
   if (typeof f !== 'function') throw new ArgumentError('valueAndGrad', `f must be a function, got ${describe(f)}`);
+  checkTransformOptions('valueAndGrad', opts, ['argnums', 'hasAux']);
+  if (opts.hasAux !== undefined && typeof opts.hasAux !== 'boolean') throw new ArgumentError('valueAndGrad', `hasAux must be true or false, got ${describe(opts.hasAux)}`);
   return (...args: Args) => {
     const { list, single } = parseArgnums('valueAndGrad', opts.argnums, args.length);
     const { traced, flats, leavesPerArg } = trace('valueAndGrad', args, list);
@@ -117,6 +131,7 @@ export function valueAndGrad<Args extends unknown[]>(f: (...args: Args) => unkno
 /** grad(f, opts)(...args) → the gradient of the scalar f with respect to args[argnums]. */
 export function grad<Args extends unknown[]>(f: (...args: Args) => unknown, opts: GradOptions = {}): (...args: Args) => any {
   if (typeof f !== 'function') throw new ArgumentError('grad', `f must be a function, got ${describe(f)}`);
+  checkTransformOptions('grad', opts, ['argnums']);
   return (...args: Args) => {
     const { list, single } = parseArgnums('grad', opts.argnums, args.length);
     const { traced, flats, leavesPerArg } = trace('grad', args, list);

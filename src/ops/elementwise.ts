@@ -3,7 +3,7 @@
  * the other operand's dtype (`mul(x, 20)`). Arithmetic needs equal dtypes,
  * except float32 with float64, which promotes to float64.
  */
-import { DTypeError } from '../errors.js';
+import { ArgumentError, DTypeError } from '../errors.js';
 import { allocate, isFloat, promote, type DType } from '../tensor/dtype.js';
 import { broadcastShapes, sizeOf } from '../tensor/shape.js';
 import { unsafeData, wrap, type Tensor } from '../tensor/tensor.js';
@@ -21,8 +21,8 @@ function arith(op: string, prim: Primitive<null>, a: TensorLike, b: TensorLike, 
   if (dtype === null) {
     throw new DTypeError(op, `dtypes differ (a is ${x.dtype}, b is ${y.dtype}); need equal dtypes (or float32 with float64): cast one of them`);
   }
-  if (dtype === 'bool') throw new DTypeError(op, `arithmetic on bool tensors is not defined; cast the masks to int32 or float32 first`);
-  if (opts.floatOnly && !isFloat(dtype)) throw new DTypeError(op, `needs float tensors, got ${dtype}; cast to float32 first`);
+  if (dtype === 'bool') throw new DTypeError(op, `a and b are bool; arithmetic on bool tensors is not defined: cast the masks to int32 or float32 first`);
+  if (opts.floatOnly && !isFloat(dtype)) throw new DTypeError(op, `a and b must be float, got ${dtype}; cast to float32 first`);
   broadcastShapes(op, x.shape, y.shape); // throws a ShapeError naming the op
   return bind(prim, [x, y], null);
 }
@@ -139,7 +139,7 @@ export function cast(x: Tensor, dtype: DType): Tensor {
     for (let i = 0; i < d.length; i++) {
       const v = d[i]!;
       if (!(v > -2147483649 && v < 2147483648)) {
-        throw new DTypeError('cast', `value ${v} at flat index ${i} does not fit in int32; need a finite value in (-2^31-1, 2^31)`);
+        throw new ArgumentError('cast', `value ${v} at flat index ${i} of x does not fit in int32; need a finite value in (-2^31-1, 2^31)`);
       }
     }
   }

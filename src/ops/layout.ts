@@ -1,7 +1,7 @@
 /** Shape and indexing ops: reshape, transpose, slice, concat, gather, scatter, topK, ... */
 import { ArgumentError, DTypeError, ShapeError, describe, fmtShape } from '../errors.js';
 import { allocate, promote } from '../tensor/dtype.js';
-import { broadcastShapes, normalizeAxis, shapesEqual, sizeOf } from '../tensor/shape.js';
+import { broadcastShapes, checkShape, normalizeAxis, shapesEqual, sizeOf } from '../tensor/shape.js';
 import { unsafeData, wrap, type Tensor } from '../tensor/tensor.js';
 import { topK as topKKernel } from '../tensor/kernels/sort.js';
 import { bind } from '../autograd/engine.js';
@@ -33,6 +33,7 @@ export function reshape(x: Tensor, shape: readonly number[]): Tensor {
 /** Permutes axes; with no `perm`, reverses them (matrix transpose for 2-D). */
 export function transpose(x: Tensor, perm?: readonly number[]): Tensor {
   const t = checkTensor('transpose', 'x', x);
+  if (perm !== undefined && !Array.isArray(perm)) throw new ArgumentError('transpose', `perm must be an array of axes, got ${describe(perm)}`);
   const p = perm === undefined ? t.shape.map((_, i) => t.rank - 1 - i) : perm.map((a) => normalizeAxis('transpose', a, t.rank, 'perm entry'));
   if (p.length !== t.rank || new Set(p).size !== t.rank) {
     throw new ArgumentError('transpose', `perm ${JSON.stringify(perm)} is not a permutation of the ${t.rank} axes of ${fmtShape(t.shape)}`);
@@ -53,6 +54,7 @@ export function expandDims(x: Tensor, axis: number): Tensor {
 /** Removes size-1 axes (the given ones, or all). */
 export function squeeze(x: Tensor, axis?: number | readonly number[]): Tensor {
   const t = checkTensor('squeeze', 'x', x);
+  if (axis !== undefined && typeof axis !== 'number' && !Array.isArray(axis)) throw new ArgumentError('squeeze', `axis must be a number or an array of numbers, got ${describe(axis)}`);
   const axes = axis === undefined ? t.shape.flatMap((d, i) => (d === 1 ? [i] : [])) : (typeof axis === 'number' ? [axis] : axis).map((a) => normalizeAxis('squeeze', a, t.rank));
   for (const a of axes) {
     if (t.shape[a] !== 1) throw new ShapeError('squeeze', `axis ${a} of ${fmtShape(t.shape)} has size ${t.shape[a]}; need size 1`);
@@ -63,6 +65,7 @@ export function squeeze(x: Tensor, axis?: number | readonly number[]): Tensor {
 /** Broadcasts x to `shape` (NumPy rules); gradient sums back. */
 export function broadcastTo(x: Tensor, shape: readonly number[]): Tensor {
   const t = checkTensor('broadcastTo', 'x', x);
+  checkShape('broadcastTo', 'shape', shape);
   const out = broadcastShapes('broadcastTo', t.shape, shape);
   if (!shapesEqual(out, shape)) throw new ShapeError('broadcastTo', `x ${fmtShape(t.shape)} cannot be broadcast to ${fmtShape(shape)}`);
   return shapesEqual(t.shape, shape) ? t : bind(broadcastToP, [t], { shape: out });
@@ -106,6 +109,7 @@ export function stack(xs: readonly Tensor[], axis = 0): Tensor {
 export function slice(x: Tensor, begin: readonly number[], size?: readonly number[]): Tensor {
   const t = checkTensor('slice', 'x', x);
   if (!Array.isArray(begin) || begin.length > t.rank) throw new ArgumentError('slice', `begin must be an array of at most ${t.rank} integers, got ${describe(begin)}`);
+  if (size !== undefined && (!Array.isArray(size) || size.length > t.rank)) throw new ArgumentError('slice', `size must be an array of at most ${t.rank} integers (-1 = to the end), got ${describe(size)}`);
   const b: number[] = [], s: number[] = [];
   for (let i = 0; i < t.rank; i++) {
     const d = t.shape[i]!;
@@ -124,6 +128,7 @@ export function slice(x: Tensor, begin: readonly number[], size?: readonly numbe
 /** Zero padding: `before[i]` zeros before and `after[i]` after axis i. */
 export function pad(x: Tensor, before: readonly number[], after: readonly number[]): Tensor {
   const t = checkTensor('pad', 'x', x);
+  if (!Array.isArray(before) || !Array.isArray(after)) throw new ArgumentError('pad', `before and after must be arrays of ${t.rank} integers, got ${describe(before)} and ${describe(after)}`);
   if (before.length !== t.rank || after.length !== t.rank) throw new ArgumentError('pad', `before and after need ${t.rank} entries (one per axis), got ${before.length} and ${after.length}`);
   const shape = t.shape.map((d, i) => d + checkInt('pad', `before[${i}]`, before[i], 0) + checkInt('pad', `after[${i}]`, after[i], 0));
   return bind(padP, [t], { begin: before.slice(), shape });

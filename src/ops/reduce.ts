@@ -105,12 +105,14 @@ function softAxis(op: string, x: Tensor, opts?: { axis?: number }): { t: Tensor;
 /** log softmax along one axis (default last): x - logSumExp(x). */
 export function logSoftmax(x: Tensor, opts?: { axis?: number }): Tensor {
   const { t, axis } = softAxis('logSoftmax', x, opts);
+  if (t.shape[axis] === 0) return t; // nothing to normalise: the result is empty too
   return sub(t, logSumExp(t, { axis, keepDims: true }));
 }
 
 /** softmax along one axis (default last): exp(x - logSumExp(x)). */
 export function softmax(x: Tensor, opts?: { axis?: number }): Tensor {
   const { t, axis } = softAxis('softmax', x, opts);
+  if (t.shape[axis] === 0) return t; // nothing to normalise: the result is empty too
   return exp(sub(t, logSumExp(t, { axis, keepDims: true })));
 }
 

@@ -138,6 +138,15 @@ function checkRng(op: string, g: unknown): Rng {
   return g;
 }
 
+function checkOpts(op: string, opts: unknown, allowed: readonly string[]): void {
+  if (typeof opts !== 'object' || opts === null || Array.isArray(opts)) {
+    throw new ArgumentError(op, `options must be an object like {${allowed.join(', ')}}, got ${describe(opts)}`);
+  }
+  for (const key of Object.keys(opts)) {
+    if (!allowed.includes(key)) throw new ArgumentError(op, `unknown option "${key}"; allowed: ${allowed.join(', ')}`);
+  }
+}
+
 function checkFloatDType(op: string, dtype: DType): DType {
   if (dtype !== 'float32' && dtype !== 'float64') throw new DTypeError(op, `dtype must be float32 or float64, got ${dtype}`);
   return dtype;
@@ -147,6 +156,7 @@ function checkFloatDType(op: string, dtype: DType): DType {
 export function uniform(shape: readonly number[], rng: Rng, opts: { low?: number; high?: number; dtype?: DType } = {}): Tensor {
   const s = checkShape('uniform', 'shape', shape);
   const g = checkRng('uniform', rng);
+  checkOpts('uniform', opts, ['low', 'high', 'dtype']);
   const d = checkFloatDType('uniform', opts.dtype ?? 'float32');
   const low = opts.low ?? 0, high = opts.high ?? 1;
   if (!Number.isFinite(low) || !Number.isFinite(high) || !(low <= high)) {
@@ -161,6 +171,7 @@ export function uniform(shape: readonly number[], rng: Rng, opts: { low?: number
 export function normal(shape: readonly number[], rng: Rng, opts: { mean?: number; std?: number; dtype?: DType } = {}): Tensor {
   const s = checkShape('normal', 'shape', shape);
   const g = checkRng('normal', rng);
+  checkOpts('normal', opts, ['mean', 'std', 'dtype']);
   const d = checkFloatDType('normal', opts.dtype ?? 'float32');
   const mean = opts.mean ?? 0, std = opts.std ?? 1;
   if (!Number.isFinite(mean) || !Number.isFinite(std) || std < 0) {

@@ -98,8 +98,9 @@ export class Rng {
 
   /** Restores a state captured with getState (for resuming). */
   setState(state: ArrayLike<number>): void {
-    if (state.length !== 4 || !Array.from(state).every((v) => Number.isInteger(v) && v >= 0 && v < 2 ** 32)) {
-      throw new ArgumentError('Rng.setState', `state must be 4 unsigned 32-bit integers, got ${JSON.stringify(Array.from(state))}`);
+    if (state === null || typeof state !== 'object' || state.length !== 4 || !Array.from(state).every((v) => Number.isInteger(v) && v >= 0 && v < 2 ** 32)) {
+      const got = state !== null && typeof state === 'object' ? JSON.stringify(Array.from(state)) : String(state);
+      throw new ArgumentError('Rng.setState', `state must be 4 unsigned 32-bit integers, got ${got}`);
     }
     if (Array.from(state).every((v) => v === 0)) {
       throw new ArgumentError('Rng.setState', 'state must not be all zero (xoshiro128** would emit zeros forever)');
