@@ -415,3 +415,39 @@ export function castData(src: TypedArray, dtype: DType): TypedArray {
   else out.set(src);
   return out;
 }
+
+// ---------------------------------------------------------------- sparse
+
+export interface SparseRowsAttrs {
+  /** For every entry k: the input row it reads. */
+  from: Int32Array;
+  /** For every entry k: the output row it adds into. */
+  to: Int32Array;
+  /** Optional per-entry weight (1 when null). */
+  weight: Float64Array | null;
+  /** Number of output rows. */
+  rows: number;
+}
+
+/**
+ * sparseRows(x): z[to[k]] += weight[k] · x[from[k]] for every entry k, i.e.
+ * z = S·x for the sparse matrix S[to[k], from[k]] = weight[k] (repeated
+ * pairs add). This is a gather followed by a segment sum, without the
+ * [entries, dim] intermediate. Its VJP is the same primitive with `from`
+ * and `to` swapped: x̄ = Sᵀ·ḡ.
+ */
+export const sparseRowsP: Primitive<SparseRowsAttrs> = {
+  name: 'sparseRows',
+  forward: ([x], { from, to, weight, rows }) => {
+    const inner = x!.rank <= 1 ? 1 : sizeOf(x!.shape.slice(1));
+    return constant(x!.dtype, [rows, ...x!.shape.slice(1)], (out) => {
+      const src = data(x!);
+      for (let k = 0; k < from.length; k++) {
+        const s = from[k]! * inner, d = to[k]! * inner, w = weight ? weight[k]! : 1;
+        if (w === 1) for (let i = 0; i < inner; i++) out[d + i] += src[s + i]!;
+        else for (let i = 0; i < inner; i++) out[d + i] += w * src[s + i]!;
+      }
+    });
+  },
+  vjp: (ct, { inputs: [x], attrs: { from, to, weight } }) => [bind(sparseRowsP, [ct], { from: to, to: from, weight, rows: x!.shape[0]! })],
+};

@@ -25,12 +25,13 @@ export function parseFlags(argv: readonly string[], specs: Readonly<Record<strin
     let value: string | undefined;
     const eq = name.indexOf('=');
     if (eq >= 0) { value = name.slice(eq + 1); name = name.slice(0, eq); }
-    const spec = specs[name];
+    // Own properties only: "--constructor" or "--toString" must be unknown flags, not Object.prototype members.
+    const spec = Object.hasOwn(specs, name) ? specs[name] : undefined;
     if (!spec) {
       const known = Object.keys(specs).map((k) => `--${k}`).join(', ');
       throw new UsageError(`unknown flag --${name}; known flags: ${known}`);
     }
-    if (name in out) throw new UsageError(`--${name} is given twice`);
+    if (Object.hasOwn(out, name)) throw new UsageError(`--${name} is given twice`);
     if (spec.kind === 'bool') {
       if (value === undefined) { out[name] = true; continue; }
       if (value !== 'true' && value !== 'false') throw new UsageError(`--${name} takes true or false, got "${value}"`);

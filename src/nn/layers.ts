@@ -92,13 +92,19 @@ export function makeBags(offsets: Int32Array, ids: Int32Array, examples: ArrayLi
   const local: number[] = [];
   const segment: number[] = [];
   const sizes = new Int32Array(examples.length);
+  // Validate everything before registering any id, so a rejected call leaves `space` unchanged.
   for (let e = 0; e < examples.length; e++) {
     const ex = examples[e]!;
     if (!Number.isInteger(ex) || ex < 0 || ex + 1 >= offsets.length) throw new ArgumentError(op, `examples[${e}] = ${ex} is out of range; need 0 <= example < ${offsets.length - 1}`);
     for (let k = offsets[ex]!; k < offsets[ex + 1]!; k++) {
       const id = ids[k]!;
       if (!(id >= 0 && id < vocab)) throw new ArgumentError(op, `feature id ${id} of example ${ex} is out of range for a vocabulary of ${vocab}`);
-      local.push(space.rowOf(id));
+    }
+  }
+  for (let e = 0; e < examples.length; e++) {
+    const ex = examples[e]!;
+    for (let k = offsets[ex]!; k < offsets[ex + 1]!; k++) {
+      local.push(space.rowOf(ids[k]!));
       segment.push(e);
     }
     sizes[e] = offsets[ex + 1]! - offsets[ex]!;
@@ -123,9 +129,11 @@ export function embeddingBag(rows: Tensor, bags: Bags, mode: 'sum' | 'mean' = 'm
   const picked = bind(gatherP, [rows, wrap(bags.local, [bags.local.length], 'int32')], { axis: 0 });
   const summed = bind(scatterAddP, [picked, wrap(bags.segment, [bags.segment.length], 'int32')], { axis: 0, size: bags.count });
   if (mode === 'sum') return summed;
-  const inv = new Float32Array(bags.count);
+  // The reciprocals in the rows' own precision (float32 reciprocals would cap a float64 mean at float32 accuracy).
+  const f64 = rows.dtype === 'float64';
+  const inv = f64 ? new Float64Array(bags.count) : new Float32Array(bags.count);
   for (let e = 0; e < bags.count; e++) inv[e] = bags.sizes[e]! > 0 ? 1 / bags.sizes[e]! : 0;
-  return mul(summed, wrap(inv, [bags.count, 1], 'float32'));
+  return mul(summed, wrap(inv, [bags.count, 1], f64 ? 'float64' : 'float32'));
 }
 
 /** Reads a tensor's values as a fresh Float32Array (for stores that own their memory). */

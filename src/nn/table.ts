@@ -48,6 +48,10 @@ export class EmbeddingTable {
   /** Overwrites rows `ids` with `values` [ids.length, dim]. Used by optimisers. */
   applyRows(ids: Int32Array, values: Float32Array): void {
     if (values.length !== ids.length * this.dim) throw new ShapeError('EmbeddingTable.applyRows', `values has ${values.length} entries; need ${ids.length} × ${this.dim}`);
+    for (let r = 0; r < ids.length; r++) {
+      const id = ids[r]!;
+      if (!(id >= 0 && id < this.vocab)) throw new ArgumentError('EmbeddingTable.applyRows', `ids[${r}] = ${id} is out of range; need 0 <= id < ${this.vocab}`);
+    }
     for (let r = 0; r < ids.length; r++) this.data.set(values.subarray(r * this.dim, (r + 1) * this.dim), ids[r]! * this.dim);
   }
 

@@ -83,7 +83,7 @@ abstract class Optimizer {
   }
 
   protected abstract slots(): number;
-  protected abstract update(theta: Float32Array, g: Float32Array, state: Float32Array[], scale: number, offset: number, length: number, gOffset: number): void;
+  protected abstract update(theta: Float32Array | Float64Array, g: Float32Array, state: Float32Array[], scale: number, offset: number, length: number, gOffset: number): void;
 
   /**
    * One step: returns the new dense parameters (same tree structure) and
@@ -107,7 +107,7 @@ abstract class Optimizer {
     }
     const sparseList = Object.entries(sparse);
     for (const [name, s] of sparseList) {
-      if (!s || !isTensor(s.grad) || !(s.ids instanceof Int32Array)) throw new ArgumentError(op, `sparse.${name} must be {table, ids, grad}, got ${describe(s)}`);
+      if (!s || !isTensor(s.grad) || !(s.ids instanceof Int32Array) || !(s.table?.data instanceof Float32Array)) throw new ArgumentError(op, `sparse.${name} must be {table, ids, grad}, got ${describe(s)}`);
       if (!shapesEqual(s.grad.shape, [s.ids.length, s.table.dim])) throw new ShapeError(op, `sparse.${name}.grad is ${fmtShape(s.grad.shape)}; need [${s.ids.length}, ${s.table.dim}]`);
       const seen = new Set<number>();
       for (const id of s.ids) {
@@ -128,9 +128,10 @@ abstract class Optimizer {
     const scale = clipFactor(globalNorm(g.leaves, sparseList.map(([, s]) => s)), this.clipNorm);
     if (this.dense.length === 0) this.dense = p.leaves.map((t) => Array.from({ length: this.slots() }, () => new Float32Array(t.size)));
     const next = p.leaves.map((t, i) => {
-      const theta = Float32Array.from(unsafeData(t));
+      // The parameter keeps its dtype (a float64 parameter must not come back as float32).
+      const theta = t.dtype === 'float64' ? Float64Array.from(unsafeData(t)) : Float32Array.from(unsafeData(t));
       this.update(theta, Float32Array.from(unsafeData(g.leaves[i]!)), this.dense[i]!, scale, 0, theta.length, 0);
-      return wrap(theta, t.shape, 'float32');
+      return wrap(theta, t.shape, t.dtype);
     });
     for (const [name, s] of sparseList) {
       let state = this.tables.get(name);
@@ -195,7 +196,7 @@ export class SGD extends Optimizer {
     return 1;
   }
 
-  protected update(theta: Float32Array, g: Float32Array, [buf]: Float32Array[], scale: number, off: number, len: number, goff: number): void {
+  protected update(theta: Float32Array | Float64Array, g: Float32Array, [buf]: Float32Array[], scale: number, off: number, len: number, goff: number): void {
     const { lr, momentum: mu, nesterov, weightDecay: wd } = this;
     for (let k = 0; k < len; k++) {
       const i = off + k;
@@ -237,7 +238,7 @@ export class Adam extends Optimizer {
     return 2;
   }
 
-  protected update(theta: Float32Array, g: Float32Array, [m, v]: Float32Array[], scale: number, off: number, len: number, goff: number): void {
+  protected update(theta: Float32Array | Float64Array, g: Float32Array, [m, v]: Float32Array[], scale: number, off: number, len: number, goff: number): void {
     const { lr, beta1: b1, beta2: b2, eps, weightDecay: wd } = this;
     const c1 = 1 - Math.pow(b1, this.t), c2 = 1 - Math.pow(b2, this.t);
     for (let k = 0; k < len; k++) {

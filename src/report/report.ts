@@ -35,6 +35,7 @@ export interface Report {
 }
 
 const pct = (x: number): string => (Number.isFinite(x) ? (100 * x).toFixed(2) : 'n/a');
+const fixed = (x: number, digits: number): string => (Number.isFinite(x) ? x.toFixed(digits) : 'n/a');
 
 /** Keeps at most `max` evenly spaced points (always the last). */
 export function downsample<T>(xs: readonly T[], max: number): T[] {
@@ -79,7 +80,7 @@ export function buildReport(results: readonly MethodSummary[], meta: ReportMeta)
   });
 
   const rows = results.map((r) =>
-    `| ${r.method} | ${r.steps} | ${pct(r.final.recallAt1)} | ${pct(r.final.recallAt10)} | ${pct(r.final.recallAt100)} | ${r.final.mrr.toFixed(4)} | ${r.medianStepMs.toFixed(1)} | ${formatDuration(r.trainSeconds)} | ${formatDuration(r.totalSeconds)} | ${r.peakRssMB.toFixed(0)} |`);
+    `| ${r.method} | ${r.steps} | ${pct(r.final.recallAt1)} | ${pct(r.final.recallAt10)} | ${pct(r.final.recallAt100)} | ${fixed(r.final.mrr, 4)} | ${fixed(r.medianStepMs, 1)} | ${formatDuration(r.trainSeconds)} | ${formatDuration(r.totalSeconds)} | ${r.peakRssMB.toFixed(0)} |`);
   const md = [
     `# ${meta.title}`,
     '',

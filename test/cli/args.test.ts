@@ -1,0 +1,96 @@
+/**
+ * parseFlags: `--name value` and `--name=value`; everything unknown or
+ * malformed is a UsageError whose message names the flag and the problem.
+ */
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { UsageError, parseFlags, usageOf, type FlagSpec } from '../../src/cli/args.js';
+import { params } from '../util/props.js';
+
+const SPECS: Record<string, FlagSpec> = {
+  steps: { kind: 'int', help: 'maximum steps', min: 1 },
+  lr: { kind: 'number', help: 'learning rate', min: 0, max: 10 },
+  shift: { kind: 'number', help: 'any number' },
+  sampler: { kind: 'string', help: 'sampler', choices: ['gumbel', 'categorical'] },
+  out: { kind: 'string', help: 'folder' },
+  quiet: { kind: 'bool', help: 'no progress' },
+  'max-docs': { kind: 'int', help: 'subset', min: 10, max: 100 },
+};
+
+function usageError(argv: string[]): string {
+  try {
+    parseFlags(argv, SPECS);
+  } catch (e) {
+    expect(e).toBeInstanceOf(UsageError);
+    return (e as Error).message;
+  }
+  throw new Error(`parseFlags accepted ${JSON.stringify(argv)}`);
+}
+
+describe('parseFlags accepts', () => {
+  it('--name value and --name=value for every kind', () => {
+    expect(parseFlags(['--steps', '5', '--lr=0.5', '--sampler', 'gumbel', '--out=a=b', '--quiet'], SPECS))
+      .toEqual({ steps: 5, lr: 0.5, sampler: 'gumbel', out: 'a=b', quiet: true });
+    expect(parseFlags(['--steps=5', '--lr', '0.5'], SPECS)).toEqual({ steps: 5, lr: 0.5 });
+    expect(parseFlags(['--quiet=false'], SPECS)).toEqual({ quiet: false });
+    expect(parseFlags(['--quiet=true'], SPECS)).toEqual({ quiet: true });
+    expect(parseFlags(['--max-docs', '10'], SPECS)).toEqual({ 'max-docs': 10 });
+    expect(parseFlags(['--max-docs', '100'], SPECS)).toEqual({ 'max-docs': 100 });
+    expect(parseFlags(['--shift', '-3.5'], SPECS)).toEqual({ shift: -3.5 });
+    expect(parseFlags(['--shift=1e3'], SPECS)).toEqual({ shift: 1000 });
+    expect(parseFlags(['--out', ''], SPECS)).toEqual({ out: '' });
+    expect(parseFlags([], SPECS)).toEqual({});
+  });
+
+  it('property: both spellings give the same result', () => {
+    fc.assert(fc.property(fc.integer({ min: 1, max: 1e6 }), fc.double({ min: 0, max: 10, noNaN: true }), fc.constantFrom('gumbel', 'categorical'), (steps, lr, sampler) => {
+      const spaced = parseFlags(['--steps', String(steps), '--lr', String(lr), '--sampler', sampler], SPECS);
+      const joined = parseFlags([`--steps=${steps}`, `--lr=${lr}`, `--sampler=${sampler}`], SPECS);
+      expect(joined).toEqual(spaced);
+      expect(spaced).toEqual({ steps, lr, sampler });
+    }), params(50));
+  });
+});
+
+describe('parseFlags rejects, with a UsageError naming the problem', () => {
+  const cases: [string, string[], RegExp][] = [
+    ['an unknown flag', ['--nope', '1'], /^unknown flag --nope; known flags: --steps, --lr, --shift, --sampler, --out, --quiet, --max-docs$/],
+    ['an unknown flag with =', ['--nope=1'], /^unknown flag --nope;/],
+    ['Object.prototype names', ['--constructor', '1'], /^unknown flag --constructor;/],
+    ['toString', ['--toString=1'], /^unknown flag --toString;/],
+    ['__proto__', ['--__proto__', '1'], /^unknown flag --__proto__;/],
+    ['a bare argument', ['train'], /^unexpected argument "train"; flags look like --name value$/],
+    ['a single-dash flag', ['-steps', '3'], /^unexpected argument "-steps"/],
+    ['a missing value at the end', ['--steps'], /^--steps needs a value \(maximum steps\)$/],
+    ['a missing value before the next flag', ['--lr', '--quiet'], /^--lr needs a value \(learning rate\)$/],
+    ['a non-number', ['--steps', 'abc'], /^--steps needs a number, got "abc"$/],
+    ['an empty number', ['--lr='], /^--lr needs a number, got ""$/],
+    ['a blank number', ['--lr', '  '], /^--lr needs a number, got "  "$/],
+    ['NaN', ['--shift', 'NaN'], /^--shift needs a number, got "NaN"$/],
+    ['Infinity', ['--shift', 'Infinity'], /^--shift needs a number, got "Infinity"$/],
+    ['a fraction for an int', ['--steps', '2.5'], /^--steps needs a whole number, got "2.5"$/],
+    ['a value under min', ['--steps', '0'], /^--steps must be at least 1, got 0$/],
+    ['a negative value under min', ['--lr=-0.1'], /^--lr must be at least 0, got -0.1$/],
+    ['a value over max', ['--max-docs', '101'], /^--max-docs must be at most 100, got 101$/],
+    ['a duplicate flag', ['--steps', '1', '--steps=2'], /^--steps is given twice$/],
+    ['a duplicate bool', ['--quiet', '--quiet'], /^--quiet is given twice$/],
+    ['a bad choice', ['--sampler', 'bad'], /^--sampler must be one of gumbel, categorical, got "bad"$/],
+    ['a bad bool value', ['--quiet=yes'], /^--quiet takes true or false, got "yes"$/],
+  ];
+  for (const [name, argv, msg] of cases) {
+    it(`${name}: ${argv.join(' ')}`, () => {
+      expect(usageError(argv)).toMatch(msg);
+    });
+  }
+});
+
+describe('usageOf', () => {
+  it('lists every flag with its kind or choices and help', () => {
+    const u = usageOf('train', 'train one method', SPECS);
+    expect(u.startsWith('negcache train: train one method\n')).toBe(true);
+    expect(u).toMatch(/--steps <int>\s+maximum steps/);
+    expect(u).toMatch(/--sampler <gumbel\|categorical>\s+sampler/);
+    expect(u).toMatch(/--quiet\s+no progress/);
+    expect(u).not.toMatch(/--quiet </);
+  });
+});
