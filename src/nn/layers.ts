@@ -6,7 +6,7 @@ import { ArgumentError, ShapeError, describe, fmtShape } from '../errors.js';
 import { isTensor, unsafeData, wrap, type Tensor } from '../tensor/tensor.js';
 import type { Rng } from '../tensor/random.js';
 import { bind } from '../autograd/engine.js';
-import { gatherP, scatterAddP } from '../autograd/primitives.js';
+import { sparseRowsP } from '../autograd/primitives.js';
 import { add, div, mul, sqrt } from '../ops/elementwise.js';
 import { sum } from '../ops/reduce.js';
 import { matmul } from '../ops/linalg.js';
@@ -126,14 +126,14 @@ export function embeddingBag(rows: Tensor, bags: Bags, mode: 'sum' | 'mean' = 'm
     if (bags.local[k]! >= rows.shape[0]!) throw new ShapeError(op, `bag row ${bags.local[k]} is beyond the ${rows.shape[0]} rows given; build rows from the same RowSpace after all bags`);
   }
   if (mode !== 'sum' && mode !== 'mean') throw new ArgumentError(op, `mode must be 'sum' or 'mean', got ${describe(mode)}`);
-  const picked = bind(gatherP, [rows, wrap(bags.local, [bags.local.length], 'int32')], { axis: 0 });
-  const summed = bind(scatterAddP, [picked, wrap(bags.segment, [bags.segment.length], 'int32')], { axis: 0, size: bags.count });
-  if (mode === 'sum') return summed;
-  // The reciprocals in the rows' own precision (float32 reciprocals would cap a float64 mean at float32 accuracy).
-  const f64 = rows.dtype === 'float64';
-  const inv = f64 ? new Float64Array(bags.count) : new Float32Array(bags.count);
-  for (let e = 0; e < bags.count; e++) inv[e] = bags.sizes[e]! > 0 ? 1 / bags.sizes[e]! : 0;
-  return mul(summed, wrap(inv, [bags.count, 1], f64 ? 'float64' : 'float32'));
+  // One sparse product: out[segment[k]] += w_k · rows[local[k]], w_k = 1 (sum) or 1/size (mean).
+  // Its VJP scatters the cotangent back onto the used rows; no [entries, dim] intermediate.
+  let weight: Float64Array | null = null;
+  if (mode === 'mean') {
+    weight = new Float64Array(bags.local.length);
+    for (let k = 0; k < weight.length; k++) weight[k] = 1 / bags.sizes[bags.segment[k]!]!;
+  }
+  return bind(sparseRowsP, [rows], { from: bags.local, to: bags.segment, weight, rows: bags.count });
 }
 
 /** Reads a tensor's values as a fresh Float32Array (for stores that own their memory). */

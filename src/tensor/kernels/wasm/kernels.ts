@@ -1,0 +1,894 @@
+/**
+ * The WebAssembly SIMD kernels, generated from TypeScript.
+ *
+ * `buildKernelModule()` returns the bytes of one module that imports a single
+ * linear memory (`env.memory`, growable) and exports the functions listed in
+ * `KernelExports`. All pointers are byte offsets into that memory; leading
+ * dimensions (`lda`, ...) are in elements. The JS side (index.ts) owns the
+ * memory and its allocator.
+ *
+ * Floating point: wasm arithmetic is IEEE binary32 with round-to-nearest-even
+ * and no fused multiply-add, so every kernel's result is a deterministic
+ * function of its inputs, reproducible bit for bit by TypeScript with
+ * Math.fround after each operation (noise.ts relies on this for the
+ * Gumbel noise).
+ *
+ * Over-reads: the matmul handles a ragged k % 4 by loading a whole 16-byte
+ * vector and masking the lanes it does not own, so it may READ up to 12
+ * bytes past the end of an operand row (never write). The allocator in
+ * index.ts keeps 16 bytes of slack after every allocation, so such reads stay
+ * inside the memory. (exp/log tails use a one-element splat load instead;
+ * the scan kernels read whole vectors of their padded score rows.)
+ *
+ * Constants: the hot loops load their vector constants from a constant pool
+ * at address 0 (an active data segment, CONST_POOL_BYTES long, that the
+ * allocator never hands out) instead of v128.const; see ConstPool.
+ */
+import { LOGF_CONST, NOISE_CONST } from '../noise.js';
+import { FunctionBuilder, ModuleBuilder, type Local } from './emitter.js';
+
+/** Register tile of the dot-product matmul: MR rows of A against NR rows of B, MR*NR f32x4 accumulators. */
+export interface KernelConfig {
+  mr: number;
+  nr: number;
+  /** Rows of B per cache block of the NT driver (multiple of nr). */
+  nc: number;
+  /** k-loop unroll: vectors of 4 floats per trip (1, 2 or 4). */
+  unroll?: number;
+  /** Independent accumulator sets (divides unroll): more sets hide the f32x4.add latency. */
+  sets?: number;
+}
+
+/**
+ * The tile that measured best on the development machine (AMD EPYC, Node 20 /
+ * V8 11.3, TurboFan), GFLOP/s for [128×128]·[65536×128]ᵀ and 1024³:
+ *
+ *   mr×nr  unroll sets   128×65536×128   1024³
+ *   2×2    2      1      48-50           50-54     <- default
+ *   1×4    2      1      41              43-48
+ *   3×3    2      1      35-39           37-40
+ *   4×4    2      1      23-36           25-38
+ *   2×2    2      2      30              18-23
+ *   2×2    4      1      23-31           24-29
+ *
+ * Bigger tiles load less per flop yet measure slower: TurboFan unrolls the k
+ * loop once more by itself, and with more than ~9 accumulators the 16 xmm
+ * registers of x64 (one reserved as scratch by V8) presumably no longer
+ * hold the tile. (2×2 compiles to 8 loads, 8 mulps, 8 addps per trip, no
+ * spills, checked with node --print-wasm-code.)
+ */
+export const DEFAULT_KERNEL_CONFIG: KernelConfig = { mr: 2, nr: 2, nc: 64, unroll: 2, sets: 1 };
+
+/** The functions exported by the module (all pointers are byte offsets). */
+export interface KernelExports {
+  /** C[m,n] = alpha * A[m,k] · B[n,k]ᵀ (row-major, leading dimensions lda, ldb, ldc). */
+  matmulNT(a: number, b: number, c: number, m: number, n: number, k: number, lda: number, ldb: number, ldc: number, alpha: number): void;
+  /** dst[cols, rows] = src[rows, cols]ᵀ (dense). */
+  transpose(src: number, dst: number, rows: number, cols: number): void;
+  /** dst[i] = exp(src[i]) for i < len (dst may equal src). */
+  expArray(src: number, dst: number, len: number): void;
+  /** dst[i] = log(src[i]) for i < len (dst may equal src). */
+  logArray(src: number, dst: number, len: number): void;
+  /** Hash bits uniformAt(k0, k1, i, j) for j in [j0, j0 + len) into dst (u32). */
+  noiseBits(dst: number, k0: number, k1: number, i: number, j0: number, len: number): void;
+  /** Gumbel noise gumbelAt(k0, k1, i, j) for j in [j0, j0 + len) into dst (f32). */
+  gumbelRow(dst: number, k0: number, k1: number, i: number, j0: number, len: number): void;
+  /**
+   * Per-row statistics of a score block S[rows, ld]: for each row r,
+   * max[r] = max_j S[r,j] and sum[r] = Σ_j exp(S[r,j] - max[r]) over j < cols
+   * (sum = 0 when max = -Inf). If `expOut` is non-zero, exp(S - max) is also
+   * written to expOut[rows, ld].
+   */
+  rowStats(s: number, rows: number, cols: number, ld: number, maxOut: number, sumOut: number, expOut: number): void;
+  /** S[r, j] = -Inf where the i32 mask[j] is 0, for r < rows, j < cols. */
+  maskColumns(s: number, rows: number, cols: number, ld: number, mask: number): void;
+  /**
+   * The Gumbel-max pass over a score block (see fusedScan.ts for the contract):
+   * for rows r < rows (query q0 + r) and columns j < cols (cache row j0 + j),
+   * key = S[r,j] + gumbelAt(k0, k1, q0 + r, j0 + j); where key > bestKey[r],
+   * update bestKey/bestIdx/bestScore. Noise is only evaluated for vectors with
+   * some lane whose hash bits are <= thr[r] (u32), a conservative screen
+   * computed by the caller.
+   */
+  gumbelScan(s: number, rows: number, cols: number, ld: number, q0: number, j0: number, k0: number, k1: number,
+    thr: number, bestKey: number, bestIdx: number, bestScore: number): void;
+  /**
+   * Group maxima: for rows r < rows, columns j < cols (cache row j0 + j,
+   * group g = floor((j0 + j) / groupSize) - g0), where S[r,j] > gMax[r*kg + g],
+   * set gMax and gArg = j0 + j (strict >, so the first index wins ties).
+   */
+  groupScan(s: number, rows: number, cols: number, ld: number, j0: number, groupSize: number, g0: number, kg: number,
+    gMax: number, gArg: number): void;
+}
+
+// ---------------------------------------------------------------------------
+// matmulNT: dot-product register tiles
+// ---------------------------------------------------------------------------
+
+/**
+ * Emits one MR×NR tile: acc[r][c] = Σ_p A[r,p] B[c,p] as f32x4 partial sums
+ * over p ≡ lane (mod 4), then a horizontal add, * alpha, and a store to
+ * C[r, c]. Pointers `pa[r]`, `pb[c]` are the row starts; they are advanced.
+ *
+ * The k loop is unrolled `unroll` times (4·unroll floats per trip), the
+ * steps rotating over `sets` independent accumulator sets so consecutive
+ * f32x4.add into one accumulator do not wait on each other; the sets are
+ * summed at the end. Remaining whole groups of 4 are single steps, and a
+ * ragged 1-3 is a masked step (both operands ANDed with a lane mask, so
+ * out-of-row garbage contributes exactly 0·0 = 0).
+ */
+function emitTile(
+  fn: FunctionBuilder, mr: number, nr: number,
+  pa: Local[], pb: Local[], pc: Local, k: Local, ldc: Local, alpha: Local,
+  scratch: TileScratch,
+): void {
+  const { acc, bv, av, unroll, sets } = scratch;
+  for (const set of acc) for (let r = 0; r < mr; r++) for (let c = 0; c < nr; c++) fn.v128ConstI32(0).set(set[r]![c]!);
+
+  const step = (offset: number, set: Local[][], mask: Local | null): void => {
+    for (let c = 0; c < nr; c++) {
+      fn.get(pb[c]!).v128Load(offset);
+      if (mask) fn.get(mask).v128And();
+      fn.set(bv[c]!);
+    }
+    for (let r = 0; r < mr; r++) {
+      fn.get(pa[r]!).v128Load(offset);
+      if (mask) fn.get(mask).v128And();
+      fn.set(av);
+      for (let c = 0; c < nr; c++) {
+        fn.get(set[r]![c]!).get(av).get(bv[c]!).f32x4Mul().f32x4Add().set(set[r]![c]!);
+      }
+    }
+  };
+  const advance = (bytes: number): void => {
+    for (let r = 0; r < mr; r++) fn.get(pa[r]!).i32Const(bytes).i32Add().set(pa[r]!);
+    for (let c = 0; c < nr; c++) fn.get(pb[c]!).i32Const(bytes).i32Add().set(pb[c]!);
+  };
+
+  // Main loop: 4·unroll floats per trip while p + 4·unroll <= k.
+  const p = scratch.p;
+  const span = 4 * unroll;
+  fn.i32Const(0).set(p);
+  fn.block((exit) => {
+    fn.loop((top) => {
+      fn.get(p).i32Const(span).i32Add().get(k).i32GtS().brIf(exit);
+      for (let u = 0; u < unroll; u++) step(16 * u, acc[u % sets]!, null);
+      advance(4 * span);
+      fn.get(p).i32Const(span).i32Add().set(p);
+      fn.br(top);
+    });
+  });
+  // Remaining groups of 4.
+  if (unroll > 1) {
+    fn.block((exit) => {
+      fn.loop((top) => {
+        fn.get(p).i32Const(4).i32Add().get(k).i32GtS().brIf(exit);
+        step(0, acc[0]!, null);
+        advance(16);
+        fn.get(p).i32Const(4).i32Add().set(p);
+        fn.br(top);
+      });
+    });
+  }
+  // Ragged 1-3: mask = lanes l < k - p.
+  fn.get(k).get(p).i32Sub().tee(scratch.rem).i32Const(0).i32GtS();
+  fn.if(() => {
+    fn.get(scratch.rem).i32x4Splat().v128ConstI32(0, 1, 2, 3).i32x4GtS().set(scratch.mask);
+    step(0, acc[0]!, scratch.mask);
+  });
+
+  // Horizontal sums, scale, store C[r, c] at pc + (r*ldc + c)*4.
+  for (let r = 0; r < mr; r++) {
+    for (let c = 0; c < nr; c++) {
+      const a = acc[0]![r]![c]!;
+      for (let q = 1; q < sets; q++) fn.get(a).get(acc[q]![r]![c]!).f32x4Add().set(a);
+      // a + a.zwxy, then + its .yxwv: lane 0 holds the sum of the four lanes.
+      fn.get(a).get(a).get(a).i32x4Shuffle([2, 3, 0, 1]).f32x4Add().set(a);
+      fn.get(pc);
+      if (r > 0) fn.get(ldc).i32Const(4 * r).i32Mul().i32Add();
+      fn.get(a).get(a).get(a).i32x4Shuffle([1, 0, 3, 2]).f32x4Add().f32x4ExtractLane(0);
+      fn.get(alpha).f32Mul();
+      fn.f32Store(4 * c);
+    }
+  }
+}
+
+interface TileScratch {
+  /** acc[set][r][c] */
+  acc: Local[][][];
+  bv: Local[];
+  av: Local;
+  p: Local;
+  rem: Local;
+  mask: Local;
+  unroll: number;
+  sets: number;
+}
+
+function tileScratch(fn: FunctionBuilder, mr: number, nr: number, unroll: number, sets: number): TileScratch {
+  const acc: Local[][][] = [];
+  for (let q = 0; q < sets; q++) {
+    const set: Local[][] = [];
+    for (let r = 0; r < mr; r++) {
+      const row: Local[] = [];
+      for (let c = 0; c < nr; c++) row.push(fn.local('v128'));
+      set.push(row);
+    }
+    acc.push(set);
+  }
+  const bv: Local[] = [];
+  for (let c = 0; c < nr; c++) bv.push(fn.local('v128'));
+  return { acc, bv, av: fn.local('v128'), p: fn.local('i32'), rem: fn.local('i32'), mask: fn.local('v128'), unroll, sets };
+}
+
+/** Sets pa[r] = a + r*lda*4 (r < count) from a base pointer expression already in local `base`. */
+function emitRowPointers(fn: FunctionBuilder, base: Local, ld: Local, ptrs: Local[], count: number): void {
+  for (let r = 0; r < count; r++) {
+    fn.get(base);
+    if (r > 0) fn.get(ld).i32Const(4 * r).i32Mul().i32Add();
+    fn.set(ptrs[r]!);
+  }
+}
+
+/** A standalone edge tile function tile_mr_nr(a, b, c, k, lda, ldb, ldc, alpha). */
+function buildEdgeTile(mr: number, nr: number, unroll: number, sets: number): FunctionBuilder {
+  const fn = new FunctionBuilder(`tile_${mr}x${nr}`, ['i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'f32']);
+  const [a, b, c, k, lda, ldb, ldc, alpha] = [0, 1, 2, 3, 4, 5, 6, 7].map((i) => fn.param(i)) as [Local, Local, Local, Local, Local, Local, Local, Local];
+  const pa = Array.from({ length: mr }, () => fn.local('i32'));
+  const pb = Array.from({ length: nr }, () => fn.local('i32'));
+  const sc = tileScratch(fn, mr, nr, unroll, sets);
+  emitRowPointers(fn, a, lda, pa, mr);
+  emitRowPointers(fn, b, ldb, pb, nr);
+  emitTile(fn, mr, nr, pa, pb, c, k, ldc, alpha, sc);
+  return fn;
+}
+
+/**
+ * matmulNT driver:
+ *   for jc in steps of NC rows of B (a block that stays in L2),
+ *     for i in steps of MR rows of A,
+ *       for j in jc..jc+NC in steps of NR: one register tile.
+ * Full tiles are inlined; ragged ones (m % MR, n % NR) call tile_mr_nr.
+ */
+function buildMatmulNT(cfg: KernelConfig, edgeIndex: (mr: number, nr: number) => number): FunctionBuilder {
+  const { mr: MR, nr: NR, nc: NC } = cfg;
+  const fn = new FunctionBuilder('matmulNT', ['i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'f32']);
+  const [a, b, c, m, n, k, lda, ldb, ldc, alpha] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9].map((i) => fn.param(i)) as Local[] as [
+    Local, Local, Local, Local, Local, Local, Local, Local, Local, Local];
+  const jc = fn.local('i32');
+  const jEnd = fn.local('i32');
+  const i = fn.local('i32');
+  const j = fn.local('i32');
+  const mrNow = fn.local('i32');
+  const nrNow = fn.local('i32');
+  const aRow = fn.local('i32');
+  const bRow = fn.local('i32');
+  const cPtr = fn.local('i32');
+  const pa = Array.from({ length: MR }, () => fn.local('i32'));
+  const pb = Array.from({ length: NR }, () => fn.local('i32'));
+  const sc = tileScratch(fn, MR, NR, cfg.unroll ?? 2, cfg.sets ?? 1);
+
+  fn.forLoop(jc, () => fn.i32Const(0), () => fn.get(n), NC, () => {
+    // jEnd = min(jc + NC, n)
+    fn.get(jc).i32Const(NC).i32Add().tee(jEnd).get(n).i32GtS();
+    fn.if(() => { fn.get(n).set(jEnd); });
+    fn.forLoop(i, () => fn.i32Const(0), () => fn.get(m), MR, () => {
+      // mrNow = min(MR, m - i); aRow = a + i*lda*4
+      fn.get(m).get(i).i32Sub().tee(mrNow).i32Const(MR).i32GtS();
+      fn.if(() => { fn.i32Const(MR).set(mrNow); });
+      fn.get(a).get(i).get(lda).i32Mul().i32Const(4).i32Mul().i32Add().set(aRow);
+      fn.forLoop(j, () => fn.get(jc), () => fn.get(jEnd), NR, () => {
+        fn.get(jEnd).get(j).i32Sub().tee(nrNow).i32Const(NR).i32GtS();
+        fn.if(() => { fn.i32Const(NR).set(nrNow); });
+        fn.get(b).get(j).get(ldb).i32Mul().i32Const(4).i32Mul().i32Add().set(bRow);
+        // cPtr = c + (i*ldc + j)*4
+        fn.get(c).get(i).get(ldc).i32Mul().get(j).i32Add().i32Const(4).i32Mul().i32Add().set(cPtr);
+        fn.get(mrNow).i32Const(MR).i32Eq().get(nrNow).i32Const(NR).i32Eq().i32And();
+        fn.if(
+          () => {
+            emitRowPointers(fn, aRow, lda, pa, MR);
+            emitRowPointers(fn, bRow, ldb, pb, NR);
+            emitTile(fn, MR, NR, pa, pb, cPtr, k, ldc, alpha, sc);
+          },
+          () => {
+            // Dispatch on (mrNow, nrNow) to the edge tile.
+            for (let r = 1; r <= MR; r++) {
+              for (let q = 1; q <= NR; q++) {
+                if (r === MR && q === NR) continue;
+                fn.get(mrNow).i32Const(r).i32Eq().get(nrNow).i32Const(q).i32Eq().i32And();
+                fn.if(() => {
+                  fn.get(aRow).get(bRow).get(cPtr).get(k).get(lda).get(ldb).get(ldc).get(alpha).call(edgeIndex(r, q));
+                });
+              }
+            }
+          },
+        );
+      });
+    });
+  });
+  return fn;
+}
+
+// ---------------------------------------------------------------------------
+// transpose
+// ---------------------------------------------------------------------------
+
+/** dst[c, r] = src[r, c], in 16×16 blocks so both sides stay in cache. */
+function buildTranspose(): FunctionBuilder {
+  const fn = new FunctionBuilder('transpose', ['i32', 'i32', 'i32', 'i32']);
+  const [src, dst, rows, cols] = [0, 1, 2, 3].map((i) => fn.param(i)) as [Local, Local, Local, Local];
+  const rb = fn.local('i32'), cb = fn.local('i32'), r = fn.local('i32'), c = fn.local('i32');
+  const rEnd = fn.local('i32'), cEnd = fn.local('i32');
+  const B = 16;
+  fn.forLoop(rb, () => fn.i32Const(0), () => fn.get(rows), B, () => {
+    fn.get(rb).i32Const(B).i32Add().tee(rEnd).get(rows).i32GtS();
+    fn.if(() => { fn.get(rows).set(rEnd); });
+    fn.forLoop(cb, () => fn.i32Const(0), () => fn.get(cols), B, () => {
+      fn.get(cb).i32Const(B).i32Add().tee(cEnd).get(cols).i32GtS();
+      fn.if(() => { fn.get(cols).set(cEnd); });
+      fn.forLoop(r, () => fn.get(rb), () => fn.get(rEnd), 1, () => {
+        fn.forLoop(c, () => fn.get(cb), () => fn.get(cEnd), 1, () => {
+          // dst + (c*rows + r)*4  <-  src + (r*cols + c)*4
+          fn.get(dst).get(c).get(rows).i32Mul().get(r).i32Add().i32Const(4).i32Mul().i32Add();
+          fn.get(src).get(r).get(cols).i32Mul().get(c).i32Add().i32Const(4).i32Mul().i32Add().f32Load();
+          fn.f32Store();
+        });
+      });
+    });
+  });
+  return fn;
+}
+
+// ---------------------------------------------------------------------------
+// Vector constants
+// ---------------------------------------------------------------------------
+
+/**
+ * Bytes at the bottom of the memory that hold the constant pool (an active
+ * data segment written at instantiation); the allocator (index.ts) starts
+ * above them and never hands them out.
+ */
+export const CONST_POOL_BYTES = 1024;
+
+/** How a kernel obtains a splatted vector constant. */
+export interface VecConsts {
+  f32(fn: FunctionBuilder, v: number): void;
+  i32(fn: FunctionBuilder, v: number): void;
+}
+
+/** v128.const in the code. */
+export const INLINE_CONSTS: VecConsts = {
+  f32: (fn, v) => { fn.v128ConstF32(v); },
+  i32: (fn, v) => { fn.v128ConstI32(v); },
+};
+
+/**
+ * Constants loaded from memory (`i32.const 0; v128.load offset=k`).
+ * TurboFan (V8 11.3) re-materialises a v128.const at its use inside a nested
+ * loop (a 64-bit immediate move, vmovq and vpunpcklqdq: seen with
+ * --print-wasm-code), while a load from a fixed address is one µop that can
+ * fold into the arithmetic. Measured (best of 4, 8.4M elements): the Gumbel
+ * hash screen 6.9 -> 6.3 ms; the exp loops of rowStats unchanged (9.7 ms).
+ */
+export class ConstPool implements VecConsts {
+  private readonly view = new DataView(new ArrayBuffer(CONST_POOL_BYTES));
+  private readonly cast = new DataView(new ArrayBuffer(4));
+  private used = 0;
+  private readonly offsets = new Map<number, number>();
+
+  f32(fn: FunctionBuilder, v: number): void {
+    this.cast.setFloat32(0, v, true);
+    this.i32(fn, this.cast.getInt32(0, true));
+  }
+  i32(fn: FunctionBuilder, v: number): void {
+    const bits = v | 0;
+    let off = this.offsets.get(bits);
+    if (off === undefined) {
+      off = this.used;
+      if (off + 16 > CONST_POOL_BYTES) throw new RangeError('ConstPool: full');
+      for (let l = 0; l < 4; l++) this.view.setInt32(off + 4 * l, bits, true);
+      this.offsets.set(bits, off);
+      this.used = off + 16;
+    }
+    fn.i32Const(0).v128Load(off);
+  }
+  /** The pool's bytes (to be placed at address 0). */
+  bytes(): Uint8Array {
+    return new Uint8Array(this.view.buffer.slice(0, this.used));
+  }
+}
+
+// ---------------------------------------------------------------------------
+// exp / log on f32x4
+// ---------------------------------------------------------------------------
+
+/**
+ * Constants of the vector exp (Cephes expf): exp(x) = 2^n · exp(r) with
+ * n = nearest(x·log2 e), r = x - n·ln2 computed in two parts (C1 has few
+ * significant bits so n·C1 is exact), exp(r) ≈ 1 + r + r²·P(r) on
+ * |r| <= ln2/2.
+ */
+export const EXP_CONST = {
+  hi: 88.8, // above: +Inf (exp(88.73) overflows binary32)
+  lo: -104, // below: 0 (exp(-103.98) is below half the smallest subnormal)
+  log2e: 1.44269504088896341,
+  c1: 0.693359375,
+  c2: -2.12194440e-4,
+  p: [1.9875691500e-4, 1.3981999507e-3, 8.3334519073e-3, 4.1665795894e-2, 1.6666665459e-1, 5.0000001201e-1],
+} as const;
+
+/**
+ * Emits exp of the f32x4 on top of the stack, leaving the result. `t` are
+ * scratch locals (v128 x, n-as-f32, r, y; i32x4 n).
+ *
+ *   x = pmin(pmax(x, lo), hi)            (pmax(a,b) = a < b ? b : a: one maxps; NaN stays NaN)
+ *   v = x·log2e + 1.5·2^23               (float add rounds v to an integer, ties to even:
+ *   n = v - 1.5·2^23 as float,            the same n as nearest(x·log2e), |n| <= 151)
+ *       bits(v) - bits(1.5·2^23) as int
+ *   r = (x - n·c1) - n·c2
+ *   y = ((((p0 r + p1) r + p2) r + p3) r + p4) r + p5;  y = y·r² + r + 1
+ *   result = y · 2^(n - n>>1) · 2^(n>>1)  (two exponent-field scalings, so the
+ *            subnormal range and overflow to +Inf come out right)
+ * (f32x4.min/max/nearest/trunc_sat would cost 5-8 x86 instructions each.)
+ */
+export function emitExpF32x4(fn: FunctionBuilder, t: { x: Local; nf: Local; r: Local; y: Local; ni: Local }, K: VecConsts = INLINE_CONSTS): void {
+  const C = EXP_CONST;
+  const MAGIC = 12582912; // 1.5 * 2^23
+  fn.vconstF32(K, C.lo).f32x4Pmax().vconstF32(K, C.hi).f32x4Pmin().tee(t.x);
+  fn.vconstF32(K, C.log2e).f32x4Mul().vconstF32(K, MAGIC).f32x4Add().tee(t.nf);
+  fn.vconstF32(K, MAGIC).i32x4Sub().set(t.ni);
+  fn.get(t.nf).vconstF32(K, MAGIC).f32x4Sub().set(t.nf);
+  // r = (x - n*c1) - n*c2
+  fn.get(t.x).get(t.nf).vconstF32(K, C.c1).f32x4Mul().f32x4Sub();
+  fn.get(t.nf).vconstF32(K, C.c2).f32x4Mul().f32x4Sub().set(t.r);
+  // Horner
+  fn.vconstF32(K, C.p[0]).get(t.r).f32x4Mul();
+  for (let q = 1; q < C.p.length; q++) {
+    fn.vconstF32(K, C.p[q]!).f32x4Add();
+    if (q < C.p.length - 1) fn.get(t.r).f32x4Mul();
+  }
+  // y*r*r + r + 1
+  fn.get(t.r).f32x4Mul().get(t.r).f32x4Mul().get(t.r).f32x4Add().vconstF32(K, 1).f32x4Add();
+  // * 2^(n - (n >> 1)): exponent field ((n - n>>1) + 127) << 23
+  fn.get(t.ni).get(t.ni).i32Const(1).i32x4ShrS().i32x4Sub().vconstI32(K, 127).i32x4Add().i32Const(23).i32x4Shl().f32x4Mul();
+  // * 2^(n >> 1)
+  fn.get(t.ni).i32Const(1).i32x4ShrS().vconstI32(K, 127).i32x4Add().i32Const(23).i32x4Shl().f32x4Mul();
+}
+
+/** Constants of the vector log: the Cephes logf polynomial, shared with noise.ts (`logf32`). */
+const LOG_CONST = LOGF_CONST;
+
+/**
+ * Emits log of the f32x4 on top of the stack (positive normal inputs; the
+ * special values are patched by `emitLogSpecials`). Scratch locals:
+ * x, e (i32x4), f, z, y.
+ *
+ *   bits = x; e = (bits >> 23) - 126; m = (bits & 0x7fffff) | 0x3f000000   (m in [0.5, 1))
+ *   if m < √½: e -= 1, f = 2m - 1  else f = m - 1       (m·2 - 1 = m + m - 1)
+ *   z = f²;  y = f·z·P(f) + e·q1 - z/2;  log = f + y + e·q2
+ */
+export function emitLogF32x4(fn: FunctionBuilder, t: { x: Local; e: Local; f: Local; z: Local; y: Local; mask: Local }, K: VecConsts = INLINE_CONSTS): void {
+  const C = LOG_CONST;
+  fn.tee(t.x);
+  fn.i32Const(23).i32x4ShrS().vconstI32(K, 126).i32x4Sub().set(t.e);
+  // m in [0.5, 1)
+  fn.get(t.x).vconstI32(K, 0x007fffff).v128And().vconstI32(K, 0x3f000000).v128Or().set(t.f);
+  // mask = m < sqrt(1/2) (all ones where true)
+  fn.get(t.f).vconstF32(K, C.sqrtHalf).f32x4Lt().set(t.mask);
+  // e += mask (mask is -1 where true)
+  fn.get(t.e).get(t.mask).i32x4Add().set(t.e);
+  // f = (m - 1) + (mask ? m : 0)
+  fn.get(t.f).vconstF32(K, 1).f32x4Sub().get(t.f).get(t.mask).v128And().f32x4Add().set(t.f);
+  fn.get(t.f).get(t.f).f32x4Mul().set(t.z);
+  // P(f) by Horner
+  fn.vconstF32(K, C.p[0]).get(t.f).f32x4Mul();
+  for (let q = 1; q < C.p.length; q++) {
+    fn.vconstF32(K, C.p[q]!).f32x4Add();
+    if (q < C.p.length - 1) fn.get(t.f).f32x4Mul();
+  }
+  // y = P * f * z
+  fn.get(t.f).f32x4Mul().get(t.z).f32x4Mul();
+  // ef = float(e)
+  fn.get(t.e).f32x4ConvertI32x4S().set(t.e);
+  // y += e*q1; y -= z/2
+  fn.get(t.e).vconstF32(K, C.q1).f32x4Mul().f32x4Add();
+  fn.get(t.z).vconstF32(K, 0.5).f32x4Mul().f32x4Sub().set(t.y);
+  // result = f + y + e*q2
+  fn.get(t.f).get(t.y).f32x4Add().get(t.e).vconstF32(K, C.q2).f32x4Mul().f32x4Add();
+}
+
+/**
+ * General log on f32x4: subnormal inputs are scaled by 2^23 first (and
+ * 23·ln2 subtracted after); then the special values are patched:
+ * x = 0 -> -Inf, x < 0 -> NaN, x = +Inf -> +Inf, NaN -> NaN.
+ */
+function emitLogGeneral(fn: FunctionBuilder, t: { in: Local; x: Local; e: Local; f: Local; z: Local; y: Local; mask: Local; sub: Local }, K: VecConsts = INLINE_CONSTS): void {
+  fn.set(t.in);
+  // sub = in < 2^-126 (as a mask); scaled = sub ? in * 2^23 : in
+  fn.get(t.in).vconstF32(K, 2 ** -126).f32x4Lt().set(t.sub);
+  fn.get(t.in).vconstF32(K, 2 ** 23).f32x4Mul().get(t.in).get(t.sub).v128Bitselect();
+  emitLogF32x4(fn, t, K);
+  // minus 23*ln2 where scaled
+  fn.vconstF32(K, -23 * Math.LN2).get(t.sub).v128And().f32x4Add();
+  // bitselect(a, b, m) keeps a where m is set: so each patch keeps the result where the special case does NOT hold.
+  // x == 0 -> -Inf
+  fn.vconstF32(K, -Infinity).get(t.in).vconstF32(K, 0).f32x4Ne().v128Bitselect();
+  // x == +Inf -> +Inf
+  fn.vconstF32(K, Infinity).get(t.in).vconstF32(K, Infinity).f32x4Ne().v128Bitselect();
+  // x < 0 or NaN -> NaN  (keep where x >= 0)
+  fn.vconstF32(K, NaN).get(t.in).vconstF32(K, 0).f32x4Ge().v128Bitselect();
+}
+
+/** Elementwise map over a float array with a vector body; the ragged tail uses a splat (same code, same bits). */
+function buildMapArray(name: string, body: (fn: FunctionBuilder) => void): FunctionBuilder {
+  const fn = new FunctionBuilder(name, ['i32', 'i32', 'i32']);
+  const [src, dst, len] = [0, 1, 2].map((i) => fn.param(i)) as [Local, Local, Local];
+  const i = fn.local('i32');
+  const end4 = fn.local('i32');
+  fn.get(len).i32Const(-4).i32And().set(end4);
+  fn.forLoop(i, () => fn.i32Const(0), () => fn.get(end4), 4, () => {
+    fn.get(dst).get(i).i32Const(4).i32Mul().i32Add();
+    fn.get(src).get(i).i32Const(4).i32Mul().i32Add().v128Load();
+    body(fn);
+    fn.v128Store();
+  });
+  fn.forLoop(i, () => fn.get(end4), () => fn.get(len), 1, () => {
+    fn.get(dst).get(i).i32Const(4).i32Mul().i32Add();
+    fn.get(src).get(i).i32Const(4).i32Mul().i32Add().v128Load32Splat();
+    body(fn);
+    fn.f32x4ExtractLane(0).f32Store();
+  });
+  return fn;
+}
+
+function expLocals(fn: FunctionBuilder): { x: Local; nf: Local; r: Local; y: Local; ni: Local } {
+  return { x: fn.local('v128'), nf: fn.local('v128'), r: fn.local('v128'), y: fn.local('v128'), ni: fn.local('v128') };
+}
+function logLocals(fn: FunctionBuilder): { x: Local; e: Local; f: Local; z: Local; y: Local; mask: Local } {
+  return { x: fn.local('v128'), e: fn.local('v128'), f: fn.local('v128'), z: fn.local('v128'), y: fn.local('v128'), mask: fn.local('v128') };
+}
+
+// ---------------------------------------------------------------------------
+// Counter-based noise (mirrors noise.ts bit for bit)
+// ---------------------------------------------------------------------------
+
+/** Scalar fmix32 of the i32 on the stack: h ^= h>>>16; h *= A; h ^= h>>>13; h *= B; h ^= h>>>16. */
+function emitFmixI32(fn: FunctionBuilder, h: Local): void {
+  fn.tee(h).get(h).i32Const(16).i32ShrU().i32Xor().i32Const(NOISE_CONST.fmixA).i32Mul().tee(h);
+  fn.get(h).i32Const(13).i32ShrU().i32Xor().i32Const(NOISE_CONST.fmixB).i32Mul().tee(h);
+  fn.get(h).i32Const(16).i32ShrU().i32Xor();
+}
+/** fmix32 on each i32x4 lane. */
+function emitFmixI32x4(fn: FunctionBuilder, h: Local, K: VecConsts): void {
+  fn.tee(h).get(h).i32Const(16).i32x4ShrU().v128Xor().vconstI32(K, NOISE_CONST.fmixA).i32x4Mul().tee(h);
+  fn.get(h).i32Const(13).i32x4ShrU().v128Xor().vconstI32(K, NOISE_CONST.fmixB).i32x4Mul().tee(h);
+  fn.get(h).i32Const(16).i32x4ShrU().v128Xor();
+}
+
+/** Per-query seeds: r1 = fmix(i·rowMul ^ k0), r2 = fmix(r1 + k1). */
+function emitRowSeeds(fn: FunctionBuilder, i: Local, k0: Local, k1: Local, r1: Local, r2: Local, h: Local): void {
+  fn.get(i).i32Const(NOISE_CONST.rowMul).i32Mul().get(k0).i32Xor();
+  emitFmixI32(fn, h);
+  fn.set(r1);
+  fn.get(r1).get(k1).i32Add();
+  emitFmixI32(fn, h);
+  fn.set(r2);
+}
+
+/** Bits for the 4 columns in the i32x4 `jv`: fmix(fmix(j·colMul ^ r1) + r2). Leaves an i32x4. */
+function emitNoiseBitsX4(fn: FunctionBuilder, jv: Local, r1v: Local, r2v: Local, h: Local, K: VecConsts): void {
+  fn.get(jv).vconstI32(K, NOISE_CONST.colMul).i32x4Mul().get(r1v).v128Xor();
+  emitFmixI32x4(fn, h, K);
+  fn.get(r2v).i32x4Add();
+  emitFmixI32x4(fn, h, K);
+}
+
+/**
+ * Gumbel noise from the u32 bits on the stack (see noise.ts, `gumbelFromBits`):
+ *   w = f32(f32(bits) + 0.5) · 2^-32
+ *   if w < 0.5:  t = 1 - w, c = ((t - 1) + w) / t      (log t - c = log1p(-w))
+ *   else:        t = f32(f32(~bits) + 0.5) · 2^-32, c = 0   (1 - w straight from the integer)
+ *   E = -(log t - c);  G = -log E
+ * (branch-free: both sides computed, selected with the w < 0.5 lane mask).
+ */
+function emitGumbelFromBits(fn: FunctionBuilder, L: { bits: Local; w: Local; t: Local; mask: Local; lg: ReturnType<typeof logLocals> }, K: VecConsts = INLINE_CONSTS): void {
+  fn.tee(L.bits).f32x4ConvertI32x4U().vconstF32(K, 0.5).f32x4Add().vconstF32(K, 2 ** -32).f32x4Mul().tee(L.w);
+  fn.vconstF32(K, 0.5).f32x4Lt().set(L.mask);
+  // t = mask ? 1 - w : f32(~bits) + 0.5) * 2^-32
+  fn.vconstF32(K, 1).get(L.w).f32x4Sub();
+  fn.get(L.bits).v128Not().f32x4ConvertI32x4U().vconstF32(K, 0.5).f32x4Add().vconstF32(K, 2 ** -32).f32x4Mul();
+  fn.get(L.mask).v128Bitselect().tee(L.t);
+  emitLogF32x4(fn, L.lg, K);
+  // - (mask ? ((t - 1) + w) / t : 0)
+  fn.get(L.t).vconstF32(K, 1).f32x4Sub().get(L.w).f32x4Add().get(L.t).f32x4Div().get(L.mask).v128And().f32x4Sub();
+  fn.f32x4Neg();
+  emitLogF32x4(fn, L.lg, K);
+  fn.f32x4Neg();
+}
+
+function noiseLocals(fn: FunctionBuilder) {
+  return {
+    r1: fn.local('i32'), r2: fn.local('i32'), h: fn.local('i32'),
+    r1v: fn.local('v128'), r2v: fn.local('v128'), hv: fn.local('v128'), jv: fn.local('v128'),
+  };
+}
+
+function buildNoiseRow(name: 'noiseBits' | 'gumbelRow', K: VecConsts): FunctionBuilder {
+  const fn = new FunctionBuilder(name, ['i32', 'i32', 'i32', 'i32', 'i32', 'i32']);
+  const [dst, k0, k1, i, j0, len] = [0, 1, 2, 3, 4, 5].map((q) => fn.param(q)) as [Local, Local, Local, Local, Local, Local];
+  const N = noiseLocals(fn);
+  const G = { bits: fn.local('v128'), w: fn.local('v128'), t: fn.local('v128'), mask: fn.local('v128'), lg: logLocals(fn) };
+  const p = fn.local('i32');
+  const tmp = fn.local('v128');
+  emitRowSeeds(fn, i, k0, k1, N.r1, N.r2, N.h);
+  fn.get(N.r1).i32x4Splat().set(N.r1v);
+  fn.get(N.r2).i32x4Splat().set(N.r2v);
+  // jv = j0 + [0,1,2,3]
+  fn.get(j0).i32x4Splat().v128ConstI32(0, 1, 2, 3).i32x4Add().set(N.jv);
+  fn.forLoop(p, () => fn.i32Const(0), () => fn.get(len), 4, () => {
+    emitNoiseBitsX4(fn, N.jv, N.r1v, N.r2v, N.hv, K);
+    if (name === 'gumbelRow') emitGumbelFromBits(fn, G, K);
+    fn.set(tmp);
+    // store up to 4 lanes
+    for (let l = 0; l < 4; l++) {
+      fn.get(p).i32Const(l).i32Add().get(len).i32LtS();
+      fn.if(() => {
+        fn.get(dst).get(p).i32Const(l).i32Add().i32Const(4).i32Mul().i32Add();
+        fn.get(tmp).i32x4ExtractLane(l).i32Store();
+      });
+    }
+    fn.get(N.jv).v128ConstI32(4).i32x4Add().set(N.jv);
+  });
+  return fn;
+}
+
+// ---------------------------------------------------------------------------
+// Scan kernels
+// ---------------------------------------------------------------------------
+
+/** Horizontal max of the f32x4 in `v` (pmax: NaN handling unspecified), leaving an f32. */
+function emitHMax(fn: FunctionBuilder, v: Local): void {
+  fn.get(v).get(v).get(v).i32x4Shuffle([2, 3, 0, 1]).f32x4Pmax().set(v);
+  fn.get(v).get(v).get(v).i32x4Shuffle([1, 0, 3, 2]).f32x4Pmax().f32x4ExtractLane(0);
+}
+function emitHSum(fn: FunctionBuilder, v: Local): void {
+  fn.get(v).get(v).get(v).i32x4Shuffle([2, 3, 0, 1]).f32x4Add().set(v);
+  fn.get(v).get(v).get(v).i32x4Shuffle([1, 0, 3, 2]).f32x4Add().f32x4ExtractLane(0);
+}
+
+/**
+ * rowStats(s, rows, cols, ld, maxOut, sumOut, expOut). Columns are read in
+ * whole vectors up to cols rounded up to 4; the caller pads lanes j >= cols
+ * with -Inf (they then add exp(-Inf) = 0 and do not change the max). Two
+ * passes per row: a vector max (two accumulators, pmax = one maxps), then
+ * Σ exp(s - max), storing exp(s - max) to expOut too when expOut != 0 (the
+ * test is outside the loop: two loop bodies).
+ */
+function buildRowStats(K: VecConsts): FunctionBuilder {
+  const fn = new FunctionBuilder('rowStats', ['i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32']);
+  const [s, rows, cols, ld, maxOut, sumOut, expOut] = [0, 1, 2, 3, 4, 5, 6].map((q) => fn.param(q)) as Local[] as [
+    Local, Local, Local, Local, Local, Local, Local];
+  const r = fn.local('i32'), p = fn.local('i32'), row = fn.local('i32'), eRow = fn.local('i32'), end = fn.local('i32');
+  const m0 = fn.local('v128'), m1 = fn.local('v128'), mv = fn.local('v128'), s0 = fn.local('v128');
+  const mx = fn.local('f32');
+  const e = expLocals(fn);
+  const ev = fn.local('v128');
+  fn.forLoop(r, () => fn.i32Const(0), () => fn.get(rows), 1, () => {
+    fn.get(s).get(r).get(ld).i32Mul().i32Const(4).i32Mul().i32Add().set(row);
+    fn.get(expOut).get(r).get(ld).i32Mul().i32Const(4).i32Mul().i32Add().set(eRow);
+    fn.get(row).get(cols).i32Const(3).i32Add().i32Const(-4).i32And().i32Const(4).i32Mul().i32Add().set(end);
+    // max: pairs of vectors, then one more if needed
+    fn.v128ConstF32(-Infinity).set(m0);
+    fn.v128ConstF32(-Infinity).set(m1);
+    fn.get(row).set(p);
+    fn.block((exit) => fn.loop((top) => {
+      fn.get(p).i32Const(32).i32Add().get(end).i32GtU().brIf(exit);
+      fn.get(m0).get(p).v128Load(0).f32x4Pmax().set(m0);
+      fn.get(m1).get(p).v128Load(16).f32x4Pmax().set(m1);
+      fn.get(p).i32Const(32).i32Add().set(p);
+      fn.br(top);
+    }));
+    fn.get(p).get(end).i32LtU();
+    fn.if(() => { fn.get(m0).get(p).v128Load(0).f32x4Pmax().set(m0); });
+    fn.get(m0).get(m1).f32x4Pmax().set(m0);
+    emitHMax(fn, m0);
+    fn.set(mx);
+    fn.get(maxOut).get(r).i32Const(4).i32Mul().i32Add().get(mx).f32Store();
+    // sum of exp(s - max); 0 if max = -Inf
+    fn.v128ConstI32(0).set(s0);
+    fn.get(mx).f32Const(-Infinity).f32Ne();
+    fn.if(() => {
+      fn.get(mx).f32x4Splat().set(mv);
+      fn.get(row).set(p);
+      const body = (store: boolean): void => {
+        fn.block((exit) => fn.loop((top) => {
+          fn.get(p).get(end).i32GeU().brIf(exit);
+          fn.get(p).v128Load(0).get(mv).f32x4Sub();
+          emitExpF32x4(fn, e, K);
+          fn.set(ev);
+          fn.get(s0).get(ev).f32x4Add().set(s0);
+          if (store) {
+            fn.get(eRow).get(ev).v128Store(0);
+            fn.get(eRow).i32Const(16).i32Add().set(eRow);
+          }
+          fn.get(p).i32Const(16).i32Add().set(p);
+          fn.br(top);
+        }));
+      };
+      fn.get(expOut).i32Eqz();
+      fn.if(() => body(false), () => body(true));
+    });
+    fn.get(sumOut).get(r).i32Const(4).i32Mul().i32Add();
+    emitHSum(fn, s0);
+    fn.f32Store();
+  });
+  return fn;
+}
+
+/** maskColumns(s, rows, cols, ld, mask): S[r, j] = -Inf where mask[j] == 0 (mask padded to a multiple of 4 lanes). */
+function buildMaskColumns(): FunctionBuilder {
+  const fn = new FunctionBuilder('maskColumns', ['i32', 'i32', 'i32', 'i32', 'i32']);
+  const [s, rows, cols, ld, mask] = [0, 1, 2, 3, 4].map((q) => fn.param(q)) as [Local, Local, Local, Local, Local];
+  const r = fn.local('i32'), j = fn.local('i32'), addr = fn.local('i32');
+  fn.forLoop(r, () => fn.i32Const(0), () => fn.get(rows), 1, () => {
+    fn.forLoop(j, () => fn.i32Const(0), () => fn.get(cols), 4, () => {
+      fn.get(s).get(r).get(ld).i32Mul().get(j).i32Add().i32Const(4).i32Mul().i32Add().tee(addr);
+      // bitselect(s, -inf, mask != 0)
+      fn.get(addr).v128Load().v128ConstF32(-Infinity);
+      fn.get(mask).get(j).i32Const(4).i32Mul().i32Add().v128Load().v128ConstI32(0).i32x4Ne();
+      fn.v128Bitselect().v128Store();
+    });
+  });
+  return fn;
+}
+
+/**
+ * gumbelScanRow(row, cols, j0, r1, r2, thr, pKey, pIdx, pScore): the column
+ * loop of one query. Per vector of 4 columns: bits = hash; if some lane has
+ * bits <= thr, compute the 4 Gumbel values and keys = s + G, and update the
+ * running best (f32 *pKey, i32 *pIdx, f32 *pScore) lane by lane in column
+ * order (strict >, so earlier columns win ties).
+ *
+ * A separate function rather than the inner loop of gumbelScan: as an
+ * inner loop TurboFan recomputed the query's seeds on every trip.
+ */
+function buildGumbelScanRow(K: VecConsts): FunctionBuilder {
+  const fn = new FunctionBuilder('gumbelScanRow', ['i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32']);
+  const [row, cols, j0, r1, r2, thr, pKey, pIdx, pScore] = [0, 1, 2, 3, 4, 5, 6, 7, 8].map((q) => fn.param(q)) as Local[] as [
+    Local, Local, Local, Local, Local, Local, Local, Local, Local];
+  const N = noiseLocals(fn);
+  const G = { bits: fn.local('v128'), w: fn.local('v128'), t: fn.local('v128'), mask: fn.local('v128'), lg: logLocals(fn) };
+  const p = fn.local('i32');
+  const thrv = fn.local('v128'), bits = fn.local('v128'), sv = fn.local('v128'), keys = fn.local('v128');
+  const bestK = fn.local('f32'), bestJ = fn.local('i32'), bestS = fn.local('f32'), kl = fn.local('f32');
+  fn.get(r1).i32x4Splat().set(N.r1v);
+  fn.get(r2).i32x4Splat().set(N.r2v);
+  fn.get(thr).i32x4Splat().set(thrv);
+  fn.get(pKey).f32Load().set(bestK);
+  fn.get(pIdx).i32Load().set(bestJ);
+  fn.get(pScore).f32Load().set(bestS);
+  fn.get(j0).i32x4Splat().v128ConstI32(0, 1, 2, 3).i32x4Add().set(N.jv);
+  fn.forLoop(p, () => fn.i32Const(0), () => fn.get(cols), 4, () => {
+    emitNoiseBitsX4(fn, N.jv, N.r1v, N.r2v, N.hv, K);
+    fn.tee(bits).get(thrv).i32x4LeU().v128AnyTrue();
+    fn.if(() => {
+      fn.get(row).get(p).i32Const(4).i32Mul().i32Add().v128Load().set(sv);
+      fn.get(bits);
+      emitGumbelFromBits(fn, G, K);
+      fn.get(sv).f32x4Add().set(keys);
+      for (let l = 0; l < 4; l++) {
+        // lane l counts only if p + l < cols
+        fn.get(keys).f32x4ExtractLane(l).tee(kl).get(bestK).f32Gt().get(p).i32Const(l).i32Add().get(cols).i32LtS().i32And();
+        fn.if(() => {
+          fn.get(kl).set(bestK);
+          fn.get(j0).get(p).i32Add().i32Const(l).i32Add().set(bestJ);
+          fn.get(sv).f32x4ExtractLane(l).set(bestS);
+        });
+      }
+    });
+    fn.get(N.jv).v128ConstI32(4).i32x4Add().set(N.jv);
+  });
+  fn.get(pKey).get(bestK).f32Store();
+  fn.get(pIdx).get(bestJ).i32Store();
+  fn.get(pScore).get(bestS).f32Store();
+  return fn;
+}
+
+/** gumbelScan: see KernelExports. Per row: the query's seeds r1, r2, then gumbelScanRow on its columns. */
+function buildGumbelScan(rowFn: number): FunctionBuilder {
+  const fn = new FunctionBuilder('gumbelScan', ['i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32']);
+  const [s, rows, cols, ld, q0, j0, k0, k1, thr, bestKey, bestIdx, bestScore] =
+    [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11].map((q) => fn.param(q)) as Local[] as [
+      Local, Local, Local, Local, Local, Local, Local, Local, Local, Local, Local, Local];
+  const N = noiseLocals(fn);
+  const r = fn.local('i32'), q = fn.local('i32'), off = fn.local('i32');
+  fn.forLoop(r, () => fn.i32Const(0), () => fn.get(rows), 1, () => {
+    fn.get(q0).get(r).i32Add().set(q);
+    emitRowSeeds(fn, q, k0, k1, N.r1, N.r2, N.h);
+    fn.get(r).i32Const(4).i32Mul().set(off);
+    fn.get(s).get(r).get(ld).i32Mul().i32Const(4).i32Mul().i32Add();
+    fn.get(cols).get(j0).get(N.r1).get(N.r2);
+    fn.get(thr).get(off).i32Add().i32Load();
+    fn.get(bestKey).get(off).i32Add().get(bestIdx).get(off).i32Add().get(bestScore).get(off).i32Add();
+    fn.call(rowFn);
+  });
+  return fn;
+}
+
+/**
+ * groupScan: per row, walk the columns group segment by group segment; in a
+ * segment keep the running (max, first argmax) in scalar registers with a
+ * strict > and merge it into gMax/gArg (strict >: earlier columns — earlier
+ * blocks were merged before — win ties).
+ */
+function buildGroupScan(): FunctionBuilder {
+  const fn = new FunctionBuilder('groupScan', ['i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32']);
+  const [s, rows, cols, ld, j0, gs, g0, kg, gMax, gArg] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9].map((q) => fn.param(q)) as Local[] as [
+    Local, Local, Local, Local, Local, Local, Local, Local, Local, Local];
+  const r = fn.local('i32'), j = fn.local('i32'), segEnd = fn.local('i32'), g = fn.local('i32'), row = fn.local('i32');
+  const best = fn.local('f32'), bestJ = fn.local('i32'), v = fn.local('f32'), slot = fn.local('i32');
+  fn.forLoop(r, () => fn.i32Const(0), () => fn.get(rows), 1, () => {
+    fn.get(s).get(r).get(ld).i32Mul().i32Const(4).i32Mul().i32Add().set(row);
+    fn.i32Const(0).set(j);
+    fn.block((done) => fn.loop((seg) => {
+      fn.get(j).get(cols).i32GeS().brIf(done);
+      // g = (j0 + j) / gs; segEnd = min(cols, (g + 1) * gs - j0)
+      fn.get(j0).get(j).i32Add().get(gs).i32DivU().set(g);
+      fn.get(g).i32Const(1).i32Add().get(gs).i32Mul().get(j0).i32Sub().tee(segEnd).get(cols).i32GtS();
+      fn.if(() => { fn.get(cols).set(segEnd); });
+      fn.f32Const(-Infinity).set(best);
+      fn.i32Const(-1).set(bestJ);
+      fn.block((exit) => fn.loop((top) => {
+        fn.get(j).get(segEnd).i32GeS().brIf(exit);
+        fn.get(row).get(j).i32Const(4).i32Mul().i32Add().f32Load().tee(v).get(best).f32Gt();
+        fn.if(() => { fn.get(v).set(best); fn.get(j).set(bestJ); });
+        fn.get(j).i32Const(1).i32Add().set(j);
+        fn.br(top);
+      }));
+      // merge into slot r*kg + (g - g0)
+      fn.get(r).get(kg).i32Mul().get(g).get(g0).i32Sub().i32Add().i32Const(4).i32Mul().set(slot);
+      fn.get(best).get(gMax).get(slot).i32Add().f32Load().f32Gt();
+      fn.if(() => {
+        fn.get(gMax).get(slot).i32Add().get(best).f32Store();
+        fn.get(gArg).get(slot).i32Add().get(j0).get(bestJ).i32Add().i32Store();
+      });
+      fn.br(seg);
+    }));
+  });
+  return fn;
+}
+
+// ---------------------------------------------------------------------------
+// Module
+// ---------------------------------------------------------------------------
+
+/** Builds the kernel module. Deterministic: the same config gives the same bytes. */
+export function buildKernelModule(cfg: KernelConfig = DEFAULT_KERNEL_CONFIG): Uint8Array {
+  if (cfg.mr < 1 || cfg.nr < 1 || cfg.nc % cfg.nr !== 0) throw new RangeError('buildKernelModule: nc must be a multiple of nr');
+  const mod = new ModuleBuilder().importMemory('env', 'memory', 1);
+  // Edge tiles first so the driver can call them by index.
+  const edge = new Map<string, number>();
+  for (let r = 1; r <= cfg.mr; r++) {
+    for (let q = 1; q <= cfg.nr; q++) {
+      if (r === cfg.mr && q === cfg.nr) continue;
+      edge.set(`${r}x${q}`, mod.add(buildEdgeTile(r, q, cfg.unroll ?? 2, cfg.sets ?? 1), null));
+    }
+  }
+  mod.add(buildMatmulNT(cfg, (r, q) => edge.get(`${r}x${q}`)!));
+  mod.add(buildTranspose());
+  const K = new ConstPool();
+  mod.add(buildMapArray('expArray', (fn) => emitExpF32x4(fn, expLocals(fn), K)));
+  mod.add(buildMapArray('logArray', (fn) => {
+    const L = logLocals(fn);
+    emitLogGeneral(fn, { in: fn.local('v128'), sub: fn.local('v128'), ...L }, K);
+  }));
+  mod.add(buildNoiseRow('noiseBits', K));
+  mod.add(buildNoiseRow('gumbelRow', K));
+  mod.add(buildRowStats(K));
+  mod.add(buildMaskColumns());
+  const gumbelRow = mod.add(buildGumbelScanRow(K), null);
+  mod.add(buildGumbelScan(gumbelRow));
+  mod.add(buildGroupScan());
+  mod.data(0, K.bytes());
+  return mod.emit();
+}
