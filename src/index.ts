@@ -42,3 +42,8 @@ export { Trainer, train, DEFAULT_CONFIG, type TrainConfig, type TrainResult, typ
 export { evaluate, embedAll } from './train/evaluate.js';
 export { DistributedCacheClassificationLoss, type DistributedCacheClassificationLossOptions, type DistributedCacheLossReturn } from './losses/distributedCacheClassificationLoss.js';
 export { ShardedCacheLossHandler, ReplicatedCacheLossHandler, type ShardedStep, type ReplicatedStep } from './handlers/distributed.js';
+
+// Kernels: WebAssembly SIMD is used automatically where available. On a browser main thread
+// call `await initWasm()` once at start-up (Chromium forbids compiling it synchronously there);
+// Node compiles it synchronously on first use.
+export { initWasm, wasmReady, wasmAvailable } from './tensor/kernels/wasm/index.js';

@@ -3,7 +3,7 @@
  * tensors, so `grad` differentiates a whole model at once.
  */
 import { ArgumentError, ShapeError, describe, fmtShape } from '../errors.js';
-import { isTensor, unsafeData, wrap, type Tensor } from '../tensor/tensor.js';
+import { isTensor, unsafeData, type Tensor } from '../tensor/tensor.js';
 import type { Rng } from '../tensor/random.js';
 import { bind } from '../autograd/engine.js';
 import { sparseRowsP } from '../autograd/primitives.js';

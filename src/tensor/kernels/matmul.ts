@@ -14,8 +14,12 @@
  * O(mnk)). Accumulation is in float64 registers (JS numbers).
  */
 import type { TypedArray } from '../dtype.js';
+import { matmulNNWasm, matmulNTWasm, matmulTNWasm, wasmAvailable } from './wasm/index.js';
 
 type Floats = Float32Array | Float64Array;
+
+/** Below this many multiply-adds the plain loops win (copying into wasm memory costs more). */
+export const WASM_MIN_WORK = 1 << 15;
 
 export function matmul2d(
   a: Floats, b: Floats, m: number, n: number, k: number,
@@ -23,6 +27,15 @@ export function matmul2d(
 ): Floats {
   if (m === 0 || n === 0) return out;
   if (k === 0) { out.fill(0); return out; }
+  if (a instanceof Float32Array && b instanceof Float32Array && out instanceof Float32Array && m * n * k >= WASM_MIN_WORK && wasmAvailable()) {
+    // float32 products of some size go to the WebAssembly SIMD kernels (wasm/kernels.ts);
+    // they accumulate in float32 lanes, so they round differently from the loops below.
+    if (!transA && transB) matmulNTWasm(a, b, m, n, k, out);
+    else if (!transA && !transB) matmulNNWasm(a, b, m, n, k, out);
+    else if (transA && !transB) matmulTNWasm(a, b, m, n, k, out);
+    else matmulNTWasm(transpose2d(a, k, m, new Float32Array(m * k)), b, m, n, k, out);
+    return out;
+  }
   const A = transA ? transpose2d(a, k, m, new (a.constructor as Float32ArrayConstructor)(m * k) as Floats) : a;
   if (transB) matmulNT(A, b, m, n, k, out);
   else matmulNN(A, b, m, n, k, out);
