@@ -26,7 +26,7 @@
  * an id key, exact categorical sampling, and per-query extras (probPos,
  * sampled indices, hasNegative).
  */
-import { ArgumentError, DTypeError, ShapeError, describe, fmtShape } from '../errors.js';
+import { ArgumentError, DTypeError, NonFiniteError, ShapeError, describe, fmtShape } from '../errors.js';
 import { isFloat } from '../tensor/dtype.js';
 import { shapesEqual } from '../tensor/shape.js';
 import type { Rng } from '../tensor/random.js';
@@ -39,6 +39,9 @@ import { matmul } from '../ops/linalg.js';
 import type { NegativeCache } from '../cache/negativeCache.js';
 import type { RetrievalFn } from '../retrieval/retrieval.js';
 import { approximateTopKWithIndices } from '../retrieval/topk.js';
+import { noiseKey } from '../tensor/kernels/noise.js';
+import { categoricalUniformCount, type FusedScanArgs, type FusedScanResult } from '../tensor/kernels/fusedScan.js';
+import { fusedCacheScan } from '../tensor/kernels/wasm/index.js';
 import {
   applyReducer, checkQueryAndPositives, checkReducer, retrievalFrom, rowDot, staleness,
   type DocNetwork, type Reducer, type Sampler, type ScoreTransform,
@@ -94,6 +97,23 @@ export interface CacheClassificationLossOptions {
    * int32 ids of shape [] or [1]. Off by default (the reference has no such mask).
    */
   falseNegativeKey?: string;
+  /**
+   * Use the fused streaming scan (src/tensor/kernels/fusedScan.ts) when it
+   * applies: float32 embeddings, a score transform that is absent or a
+   * scaleTransform, and a built-in sampler over `rng` (not a custom
+   * retrievalFn). It never builds the [b, n] score matrix and runs on the
+   * WebAssembly SIMD kernels where available. Default true. With false, or
+   * when it does not apply, the loss takes the straightforward path:
+   * all-pairs matmul, transform, masking, top-k, retrieval function.
+   * The Gumbel sampler draws the same counter-based noise on both paths, so
+   * they pick the same items whenever they compute the same score floats
+   * (SIMD sums round differently, so near-ties may differ). The categorical
+   * sampler is a different (blockwise) algorithm on the fused path: same
+   * distribution, different draws.
+   */
+  fused?: boolean;
+  /** The fused scan to call (default `fusedCacheScan`: wasm SIMD, else TypeScript). Node's `createParallelScan` runs it on both cores. */
+  scanner?: (args: FusedScanArgs) => FusedScanResult;
 }
 
 export interface CacheLossCallOptions {
@@ -110,7 +130,11 @@ export interface CacheLossCallOptions {
 
 /** Everything the two losses need from retrieval. */
 export interface RetrievalResult {
-  /** Candidate scores the softmax runs over ([b, n] or [b, topK]); excluded entries are -Infinity. */
+  /**
+   * Candidate scores the softmax runs over ([b, n] or [b, topK]; excluded
+   * entries are -Infinity), or, on the fused path, their logSumExp [b, 1]
+   * (all probPos needs: logSumExp([s⁺, lse]) = logSumExp([s⁺, scores])).
+   */
   scores: Tensor;
   /** int32 [b] index into the concatenated cache. */
   indices: Int32Array;
@@ -136,11 +160,16 @@ export class CacheClassificationLoss {
   readonly maskEmptySlots: boolean;
   readonly falseNegativeKey: string | undefined;
   readonly retrievalFn: RetrievalFn;
+  readonly fused: boolean;
+  /** The built-in sampler and its generator, when no custom retrievalFn was given (the fused path needs them). */
+  private readonly sampler: Sampler | null;
+  private readonly rng: Rng | null;
+  private readonly scanner: (args: FusedScanArgs) => FusedScanResult;
 
   constructor(opts: CacheClassificationLossOptions) {
     const op = 'CacheClassificationLoss';
     if (opts === null || typeof opts !== 'object') throw new ArgumentError(op, `options must be an object, got ${describe(opts)}`);
-    const allowed = ['embeddingKey', 'dataKeys', 'scoreTransform', 'topK', 'reducer', 'rng', 'sampler', 'retrievalFn', 'maskEmptySlots', 'falseNegativeKey'];
+    const allowed = ['embeddingKey', 'dataKeys', 'scoreTransform', 'topK', 'reducer', 'rng', 'sampler', 'retrievalFn', 'maskEmptySlots', 'falseNegativeKey', 'fused', 'scanner'];
     for (const k of Object.keys(opts)) if (!allowed.includes(k)) throw new ArgumentError(op, `unknown option "${k}"; allowed: ${allowed.join(', ')}`);
     if (typeof opts.embeddingKey !== 'string' || opts.embeddingKey === '') throw new ArgumentError(op, `embeddingKey must be a non-empty string, got ${describe(opts.embeddingKey)}`);
     if (!Array.isArray(opts.dataKeys) || !opts.dataKeys.every((k) => typeof k === 'string')) throw new ArgumentError(op, `dataKeys must be an array of strings, got ${describe(opts.dataKeys)}`);
@@ -156,6 +185,19 @@ export class CacheClassificationLoss {
     this.maskEmptySlots = opts.maskEmptySlots ?? true;
     this.falseNegativeKey = opts.falseNegativeKey;
     this.retrievalFn = retrievalFrom(op, opts);
+    if (opts.fused !== undefined && typeof opts.fused !== 'boolean') throw new ArgumentError(op, `fused must be true or false, got ${describe(opts.fused)}`);
+    if (opts.scanner !== undefined && typeof opts.scanner !== 'function') throw new ArgumentError(op, `scanner must be a function, got ${describe(opts.scanner)}`);
+    this.fused = opts.fused ?? true;
+    this.sampler = opts.retrievalFn === undefined ? (opts.sampler ?? 'gumbel') : null;
+    this.rng = opts.retrievalFn === undefined ? (opts.rng ?? null) : null;
+    this.scanner = opts.scanner ?? fusedCacheScan;
+  }
+
+  /** The scale of the score transform if the fused path can apply it (identity = 1), else null. */
+  private fusedScale(): number | null {
+    if (this.scoreTransform === undefined) return 1;
+    const c = this.scoreTransform.scale;
+    return typeof c === 'number' && Number.isFinite(c) ? c : null;
   }
 
   /** T(x), or x without a transform. */
@@ -216,6 +258,11 @@ export class CacheClassificationLoss {
     const allEmb = concatSources(cache, sources, this.embeddingKey);
     const n = allEmb.shape[0]!;
     const b = queryEmbeddings.shape[0]!;
+    if (topK !== undefined && n % topK !== 0) throw new ArgumentError('CacheClassificationLoss', `topK = ${topK} does not divide the cache size ${n}; need cacheSize % topK === 0 (approximate top-k uses equal groups)`);
+    const scale = this.fusedScale();
+    if (this.fused && scale !== null && this.sampler !== null && this.rng !== null && queryEmbeddings.dtype === 'float32' && allEmb.dtype === 'float32') {
+      return this.retrieveFused(queryEmbeddings, allEmb, cache, sources, positiveIds, topK, scale, this.sampler, this.rng);
+    }
     const raw = this.transform(matmul(stopGradient(queryEmbeddings), allEmb, { transposeB: true }));
     const excluded = this.exclusions(cache, sources, positiveIds, b, n);
     let scores = raw;
@@ -227,7 +274,6 @@ export class CacheClassificationLoss {
     let candidates = scores;
     let topIdx: Int32Array | null = null;
     if (topK !== undefined) {
-      if (n % topK !== 0) throw new ArgumentError('CacheClassificationLoss', `topK = ${topK} does not divide the cache size ${n}; need cacheSize % topK === 0 (approximate top-k uses equal groups)`);
       const t = approximateTopKWithIndices(scores, topK);
       candidates = t.values;
       topIdx = unsafeData(t.indices) as Int32Array;
@@ -247,10 +293,70 @@ export class CacheClassificationLoss {
       indices[i] = topIdx ? topIdx[i * width + c]! : c;
       for (let j = 0; j < width; j++) if (cand[i * width + j] !== -Infinity) { hasNegative[i] = 1; break; }
     }
-    const idxT = wrap(indices, [b], 'int32');
+    return this.gathered(cache, sources, allEmb, stopGradient(candidates), indices, hasNegative);
+  }
+
+  /** The sampled items' data and cached embeddings. */
+  private gathered(cache: Readonly<Record<string, NegativeCache>>, sources: readonly string[], allEmb: Tensor, scores: Tensor, indices: Int32Array, hasNegative: Uint8Array): RetrievalResult {
+    const idxT = wrap(indices, [indices.length], 'int32');
     const retrievedData: Record<string, Tensor> = {};
     for (const key of this.dataKeys) retrievedData[key] = gatherRows(concatSources(cache, sources, key), idxT);
-    return { scores: stopGradient(candidates), indices, hasNegative, retrievedData, retrievedCacheEmbeddings: gatherRows(allEmb, idxT) };
+    return { scores, indices, hasNegative, retrievedData, retrievedCacheEmbeddings: gatherRows(allEmb, idxT) };
+  }
+
+  /**
+   * The fused path: one streaming pass over the cache computes each query's
+   * logSumExp over its candidates (all rows, or the top-k group maxima) and
+   * draws its sample, without the [b, n] score matrix.
+   */
+  private retrieveFused(
+    q: Tensor, allEmb: Tensor, cache: Readonly<Record<string, NegativeCache>>, sources: readonly string[],
+    positiveIds: Int32Array | null, topK: number | undefined, scale: number, sampler: Sampler, rng: Rng,
+  ): RetrievalResult {
+    const op = 'CacheClassificationLoss';
+    const b = q.shape[0]!, d = q.shape[1]!, n = allEmb.shape[0]!;
+    // The kernels do not look for NaN (a pass over the cache would cost as much as the scan):
+    // the queries are checked here, the cache through its effect on the statistics below.
+    const qd = unsafeData(q);
+    for (let i = 0; i < qd.length; i++) {
+      if (!Number.isFinite(qd[i]!)) throw new NonFiniteError(op, `queryEmbeddings[${Math.floor(i / d)}, ${i % d}] is ${qd[i]}; need finite embeddings`);
+    }
+    const rowValid = this.maskEmptySlots ? concatValid(cache, sources) : null;
+    const rowIds = positiveIds && this.falseNegativeKey !== undefined ? (unsafeData(concatSources(cache, sources, this.falseNegativeKey)) as Int32Array) : null;
+    const args: FusedScanArgs = {
+      queries: unsafeData(q) as Float32Array, b, d, cache: unsafeData(allEmb) as Float32Array, n, scale, sampler,
+      ...(rowValid ? { rowValid } : {}),
+      ...(rowIds ? { rowIds, queryExcludeIds: positiveIds! } : {}),
+      ...(topK !== undefined ? { topKGroups: topK } : {}),
+    };
+    if (sampler === 'gumbel') args.key = noiseKey(rng);
+    else {
+      const u = new Float64Array(categoricalUniformCount(b, n, topK));
+      for (let i = 0; i < u.length; i++) u[i] = rng.uniformOpen();
+      args.uniforms = u;
+    }
+    const res = this.scanner(args);
+    for (let i = 0; i < b; i++) {
+      const v = res.logSumExp[i]!;
+      if (v !== v || v === Infinity) {
+        const c = unsafeData(allEmb);
+        let bad = -1;
+        for (let k = 0; k < c.length; k++) if (!Number.isFinite(c[k]!)) { bad = k; break; }
+        throw new NonFiniteError(op, bad >= 0
+          ? `cached embedding row ${Math.floor(bad / d)} (of the concatenated cache) holds ${c[bad]}; the scores of query ${i} are not finite`
+          : `the scores of query ${i} overflow (logSumExp ${v}); reduce the score scale`);
+      }
+    }
+    const indices = new Int32Array(b);
+    const hasNegative = new Uint8Array(b);
+    for (let i = 0; i < b; i++) {
+      const j = res.sample![i]!;
+      // no candidate left: index 0 as a placeholder (hasNegative false: zero loss, no refresh)
+      indices[i] = j >= 0 ? j : 0;
+      hasNegative[i] = j >= 0 ? 1 : 0;
+    }
+    const lse = wrap(Float32Array.from(res.logSumExp), [b, 1], 'float32');
+    return this.gathered(cache, sources, allEmb, lse, indices, hasNegative);
   }
 
   /** [b*n] exclusion flags (empty slots, false negatives), or null when nothing is excluded. */
@@ -273,7 +379,7 @@ export class CacheClassificationLoss {
     const sPos = this.transform(rowDot(q, p));
     const sNeg = this.transform(rowDot(q, fresh));
     const sPosC = stopGradient(sPos);
-    const all = concat([expandDims(sPosC, 1), r.scores.dtype === sPosC.dtype ? r.scores : r.scores], 1);
+    const all = concat([expandDims(sPosC, 1), r.scores], 1);
     const logProbPos = sub(sPosC, logSumExp(all, { axis: 1 })); // log softmax([s⁺, s])₀, a constant
     const probPos = exp(logProbPos);
     const trainingLoss = mul(sub(1, probPos), sub(sNeg, sPos));

@@ -5,7 +5,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import {
-  ArgumentError, CacheClassificationLoss, DTypeError, NonFiniteError, Rng, ShapeError, tensor, zeros,
+  ArgumentError, CacheClassificationLoss, DTypeError, NonFiniteError, Rng, ShapeError, scatterRows, tensor, zeros,
   type CacheClassificationLossOptions, type CacheLossCallOptions, type DocNetwork, type NegativeCache, type Tensor,
 } from '../../src/index.js';
 import { snapshotCaches } from '../util/cacheModel.js';
@@ -85,11 +85,20 @@ describe('CacheClassificationLoss: non-finite scores', () => {
       const before = snapshotCaches(cs);
       const loss = new CacheClassificationLoss({ ...base, rng: new Rng(1), ...opts });
       expect(() => loss.call(doc, bad, p, cs)).toThrow(NonFiniteError);
-      expect(() => loss.call(doc, bad, p, cs)).toThrow(/^(gumbelMaxRetrieval|categoricalRetrieval): scores\[1, \d\] is NaN/);
+      // the unfused path rejects the score, the fused path (the default here) the query itself
+      expect(() => loss.call(doc, bad, p, cs)).toThrow(/^(gumbelMaxRetrieval|categoricalRetrieval): scores\[1, \d\] is NaN|^CacheClassificationLoss: queryEmbeddings\[1, 0\] is NaN/);
+      const unfused = new CacheClassificationLoss({ ...base, rng: new Rng(1), ...opts, fused: false });
+      expect(() => unfused.call(doc, bad, p, cs)).toThrow(/^(gumbelMaxRetrieval|categoricalRetrieval): scores\[1, \d\] is NaN/);
       expect(snapshotCaches(cs)).toEqual(before);
     }
     const inf = new CacheClassificationLoss({ ...base, maskEmptySlots: false });
     expect(() => inf.call(doc, tensor([[Infinity, 0], [0, 1], [1, 1]]), p, caches())).toThrow(NonFiniteError);
+    // a NaN in the cache is caught by its effect on the fused scan's statistics, naming the row
+    const cs = caches();
+    const emb = cs['src']!.data['emb']!;
+    const poisoned = { ...cs, src: { ...cs['src']!, data: { ...cs['src']!.data, emb: scatterRows(emb, tensor([0], 'int32'), tensor([[NaN, 0]])) } } };
+    const fusedLoss = new CacheClassificationLoss({ ...base, rng: new Rng(1), maskEmptySlots: false });
+    expect(() => fusedLoss.call(doc, tensor([[1, 0], [0, 1], [1, 1]]), p, poisoned)).toThrow(/cached embedding row 0 .* holds NaN/);
   });
 });
 
