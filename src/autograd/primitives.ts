@@ -13,11 +13,12 @@
 import { allocate, promote, type DType, type TypedArray } from '../tensor/dtype.js';
 import { unsafeData, wrap, type Tensor } from '../tensor/tensor.js';
 import { broadcastShapes, reducedShape, shapesEqual, sizeOf, type Shape } from '../tensor/shape.js';
-import { broadcastTo as broadcastKernel, mapBinary, mapUnary, mapWhere, type Binary, type Unary } from '../tensor/kernels/elementwise.js';
+import { broadcastTo as broadcastKernel, mapBinary, mapUnary, mapWhere, type ArithOp, type Binary, type Unary } from '../tensor/kernels/elementwise.js';
 import { cumsumAxis, reduceAxis } from '../tensor/kernels/reduce.js';
 import { matmul2d } from '../tensor/kernels/matmul.js';
 import { concat as concatKernel, gather as gatherKernel, lastWriteWins, pad as padKernel, permute as permuteKernel, scatterAdd as scatterAddKernel, slice as sliceKernel } from '../tensor/kernels/layout.js';
 import { bind, type Primitive } from './engine.js';
+import { expWasm, wasmAvailable } from '../tensor/kernels/wasm/index.js';
 
 type Floats = Float32Array | Float64Array;
 const data = unsafeData;
@@ -56,7 +57,16 @@ function mapConst(x: Tensor, f: Unary): Tensor {
 }
 
 export const negP = unary('neg', (v) => -v, (ct) => neg(ct)); //                        x̄ = -ḡ
-export const expP = unary('exp', Math.exp, (ct, _x, z) => mul(ct, z)); //               x̄ = ḡ·z
+export const expP: Primitive<null> = { //                                                  x̄ = ḡ·z
+  name: 'exp',
+  forward: ([x]) => constant(x!.dtype, x!.shape, (out) => {
+    const src = data(x!);
+    // Large float32 arrays use the vectorised wasm exp (max relative error 8.2e-8, see wasm/kernels.ts).
+    if (src instanceof Float32Array && src.length >= WASM_MIN_ELEMENTS && wasmAvailable()) expWasm(src, out as Float32Array);
+    else mapUnary(src, out, Math.exp);
+  }),
+  vjp: (ct, { output }) => [mul(ct, output)],
+};
 export const logP = unary('log', Math.log, (ct, x) => div(ct, x)); //                   x̄ = ḡ/x
 export const sqrtP = unary('sqrt', Math.sqrt, (ct, _x, z) => div(ct, mul(z, scalarLike(z, 2)))); // x̄ = ḡ/(2z)
 export const absP = unary('abs', Math.abs, (ct, x) => mul(ct, mapConst(x, signOf))); //  x̄ = ḡ·sign(x)
@@ -72,9 +82,12 @@ export function scalarLike(x: Tensor, v: number): Tensor {
   return constant(x.dtype, [], (out) => { out[0] = v; });
 }
 
+/** Elementwise float32 work at or above this size goes to the wasm kernels. */
+const WASM_MIN_ELEMENTS = 4096;
+
 // ---------------------------------------------------------------- binary
 
-function binary(name: string, f: Binary, rule: (ct: Tensor, x: Tensor, y: Tensor, z: Tensor, needs: readonly boolean[]) => [Tensor | null, Tensor | null]): Primitive<null> {
+function binary(name: string, f: Binary | ArithOp, rule: (ct: Tensor, x: Tensor, y: Tensor, z: Tensor, needs: readonly boolean[]) => [Tensor | null, Tensor | null]): Primitive<null> {
   return {
     name,
     forward: ([x, y]) => {
@@ -91,10 +104,10 @@ function binary(name: string, f: Binary, rule: (ct: Tensor, x: Tensor, y: Tensor
 
 const half = (a: number, b: number, win: boolean): number => (a === b ? 0.5 : win ? 1 : 0);
 
-export const addP = binary('add', (a, b) => a + b, (ct) => [ct, ct]); //                    x̄ = ḡ, ȳ = ḡ
-export const subP = binary('sub', (a, b) => a - b, (ct, _x, _y, _z, n) => [ct, n[1] ? neg(ct) : null]); // ȳ = -ḡ
-export const mulP = binary('mul', (a, b) => a * b, (ct, x, y, _z, n) => [n[0] ? mul(ct, y) : null, n[1] ? mul(ct, x) : null]); // x̄ = ḡy, ȳ = ḡx
-export const divP = binary('div', (a, b) => a / b, (ct, _x, y, z, n) => [ //                x̄ = ḡ/y, ȳ = -ḡ·z/y
+export const addP = binary('add', 'add', (ct) => [ct, ct]); //                    x̄ = ḡ, ȳ = ḡ
+export const subP = binary('sub', 'sub', (ct, _x, _y, _z, n) => [ct, n[1] ? neg(ct) : null]); // ȳ = -ḡ
+export const mulP = binary('mul', 'mul', (ct, x, y, _z, n) => [n[0] ? mul(ct, y) : null, n[1] ? mul(ct, x) : null]); // x̄ = ḡy, ȳ = ḡx
+export const divP = binary('div', 'div', (ct, _x, y, z, n) => [ //                x̄ = ḡ/y, ȳ = -ḡ·z/y
   n[0] ? div(ct, y) : null,
   n[1] ? neg(div(mul(ct, z), y)) : null,
 ]);
@@ -451,3 +464,71 @@ export const sparseRowsP: Primitive<SparseRowsAttrs> = {
   },
   vjp: (ct, { inputs: [x], attrs: { from, to, weight } }) => [bind(sparseRowsP, [ct], { from: to, to: from, weight, rows: x!.shape[0]! })],
 };
+
+// ---------------------------------------------------------------- softmax
+
+/**
+ * logSoftmax along one axis: z = x - m - log Σ exp(x - m), m = max(x) per
+ * row (stable). A primitive rather than a composite so that a [b, N] score
+ * matrix is read twice instead of through six temporaries.
+ *   x̄ = ḡ - softmax(x) · Σ_axis ḡ,  softmax(x) = exp(z).
+ * A row that is entirely -Infinity gives NaN (the distribution is undefined).
+ */
+export const logSoftmaxP: Primitive<{ axis: number }> = {
+  name: 'logSoftmax',
+  forward: ([x], { axis }) => {
+    const [outer, n, inner] = around(x!.shape, axis);
+    return constant(x!.dtype, x!.shape, (out) => {
+      const src = data(x!);
+      const row = inner === 1 ? null : new Float64Array(n);
+      for (let o = 0; o < outer; o++) {
+        for (let i = 0; i < inner; i++) {
+          const base = o * n * inner + i;
+          let m = -Infinity;
+          for (let k = 0; k < n; k++) { const v = src[base + k * inner]!; if (v > m || v !== v) m = v; }
+          if (inner === 1) {
+            // contiguous row: shift into out, exp in place via a scratch row
+            for (let k = 0; k < n; k++) out[base + k] = src[base + k]! - m;
+            const e = expRow(out, base, n);
+            let sum = 0;
+            for (let k = 0; k < n; k++) sum += e[k]!;
+            const ls = Math.log(sum);
+            for (let k = 0; k < n; k++) out[base + k] = out[base + k]! - ls;
+          } else {
+            let sum = 0;
+            for (let k = 0; k < n; k++) { row![k] = src[base + k * inner]! - m; sum += Math.exp(row![k]!); }
+            const ls = Math.log(sum);
+            for (let k = 0; k < n; k++) out[base + k * inner] = row![k]! - ls;
+          }
+        }
+      }
+    });
+  },
+  vjp: (ct, { output, attrs: { axis } }) => {
+    const [outer, n, inner] = around(output.shape, axis);
+    return [constant(ct.dtype, ct.shape, (out) => {
+      const g = data(ct), z = data(output);
+      for (let o = 0; o < outer; o++) {
+        for (let i = 0; i < inner; i++) {
+          const base = o * n * inner + i;
+          let gs = 0;
+          for (let k = 0; k < n; k++) gs += g[base + k * inner]!;
+          if (inner === 1) {
+            const e = expRow(z, base, n);
+            for (let k = 0; k < n; k++) out[base + k] = g[base + k]! - e[k]! * gs;
+          } else {
+            for (let k = 0; k < n; k++) out[base + k * inner] = g[base + k * inner]! - Math.exp(z[base + k * inner]!) * gs;
+          }
+        }
+      }
+    })];
+  },
+};
+
+/** exp of src[base .. base+n) into a fresh row (wasm for long float32 rows). */
+function expRow(src: TypedArray, base: number, n: number): Float32Array | Float64Array {
+  if (src instanceof Float32Array && n >= WASM_MIN_ELEMENTS && wasmAvailable()) return expWasm(src.subarray(base, base + n));
+  const out = src instanceof Float32Array ? new Float32Array(n) : new Float64Array(n);
+  for (let k = 0; k < n; k++) out[k] = Math.exp(src[base + k]!);
+  return out;
+}

@@ -9,7 +9,7 @@ import { normalizeAxes, normalizeAxis, reducedShape, type Shape } from '../tenso
 import { unsafeData, wrap, type Tensor } from '../tensor/tensor.js';
 import { argReduceAxis } from '../tensor/kernels/reduce.js';
 import { bind, detach } from '../autograd/engine.js';
-import { around, cumsumP, maxP, reduce, reshape, sumP } from '../autograd/primitives.js';
+import { around, cumsumP, logSoftmaxP, maxP, reduce, reshape, sumP } from '../autograd/primitives.js';
 import { add, div, exp, isFinite, log, neg, sub, where } from './elementwise.js';
 import { checkBoolean, checkOptions, checkTensor } from './util.js';
 
@@ -102,18 +102,18 @@ function softAxis(op: string, x: Tensor, opts?: { axis?: number }): { t: Tensor;
   return { t, axis: normalizeAxis(op, opts?.axis ?? -1, t.rank) };
 }
 
-/** log softmax along one axis (default last): x - logSumExp(x). */
+/** log softmax along one axis (default last): x - logSumExp(x), as one primitive (see logSoftmaxP). */
 export function logSoftmax(x: Tensor, opts?: { axis?: number }): Tensor {
   const { t, axis } = softAxis('logSoftmax', x, opts);
   if (t.shape[axis] === 0) return t; // nothing to normalise: the result is empty too
-  return sub(t, logSumExp(t, { axis, keepDims: true }));
+  return bind(logSoftmaxP, [t], { axis });
 }
 
 /** softmax along one axis (default last): exp(x - logSumExp(x)). */
 export function softmax(x: Tensor, opts?: { axis?: number }): Tensor {
   const { t, axis } = softAxis('softmax', x, opts);
   if (t.shape[axis] === 0) return t; // nothing to normalise: the result is empty too
-  return exp(sub(t, logSumExp(t, { axis, keepDims: true })));
+  return exp(bind(logSoftmaxP, [t], { axis }));
 }
 
 function argReduce(op: 'argmax' | 'argmin', x: Tensor, opts?: { axis?: number; keepDims?: boolean }): Tensor {

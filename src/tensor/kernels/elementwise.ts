@@ -28,31 +28,37 @@ export function broadcastStrides(shape: Shape, outShape: Shape): number[] {
   return out;
 }
 
+/** The four arithmetic ops, which get their own loops (a closure call per element is several times slower). */
+export type ArithOp = 'add' | 'sub' | 'mul' | 'div';
+
 /**
- * out[idx] = f(a[idx'], b[idx'']) with NumPy broadcasting. Fast paths for
- * equal shapes and scalar operands; otherwise an odometer over all axes but
- * the last, with a strided inner loop over the last axis.
+ * out[o + j] = a[ia + j·la] ∘ b[ib + j·lb] for j < len: one strided run.
+ * Strides are 0 (broadcast) or 1 in practice.
+ */
+function run(f: Binary | ArithOp, a: TypedArray, ia: number, la: number, b: TypedArray, ib: number, lb: number, out: TypedArray, o: number, len: number): void {
+  switch (f) {
+    case 'add': for (let j = 0; j < len; j++) out[o + j] = a[ia + j * la]! + b[ib + j * lb]!; return;
+    case 'sub': for (let j = 0; j < len; j++) out[o + j] = a[ia + j * la]! - b[ib + j * lb]!; return;
+    case 'mul': for (let j = 0; j < len; j++) out[o + j] = a[ia + j * la]! * b[ib + j * lb]!; return;
+    case 'div': for (let j = 0; j < len; j++) out[o + j] = a[ia + j * la]! / b[ib + j * lb]!; return;
+    default: for (let j = 0; j < len; j++) out[o + j] = f(a[ia + j * la]!, b[ib + j * lb]!);
+  }
+}
+
+/**
+ * out[idx] = f(a[idx'], b[idx'']) with NumPy broadcasting: runs along the
+ * last axis, and an odometer over the other axes. `f` is a function, or the
+ * name of an arithmetic op (specialised loops).
  */
 export function mapBinary(
   a: TypedArray, aShape: Shape, b: TypedArray, bShape: Shape,
-  outShape: Shape, out: TypedArray, f: Binary,
+  outShape: Shape, out: TypedArray, f: Binary | ArithOp,
 ): TypedArray {
   const n = out.length;
   if (n === 0) return out;
-  if (a.length === n && b.length === n) {
-    for (let i = 0; i < n; i++) out[i] = f(a[i]!, b[i]!);
-    return out;
-  }
-  if (b.length === 1 && a.length === n) {
-    const bv = b[0]!;
-    for (let i = 0; i < n; i++) out[i] = f(a[i]!, bv);
-    return out;
-  }
-  if (a.length === 1 && b.length === n) {
-    const av = a[0]!;
-    for (let i = 0; i < n; i++) out[i] = f(av, b[i]!);
-    return out;
-  }
+  if (a.length === n && b.length === n) { run(f, a, 0, 1, b, 0, 1, out, 0, n); return out; }
+  if (b.length === 1 && a.length === n) { run(f, a, 0, 1, b, 0, 0, out, 0, n); return out; }
+  if (a.length === 1 && b.length === n) { run(f, a, 0, 0, b, 0, 1, out, 0, n); return out; }
   const rank = outShape.length;
   const sa = broadcastStrides(aShape, outShape);
   const sb = broadcastStrides(bShape, outShape);
@@ -61,7 +67,7 @@ export function mapBinary(
   const counter = new Array<number>(rank).fill(0);
   let ia = 0, ib = 0;
   for (let o = 0; o < n; o += last) {
-    for (let j = 0; j < last; j++) out[o + j] = f(a[ia + j * la]!, b[ib + j * lb]!);
+    run(f, a, ia, la, b, ib, lb, out, o, last);
     // advance the odometer over axes rank-2 .. 0
     for (let axis = rank - 2; axis >= 0; axis--) {
       counter[axis]!++;
