@@ -77,6 +77,7 @@
  */
 import { ArgumentError, DTypeError, ShapeError, describe } from '../../errors.js';
 import { bitsFromSeeds, gumbelAt, gumbelFromBits, gumbelScreen, rowSeeds } from './noise.js';
+import { matmulNT } from './matmul.js';
 
 export type ScanSampler = 'none' | 'gumbel' | 'categorical';
 
@@ -636,48 +637,15 @@ export function combinePartials(args: FusedScanArgs, partials: readonly ScanPart
 // ---------------------------------------------------------------------------
 
 /**
- * C[i*ldc + j] = alpha · f32(Σ_p A[aOff + i*k + p] · B[bOff + j*k + p]) for
- * i < m, j < n: the plain-JS NT product with 4×4 register tiles of float64
- * accumulators (products of float32 are exact in float64; the sum runs over
- * p in order, like a naive dot product). Baseline for the wasm kernels.
+ * The plain-JS NT product used by the TypeScript backend and as the wasm
+ * kernels' baseline: matmul.ts's 4×4-tiled loop, with a leading dimension,
+ * offsets and the f32(alpha · f32(dot)) scaling of the kernels' scores.
  */
 export function matmulNTJs(
   a: Float32Array, b: Float32Array, m: number, n: number, k: number, out: Float32Array,
   ldc = n, alpha = 1, aOff = 0, bOff = 0,
 ): Float32Array {
-  const m4 = m - (m % 4), n4 = n - (n % 4);
-  const f = Math.fround;
-  for (let i = 0; i < m4; i += 4) {
-    const a0 = aOff + i * k, a1 = a0 + k, a2 = a1 + k, a3 = a2 + k;
-    for (let j = 0; j < n4; j += 4) {
-      const b0 = bOff + j * k, b1 = b0 + k, b2 = b1 + k, b3 = b2 + k;
-      let c00 = 0, c01 = 0, c02 = 0, c03 = 0, c10 = 0, c11 = 0, c12 = 0, c13 = 0;
-      let c20 = 0, c21 = 0, c22 = 0, c23 = 0, c30 = 0, c31 = 0, c32 = 0, c33 = 0;
-      for (let p = 0; p < k; p++) {
-        const x0 = a[a0 + p]!, x1 = a[a1 + p]!, x2 = a[a2 + p]!, x3 = a[a3 + p]!;
-        const y0 = b[b0 + p]!, y1 = b[b1 + p]!, y2 = b[b2 + p]!, y3 = b[b3 + p]!;
-        c00 += x0 * y0; c01 += x0 * y1; c02 += x0 * y2; c03 += x0 * y3;
-        c10 += x1 * y0; c11 += x1 * y1; c12 += x1 * y2; c13 += x1 * y3;
-        c20 += x2 * y0; c21 += x2 * y1; c22 += x2 * y2; c23 += x2 * y3;
-        c30 += x3 * y0; c31 += x3 * y1; c32 += x3 * y2; c33 += x3 * y3;
-      }
-      let o = i * ldc + j;
-      out[o] = alpha * f(c00); out[o + 1] = alpha * f(c01); out[o + 2] = alpha * f(c02); out[o + 3] = alpha * f(c03); o += ldc;
-      out[o] = alpha * f(c10); out[o + 1] = alpha * f(c11); out[o + 2] = alpha * f(c12); out[o + 3] = alpha * f(c13); o += ldc;
-      out[o] = alpha * f(c20); out[o + 1] = alpha * f(c21); out[o + 2] = alpha * f(c22); out[o + 3] = alpha * f(c23); o += ldc;
-      out[o] = alpha * f(c30); out[o + 1] = alpha * f(c31); out[o + 2] = alpha * f(c32); out[o + 3] = alpha * f(c33);
-    }
-  }
-  // ragged rows / columns: plain dots
-  for (let i = 0; i < m; i++) {
-    for (let j = i < m4 ? n4 : 0; j < n; j++) {
-      let s = 0;
-      const ai = aOff + i * k, bj = bOff + j * k;
-      for (let p = 0; p < k; p++) s += a[ai + p]! * b[bj + p]!;
-      out[i * ldc + j] = alpha * f(s);
-    }
-  }
-  return out;
+  return matmulNT(a, b, m, n, k, out, ldc, alpha, aOff, bOff) as Float32Array;
 }
 
 /** The plain TypeScript backend: the same block orchestration, kernels as loops. */

@@ -42,13 +42,22 @@ export function matmul2d(
   return out;
 }
 
-/** out[m,n] = A[m,k] · B[n,k]ᵀ */
-export function matmulNT(a: Floats, b: Floats, m: number, n: number, k: number, out: Floats): Floats {
+/**
+ * out[i·ldc + j] = A[m,k] · B[n,k]ᵀ (A read from aOff, B from bOff), scaled
+ * by alpha. With alpha ≠ 1 the dot product is rounded to float32 before
+ * scaling, f32(alpha · f32(dot)), which is how the SIMD kernels define a
+ * scaled score (the fused scan's plain-TypeScript backend uses this form).
+ */
+export function matmulNT(
+  a: Floats, b: Floats, m: number, n: number, k: number, out: Floats,
+  ldc = n, alpha = 1, aOff = 0, bOff = 0,
+): Floats {
+  const w = alpha === 1 ? (c: number) => c : (c: number) => alpha * Math.fround(c);
   const m4 = m - (m % 4), n4 = n - (n % 4);
   for (let i = 0; i < m4; i += 4) {
-    const a0 = i * k, a1 = a0 + k, a2 = a1 + k, a3 = a2 + k;
+    const a0 = aOff + i * k, a1 = a0 + k, a2 = a1 + k, a3 = a2 + k;
     for (let j = 0; j < n4; j += 4) {
-      const b0 = j * k, b1 = b0 + k, b2 = b1 + k, b3 = b2 + k;
+      const b0 = bOff + j * k, b1 = b0 + k, b2 = b1 + k, b3 = b2 + k;
       let c00 = 0, c01 = 0, c02 = 0, c03 = 0, c10 = 0, c11 = 0, c12 = 0, c13 = 0;
       let c20 = 0, c21 = 0, c22 = 0, c23 = 0, c30 = 0, c31 = 0, c32 = 0, c33 = 0;
       for (let p = 0; p < k; p++) {
@@ -59,18 +68,16 @@ export function matmulNT(a: Floats, b: Floats, m: number, n: number, k: number, 
         c20 += x2 * y0; c21 += x2 * y1; c22 += x2 * y2; c23 += x2 * y3;
         c30 += x3 * y0; c31 += x3 * y1; c32 += x3 * y2; c33 += x3 * y3;
       }
-      let o = i * n + j;
-      out[o] = c00; out[o + 1] = c01; out[o + 2] = c02; out[o + 3] = c03; o += n;
-      out[o] = c10; out[o + 1] = c11; out[o + 2] = c12; out[o + 3] = c13; o += n;
-      out[o] = c20; out[o + 1] = c21; out[o + 2] = c22; out[o + 3] = c23; o += n;
-      out[o] = c30; out[o + 1] = c31; out[o + 2] = c32; out[o + 3] = c33;
-    }
-    for (let j = n4; j < n; j++) {
-      for (let r = 0; r < 4; r++) out[(i + r) * n + j] = dot(a, (i + r) * k, b, j * k, k);
+      let o = i * ldc + j;
+      out[o] = w(c00); out[o + 1] = w(c01); out[o + 2] = w(c02); out[o + 3] = w(c03); o += ldc;
+      out[o] = w(c10); out[o + 1] = w(c11); out[o + 2] = w(c12); out[o + 3] = w(c13); o += ldc;
+      out[o] = w(c20); out[o + 1] = w(c21); out[o + 2] = w(c22); out[o + 3] = w(c23); o += ldc;
+      out[o] = w(c30); out[o + 1] = w(c31); out[o + 2] = w(c32); out[o + 3] = w(c33);
     }
   }
-  for (let i = m4; i < m; i++) {
-    for (let j = 0; j < n; j++) out[i * n + j] = dot(a, i * k, b, j * k, k);
+  // ragged rows and columns: plain dots
+  for (let i = 0; i < m; i++) {
+    for (let j = i < m4 ? n4 : 0; j < n; j++) out[i * ldc + j] = w(dot(a, aOff + i * k, b, bOff + j * k, k));
   }
   return out;
 }
