@@ -76,10 +76,26 @@ function dot(a: Tensor, b: Float64Array): number {
   return s;
 }
 
+/** The options object and each option's range (a bad eps or tolerance would otherwise give a NaN report). */
+function checkOptions(op: string, opts: unknown): asserts opts is CheckGradientsOptions {
+  if (opts === null || typeof opts !== 'object' || Array.isArray(opts)) throw new ArgumentError(op, `options must be an object, got ${describe(opts)}`);
+  const allowed = ['rng', 'eps', 'directions', 'maxJacobianEntries', 'precision', 'tol'];
+  for (const k of Object.keys(opts)) if (!allowed.includes(k)) throw new ArgumentError(op, `unknown option "${k}"; allowed: ${allowed.join(', ')}`);
+  const o = opts as Record<string, unknown>;
+  const bad = (name: string, need: string): never => { throw new ArgumentError(op, `${name} must be ${need}, got ${describe(o[name])}`); };
+  if (o['rng'] !== undefined && !(o['rng'] instanceof Rng)) bad('rng', 'a seeded Rng');
+  const num = (v: unknown): v is number => typeof v === 'number' && Number.isFinite(v);
+  if (o['eps'] !== undefined && !(num(o['eps']) && o['eps'] > 0)) bad('eps', 'a finite number > 0');
+  if (o['tol'] !== undefined && !(typeof o['tol'] === 'number' && o['tol'] >= 0)) bad('tol', 'a number >= 0');
+  for (const k of ['directions', 'maxJacobianEntries']) if (o[k] !== undefined && !(Number.isSafeInteger(o[k]) && (o[k] as number) >= 0)) bad(k, 'an integer >= 0');
+  if (o['precision'] !== undefined && o['precision'] !== 'float64' && o['precision'] !== 'native') bad('precision', "'float64' or 'native'");
+}
+
 export function checkGradients(f: (...xs: Tensor[]) => Tensor, inputs: readonly Tensor[], opts: CheckGradientsOptions = {}): GradientCheckReport {
   const op = 'checkGradients';
   if (typeof f !== 'function') throw new ArgumentError(op, `f must be a function, got ${describe(f)}`);
   if (!Array.isArray(inputs) || !inputs.every(isTensor)) throw new ArgumentError(op, `inputs must be an array of tensors, got ${describe(inputs)}`);
+  checkOptions(op, opts);
   const rng = opts.rng ?? new Rng(0);
   const eps = opts.eps ?? 1e-3;
   const precision = opts.precision ?? 'float64';

@@ -128,6 +128,31 @@ export function valueAndGrad<Args extends unknown[]>(f: (...args: Args) => unkno
   };
 }
 
+/**
+ * valueAndGradAsync: valueAndGrad for an async `f` (e.g. one that awaits
+ * collectives, as the sharded loss does). The engine keeps no global tape
+ * (the graph lives on the tensors), so awaiting inside `f` is safe, and
+ * other work interleaved with it neither joins nor disturbs its graph.
+ */
+export function valueAndGradAsync<Args extends unknown[]>(f: (...args: Args) => Promise<unknown>, opts: ValueAndGradOptions = {}): (...args: Args) => Promise<ValueAndGrad> {
+  if (typeof f !== 'function') throw new ArgumentError('valueAndGradAsync', `f must be a function, got ${describe(f)}`);
+  checkTransformOptions('valueAndGradAsync', opts, ['argnums', 'hasAux']);
+  if (opts.hasAux !== undefined && typeof opts.hasAux !== 'boolean') throw new ArgumentError('valueAndGradAsync', `hasAux must be true or false, got ${describe(opts.hasAux)}`);
+  return async (...args: Args) => {
+    const { list, single } = parseArgnums('valueAndGradAsync', opts.argnums, args.length);
+    const { traced, flats, leavesPerArg } = trace('valueAndGradAsync', args, list);
+    const result = await f(...(traced as Args));
+    let value: unknown = result, aux: unknown;
+    if (opts.hasAux) {
+      if (!Array.isArray(result) || result.length !== 2) throw new ArgumentError('valueAndGradAsync', `with hasAux, f must resolve to [value, aux], got ${describe(result)}`);
+      [value, aux] = result;
+    }
+    const out = checkScalarOutput('valueAndGradAsync', value);
+    const grads = gradients(out, onesLike(detach(out)), flats, leavesPerArg);
+    return { value: detach(out), grad: single ? grads[0] : grads, aux };
+  };
+}
+
 /** grad(f, opts)(...args) → the gradient of the scalar f with respect to args[argnums]. */
 export function grad<Args extends unknown[]>(f: (...args: Args) => unknown, opts: GradOptions = {}): (...args: Args) => any {
   if (typeof f !== 'function') throw new ArgumentError('grad', `f must be a function, got ${describe(f)}`);

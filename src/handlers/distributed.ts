@@ -14,8 +14,9 @@
  * Both follow the two-phase protocol of CacheLossHandler (computeLoss, then
  * commit). Every replica must make the same calls in the same order.
  */
-import { ArgumentError, describe } from '../errors.js';
-import { isTensor, wrap, type Tensor } from '../tensor/tensor.js';
+import { ArgumentError, NonFiniteError, describe } from '../errors.js';
+import { isFloat } from '../tensor/dtype.js';
+import { isTensor, unsafeData, wrap, type Tensor } from '../tensor/tensor.js';
 import { stopGradient } from '../autograd/transforms.js';
 import type { CacheManager, CacheUpdate, NegativeCache } from '../cache/negativeCache.js';
 import type { CacheClassificationLoss, CacheLossReturn } from '../losses/cacheClassificationLoss.js';
@@ -47,6 +48,31 @@ function newItemsOf(op: string, loss: { embeddingKey: string }, features: Readon
   if (features === null || typeof features !== 'object') throw new ArgumentError(op, `features must be a record of tensors, got ${describe(features)}`);
   if (!isTensor(p)) throw new ArgumentError(op, `posDocEmbeddings must be a Tensor, got ${describe(p)}`);
   return { ...features, [loss.embeddingKey]: stopGradient(p) };
+}
+
+/**
+ * The refreshes routed to a shard carry OTHER replicas' fresh embeddings,
+ * which this replica's own loss values do not cover: every row that will be
+ * written (mask true) must be finite. Rows are in replica order, R·b of them.
+ */
+function checkRoutedRefresh(op: string, data: Record<string, Tensor>, mask: Tensor, R: number): void {
+  const m = unsafeData(mask);
+  const b = m.length / R;
+  for (const key of Object.keys(data).sort()) {
+    const t = data[key]!;
+    if (!isFloat(t.dtype)) continue;
+    const d = unsafeData(t);
+    const inner = m.length === 0 ? 0 : d.length / m.length;
+    for (let i = 0; i < m.length; i++) {
+      if (!m[i]) continue;
+      for (let e = 0; e < inner; e++) {
+        const v = d[i * inner + e]!;
+        if (!Number.isFinite(v)) {
+          throw new NonFiniteError(op, `updatedItemData.${key} has ${v} in row ${i} (a refresh routed from replica ${Math.floor(i / b)}); the step was rejected and the cache left unchanged`);
+        }
+      }
+    }
+  }
 }
 
 export interface ShardedStep extends DistributedCacheLossReturn {
@@ -94,12 +120,13 @@ export class ShardedCacheLossHandler {
   commit(step: ShardedStep, opts: { gradients?: unknown } = {}): void {
     const op = 'ShardedCacheLossHandler.commit';
     const pending = checkStep(op, step?.pending, this.shard);
+    const data = step.updatedItemData[SOURCE];
     if (this.rejectNonFinite) {
       for (const k of ['trainingLoss', 'interpretableLoss'] as const) checkFinite(op, k, step[k]);
       checkFinite(op, 'gradients', opts.gradients);
       checkFinite(op, 'newItems', pending.newItems);
+      if (data) checkRoutedRefresh(op, data, step.updatedItemMask[SOURCE]!, this.ctx.numReplicas);
     }
-    const data = step.updatedItemData[SOURCE];
     const update: CacheUpdate = { newItems: pending.newItems };
     if (data) {
       update.updatedItemData = data;
@@ -150,24 +177,36 @@ export class ReplicatedCacheLossHandler {
   /**
    * All-gathers every replica's new items and refreshes, then applies them
    * (replica order) to this replica's copy: all copies stay identical. A
-   * non-finite step on any replica is rejected on every replica (the check
-   * result is all-gathered too), leaving every copy unchanged.
+   * non-finite step on any replica (or one it cannot commit: stale or
+   * already committed) is rejected on every replica (the check result is
+   * all-gathered too), leaving every copy unchanged.
    */
   async commit(step: ReplicatedStep, opts: { gradients?: unknown } = {}): Promise<void> {
     const op = 'ReplicatedCacheLossHandler.commit';
-    const pending = checkStep(op, step?.pending, this.copy);
+    // Every check is folded into the all-gathered flag (1: non-finite values,
+    // 2: not a step it could commit), so a replica that rejects never leaves
+    // the others waiting in the collective, and all of them reject together.
+    let pending: Pending | undefined;
     let bad: unknown = null;
-    if (this.rejectNonFinite) {
+    let flag = 0;
+    try {
+      pending = checkStep(op, step?.pending, this.copy);
+    } catch (e) { bad = e; flag = 2; }
+    if (pending !== undefined && this.rejectNonFinite) {
       try {
         for (const k of ['trainingLoss', 'interpretableLoss'] as const) checkFinite(op, k, step[k]);
         checkFinite(op, 'gradients', opts.gradients);
         checkFinite(op, 'newItems', pending.newItems);
-      } catch (e) { bad = e; }
+        checkFinite(op, 'updatedItemData', step.updatedItemData[SOURCE]);
+      } catch (e) { bad = e; flag = 1; }
     }
-    const flags = await this.ctx.allGather(wrap(Int32Array.of(bad === null ? 0 : 1), [1], 'int32'));
+    const flags = Array.from(unsafeData(await this.ctx.allGather(wrap(Int32Array.of(flag), [1], 'int32'))));
     if (bad !== null) throw bad;
-    const failed = Array.from(flags.dataSync()).findIndex((v) => v !== 0);
-    if (failed >= 0) throw new ArgumentError(op, `replica ${failed} rejected its step (non-finite values); no replica updated its cache`);
+    const failed = flags.findIndex((v) => v !== 0);
+    if (failed >= 0) {
+      throw new ArgumentError(op, `replica ${failed} rejected its step (${flags[failed] === 1 ? 'non-finite values' : 'not a step it could commit'}); no replica updated its cache`);
+    }
+    if (pending === undefined) throw new ArgumentError(op, 'step must come from computeLoss'); // unreachable: bad was set
     const keys = Object.keys(pending.newItems).sort();
     const gathered: Record<string, Tensor> = {};
     for (const k of keys) gathered[k] = await this.ctx.allGather(pending.newItems[k]!);
