@@ -75,6 +75,12 @@ export class CacheManager {
       throw new ArgumentError(op, `cacheSize must be an integer in [1, 2^28], got ${describe(cacheSize)}`);
     }
     if (typeof useLru !== 'boolean') throw new ArgumentError(op, `useLru must be true or false, got ${describe(useLru)}`);
+    for (const [key, spec] of Object.entries(specs)) {
+      const elements = spec.shape.reduce((p, d) => p * d, cacheSize);
+      if (!(elements <= 2 ** 31 - 1)) {
+        throw new ArgumentError(op, `specs.${key} is ${fmtShape(spec.shape)} per item, so the cache tensor [${cacheSize}, ${spec.shape.join(', ')}] would have ${elements} elements; need at most 2^31-1`);
+      }
+    }
     this.specs = Object.freeze(Object.fromEntries(Object.entries(specs).map(([k, s]) => [k, Object.freeze({ shape: Object.freeze(s.shape.slice()), dtype: s.dtype })])));
     this.cacheSize = cacheSize;
     this.useLru = useLru;

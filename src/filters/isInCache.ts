@@ -22,6 +22,9 @@ export function isInCacheFilter(keys: readonly string[], opts: { ignoreEmptySlot
   if (!Array.isArray(keys) || keys.length === 0 || !keys.every((k) => typeof k === 'string')) {
     throw new ArgumentError(op, `keys must be a non-empty array of feature names, got ${describe(keys)}`);
   }
+  if (opts === null || typeof opts !== 'object' || Array.isArray(opts)) throw new ArgumentError(op, `options must be an object like {ignoreEmptySlots}, got ${describe(opts)}`);
+  for (const k of Object.keys(opts)) if (k !== 'ignoreEmptySlots') throw new ArgumentError(op, `unknown option "${k}"; allowed: ignoreEmptySlots`);
+  if (opts.ignoreEmptySlots !== undefined && typeof opts.ignoreEmptySlots !== 'boolean') throw new ArgumentError(op, `ignoreEmptySlots must be true or false, got ${describe(opts.ignoreEmptySlots)}`);
   const ignoreEmpty = opts.ignoreEmptySlots ?? true;
   return (cache, newItems) => {
     if (cache === null || typeof cache !== 'object' || cache.data === null || typeof cache.data !== 'object') {
@@ -35,6 +38,7 @@ export function isInCacheFilter(keys: readonly string[], opts: { ignoreEmptySlot
       if (!isTensor(t)) throw new ArgumentError(op, `newItems has no key "${key}" (keys: ${Object.keys(newItems).join(', ')})`);
       for (const [name, x] of [[`cache.data.${key}`, c], [`newItems.${key}`, t]] as const) {
         if (x.dtype !== 'int32' && x.dtype !== 'bool') throw new DTypeError(op, `${name} is ${x.dtype}; the filter compares exactly and needs int32 or bool keys (float keys are rejected)`);
+        if (x.rank === 0) throw new ShapeError(op, `${name} is a scalar; need one row per item ([n, ...])`);
       }
       if (c.shape.slice(1).join() !== t.shape.slice(1).join()) {
         throw new ShapeError(op, `newItems.${key} is ${fmtShape(t.shape)} but the cache rows are ${fmtShape(c.shape.slice(1))}; need items of the same shape`);

@@ -23,7 +23,7 @@ import { stopGradient } from '../autograd/transforms.js';
 import { flatten } from '../autograd/tree.js';
 import type { CacheManager, NegativeCache } from '../cache/negativeCache.js';
 import type { CacheClassificationLoss, CacheLossReturn, CacheLossCallOptions } from '../losses/cacheClassificationLoss.js';
-import type { DocNetwork } from '../losses/common.js';
+import { checkQueryAndPositives, type DocNetwork } from '../losses/common.js';
 import type { NewItemsFilter } from '../filters/isInCache.js';
 
 export interface StepMetrics {
@@ -88,6 +88,18 @@ abstract class BaseHandler {
     readonly loss: CacheClassificationLoss,
     opts: HandlerOptions,
   ) {
+    // Validate before touching anything (duck-typed, so two copies of the library still work together).
+    const op = new.target.name;
+    for (const [s, m] of Object.entries(managers)) {
+      if (m === null || typeof m !== 'object' || typeof (m as Partial<CacheManager>).initCache !== 'function' || typeof (m as Partial<CacheManager>).specs !== 'object') {
+        throw new ArgumentError(op, `the cache manager for "${s}" must be a CacheManager, got ${describe(m)}`);
+      }
+    }
+    if (loss === null || typeof loss !== 'object' || typeof loss.call !== 'function' || typeof loss.embeddingKey !== 'string' || !Array.isArray(loss.dataKeys)) {
+      throw new ArgumentError(op, `loss must be a CacheClassificationLoss, got ${describe(loss)}`);
+    }
+    if (opts.rejectNonFinite !== undefined && typeof opts.rejectNonFinite !== 'boolean') throw new ArgumentError(op, `rejectNonFinite must be true or false, got ${describe(opts.rejectNonFinite)}`);
+    if (opts.onMetrics !== undefined && typeof opts.onMetrics !== 'function') throw new ArgumentError(op, `onMetrics must be a function, got ${describe(opts.onMetrics)}`);
     this.caches = Object.fromEntries(Object.entries(managers).map(([s, m]) => [s, m.initCache()]));
     this.rejectNonFinite = opts.rejectNonFinite ?? true;
     this.onMetrics = opts.onMetrics;
@@ -110,13 +122,15 @@ abstract class BaseHandler {
 
   protected build(op: string, docNetwork: DocNetwork, q: Tensor, p: Tensor, newItems: Record<string, Record<string, Tensor>>, newItemsMask: Record<string, Tensor | undefined>, opts: CacheLossCallOptions | undefined): HandlerStep {
     const base = this.caches;
-    const out = this.loss.call(docNetwork, q, p, base, opts);
-    // Validate the new items now, so a bad batch fails before any gradient work.
+    // Validate the new items first, so a bad batch fails before any sampling (the loss's
+    // generator does not move) or gradient work.
+    checkQueryAndPositives(this.loss.constructor.name, q, p);
     for (const s of Object.keys(base)) {
       if (!(s in newItems)) throw new ArgumentError(op, `no new items for cache "${s}"`);
       const mask = newItemsMask[s];
       this.managers[s]!.validateUpdate(base[s]!, { newItems: newItems[s]!, ...(mask ? { newItemsMask: mask } : {}) });
     }
+    const out = this.loss.call(docNetwork, q, p, base, opts);
     const metrics: StepMetrics = {
       step: this.stepCount + 1,
       trainingLoss: scalarOf(out.trainingLoss),
@@ -135,6 +149,8 @@ abstract class BaseHandler {
   commit(step: HandlerStep, opts: { gradients?: unknown } = {}): void {
     const op = `${this.constructor.name}.commit`;
     if (step === null || typeof step !== 'object' || !step.pending) throw new ArgumentError(op, `step must come from computeLoss, got ${describe(step)}`);
+    if (opts === null || typeof opts !== 'object' || Array.isArray(opts)) throw new ArgumentError(op, `options must be an object like {gradients}, got ${describe(opts)}`);
+    for (const k of Object.keys(opts)) if (k !== 'gradients') throw new ArgumentError(op, `unknown option "${k}"; allowed: gradients`);
     const pending = step.pending;
     if (pending.committed) throw new ArgumentError(op, 'this step was already committed');
     if (pending.base !== this.caches) throw new ArgumentError(op, 'this step was computed against an older cache (another step was committed since); compute it again');
@@ -185,6 +201,7 @@ export class CacheLossHandler extends BaseHandler {
 
   constructor(opts: CacheLossHandlerOptions) {
     if (opts === null || typeof opts !== 'object') throw new ArgumentError('CacheLossHandler', `options must be {cacheManager, loss, ...}, got ${describe(opts)}`);
+    if (opts.filter !== undefined && typeof opts.filter !== 'function') throw new ArgumentError('CacheLossHandler', `filter must be a function (cache, newItems) => mask, e.g. isInCacheFilter(['id']), got ${describe(opts.filter)}`);
     super({ [CacheLossHandler.SOURCE]: opts.cacheManager }, opts.loss, opts);
     this.filter = opts.filter;
   }

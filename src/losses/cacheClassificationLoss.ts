@@ -202,7 +202,12 @@ export class CacheClassificationLoss {
 
   /** T(x), or x without a transform. */
   transform(scores: Tensor): Tensor {
-    return this.scoreTransform ? this.scoreTransform(scores) : scores;
+    if (!this.scoreTransform) return scores;
+    const out = this.scoreTransform(scores);
+    if (!isTensor(out) || !isFloat(out.dtype) || !shapesEqual(out.shape, scores.shape)) {
+      throw new ArgumentError('CacheClassificationLoss', `scoreTransform must map scores ${fmtShape(scores.shape)} to a float tensor of the same shape, got ${describe(out)}`);
+    }
+    return out;
   }
 
   /**
@@ -213,6 +218,7 @@ export class CacheClassificationLoss {
   call(docNetwork: DocNetwork, queryEmbeddings: Tensor, posDocEmbeddings: Tensor, cache: Readonly<Record<string, NegativeCache>>, opts: CacheLossCallOptions = {}): CacheLossReturn {
     const op = 'CacheClassificationLoss';
     if (typeof docNetwork !== 'function') throw new ArgumentError(op, `docNetwork must be a function (features) => embeddings, got ${describe(docNetwork)}`);
+    checkCallOptions(op, opts, ['positiveIds', 'retrieval']);
     const { b, d } = checkQueryAndPositives(op, queryEmbeddings, posDocEmbeddings);
     const sources = checkCaches(op, cache, this.embeddingKey, this.dataKeys, d, this.falseNegativeKey);
     const positiveIds = this.checkPositiveIds(op, opts.positiveIds, b);
@@ -243,6 +249,7 @@ export class CacheClassificationLoss {
    */
   retrieve(queryEmbeddings: Tensor, cache: Readonly<Record<string, NegativeCache>>, opts: Omit<CacheLossCallOptions, 'retrieval'> = {}): Retrieval {
     const op = 'CacheClassificationLoss.retrieve';
+    checkCallOptions(op, opts, ['positiveIds']);
     if (!isTensor(queryEmbeddings) || queryEmbeddings.rank !== 2 || !isFloat(queryEmbeddings.dtype)) {
       throw new ArgumentError(op, `queryEmbeddings must be a float [batch, dim] tensor, got ${describe(queryEmbeddings)}`);
     }
@@ -329,6 +336,8 @@ export class CacheClassificationLoss {
       ...(rowIds ? { rowIds, queryExcludeIds: positiveIds! } : {}),
       ...(topK !== undefined ? { topKGroups: topK } : {}),
     };
+    // A rejected cache must not consume randomness: the generator is rewound before throwing.
+    const rngBefore = rng.getState();
     if (sampler === 'gumbel') args.key = noiseKey(rng);
     else {
       const u = new Float64Array(categoricalUniformCount(b, n, topK));
@@ -336,10 +345,24 @@ export class CacheClassificationLoss {
       args.uniforms = u;
     }
     const res = this.scanner(args);
+    const c = unsafeData(allEmb);
     for (let i = 0; i < b; i++) {
       const v = res.logSumExp[i]!;
+      // No candidate at all: either every row was excluded, or every remaining score was NaN
+      // (the kernels never pick a NaN): look at this query's candidate rows.
+      if (v === -Infinity) {
+        for (let j = 0; j < n; j++) {
+          if ((rowValid && !rowValid[j]) || (rowIds && rowIds[j] === positiveIds![i])) continue;
+          for (let k = j * d; k < (j + 1) * d; k++) {
+            if (!Number.isFinite(c[k]!)) {
+              rng.setState(rngBefore);
+              throw new NonFiniteError(op, `cached embedding row ${j} (of the concatenated cache) holds ${c[k]}; the scores of query ${i} are not finite`);
+            }
+          }
+        }
+      }
       if (v !== v || v === Infinity) {
-        const c = unsafeData(allEmb);
+        rng.setState(rngBefore);
         let bad = -1;
         for (let k = 0; k < c.length; k++) if (!Number.isFinite(c[k]!)) { bad = k; break; }
         throw new NonFiniteError(op, bad >= 0
@@ -394,6 +417,12 @@ export class CacheClassificationLoss {
       hasNegative: keep,
     };
   }
+}
+
+/** The options of call/retrieve: a plain object with known keys. */
+function checkCallOptions(op: string, opts: unknown, allowed: readonly string[]): void {
+  if (opts === null || typeof opts !== 'object' || Array.isArray(opts)) throw new ArgumentError(op, `options must be an object like {${allowed.join(', ')}}, got ${describe(opts)}`);
+  for (const k of Object.keys(opts)) if (!allowed.includes(k)) throw new ArgumentError(op, `unknown option "${k}"; allowed: ${allowed.join(', ')}`);
 }
 
 /** Validates the record of caches; returns the sources in sorted order. */

@@ -29,7 +29,9 @@ export type Reducer = 'mean' | 'none' | ((perQuery: Tensor) => Tensor);
 export function applyReducer(reducer: Reducer, x: Tensor): Tensor {
   if (reducer === 'none') return x;
   if (reducer === 'mean') return mean(x);
-  return reducer(x);
+  const out = reducer(x);
+  if (!isTensor(out) || !isFloat(out.dtype)) throw new ArgumentError('CacheClassificationLoss', `reducer must return a float tensor, got ${describe(out)}`);
+  return out;
 }
 
 export function checkReducer(op: string, reducer: unknown): Reducer {

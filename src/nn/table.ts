@@ -28,6 +28,9 @@ export class EmbeddingTable {
       this.data = init;
     } else {
       if (!(init?.rng instanceof Rng)) throw new ArgumentError('EmbeddingTable', `init must be {rng, std?} with a seeded Rng, got ${describe(init)}`);
+      if (init.std !== undefined && (typeof init.std !== 'number' || !Number.isFinite(init.std) || init.std < 0)) {
+        throw new ArgumentError('EmbeddingTable', `init.std must be a finite number >= 0, got ${describe(init.std)}`);
+      }
       const std = init.std ?? 1 / Math.sqrt(dim);
       this.data = new Float32Array(vocab * dim);
       for (let i = 0; i < this.data.length; i++) this.data[i] = std * init.rng.normal();
@@ -36,10 +39,11 @@ export class EmbeddingTable {
 
   /** A copy of rows `ids` as a [ids.length, dim] float32 tensor. */
   rows(ids: Int32Array): Tensor {
+    checkIds('EmbeddingTable.rows', ids);
     const out = new Float32Array(ids.length * this.dim);
     for (let r = 0; r < ids.length; r++) {
       const id = ids[r]!;
-      if (!(id >= 0 && id < this.vocab)) throw new ArgumentError('EmbeddingTable.rows', `ids[${r}] = ${id} is out of range; need 0 <= id < ${this.vocab}`);
+      if (!(Number.isInteger(id) && id >= 0 && id < this.vocab)) throw new ArgumentError('EmbeddingTable.rows', `ids[${r}] = ${id} is out of range; need 0 <= id < ${this.vocab}`);
       out.set(this.data.subarray(id * this.dim, (id + 1) * this.dim), r * this.dim);
     }
     return wrap(out, [ids.length, this.dim], 'float32');
@@ -47,10 +51,12 @@ export class EmbeddingTable {
 
   /** Overwrites rows `ids` with `values` [ids.length, dim]. Used by optimisers. */
   applyRows(ids: Int32Array, values: Float32Array): void {
+    checkIds('EmbeddingTable.applyRows', ids);
+    if (!(values instanceof Float32Array)) throw new ArgumentError('EmbeddingTable.applyRows', `values must be a Float32Array, got ${describe(values)}`);
     if (values.length !== ids.length * this.dim) throw new ShapeError('EmbeddingTable.applyRows', `values has ${values.length} entries; need ${ids.length} × ${this.dim}`);
     for (let r = 0; r < ids.length; r++) {
       const id = ids[r]!;
-      if (!(id >= 0 && id < this.vocab)) throw new ArgumentError('EmbeddingTable.applyRows', `ids[${r}] = ${id} is out of range; need 0 <= id < ${this.vocab}`);
+      if (!(Number.isInteger(id) && id >= 0 && id < this.vocab)) throw new ArgumentError('EmbeddingTable.applyRows', `ids[${r}] = ${id} is out of range; need 0 <= id < ${this.vocab}`);
     }
     for (let r = 0; r < ids.length; r++) this.data.set(values.subarray(r * this.dim, (r + 1) * this.dim), ids[r]! * this.dim);
   }
@@ -67,4 +73,9 @@ export class EmbeddingTable {
     }
     this.data.set(unsafeData(t) as Float32Array);
   }
+}
+
+/** Row ids: an Int32Array or an array of numbers (each is range-checked by the caller). */
+function checkIds(op: string, ids: unknown): void {
+  if (!(ids instanceof Int32Array) && !Array.isArray(ids)) throw new ArgumentError(op, `ids must be an Int32Array of row ids, got ${describe(ids)}`);
 }

@@ -1,7 +1,7 @@
 /** Shape and indexing ops: reshape, transpose, slice, concat, gather, scatter, topK, ... */
 import { ArgumentError, DTypeError, ShapeError, describe, fmtShape } from '../errors.js';
 import { allocate, promote } from '../tensor/dtype.js';
-import { broadcastShapes, checkShape, normalizeAxis, shapesEqual, sizeOf } from '../tensor/shape.js';
+import { broadcastShapes, checkShape, normalizeAxis, shapesEqual, showJson, sizeOf } from '../tensor/shape.js';
 import { unsafeData, wrap, type Tensor } from '../tensor/tensor.js';
 import { topK as topKKernel } from '../tensor/kernels/sort.js';
 import { bind } from '../autograd/engine.js';
@@ -12,7 +12,7 @@ import { checkInt, checkIntTensor, checkOptions, checkTensor } from './util.js';
 export function reshape(x: Tensor, shape: readonly number[]): Tensor {
   const t = checkTensor('reshape', 'x', x);
   if (!Array.isArray(shape) || !shape.every((d) => Number.isInteger(d) && d >= -1)) {
-    throw new ArgumentError('reshape', `shape must be an array of non-negative integers (one may be -1), got ${JSON.stringify(shape)}`);
+    throw new ArgumentError('reshape', `shape must be an array of non-negative integers (one may be -1), got ${showJson(shape)}`);
   }
   const unknown = shape.filter((d) => d === -1).length;
   if (unknown > 1) throw new ArgumentError('reshape', `shape ${fmtShape(shape)} has more than one -1`);

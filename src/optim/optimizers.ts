@@ -39,9 +39,9 @@ export interface OptimizerCommon {
   clipNorm?: number;
 }
 
-function checkNum(op: string, name: string, v: unknown, lo: number, hi: number, loOpen = false): number {
-  if (typeof v !== 'number' || !Number.isFinite(v) || v < lo || v > hi || (loOpen && v === lo)) {
-    throw new ArgumentError(op, `${name} must be a number in ${loOpen ? '(' : '['}${lo}, ${hi}], got ${describe(v)}`);
+function checkNum(op: string, name: string, v: unknown, lo: number, hi: number, loOpen = false, hiOpen = false): number {
+  if (typeof v !== 'number' || !Number.isFinite(v) || v < lo || v > hi || (loOpen && v === lo) || (hiOpen && v === hi)) {
+    throw new ArgumentError(op, `${name} must be a number in ${loOpen ? '(' : '['}${lo}, ${hi}${hiOpen ? ')' : ']'}, got ${describe(v)}`);
   }
   return v;
 }
@@ -96,6 +96,8 @@ abstract class Optimizer {
     const p = flatten(op, params, 'params');
     const g = flatten(op, grads, 'grads');
     if (p.leaves.length !== g.leaves.length) throw new ShapeError(op, `grads has ${g.leaves.length} tensors but params has ${p.leaves.length}; need the same tree`);
+    const structure = (f: typeof p): string => JSON.stringify(f.rebuild(f.leaves.map((_, i) => i)));
+    if (structure(p) !== structure(g)) throw new ShapeError(op, `grads ${structure(g)} is not the same tree as params ${structure(p)} (leaf numbers shown); need the same keys and nesting`);
     p.leaves.forEach((t, i) => {
       const gt = g.leaves[i]!;
       if (!isFloat(t.dtype)) throw new ArgumentError(op, `parameter ${i} is ${t.dtype}; only float parameters can be optimised`);
@@ -105,6 +107,7 @@ abstract class Optimizer {
     if (this.denseShapes !== null && shapes.join(';') !== this.denseShapes.join(';')) {
       throw new ShapeError(op, `the parameter tree changed since the first step (${this.denseShapes.join(' ')} → ${shapes.join(' ')}); use one optimiser per model`);
     }
+    if (sparse === null || typeof sparse !== 'object' || Array.isArray(sparse)) throw new ArgumentError(op, `sparse must be a record {name: {table, ids, grad}}, got ${describe(sparse)}`);
     const sparseList = Object.entries(sparse);
     for (const [name, s] of sparseList) {
       if (!s || !isTensor(s.grad) || !(s.ids instanceof Int32Array) || !(s.table?.data instanceof Float32Array)) throw new ArgumentError(op, `sparse.${name} must be {table, ids, grad}, got ${describe(s)}`);
@@ -115,6 +118,19 @@ abstract class Optimizer {
         if (seen.has(id)) throw new ArgumentError(op, `sparse.${name}.ids repeats ${id}; need distinct ids (sum their gradients first)`);
         seen.add(id);
       }
+    }
+    // State restored by setState must fit what it is applied to (a short moment array would read undefined -> NaN).
+    const fits = (slots: readonly Float32Array[] | undefined, size: number): boolean => {
+      if (slots === undefined || slots.length !== this.slots()) return false;
+      for (let k = 0; k < slots.length; k++) if (!(slots[k] instanceof Float32Array) || slots[k]!.length !== size) return false;
+      return true;
+    };
+    if (this.dense.length > 0 && (this.dense.length !== p.leaves.length || p.leaves.some((t, i) => !fits(this.dense[i], t.size)))) {
+      throw new ShapeError(op, `the optimiser's moments (${this.dense.length} parameters, restored by setState?) do not fit params (${p.leaves.length} tensors: ${shapes.join(' ')}); need the state of this model`);
+    }
+    for (const [name, s] of sparseList) {
+      const st = this.tables.get(name);
+      if (st !== undefined && !fits(st, s.table.data.length)) throw new ShapeError(op, `the optimiser's moments of table "${name}" (restored by setState?) do not fit a [${s.table.vocab}, ${s.table.dim}] table`);
     }
     const all = [...g.leaves, ...sparseList.map(([, s]) => s.grad)];
     all.forEach((t, i) => {
@@ -154,6 +170,7 @@ abstract class Optimizer {
   /** Restores a state captured by getState. */
   setState(state: Record<string, Tensor>): void {
     const op = `${this.name}.setState`;
+    if (state === null || typeof state !== 'object') throw new ArgumentError(op, `state must be a record of tensors from getState, got ${describe(state)}`);
     const t = state['t'];
     if (!isTensor(t) || t.dtype !== 'int32' || t.size !== 1) throw new ArgumentError(op, 'state.t must be an int32 scalar');
     const dense: Float32Array[][] = [];
@@ -188,6 +205,7 @@ export class SGD extends Optimizer {
   constructor(opts: SGDOptions) {
     super('SGD', opts);
     this.momentum = checkNum('SGD', 'momentum', opts.momentum ?? 0, 0, 1);
+    if (opts.nesterov !== undefined && typeof opts.nesterov !== 'boolean') throw new ArgumentError('SGD', `nesterov must be true or false, got ${describe(opts.nesterov)}`);
     this.nesterov = opts.nesterov ?? false;
     this.weightDecay = checkNum('SGD', 'weightDecay', opts.weightDecay ?? 0, 0, 1e6);
   }
@@ -228,8 +246,9 @@ export class Adam extends Optimizer {
 
   constructor(opts: AdamOptions, name = 'Adam') {
     super(name, opts);
-    this.beta1 = checkNum(name, 'beta1', opts.beta1 ?? 0.9, 0, 1);
-    this.beta2 = checkNum(name, 'beta2', opts.beta2 ?? 0.999, 0, 1);
+    // beta = 1 would divide by 1 - beta^t = 0 (NaN parameters): need [0, 1).
+    this.beta1 = checkNum(name, 'beta1', opts.beta1 ?? 0.9, 0, 1, false, true);
+    this.beta2 = checkNum(name, 'beta2', opts.beta2 ?? 0.999, 0, 1, false, true);
     this.eps = checkNum(name, 'eps', opts.eps ?? 1e-8, 0, 1, true);
     this.weightDecay = checkNum(name, 'weightDecay', opts.weightDecay ?? 0, 0, 1e6);
   }
@@ -258,6 +277,7 @@ export class Adam extends Optimizer {
 /** AdamW: Adam with decoupled weight decay (default λ = 0.01). */
 export class AdamW extends Adam {
   constructor(opts: AdamOptions) {
+    if (opts === null || typeof opts !== 'object') throw new ArgumentError('AdamW', `options must be an object, got ${describe(opts)}`);
     super({ ...opts, weightDecay: opts.weightDecay ?? 0.01 }, 'AdamW');
   }
 }

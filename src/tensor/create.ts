@@ -128,6 +128,7 @@ export function arange(start: number, stop?: number, step = 1, dtype?: DType): T
   if (step === 0) throw new ArgumentError('arange', 'step must not be 0');
   const d = checkDType('arange', dtype ?? (Number.isInteger(start) && Number.isInteger(step) ? 'int32' : 'float32'));
   const n = Math.max(0, Math.ceil((stop - start) / step));
+  if (!(n <= 2 ** 31 - 1)) throw new ArgumentError('arange', `[${start}, ${stop}) with step ${step} has ${n} values; need at most 2^31-1`);
   const out = allocate(d, n);
   for (let i = 0; i < n; i++) store('arange', out, i, start + i * step, d);
   return wrap(out, [n], d);

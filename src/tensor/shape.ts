@@ -1,4 +1,4 @@
-import { ArgumentError, ShapeError, fmtShape } from '../errors.js';
+import { ArgumentError, ShapeError, describe, fmtShape } from '../errors.js';
 
 export type Shape = readonly number[];
 
@@ -29,9 +29,18 @@ export function isDim(d: unknown): d is number {
   return typeof d === 'number' && Number.isInteger(d) && d >= 0 && d <= 2 ** 31 - 1;
 }
 
+/** A value as JSON for error messages; never throws (BigInt, symbols and unprintable objects included). */
+export function showJson(x: unknown): string {
+  try {
+    return JSON.stringify(x, (_k, v: unknown) => (typeof v === 'bigint' ? `${v}n` : typeof v === 'symbol' ? v.toString() : v)) ?? describe(x);
+  } catch {
+    return describe(x);
+  }
+}
+
 export function checkShape(op: string, arg: string, shape: unknown): number[] {
   if (!Array.isArray(shape) || !shape.every(isDim)) {
-    throw new ArgumentError(op, `${arg} must be an array of non-negative integers, got ${JSON.stringify(shape)}`);
+    throw new ArgumentError(op, `${arg} must be an array of non-negative integers, got ${showJson(shape)}`);
   }
   if (sizeOf(shape) > 2 ** 31 - 1) {
     throw new ArgumentError(op, `${arg} ${fmtShape(shape)} has ${sizeOf(shape)} elements; need at most 2^31-1`);
@@ -51,10 +60,10 @@ export function normalizeAxis(op: string, axis: unknown, rank: number, arg = 'ax
 export function normalizeAxes(op: string, axis: number | readonly number[] | undefined, rank: number): number[] {
   if (axis === undefined) return Array.from({ length: rank }, (_, i) => i);
   const list = typeof axis === 'number' ? [axis] : axis;
-  if (!Array.isArray(list)) throw new ArgumentError(op, `axis must be a number or an array of numbers, got ${JSON.stringify(axis)}`);
+  if (!Array.isArray(list)) throw new ArgumentError(op, `axis must be a number or an array of numbers, got ${showJson(axis)}`);
   const out = list.map((a) => normalizeAxis(op, a, rank));
   const unique = [...new Set(out)].sort((x, y) => x - y);
-  if (unique.length !== out.length) throw new ArgumentError(op, `axis ${JSON.stringify(axis)} repeats an axis; each axis may appear once`);
+  if (unique.length !== out.length) throw new ArgumentError(op, `axis ${showJson(axis)} repeats an axis; each axis may appear once`);
   return unique;
 }
 

@@ -18,7 +18,7 @@
  */
 import { ArgumentError, describe } from '../errors.js';
 import { Rng } from '../tensor/random.js';
-import { unsafeData, wrap, type Tensor } from '../tensor/tensor.js';
+import { isTensor, unsafeData, wrap, type Tensor } from '../tensor/tensor.js';
 import { valueAndGrad } from '../autograd/transforms.js';
 import { logSoftmax, mean } from '../ops/reduce.js';
 import { gather, reshape } from '../ops/layout.js';
@@ -113,6 +113,7 @@ export interface TrainHooks {
 
 export function checkConfig(c: TrainConfig): TrainConfig {
   const op = 'train';
+  if (c === null || typeof c !== 'object') throw new ArgumentError(op, `config must be a TrainConfig object, got ${describe(c)}`);
   const int = (name: keyof TrainConfig, lo: number, hi = 2 ** 31 - 1): void => {
     const v = c[name];
     if (typeof v !== 'number' || !Number.isInteger(v) || v < lo || v > hi) throw new ArgumentError(op, `${name} must be an integer in [${lo}, ${hi}], got ${describe(v)}`);
@@ -150,7 +151,9 @@ export class Trainer {
   stepCount = 0;
 
   constructor(corpus: Corpus, config: TrainConfig) {
+    if (config === null || typeof config !== 'object') throw new ArgumentError('train', `config must be a TrainConfig object, got ${describe(config)}`);
     this.config = checkConfig({ ...config });
+    checkCorpus(corpus);
     this.corpus = corpus;
     if (corpus.trainQueries.length < 1) throw new ArgumentError('train', 'the corpus has no training queries');
     const root = new Rng(config.seed);
@@ -209,10 +212,18 @@ export class Trainer {
   /** Restores a state from getState (same corpus and config). Validates everything before changing anything. */
   setState(state: Readonly<Record<string, Tensor>>): void {
     const op = 'Trainer.setState';
+    if (state === null || typeof state !== 'object') throw new ArgumentError(op, `state must be a record of tensors from getState, got ${describe(state)}`);
     const need = (k: string): Tensor => {
       const t = state[k];
       if (t === undefined) throw new ArgumentError(op, `the checkpoint has no tensor "${k}"`);
+      if (!isTensor(t)) throw new ArgumentError(op, `"${k}" must be a Tensor, got ${describe(t)}`);
       return t;
+    };
+    const scalarIn = (k: string, hi: number): number => {
+      const t = need(k);
+      const v = t.dtype === 'int32' && t.size === 1 ? (unsafeData(t)[0] as number) : NaN;
+      if (!(v >= 0 && v <= hi)) throw new ArgumentError(op, `${k} must be an int32 scalar in [0, ${hi}], got ${describe(t)}${t.size === 1 ? ` holding ${String(v)}` : ''}`);
+      return v;
     };
     const m = this.model;
     const order = need('train.order');
@@ -224,6 +235,12 @@ export class Trainer {
     for (const [k, t] of Object.entries({ qw: dense.query.w, dw: dense.doc.w })) {
       if (t.shape[0] !== m.config.dim || t.shape[1] !== m.config.dim) throw new ArgumentError(op, `dense ${k} is [${t.shape}]; need [${m.config.dim}, ${m.config.dim}] (a different --dim?)`);
     }
+    for (const [k, t] of Object.entries({ qw: dense.query.w, dw: dense.doc.w, qb: dense.query.b, db: dense.doc.b })) {
+      const want = k.endsWith('w') ? [m.config.dim, m.config.dim] : [m.config.dim];
+      if (t.dtype !== 'float32' || t.shape.length !== want.length || t.shape.some((d, i) => d !== want[i])) throw new ArgumentError(op, `dense ${k} is [${t.shape}] ${t.dtype}; need float32 [${want}]`);
+    }
+    const cursor = scalarIn('train.cursor', this.order.length);
+    const stepCount = scalarIn('train.step', 2 ** 31 - 1);
     const optim: Record<string, Tensor> = {};
     for (const [k, v] of Object.entries(state)) if (k.startsWith('optim.')) optim[k.slice(6)] = v;
     let cache: NegativeCache | null = null;
@@ -249,8 +266,8 @@ export class Trainer {
     this.rng.setState(rngState(rngB));
     this.samplerRng.setState(rngState(rngS));
     this.order = Int32Array.from(unsafeData(order) as Int32Array);
-    this.cursor = unsafeData(need('train.cursor'))[0]!;
-    this.stepCount = unsafeData(need('train.step'))[0]!;
+    this.cursor = cursor;
+    this.stepCount = stepCount;
     if (this.handler && cache) this.handler.setState(cache, this.stepCount);
   }
 
@@ -438,6 +455,33 @@ function parseMeta<T>(c: Checkpoint, key: string): T {
   }
 }
 
+/** The hooks and checkpoint options of train(), checked before anything runs. */
+function checkHooks(hooks: unknown): asserts hooks is TrainOptions {
+  const op = 'train';
+  if (hooks === null || typeof hooks !== 'object') throw new ArgumentError(op, `options must be an object {resume?, checkpointEvery?, onCheckpoint?, onStep?, onEval?, now?}, got ${describe(hooks)}`);
+  const h = hooks as Record<string, unknown>;
+  for (const k of ['onStep', 'onEval', 'onCheckpoint', 'now']) {
+    if (h[k] !== undefined && typeof h[k] !== 'function') throw new ArgumentError(op, `${k} must be a function, got ${describe(h[k])}`);
+  }
+  const every = h['checkpointEvery'];
+  if (every !== undefined && !(typeof every === 'number' && Number.isInteger(every) && every >= 0)) throw new ArgumentError(op, `checkpointEvery must be a non-negative integer (0 = never), got ${describe(every)}`);
+  const r = h['resume'] as Partial<Checkpoint> | undefined;
+  if (r !== undefined) {
+    if (r === null || typeof r !== 'object' || r.tensors === null || typeof r.tensors !== 'object' || r.metadata === null || typeof r.metadata !== 'object') {
+      throw new ArgumentError(op, `resume must be a checkpoint {tensors, metadata} (from onCheckpoint or loadSafetensorsSync), got ${describe(r)}`);
+    }
+  }
+}
+
+/** The parts of a Corpus the trainer reads. */
+function checkCorpus(corpus: unknown): asserts corpus is Corpus {
+  const c = corpus as Partial<Corpus> | null;
+  const arrays = ['docOffsets', 'docIds', 'queryOffsets', 'queryIds', 'trainQueries', 'testQueries'] as const;
+  if (c === null || typeof c !== 'object' || !Array.isArray(c.docs) || !Number.isInteger(c.featureBuckets) || (c.featureBuckets as number) < 1 || arrays.some((k) => !(c[k] instanceof Int32Array))) {
+    throw new ArgumentError('train', `corpus must be a Corpus (from buildCorpus or syntheticCorpus), got ${describe(corpus)}`);
+  }
+}
+
 /** The config a checkpoint was trained with (so a resumed run can insist on the same). */
 export function checkpointConfig(c: Checkpoint): TrainConfig {
   if (c.metadata['negcache.format'] !== 'negcache-trainer-v1') throw new ArgumentError('train', `not a negcache trainer checkpoint (format ${String(c.metadata['negcache.format'])})`);
@@ -446,6 +490,7 @@ export function checkpointConfig(c: Checkpoint): TrainConfig {
 
 /** Trains with the given config until `steps` or the time budget, evaluating along the way. */
 export function train(corpus: Corpus, config: TrainConfig, hooks: TrainOptions = {}): TrainResult {
+  checkHooks(hooks);
   const now = hooks.now ?? (() => performance.now());
   const trainer = new Trainer(corpus, config);
   let history: StepRecord[] = [];
