@@ -4,26 +4,19 @@
  * trace; a tiny successful `train` writes report.md, metrics.json and the
  * SVG plots. CI builds before the tests; a missing build is made here.
  */
-import { execFileSync, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ensureBuilt } from '../util/build.js';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const CLI = join(ROOT, 'dist/src/cli/main.js');
 const tmp = mkdtempSync(join(tmpdir(), 'negcache-cli-'));
 
-beforeAll(() => {
-  if (existsSync(CLI)) return;
-  try {
-    execFileSync('npx', ['tsc', '-p', 'tsconfig.build.json'], { cwd: ROOT, stdio: 'pipe' });
-  } catch {
-    // tsc still emits when some unrelated file has type errors; the check below decides.
-  }
-  if (!existsSync(CLI)) throw new Error('the build did not produce dist/src/cli/main.js');
-}, 300_000);
+beforeAll(() => ensureBuilt('dist/src/cli/main.js'), 300_000);
 
 afterAll(() => {
   rmSync(tmp, { recursive: true, force: true });

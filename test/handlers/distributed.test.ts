@@ -17,11 +17,10 @@
  * cannot commit (already committed); ShardedCacheLossHandler rejects routed
  * refreshes that are not finite.
  */
-import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { ensureBuilt } from '../util/build.js';
 import {
   ArgumentError, CacheClassificationLoss, CacheManager, DistributedCacheClassificationLoss, NonFiniteError, ReplicatedCacheLossHandler, Rng, ShardedCacheLossHandler,
   matmul, mul, normal, runInProcess, tensor, valueAndGrad, zeros, type DocNetwork, type ReplicaContext, type Tensor,
@@ -357,48 +356,9 @@ describe('ShardedCacheLossHandler (in one thread)', () => {
 // Worker threads
 
 
-/**
- * The workers run the build (dist/): rebuild if any source is newer than its
- * output. Test files run in parallel processes, so the build holds a lock
- * directory (mkdir is atomic): one process builds, the others wait for it and
- * re-check.
- */
-function buildIsStale(): boolean {
-  for (const f of readdirSync(join(ROOT, 'src'), { recursive: true }) as string[]) {
-    if (!f.endsWith('.ts')) continue;
-    const out = join(ROOT, 'dist/src', f.replace(/\.ts$/, '.js'));
-    if (!existsSync(out) || statSync(out).mtimeMs < statSync(join(ROOT, 'src', f)).mtimeMs) return true;
-  }
-  return false;
-}
-
-function buildIfStale(mustExist: string): void {
-  mkdirSync(join(ROOT, 'dist'), { recursive: true });
-  const lock = join(ROOT, 'dist/.negcache-build-lock');
-  const sleep = new Int32Array(new SharedArrayBuffer(4));
-  const deadline = Date.now() + 120_000;
-  while (buildIsStale()) {
-    try {
-      mkdirSync(lock);
-    } catch {
-      if (Date.now() > deadline) rmSync(lock, { recursive: true, force: true }); // a lock left by a crashed run
-      else Atomics.wait(sleep, 0, 0, 200);
-      continue;
-    }
-    try {
-      execFileSync('npx', ['tsc', '-p', 'tsconfig.build.json'], { cwd: ROOT, stdio: 'pipe' });
-    } catch {
-      // tsc still emits when some unrelated file has type errors; the check below decides.
-    } finally {
-      rmSync(lock, { recursive: true, force: true });
-    }
-    break;
-  }
-  if (!existsSync(join(ROOT, mustExist))) throw new Error(`the build did not produce ${mustExist}`);
-}
 
 describe('distributed handlers on worker threads (R = 2)', () => {
-  beforeAll(() => buildIfStale('dist/src/handlers/distributed.js'), 300_000);
+  beforeAll(() => ensureBuilt('dist/src/handlers/distributed.js'), 300_000);
 
   it('replicated: bit-identical copies, the model, and the same results as in one thread', async () => {
     const args = { ...makeArgs('replicated', 2, 3, 5, 10, 61), nonFinite: { step: 3, replica: 0 } };

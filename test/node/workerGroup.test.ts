@@ -1,5 +1,3 @@
-import { execFileSync } from 'node:child_process';
-import { existsSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import fc from 'fast-check';
@@ -10,33 +8,13 @@ import { runWorkers } from '../../src/node/workerGroup.js';
 import { Tensor, unsafeData, wrap } from '../../src/tensor/tensor.js';
 import { DTYPES, allToAllCaseArb, type AllToAllCase, type GatherCase, describeTensor, gatherCaseArb, randomTensor, refAllGather, refAllToAll, sameBits, specialTensor } from '../distributed/reference.js';
 import { params } from '../util/props.js';
+import { ensureBuilt } from '../util/build.js';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const FIXTURES = join(ROOT, 'test/distributed/fixtures/replicas.mjs');
 const REPLICAS = [1, 2, 3, 4];
 
-/** The worker runs the build (dist/), so rebuild if any source it depends on is newer than its output. */
-function buildIsStale(): boolean {
-  for (const dir of ['src/node', 'src/distributed', 'src/tensor']) {
-    for (const f of readdirSync(join(ROOT, dir), { recursive: true }) as string[]) {
-      if (!f.endsWith('.ts')) continue;
-      const out = join(ROOT, 'dist', dir, f.replace(/\.ts$/, '.js'));
-      if (!existsSync(out) || statSync(out).mtimeMs < statSync(join(ROOT, dir, f)).mtimeMs) return true;
-    }
-  }
-  const errors = join(ROOT, 'dist/src/errors.js');
-  return !existsSync(errors) || statSync(errors).mtimeMs < statSync(join(ROOT, 'src/errors.ts')).mtimeMs;
-}
-
-beforeAll(() => {
-  if (!buildIsStale()) return;
-  try {
-    execFileSync('npx', ['tsc', '-p', 'tsconfig.build.json'], { cwd: ROOT, stdio: 'pipe' });
-  } catch {
-    // tsc still emits when some unrelated file has type errors; the check below decides.
-  }
-  if (!existsSync(join(ROOT, 'dist/src/node/workerEntry.js'))) throw new Error('the build did not produce dist/src/node/workerEntry.js');
-}, 300_000);
+beforeAll(() => ensureBuilt('dist/src/node/workerEntry.js'), 300_000);
 
 /**
  * Cases are sampled up front (one worker group runs a whole batch), from a
