@@ -190,7 +190,7 @@ export function main(argv: readonly string[]): number {
     }
     const quiet = flags['quiet'] === true;
     const methods: Method[] = command === 'train' ? [flags['loss'] as Method] : ['cache', 'inbatch', 'full'];
-    const defaultSeconds = command === 'demo' ? 90 : 60;
+    const defaultSeconds = command === 'demo' ? 75 : 60;
     const configs = methods.map((m) => configFrom(flags, m, defaultSeconds));
     for (const c of configs) if (c.method === 'cache' && c.batch > c.cacheSize) throw new UsageError(`--batch ${c.batch} is larger than --cache-size ${c.cacheSize}`);
     const t0 = performance.now();
