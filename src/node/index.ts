@@ -8,3 +8,4 @@ export {
   saveSafetensors, saveSafetensorsSync, loadSafetensors, loadSafetensorsSync, FileIOError,
 } from './atomicFile.js';
 export { runWorkers } from './workerGroup.js';
+export { createParallelScan, ParallelScanError, DEFAULT_MIN_ROWS, DEFAULT_MIN_WORK, type ParallelScan, type ParallelScanOptions, type ParallelScanStats } from './parallelScan.js';

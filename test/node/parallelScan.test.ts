@@ -1,14 +1,14 @@
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { pathToFileURL } from 'node:url';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ArgumentError, ShapeError } from '../../src/errors.js';
 import type { NegativeCache } from '../../src/cache/negativeCache.js';
 import { CacheClassificationLoss } from '../../src/losses/cacheClassificationLoss.js';
-import { createParallelScan, DEFAULT_MIN_ROWS, ParallelScanError, type ParallelScan } from '../../src/node/parallelScan.js';
+import { createParallelScan, DEFAULT_MIN_ROWS, DEFAULT_MIN_WORK, ParallelScanError, type ParallelScan } from '../../src/node/parallelScan.js';
 import { matmul } from '../../src/ops/index.js';
 import {
   SCAN_BLOCK, categoricalUniformCount, type FusedScanArgs, type FusedScanResult, type ScanSampler,
@@ -17,22 +17,8 @@ import { fusedCacheScan, initWasm } from '../../src/tensor/kernels/wasm/index.js
 import { Rng } from '../../src/tensor/random.js';
 import { tensor } from '../../src/tensor/create.js';
 import { unsafeData } from '../../src/tensor/tensor.js';
+import { ROOT, ensureBuilt } from '../util/build.js';
 import { params } from '../util/props.js';
-
-const ROOT = fileURLToPath(new URL('../..', import.meta.url));
-
-/** The worker runs the build (dist/): rebuild if a source it depends on is newer than its output. */
-function buildIsStale(): boolean {
-  for (const dir of ['src/node', 'src/tensor']) {
-    for (const f of readdirSync(join(ROOT, dir), { recursive: true }) as string[]) {
-      if (!f.endsWith('.ts')) continue;
-      const out = join(ROOT, 'dist', dir, f.replace(/\.ts$/, '.js'));
-      if (!existsSync(out) || statSync(out).mtimeMs < statSync(join(ROOT, dir, f)).mtimeMs) return true;
-    }
-  }
-  const errors = join(ROOT, 'dist/src/errors.js');
-  return !existsSync(errors) || statSync(errors).mtimeMs < statSync(join(ROOT, 'src/errors.ts')).mtimeMs;
-}
 
 const open: ParallelScan[] = [];
 function scanner(opts: Parameters<typeof createParallelScan>[0] = {}): ParallelScan {
@@ -43,13 +29,7 @@ function scanner(opts: Parameters<typeof createParallelScan>[0] = {}): ParallelS
 
 beforeAll(async () => {
   expect(await initWasm()).toBe(true);
-  if (!buildIsStale()) return;
-  try {
-    execFileSync('npx', ['tsc', '-p', 'tsconfig.build.json'], { cwd: ROOT, stdio: 'pipe' });
-  } catch {
-    // tsc still emits when some unrelated file has type errors; the check below decides.
-  }
-  if (!existsSync(join(ROOT, 'dist/src/node/parallelScanWorker.js'))) throw new Error('the build did not produce dist/src/node/parallelScanWorker.js');
+  ensureBuilt('dist/src/node/parallelScanWorker.js', 'dist/src/node/parallelScan.js');
 }, 300_000);
 
 afterAll(() => {
@@ -194,17 +174,24 @@ describe('createParallelScan: size threshold', () => {
     }
   });
 
-  it('the default threshold is DEFAULT_MIN_ROWS; workers: 0 never starts a thread', () => {
-    const p = scanner();
-    expect(p.minRows).toBe(DEFAULT_MIN_ROWS);
-    expect(p.workers).toBe(1);
-    const small = makeArgs({ b: 3, d: 4, n: DEFAULT_MIN_ROWS - 1, seed: 1, sampler: 'gumbel', integer: false, pValid: 1, ids: false, topKIndex: -1, scale: 1 });
-    p.scan(small);
-    expect(p.lastStats.parallel).toBe(false);
-    const big = makeArgs({ b: 3, d: 4, n: DEFAULT_MIN_ROWS, seed: 1, sampler: 'gumbel', integer: false, pValid: 1, ids: false, topKIndex: -1, scale: 1 });
-    expectSame(p.scan(big), fusedCacheScan(big));
-    expect(p.lastStats.parallel).toBe(true);
+  it('the automatic rule: parallel iff n >= DEFAULT_MIN_ROWS and b·n·d >= DEFAULT_MIN_WORK; workers: 0 never starts a thread', () => {
+    const p = scanner({ workers: 1 });
+    expect(p.minRows).toBe('auto');
+    expect(scanner().workers).toBe(availableParallelism() > 1 ? 1 : 0);
+    const spec = { seed: 1, sampler: 'gumbel' as const, integer: false, pValid: 1, ids: false, topKIndex: -1, scale: 1 };
+    const cases: [b: number, d: number, n: number][] = [
+      [128, 128, DEFAULT_MIN_ROWS - 1], [128, 128, DEFAULT_MIN_ROWS], // enough work, but under two blocks
+      [16, 32, DEFAULT_MIN_WORK / 512 - 1], [16, 32, DEFAULT_MIN_WORK / 512], // n large enough, little work per row
+    ];
+    for (const [b, d, n] of cases) {
+      const args = makeArgs({ ...spec, b, d, n });
+      const parallel = n >= DEFAULT_MIN_ROWS && b * n * d >= DEFAULT_MIN_WORK;
+      expectSame(p.scan(args), fusedCacheScan(args), !parallel);
+      expect(p.lastStats.parallel).toBe(parallel);
+    }
+    expect(cases.map(([b, d, n]) => n >= DEFAULT_MIN_ROWS && b * n * d >= DEFAULT_MIN_WORK)).toEqual([false, true, false, true]);
 
+    const big = makeArgs({ ...spec, b: 3, d: 4, n: 3000 });
     const none = scanner({ workers: 0, minRows: 0 });
     expectSame(none.scan(big), fusedCacheScan(big), true);
     expect(none.lastStats.parallel).toBe(false);
