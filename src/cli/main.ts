@@ -17,6 +17,15 @@ import { ProgressReporter, formatDuration } from '../report/progress.js';
 import { buildReport, type MethodSummary } from '../report/report.js';
 import { DEFAULT_CONFIG, METHODS, train, type Checkpoint, type Method, type TrainConfig } from '../train/trainer.js';
 import { saveSafetensorsSync, loadSafetensorsSync } from '../node/atomicFile.js';
+import { createParallelScan, type ParallelScan } from '../node/parallelScan.js';
+
+let scanner: ParallelScan | null = null;
+
+/** One two-thread fused scan for the whole process (Node: both cores; it picks one thread for small caches). */
+function parallelScan(): ParallelScan {
+  scanner ??= createParallelScan();
+  return scanner;
+}
 
 /** The checkpoint file inside a run's folder. */
 export const CHECKPOINT_FILE = 'checkpoint.safetensors';
@@ -134,6 +143,7 @@ function runMethod(corpus: Corpus, config: TrainConfig, quiet: boolean, ckpt: Ch
     },
     onEval: (e) => progress.log(`   eval at step ${e.step} (${e.time.toFixed(0)} s): recall@10 ${(100 * e.recallAt10).toFixed(2)}%  MRR ${e.mrr.toFixed(4)}`),
     ...(ckpt.resume ? { resume: ckpt.resume } : {}),
+    ...(config.method === 'cache' ? { scanner: parallelScan().scan } : {}),
     ...(ckpt.every !== undefined && ckpt.dir !== undefined ? {
       checkpointEvery: ckpt.every,
       onCheckpoint: (c: Checkpoint) => {
@@ -216,6 +226,7 @@ export function main(argv: readonly string[]): number {
       Number.isFinite(configs[0]!.timeBudgetSeconds) ? `Equal wall-clock: each method trains for ${configs[0]!.timeBudgetSeconds} s (evaluations excluded).` : `Equal steps: each method trains ${configs[0]!.steps} steps.`,
     ];
     writeReport(out, results, title, ['negcache', ...argv].join(' '), description, notes);
+    scanner?.close();
     return 0;
   } catch (e) {
     if (e instanceof UsageError || e instanceof NegcacheError) {

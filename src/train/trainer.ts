@@ -31,6 +31,7 @@ import { CacheClassificationLoss } from '../losses/cacheClassificationLoss.js';
 import { scaleTransform, type Sampler } from '../losses/common.js';
 import { CacheLossHandler, type HandlerStep } from '../handlers/handlers.js';
 import type { Corpus } from '../data/corpus.js';
+import type { FusedScanArgs, FusedScanResult } from '../tensor/kernels/fusedScan.js';
 import { DualEncoder, tower, type DenseParams } from './model.js';
 import { evaluate, type EvalResult } from './evaluate.js';
 
@@ -152,7 +153,15 @@ export class Trainer {
   private cursor = 0;
   stepCount = 0;
 
-  constructor(corpus: Corpus, config: TrainConfig) {
+  /**
+   * `scanner` replaces the fused cache scan of the cache method (e.g. Node's
+   * two-thread `createParallelScan().scan`); it changes speed only, never
+   * results (both scans return identical samples).
+   */
+  constructor(corpus: Corpus, config: TrainConfig, opts: { scanner?: (args: FusedScanArgs) => FusedScanResult } = {}) {
+    if (opts === null || typeof opts !== 'object' || (opts.scanner !== undefined && typeof opts.scanner !== 'function')) {
+      throw new ArgumentError('train', `options must be {scanner?: function}, got ${describe(opts)}`);
+    }
     if (config === null || typeof config !== 'object') throw new ArgumentError('train', `config must be a TrainConfig object, got ${describe(config)}`);
     this.config = checkConfig({ ...config });
     checkCorpus(corpus);
@@ -174,6 +183,7 @@ export class Trainer {
         embeddingKey: 'embedding', dataKeys: ['docId'], scoreTransform: scaleTransform(config.scale),
         rng: this.samplerRng, sampler: config.sampler, falseNegativeKey: 'docId',
         ...(config.topK !== undefined ? { topK: config.topK } : {}),
+        ...(opts.scanner !== undefined ? { scanner: opts.scanner } : {}),
       });
       this.handler = new CacheLossHandler({ cacheManager, loss });
     } else this.handler = null;
@@ -430,6 +440,8 @@ export interface TrainOptions extends TrainHooks {
   /** Call onCheckpoint every this many steps (and after the last step). */
   checkpointEvery?: number;
   onCheckpoint?: (c: Checkpoint) => void;
+  /** The fused cache scan to use (see Trainer's constructor). */
+  scanner?: (args: FusedScanArgs) => FusedScanResult;
 }
 
 /** Captures a run: trainer tensors, config, history and evaluations. */
@@ -462,7 +474,7 @@ function checkHooks(hooks: unknown): asserts hooks is TrainOptions {
   const op = 'train';
   if (hooks === null || typeof hooks !== 'object') throw new ArgumentError(op, `options must be an object {resume?, checkpointEvery?, onCheckpoint?, onStep?, onEval?, now?}, got ${describe(hooks)}`);
   const h = hooks as Record<string, unknown>;
-  for (const k of ['onStep', 'onEval', 'onCheckpoint', 'now']) {
+  for (const k of ['onStep', 'onEval', 'onCheckpoint', 'now', 'scanner']) {
     if (h[k] !== undefined && typeof h[k] !== 'function') throw new ArgumentError(op, `${k} must be a function, got ${describe(h[k])}`);
   }
   const every = h['checkpointEvery'];
@@ -494,7 +506,7 @@ export function checkpointConfig(c: Checkpoint): TrainConfig {
 export function train(corpus: Corpus, config: TrainConfig, hooks: TrainOptions = {}): TrainResult {
   checkHooks(hooks);
   const now = hooks.now ?? (() => performance.now());
-  const trainer = new Trainer(corpus, config);
+  const trainer = new Trainer(corpus, config, hooks.scanner !== undefined ? { scanner: hooks.scanner } : {});
   let history: StepRecord[] = [];
   let evals: EvalRecord[] = [];
   let trainMs = 0;
