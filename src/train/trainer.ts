@@ -25,7 +25,7 @@ import { gather, reshape } from '../ops/layout.js';
 import { mul, neg, where } from '../ops/elementwise.js';
 import { matmul } from '../ops/linalg.js';
 import { RowSpace, makeBags } from '../nn/layers.js';
-import { AdamW } from '../optim/optimizers.js';
+import { AdamW, SGD } from '../optim/optimizers.js';
 import { CacheManager, type NegativeCache } from '../cache/negativeCache.js';
 import { CacheClassificationLoss } from '../losses/cacheClassificationLoss.js';
 import { scaleTransform, type Sampler } from '../losses/common.js';
@@ -51,6 +51,8 @@ export interface TrainConfig {
   /** Score scale (inverse temperature): s = scale · <f(q), g(d)>. */
   scale: number;
   weightDecay: number;
+  /** 'adamw' (default) or 'sgd' (with momentum 0.9); both update the embedding tables sparsely. */
+  optimizer: 'adamw' | 'sgd';
   clipNorm: number | undefined;
   sampler: Sampler;
   topK: number | undefined;
@@ -73,6 +75,7 @@ export const DEFAULT_CONFIG: Omit<TrainConfig, 'method'> = {
   weightDecay: 0,
   clipNorm: undefined,
   sampler: 'categorical',
+  optimizer: 'adamw',
   topK: undefined,
   seed: 0,
   evalEverySeconds: 0,
@@ -130,6 +133,7 @@ export function checkConfig(c: TrainConfig): TrainConfig {
   int('evalQueries', 1);
   num('lr', 0, true); num('scale', 0, true); num('weightDecay', 0); num('timeBudgetSeconds', 0, true); num('evalEverySeconds', 0);
   if (c.clipNorm !== undefined) num('clipNorm', 0, true);
+  if (c.optimizer !== 'adamw' && c.optimizer !== 'sgd') throw new ArgumentError(op, `optimizer must be adamw or sgd, got ${describe(c.optimizer)}`);
   if (c.sampler !== 'gumbel' && c.sampler !== 'categorical') throw new ArgumentError(op, `sampler must be gumbel or categorical, got ${describe(c.sampler)}`);
   if (c.topK !== undefined) {
     int('topK', 1);
@@ -144,7 +148,7 @@ export class Trainer {
   readonly config: TrainConfig;
   readonly corpus: Corpus;
   readonly model: DualEncoder;
-  readonly optimizer: AdamW;
+  readonly optimizer: AdamW | SGD;
   readonly handler: CacheLossHandler | null;
   readonly rng: Rng;
   /** The negative sampler's generator (cache method). */
@@ -171,7 +175,10 @@ export class Trainer {
     this.model = new DualEncoder({ vocab: corpus.featureBuckets, dim: config.dim, seed: root.split().nextUint32() });
     this.rng = root.split();
     this.samplerRng = root.split();
-    this.optimizer = new AdamW({ lr: config.lr, weightDecay: config.weightDecay, ...(config.clipNorm !== undefined ? { clipNorm: config.clipNorm } : {}) });
+    const clip = config.clipNorm !== undefined ? { clipNorm: config.clipNorm } : {};
+    this.optimizer = config.optimizer === 'sgd'
+      ? new SGD({ lr: config.lr, momentum: 0.9, weightDecay: config.weightDecay, ...clip })
+      : new AdamW({ lr: config.lr, weightDecay: config.weightDecay, ...clip });
     this.order = corpus.trainQueries.slice();
     this.shuffle();
     if (config.method === 'cache') {
@@ -265,7 +272,7 @@ export class Trainer {
     const qTable = need('model.queryTable'), dTable = need('model.docTable');
     const rngB = need('rng.batches'), rngS = need('rng.sampler');
     // Dry runs of every setter on copies, so a bad checkpoint changes nothing.
-    new AdamW({ lr: this.config.lr }).setState(optim);
+    (this.config.optimizer === 'sgd' ? new SGD({ lr: this.config.lr }) : new AdamW({ lr: this.config.lr })).setState(optim);
     for (const [t, table] of [[qTable, m.queryTable], [dTable, m.docTable]] as const) {
       if (t.dtype !== 'float32' || t.rank !== 2 || t.shape[0] !== table.vocab || t.shape[1] !== table.dim) throw new ArgumentError(op, `a table is [${t.shape}] ${t.dtype}; need float32 [${table.vocab}, ${table.dim}]`);
     }
@@ -512,7 +519,7 @@ export function train(corpus: Corpus, config: TrainConfig, hooks: TrainOptions =
   let trainMs = 0;
   if (hooks.resume) {
     const saved = checkpointConfig(hooks.resume);
-    for (const k of ['method', 'batch', 'cacheSize', 'dim', 'lr', 'scale', 'weightDecay', 'sampler', 'topK', 'seed'] as const) {
+    for (const k of ['method', 'batch', 'cacheSize', 'dim', 'lr', 'scale', 'weightDecay', 'optimizer', 'sampler', 'topK', 'seed'] as const) {
       if (saved[k] !== config[k]) throw new ArgumentError('train', `cannot resume: the checkpoint was trained with ${k} = ${String(saved[k])}, this run has ${String(config[k])}`);
     }
     trainer.setState(hooks.resume.tensors);
