@@ -20,6 +20,8 @@ export { scaleTransform, type DocNetwork, type ScoreTransform, type Reducer, typ
 export { CacheClassificationLoss, type Retrieval, type CacheClassificationLossOptions, type CacheLossReturn, type CacheLossCallOptions } from './losses/cacheClassificationLoss.js';
 export { CacheLossHandler, MultiCacheLossHandler, type HandlerStep, type StepMetrics, type HandlerOptions, type CacheLossHandlerOptions, type MultiCacheLossHandlerOptions } from './handlers/handlers.js';
 export { isInCacheFilter, type NewItemsFilter } from './filters/isInCache.js';
+export { DistributedCacheClassificationLoss, type DistributedCacheClassificationLossOptions, type DistributedCacheLossReturn } from './losses/distributedCacheClassificationLoss.js';
+export { ShardedCacheLossHandler, ReplicatedCacheLossHandler, type ShardedStep, type ReplicatedStep } from './handlers/distributed.js';
 
 // Checkpoint format (browser-safe bytes; file I/O is in negcache/node)
 export { encodeSafetensors, decodeSafetensors, crc32, type DecodedSafetensors } from './io/safetensors.js';
@@ -40,10 +42,9 @@ export { lineChart } from './report/svg.js';
 export { DualEncoder, tower } from './train/model.js';
 export { Trainer, train, DEFAULT_CONFIG, type TrainConfig, type TrainResult, type Method } from './train/trainer.js';
 export { evaluate, embedAll } from './train/evaluate.js';
-export { DistributedCacheClassificationLoss, type DistributedCacheClassificationLossOptions, type DistributedCacheLossReturn } from './losses/distributedCacheClassificationLoss.js';
-export { ShardedCacheLossHandler, ReplicatedCacheLossHandler, type ShardedStep, type ReplicatedStep } from './handlers/distributed.js';
 
 // Kernels: WebAssembly SIMD is used automatically where available. On a browser main thread
 // call `await initWasm()` once at start-up (Chromium forbids compiling it synchronously there);
 // Node compiles it synchronously on first use.
-export { initWasm, wasmReady, wasmAvailable } from './tensor/kernels/wasm/index.js';
+export { initWasm, wasmReady, wasmAvailable, fusedCacheScan } from './tensor/kernels/wasm/index.js';
+export { fusedScanReference, type FusedScanArgs, type FusedScanResult, type ScanSampler } from './tensor/kernels/fusedScan.js';
