@@ -53,6 +53,16 @@ export interface TrainConfig {
   weightDecay: number;
   /** 'adamw' (default) or 'sgd' (with momentum 0.9); both update the embedding tables sparsely. */
   optimizer: 'adamw' | 'sgd';
+  /**
+   * Documents with identical features (in WordNet, 20 % of synsets share
+   * their lemma set with another) have identical embeddings whatever the
+   * model learns, so they cannot be told apart. With this on (default), a
+   * query's identical twins of its positive are not negatives, in every
+   * method: masked from the cache (false-negative masking by a content key),
+   * from the batch, and from the full softmax. Evaluation is unchanged
+   * (twins tie with the target and count against it).
+   */
+  maskDuplicates: boolean;
   clipNorm: number | undefined;
   sampler: Sampler;
   topK: number | undefined;
@@ -76,6 +86,7 @@ export const DEFAULT_CONFIG: Omit<TrainConfig, 'method'> = {
   clipNorm: undefined,
   sampler: 'categorical',
   optimizer: 'adamw',
+  maskDuplicates: true,
   topK: undefined,
   seed: 0,
   evalEverySeconds: 0,
@@ -133,6 +144,7 @@ export function checkConfig(c: TrainConfig): TrainConfig {
   int('evalQueries', 1);
   num('lr', 0, true); num('scale', 0, true); num('weightDecay', 0); num('timeBudgetSeconds', 0, true); num('evalEverySeconds', 0);
   if (c.clipNorm !== undefined) num('clipNorm', 0, true);
+  if (typeof c.maskDuplicates !== 'boolean') throw new ArgumentError(op, `maskDuplicates must be true or false, got ${describe(c.maskDuplicates)}`);
   if (c.optimizer !== 'adamw' && c.optimizer !== 'sgd') throw new ArgumentError(op, `optimizer must be adamw or sgd, got ${describe(c.optimizer)}`);
   if (c.sampler !== 'gumbel' && c.sampler !== 'categorical') throw new ArgumentError(op, `sampler must be gumbel or categorical, got ${describe(c.sampler)}`);
   if (c.topK !== undefined) {
@@ -153,6 +165,8 @@ export class Trainer {
   readonly rng: Rng;
   /** The negative sampler's generator (cache method). */
   readonly samplerRng: Rng;
+  /** Per document: the smallest index of a document with identical features (its own index if unique), or its own index without maskDuplicates. */
+  readonly docKey: Int32Array;
   private order: Int32Array;
   private cursor = 0;
   stepCount = 0;
@@ -181,14 +195,15 @@ export class Trainer {
       : new AdamW({ lr: config.lr, weightDecay: config.weightDecay, ...clip });
     this.order = corpus.trainQueries.slice();
     this.shuffle();
+    this.docKey = config.maskDuplicates ? contentKeys(corpus) : Int32Array.from({ length: corpus.docs.length }, (_, i) => i);
     if (config.method === 'cache') {
       const cacheManager = new CacheManager({
-        specs: { embedding: { shape: [config.dim], dtype: 'float32' }, docId: { shape: [], dtype: 'int32' } },
+        specs: { embedding: { shape: [config.dim], dtype: 'float32' }, docId: { shape: [], dtype: 'int32' }, docKey: { shape: [], dtype: 'int32' } },
         cacheSize: config.cacheSize,
       });
       const loss = new CacheClassificationLoss({
         embeddingKey: 'embedding', dataKeys: ['docId'], scoreTransform: scaleTransform(config.scale),
-        rng: this.samplerRng, sampler: config.sampler, falseNegativeKey: 'docId',
+        rng: this.samplerRng, sampler: config.sampler, falseNegativeKey: 'docKey',
         ...(config.topK !== undefined ? { topK: config.topK } : {}),
         ...(opts.scanner !== undefined ? { scanner: opts.scanner } : {}),
       });
@@ -334,7 +349,9 @@ export class Trainer {
   private cacheStep(batch: Int32Array) {
     const c = this.corpus, m = this.model, h = this.handler!;
     const q = this.queryRows(batch);
-    const positiveIds = wrap(batch.slice(), [batch.length], 'int32');
+    const docIds = wrap(batch.slice(), [batch.length], 'int32');
+    // false negatives: the positive itself and (with maskDuplicates) its identical twins
+    const positiveIds = wrap(Int32Array.from(batch, (d) => this.docKey[d]!), [batch.length], 'int32');
     // 1. Sample the negatives from the current cache (values only).
     const qValues = tower(q.rows, q.bags, m.dense.query);
     const retrieval = h.retrieve(qValues, { positiveIds });
@@ -354,7 +371,7 @@ export class Trainer {
         if (ids.some((v, i) => v !== sampled[i])) throw new Error('internal: the loss asked for documents other than the sampled ones');
         return tower(p.dRows, negBags, p.dense.doc);
       };
-      const s = h.computeLoss(docNetwork, qEmb, pEmb, { docId: positiveIds }, { positiveIds, retrieval });
+      const s = h.computeLoss(docNetwork, qEmb, pEmb, { docId: docIds, docKey: positiveIds }, { positiveIds, retrieval });
       return [s.trainingLoss, s];
     };
     const { grad, aux } = valueAndGrad(f, { hasAux: true })({ dense: m.dense, qRows: q.rows, dRows: dRows0 });
@@ -371,9 +388,10 @@ export class Trainer {
     const posBags = makeBags(c.docOffsets, c.docIds, batch, c.featureBuckets, dSpace);
     const dIds = dSpace.ids();
     const b = batch.length;
-    // The same document twice in a batch is not a negative for itself.
+    // The same document twice in a batch (or an identical twin, with maskDuplicates) is not a negative for itself.
+    const key = this.docKey;
     const dup = new Uint8Array(b * b);
-    for (let i = 0; i < b; i++) for (let j = 0; j < b; j++) dup[i * b + j] = i !== j && batch[i] === batch[j] ? 1 : 0;
+    for (let i = 0; i < b; i++) for (let j = 0; j < b; j++) dup[i * b + j] = i !== j && key[batch[i]!] === key[batch[j]!] ? 1 : 0;
     const dupMask = wrap(dup, [b, b], 'bool');
     const diag = wrap(Int32Array.from({ length: b }, (_, i) => i * b + i), [b], 'int32');
     const f = (p: { dense: DenseParams; qRows: Tensor; dRows: Tensor }): Tensor => {
@@ -389,6 +407,28 @@ export class Trainer {
     return { trainingLoss: v, interpretableLoss: v, staleness: NaN };
   }
 
+  private twinGroups: Map<number, number[]> | null = null;
+
+  /** bool [b, N]: the positive's identical twins (not the positive itself), or null when there are none. */
+  private twinMask(batch: Int32Array): Tensor | null {
+    if (!this.config.maskDuplicates) return null;
+    const n = this.corpus.docs.length;
+    if (this.twinGroups === null) {
+      const groups = new Map<number, number[]>();
+      for (let d = 0; d < n; d++) {
+        const g = groups.get(this.docKey[d]!);
+        if (g) g.push(d); else groups.set(this.docKey[d]!, [d]);
+      }
+      this.twinGroups = new Map([...groups].filter(([, g]) => g.length > 1));
+    }
+    const mask = new Uint8Array(batch.length * n);
+    let any = false;
+    batch.forEach((doc, i) => {
+      for (const t of this.twinGroups!.get(this.docKey[doc]!) ?? []) if (t !== doc) { mask[i * n + t] = 1; any = true; }
+    });
+    return any ? wrap(mask, [batch.length, n], 'bool') : null;
+  }
+
   private allDocs: { bags: ReturnType<typeof makeBags>; ids: Int32Array } | null = null;
 
   private fullStep(batch: Int32Array) {
@@ -402,10 +442,12 @@ export class Trainer {
     const { bags, ids } = this.allDocs;
     const n = c.docs.length, b = batch.length;
     const target = wrap(Int32Array.from({ length: b }, (_, i) => i * n + batch[i]!), [b], 'int32');
+    const twins = this.twinMask(batch);
     const f = (p: { dense: DenseParams; qRows: Tensor; dRows: Tensor }): Tensor => {
       const qEmb = tower(p.qRows, q.bags, p.dense.query);
       const dEmb = tower(p.dRows, bags, p.dense.doc);
-      const logp = logSoftmax(mul(matmul(qEmb, dEmb, { transposeB: true }), this.config.scale), { axis: 1 });
+      const scores = mul(matmul(qEmb, dEmb, { transposeB: true }), this.config.scale);
+      const logp = logSoftmax(twins ? where(twins, -Infinity, scores) : scores, { axis: 1 });
       return neg(mean(gather(flat(logp), target)));
     };
     const { value, grad } = valueAndGrad(f)({ dense: m.dense, qRows: q.rows, dRows: m.docTable.rows(ids) });
@@ -413,6 +455,18 @@ export class Trainer {
     const v = value.item() as number;
     return { trainingLoss: v, interpretableLoss: v, staleness: NaN };
   }
+}
+
+/** Per document, the smallest index of a document with the same feature multiset. */
+export function contentKeys(corpus: Corpus): Int32Array {
+  const first = new Map<string, number>();
+  const out = new Int32Array(corpus.docs.length);
+  for (let d = 0; d < out.length; d++) {
+    const ids = Array.from(corpus.docIds.subarray(corpus.docOffsets[d]!, corpus.docOffsets[d + 1]!)).sort((x, y) => x - y).join(',');
+    const k = first.get(ids);
+    if (k === undefined) { first.set(ids, d); out[d] = d; } else out[d] = k;
+  }
+  return out;
 }
 
 function rngTensor(r: Rng): Tensor {
@@ -519,7 +573,7 @@ export function train(corpus: Corpus, config: TrainConfig, hooks: TrainOptions =
   let trainMs = 0;
   if (hooks.resume) {
     const saved = checkpointConfig(hooks.resume);
-    for (const k of ['method', 'batch', 'cacheSize', 'dim', 'lr', 'scale', 'weightDecay', 'optimizer', 'sampler', 'topK', 'seed'] as const) {
+    for (const k of ['method', 'batch', 'cacheSize', 'dim', 'lr', 'scale', 'weightDecay', 'optimizer', 'maskDuplicates', 'sampler', 'topK', 'seed'] as const) {
       if (saved[k] !== config[k]) throw new ArgumentError('train', `cannot resume: the checkpoint was trained with ${k} = ${String(saved[k])}, this run has ${String(config[k])}`);
     }
     trainer.setState(hooks.resume.tensors);
