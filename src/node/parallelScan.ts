@@ -202,7 +202,8 @@ interface Slot {
 }
 
 interface CacheCopy {
-  ref: WeakRef<Float32Array> | null;
+  /** Bumped whenever the buffer is handed to another array (invalidates older `owners` entries). */
+  generation: number;
   sab: SharedArrayBuffer;
   /** Elements [lo, length) of the array are in sab. */
   lo: number;
@@ -235,6 +236,10 @@ export function createParallelScan(opts: ParallelScanOptions = {}): ParallelScan
   let seq = 0;
   let inputs = new SharedArrayBuffer(64);
   const copies: CacheCopy[] = [];
+  // Which copy holds which array, by identity. A WeakMap rather than WeakRefs: a WeakRef keeps its
+  // target alive until the current synchronous job ends, and a training loop is one long synchronous
+  // job, so every step's cache array would be kept (a leak of one cache per step).
+  const owners = new WeakMap<Float32Array, { copy: CacheCopy; generation: number }>();
   const stats: ParallelScanStats = { parallel: false, ranges: [], copiedElements: 0, copyMs: 0, mainMs: 0, waitMs: 0, workerMs: [] };
 
   const terminateAll = (): void => {
@@ -294,8 +299,11 @@ export function createParallelScan(opts: ParallelScanOptions = {}): ParallelScan
     let e: CacheCopy | undefined;
     let at = -1;
     if (maxCopies > 0) {
-      at = copies.findIndex((c) => c.ref !== null && c.length === len && c.ref.deref() === cache);
-      e = at >= 0 ? copies[at] : undefined;
+      const o = owners.get(cache);
+      if (o !== undefined && o.generation === o.copy.generation && o.copy.length === len) {
+        at = copies.indexOf(o.copy);
+        e = at >= 0 ? o.copy : undefined;
+      }
     }
     let copied = 0;
     const fill = (sab: SharedArrayBuffer, from: number, to: number): void => {
@@ -307,10 +315,11 @@ export function createParallelScan(opts: ParallelScanOptions = {}): ParallelScan
       if (lo < e.lo) { fill(e.sab, lo, e.lo); e.lo = lo; }
     } else {
       // A miss: reuse the least recently used buffer (or a new one).
-      e = copies.length >= Math.max(1, maxCopies) ? copies.pop()! : { ref: null, sab: new SharedArrayBuffer(8), lo: 0, length: 0 };
+      e = copies.length >= Math.max(1, maxCopies) ? copies.pop()! : { generation: 0, sab: new SharedArrayBuffer(8), lo: 0, length: 0 };
       if (e.sab.byteLength < len * 4) e.sab = new SharedArrayBuffer(len * 4); // zero pages: only the rows written are committed
       fill(e.sab, lo, len);
-      e.ref = maxCopies > 0 ? new WeakRef(cache) : null;
+      e.generation++;
+      if (maxCopies > 0) owners.set(cache, { copy: e, generation: e.generation });
       e.lo = lo;
       e.length = len;
     }

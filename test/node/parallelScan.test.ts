@@ -3,6 +3,8 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ArgumentError, ShapeError } from '../../src/errors.js';
@@ -160,6 +162,26 @@ describe('createParallelScan: identical to fusedCacheScan', () => {
     const sharedArgs = { ...args, cache: shared };
     expectSame(p.scan(sharedArgs), fusedCacheScan(args));
     expect(p.lastStats.copiedElements).toBe(0);
+  });
+
+  it('does not keep the cache arrays it scanned alive within one synchronous loop (regression: WeakRef leak)', () => {
+    // A training loop is one synchronous job and scans a new cache array every step. Each 4 MB array
+    // below must be collectable as soon as the loop drops it; a WeakRef to it would keep all 24 alive
+    // until the job ends (about 96 MB).
+    setFlagsFromString('--expose-gc');
+    const gc = runInNewContext('gc') as () => void;
+    const p = scanner({ minRows: 0 });
+    const base = makeArgs({ b: 2, d: 16, n: 65536, seed: 9, sampler: 'none', integer: false, pValid: 1, ids: false, topKIndex: -1, scale: 1 });
+    p.scan(base);
+    gc();
+    const before = process.memoryUsage().arrayBuffers;
+    for (let i = 0; i < 24; i++) {
+      const cache = base.cache.slice(); // a new array, as after every cache update
+      p.scan({ ...base, cache });
+    }
+    gc();
+    const grown = (process.memoryUsage().arrayBuffers - before) / 2 ** 20;
+    expect(grown, `arrayBuffers grew by ${grown.toFixed(1)} MB over 24 scans of new 4 MB arrays`).toBeLessThan(24);
   });
 });
 
