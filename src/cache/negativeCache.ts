@@ -61,6 +61,9 @@ export class CacheManager {
   constructor(opts: CacheManagerOptions) {
     const op = 'CacheManager';
     if (opts === null || typeof opts !== 'object') throw new ArgumentError(op, `options must be an object {specs, cacheSize, useLru?}, got ${describe(opts)}`);
+    for (const k of Object.keys(opts)) {
+      if (!['specs', 'cacheSize', 'useLru'].includes(k)) throw new ArgumentError(op, `unknown option "${k}"; allowed: specs, cacheSize, useLru`);
+    }
     const { specs, cacheSize, useLru = true } = opts;
     if (specs === null || typeof specs !== 'object' || Object.keys(specs).length === 0) {
       throw new ArgumentError(op, `specs must map at least one feature name to {shape, dtype}, got ${describe(specs)}`);

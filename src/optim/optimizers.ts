@@ -71,8 +71,12 @@ abstract class Optimizer {
   protected tables = new Map<string, Float32Array[]>();
   private denseShapes: string[] | null = null;
 
-  constructor(protected readonly name: string, opts: OptimizerCommon) {
+  constructor(protected readonly name: string, opts: OptimizerCommon, allowed: readonly string[] = []) {
     if (opts === null || typeof opts !== 'object') throw new ArgumentError(name, `options must be an object, got ${describe(opts)}`);
+    const known = ['lr', 'clipNorm', ...allowed];
+    for (const k of Object.keys(opts)) {
+      if (!known.includes(k)) throw new ArgumentError(name, `unknown option "${k}"; allowed: ${known.join(', ')}`);
+    }
     this.lr = checkNum(name, 'lr', opts.lr, 0, 1e6, true);
     this.clipNorm = opts.clipNorm === undefined ? undefined : checkNum(name, 'clipNorm', opts.clipNorm, 0, Infinity, true);
   }
@@ -203,7 +207,7 @@ export class SGD extends Optimizer {
   readonly weightDecay: number;
 
   constructor(opts: SGDOptions) {
-    super('SGD', opts);
+    super('SGD', opts, ['momentum', 'nesterov', 'weightDecay']);
     this.momentum = checkNum('SGD', 'momentum', opts.momentum ?? 0, 0, 1);
     if (opts.nesterov !== undefined && typeof opts.nesterov !== 'boolean') throw new ArgumentError('SGD', `nesterov must be true or false, got ${describe(opts.nesterov)}`);
     this.nesterov = opts.nesterov ?? false;
@@ -245,7 +249,7 @@ export class Adam extends Optimizer {
   readonly weightDecay: number;
 
   constructor(opts: AdamOptions, name = 'Adam') {
-    super(name, opts);
+    super(name, opts, ['beta1', 'beta2', 'eps', 'weightDecay']);
     // beta = 1 would divide by 1 - beta^t = 0 (NaN parameters): need [0, 1).
     this.beta1 = checkNum(name, 'beta1', opts.beta1 ?? 0.9, 0, 1, false, true);
     this.beta2 = checkNum(name, 'beta2', opts.beta2 ?? 0.999, 0, 1, false, true);

@@ -40,6 +40,7 @@ const fixed = (x: number, digits: number): string => (Number.isFinite(x) ? x.toF
 /** Keeps at most `max` evenly spaced points (always the last). */
 export function downsample<T>(xs: readonly T[], max: number): T[] {
   if (xs.length <= max) return xs.slice();
+  if (max <= 0) return [];
   const out: T[] = [];
   const step = xs.length / max;
   for (let i = 0; i < max; i++) out.push(xs[Math.floor(i * step)]!);

@@ -73,3 +73,12 @@ describe('updateCache validation', () => {
     expect(() => new CacheManager({ specs: { x: { shape: [1], dtype: 'float16' as never } }, cacheSize: 1 })).toThrow(DTypeError);
   });
 });
+
+describe('CacheManager options', () => {
+  it('unknown option keys are rejected by name', () => {
+    const specs = { emb: { shape: [2], dtype: 'float32' as const } };
+    expect(() => new CacheManager({ specs, cacheSize: 4, useLRU: false } as never)).toThrow(ArgumentError);
+    expect(() => new CacheManager({ specs, cacheSize: 4, useLRU: false } as never)).toThrow(/^CacheManager: unknown option "useLRU"; allowed: specs, cacheSize, useLru/);
+    expect(new CacheManager({ specs, cacheSize: 4, useLru: false }).useLru).toBe(false);
+  });
+});

@@ -349,3 +349,13 @@ describe('getState / setState', () => {
     expect(opt.steps).toBe(0);
   });
 });
+
+describe('optimiser options', () => {
+  it('unknown option keys are rejected by name (a misspelt momentum would otherwise be ignored)', () => {
+    expect(() => new SGD({ lr: 0.1, momentun: 0.9 } as never)).toThrow(ArgumentError);
+    expect(() => new SGD({ lr: 0.1, momentun: 0.9 } as never)).toThrow(/^SGD: unknown option "momentun"; allowed: lr, clipNorm, momentum, nesterov, weightDecay/);
+    expect(() => new Adam({ lr: 0.1, beta: 0.9 } as never)).toThrow(/^Adam: unknown option "beta"/);
+    expect(() => new AdamW({ lr: 0.1, decay: 0.1 } as never)).toThrow(/^AdamW: unknown option "decay"/);
+    expect(new AdamW({ lr: 0.1, weightDecay: 0.1, beta1: 0.8, beta2: 0.99, eps: 1e-6, clipNorm: 1 }).beta1).toBe(0.8);
+  });
+});

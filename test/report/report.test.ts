@@ -116,3 +116,11 @@ describe('downsample', () => {
     }), params(60));
   });
 });
+
+describe('downsample edge cases', () => {
+  it('keeps nothing for max 0 and everything when the input is short', () => {
+    expect(downsample([1, 2, 3], 0)).toEqual([]);
+    expect(downsample([1, 2, 3], 5)).toEqual([1, 2, 3]);
+    expect(downsample([1, 2, 3, 4, 5, 6], 2)).toEqual([1, 6]);
+  });
+});
