@@ -63,6 +63,16 @@ export interface TrainConfig {
    * (twins tie with the target and count against it).
    */
   maskDuplicates: boolean;
+  /**
+   * The documents of the 'full' softmax: 'train' (default) = every document
+   * that is the positive of a training query, the set that the cache and the
+   * batch draw their negatives from; 'all' = the whole corpus, held-out
+   * queries' documents included. With 'all', the held-out documents are
+   * only ever negatives during training, so the full softmax learns to push
+   * exactly the test answers down (their unique features are free
+   * parameters); 'train' keeps the three methods on one objective.
+   */
+  fullDocs: 'train' | 'all';
   clipNorm: number | undefined;
   sampler: Sampler;
   topK: number | undefined;
@@ -87,6 +97,7 @@ export const DEFAULT_CONFIG: Omit<TrainConfig, 'method'> = {
   sampler: 'categorical',
   optimizer: 'adamw',
   maskDuplicates: true,
+  fullDocs: 'train',
   topK: undefined,
   seed: 0,
   evalEverySeconds: 0,
@@ -145,6 +156,7 @@ export function checkConfig(c: TrainConfig): TrainConfig {
   num('lr', 0, true); num('scale', 0, true); num('weightDecay', 0); num('timeBudgetSeconds', 0, true); num('evalEverySeconds', 0);
   if (c.clipNorm !== undefined) num('clipNorm', 0, true);
   if (typeof c.maskDuplicates !== 'boolean') throw new ArgumentError(op, `maskDuplicates must be true or false, got ${describe(c.maskDuplicates)}`);
+  if (c.fullDocs !== 'train' && c.fullDocs !== 'all') throw new ArgumentError(op, `fullDocs must be train or all, got ${describe(c.fullDocs)}`);
   if (c.optimizer !== 'adamw' && c.optimizer !== 'sgd') throw new ArgumentError(op, `optimizer must be adamw or sgd, got ${describe(c.optimizer)}`);
   if (c.sampler !== 'gumbel' && c.sampler !== 'categorical') throw new ArgumentError(op, `sampler must be gumbel or categorical, got ${describe(c.sampler)}`);
   if (c.topK !== undefined) {
@@ -407,47 +419,51 @@ export class Trainer {
     return { trainingLoss: v, interpretableLoss: v, staleness: NaN };
   }
 
-  private twinGroups: Map<number, number[]> | null = null;
+  private fullSet: { docs: Int32Array; position: Int32Array; bags: ReturnType<typeof makeBags>; ids: Int32Array; twins: Map<number, number[]> } | null = null;
 
-  /** bool [b, N]: the positive's identical twins (not the positive itself), or null when there are none. */
-  private twinMask(batch: Int32Array): Tensor | null {
-    if (!this.config.maskDuplicates) return null;
-    const n = this.corpus.docs.length;
-    if (this.twinGroups === null) {
-      const groups = new Map<number, number[]>();
-      for (let d = 0; d < n; d++) {
+  /** The full softmax's documents (config.fullDocs), their bags, and each document's position among them (-1 if absent). */
+  private fullDocuments() {
+    if (this.fullSet !== null) return this.fullSet;
+    const c = this.corpus, n = c.docs.length;
+    const docs = this.config.fullDocs === 'all' ? Int32Array.from({ length: n }, (_, i) => i) : c.trainQueries.slice();
+    const position = new Int32Array(n).fill(-1);
+    docs.forEach((d, i) => { position[d] = i; });
+    const space = new RowSpace();
+    const bags = makeBags(c.docOffsets, c.docIds, docs, c.featureBuckets, space);
+    // Positions of identical twins, grouped by content key (groups of one dropped).
+    const groups = new Map<number, number[]>();
+    if (this.config.maskDuplicates) {
+      docs.forEach((d, i) => {
         const g = groups.get(this.docKey[d]!);
-        if (g) g.push(d); else groups.set(this.docKey[d]!, [d]);
-      }
-      this.twinGroups = new Map([...groups].filter(([, g]) => g.length > 1));
+        if (g) g.push(i); else groups.set(this.docKey[d]!, [i]);
+      });
+      for (const [k, g] of groups) if (g.length < 2) groups.delete(k);
     }
-    const mask = new Uint8Array(batch.length * n);
-    let any = false;
-    batch.forEach((doc, i) => {
-      for (const t of this.twinGroups!.get(this.docKey[doc]!) ?? []) if (t !== doc) { mask[i * n + t] = 1; any = true; }
-    });
-    return any ? wrap(mask, [batch.length, n], 'bool') : null;
+    this.fullSet = { docs, position, bags, ids: space.ids(), twins: groups };
+    return this.fullSet;
   }
 
-  private allDocs: { bags: ReturnType<typeof makeBags>; ids: Int32Array } | null = null;
-
   private fullStep(batch: Int32Array) {
-    const c = this.corpus, m = this.model;
+    const m = this.model;
     const q = this.queryRows(batch);
-    if (this.allDocs === null) {
-      const space = new RowSpace();
-      const bags = makeBags(c.docOffsets, c.docIds, Int32Array.from({ length: c.docs.length }, (_, i) => i), c.featureBuckets, space);
-      this.allDocs = { bags, ids: space.ids() };
+    const { docs, position, bags, ids, twins } = this.fullDocuments();
+    const n = docs.length, b = batch.length;
+    const target = wrap(Int32Array.from({ length: b }, (_, i) => i * n + position[batch[i]!]!), [b], 'int32');
+    // bool [b, n]: the positive's identical twins (not the positive itself) are not negatives.
+    let twinMask: Tensor | null = null;
+    if (twins.size > 0) {
+      const mask = new Uint8Array(b * n);
+      let any = false;
+      batch.forEach((doc, i) => {
+        for (const t of twins.get(this.docKey[doc]!) ?? []) if (t !== position[doc]) { mask[i * n + t] = 1; any = true; }
+      });
+      if (any) twinMask = wrap(mask, [b, n], 'bool');
     }
-    const { bags, ids } = this.allDocs;
-    const n = c.docs.length, b = batch.length;
-    const target = wrap(Int32Array.from({ length: b }, (_, i) => i * n + batch[i]!), [b], 'int32');
-    const twins = this.twinMask(batch);
     const f = (p: { dense: DenseParams; qRows: Tensor; dRows: Tensor }): Tensor => {
       const qEmb = tower(p.qRows, q.bags, p.dense.query);
       const dEmb = tower(p.dRows, bags, p.dense.doc);
       const scores = mul(matmul(qEmb, dEmb, { transposeB: true }), this.config.scale);
-      const logp = logSoftmax(twins ? where(twins, -Infinity, scores) : scores, { axis: 1 });
+      const logp = logSoftmax(twinMask ? where(twinMask, -Infinity, scores) : scores, { axis: 1 });
       return neg(mean(gather(flat(logp), target)));
     };
     const { value, grad } = valueAndGrad(f)({ dense: m.dense, qRows: q.rows, dRows: m.docTable.rows(ids) });

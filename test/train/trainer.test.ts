@@ -6,9 +6,10 @@
  */
 import { describe, expect, it } from 'vitest';
 import {
-  ArgumentError, DEFAULT_CONFIG, Trainer, syntheticCorpus, train, type Method, type TrainConfig, type TrainResult,
+  ArgumentError, DEFAULT_CONFIG, Trainer, buildCorpus, syntheticCorpus, train, type Method, type TrainConfig, type TrainResult,
 } from '../../src/index.js';
-import { METHODS, checkConfig, evalSubset, type Checkpoint } from '../../src/train/trainer.js';
+import { METHODS, checkConfig, contentKeys, evalSubset, type Checkpoint } from '../../src/train/trainer.js';
+import { embedAll } from '../../src/train/evaluate.js';
 import type { Corpus } from '../../src/data/corpus.js';
 
 /**
@@ -146,6 +147,46 @@ describe('Trainer', () => {
     expect(t.optimizer.steps).toBe(1);
   });
 
+  for (const fullDocs of ['train', 'all'] as const) {
+    for (const maskDuplicates of [true, false]) {
+      it(`full softmax over fullDocs '${fullDocs}' (maskDuplicates ${maskDuplicates}): the first loss equals a float64 recomputation`, () => {
+        // 300 synsets over 40 one-word lemma sets, so identical twins exist and the mask matters.
+        const words = Array.from({ length: 40 }, (_, i) => `w${i}`);
+        const synsets = Array.from({ length: 300 }, (_, i) => ({
+          id: `n${String(i).padStart(8, '0')}`, pos: 'n' as const, lemmas: [words[(i * 7) % 40]!],
+          gloss: `${words[i % 13]} of ${words[(i * 3) % 17]} and ${words[(i * 5) % 29]}`,
+        }));
+        const c = buildCorpus(synsets, { seed: 5, testFraction: 0.25, featureBuckets: 2048 });
+        const config: TrainConfig = { ...small, method: 'full', batch: 40, fullDocs, maskDuplicates };
+        const t = new Trainer(c, config);
+        const batch = new Trainer(c, config).nextBatch(); // the same seed gives the same first batch
+        const dim = config.dim;
+        const docs = fullDocs === 'all' ? Array.from({ length: c.docs.length }, (_, i) => i) : Array.from(c.trainQueries);
+        const D = embedAll(t.model, 'doc', c, docs);
+        const Q = embedAll(t.model, 'query', c, batch);
+        const key = maskDuplicates ? contentKeys(c) : Int32Array.from({ length: c.docs.length }, (_, i) => i);
+        let loss = 0, masked = 0;
+        batch.forEach((pos, i) => {
+          const s = docs.map((_, j) => {
+            let dot = 0;
+            for (let k = 0; k < dim; k++) dot += Q[i * dim + k]! * D[j * dim + k]!;
+            return config.scale * dot;
+          });
+          const keep = docs.map((d) => d === pos || key[d] !== key[pos]);
+          masked += keep.filter((k) => !k).length;
+          const m = Math.max(...s.filter((_, j) => keep[j]));
+          const lse = m + Math.log(s.reduce((a, v, j) => a + (keep[j] ? Math.exp(v - m) : 0), 0));
+          loss += lse - s[docs.indexOf(pos)]!;
+        });
+        if (maskDuplicates) expect(masked).toBeGreaterThan(0);
+        expect(t.step().trainingLoss).toBeCloseTo(loss / batch.length, 4);
+        // The held-out documents are in the softmax exactly when fullDocs is 'all'.
+        expect(docs.length).toBe(fullDocs === 'all' ? c.docs.length : c.trainQueries.length);
+        expect(c.testQueries.length).toBeGreaterThan(0);
+      });
+    }
+  }
+
   it('a corpus without training queries is rejected', () => {
     const noTrain: Corpus = { ...corpus, trainQueries: new Int32Array(0) };
     expect(() => new Trainer(noTrain, { ...small, method: 'inbatch' })).toThrow(/train: the corpus has no training queries/);
@@ -174,6 +215,7 @@ describe('checkConfig', () => {
     ['NaN scale', { scale: NaN }, /scale must be a number > 0, got NaN/],
     ['negative weight decay', { weightDecay: -0.1 }, /weightDecay must be a number >= 0/],
     ['clipNorm 0', { clipNorm: 0 }, /clipNorm must be a number > 0/],
+    ['a bad fullDocs', { fullDocs: 'test' as never }, /fullDocs must be train or all, got "test"/],
     ['a bad sampler', { sampler: 'greedy' as never }, /sampler must be gumbel or categorical, got "greedy"/],
     ['a zero time budget', { timeBudgetSeconds: 0 }, /timeBudgetSeconds must be a number > 0/],
     ['negative evalEverySeconds', { evalEverySeconds: -1 }, /evalEverySeconds must be a number >= 0/],
