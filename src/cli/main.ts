@@ -56,6 +56,7 @@ const COMMON: Record<string, FlagSpec> = {
   data: { kind: 'string', help: 'wordnet (default) or synthetic', choices: ['wordnet', 'synthetic'] },
   'max-docs': { kind: 'int', help: 'use a seeded subset of this many synsets (default all)', min: 10 },
   'eval-every': { kind: 'number', help: 'seconds of training between recall evaluations (default 10)', min: 0 },
+  'eval-every-steps': { kind: 'int', help: 'also evaluate every N steps (default off)', min: 1 },
   'eval-queries': { kind: 'int', help: 'held-out queries in the periodic evaluations (default 1000)', min: 1 },
   out: { kind: 'string', help: 'report folder (default reports/<command>)' },
   quiet: { kind: 'bool', help: 'no progress line' },
@@ -119,6 +120,7 @@ function configFrom(flags: Record<string, string | number | boolean>, method: Me
     topK,
     seed: get('seed', DEFAULT_CONFIG.seed),
     evalEverySeconds: get('eval-every', 10),
+    evalEverySteps: get('eval-every-steps', 0),
     evalQueries: get('eval-queries', DEFAULT_CONFIG.evalQueries),
   };
 }

@@ -79,6 +79,8 @@ export interface TrainConfig {
   seed: number;
   /** Evaluate recall on `evalQueries` held-out queries every this many seconds of training (0 = never). */
   evalEverySeconds: number;
+  /** Also evaluate at every multiple of this many steps, step 0 included (0 = never); gives every method the same x-points in step plots. */
+  evalEverySteps: number;
   evalQueries: number;
 }
 
@@ -101,6 +103,7 @@ export const DEFAULT_CONFIG: Omit<TrainConfig, 'method'> = {
   topK: undefined,
   seed: 0,
   evalEverySeconds: 0,
+  evalEverySteps: 0,
   evalQueries: 1000,
 };
 
@@ -152,7 +155,7 @@ export function checkConfig(c: TrainConfig): TrainConfig {
   };
   if (!METHODS.includes(c.method)) throw new ArgumentError(op, `method must be one of ${METHODS.join(', ')}, got ${describe(c.method)}`);
   int('steps', 1); int('batch', 1, 65536); int('cacheSize', 1, 2 ** 24); int('dim', 1, 4096); int('seed', 0, Number.MAX_SAFE_INTEGER);
-  int('evalQueries', 1);
+  int('evalQueries', 1); int('evalEverySteps', 0);
   num('lr', 0, true); num('scale', 0, true); num('weightDecay', 0); num('timeBudgetSeconds', 0, true); num('evalEverySeconds', 0);
   if (c.clipNorm !== undefined) num('clipNorm', 0, true);
   if (typeof c.maskDuplicates !== 'boolean') throw new ArgumentError(op, `maskDuplicates must be true or false, got ${describe(c.maskDuplicates)}`);
@@ -589,7 +592,7 @@ export function train(corpus: Corpus, config: TrainConfig, hooks: TrainOptions =
   let trainMs = 0;
   if (hooks.resume) {
     const saved = checkpointConfig(hooks.resume);
-    for (const k of ['method', 'batch', 'cacheSize', 'dim', 'lr', 'scale', 'weightDecay', 'optimizer', 'maskDuplicates', 'sampler', 'topK', 'seed'] as const) {
+    for (const k of ['method', 'batch', 'cacheSize', 'dim', 'lr', 'scale', 'weightDecay', 'optimizer', 'maskDuplicates', 'fullDocs', 'sampler', 'topK', 'seed'] as const) {
       if (saved[k] !== config[k]) throw new ArgumentError('train', `cannot resume: the checkpoint was trained with ${k} = ${String(saved[k])}, this run has ${String(config[k])}`);
     }
     trainer.setState(hooks.resume.tensors);
@@ -607,7 +610,9 @@ export function train(corpus: Corpus, config: TrainConfig, hooks: TrainOptions =
   };
   const every = hooks.checkpointEvery ?? 0;
   while (trainer.stepCount < config.steps && trainMs / 1000 < config.timeBudgetSeconds) {
-    if (trainMs / 1000 >= nextEval) { doEval(); nextEval += config.evalEverySeconds; }
+    const byTime = trainMs / 1000 >= nextEval;
+    if (byTime) nextEval += config.evalEverySeconds;
+    if (byTime || (config.evalEverySteps > 0 && trainer.stepCount % config.evalEverySteps === 0 && evals.at(-1)?.step !== trainer.stepCount)) doEval();
     const t0 = now();
     const r = trainer.step();
     const dt = now() - t0;
@@ -618,7 +623,7 @@ export function train(corpus: Corpus, config: TrainConfig, hooks: TrainOptions =
     if (every > 0 && trainer.stepCount % every === 0) hooks.onCheckpoint?.(checkpointOf(trainer, history, evals, trainMs / 1000));
   }
   if (every > 0 && trainer.stepCount % every !== 0) hooks.onCheckpoint?.(checkpointOf(trainer, history, evals, trainMs / 1000));
-  if (config.evalEverySeconds > 0) doEval();
+  if ((config.evalEverySeconds > 0 || config.evalEverySteps > 0) && evals.at(-1)?.step !== trainer.stepCount) doEval();
   const final = evaluate(trainer.model, corpus, corpus.testQueries);
   const sorted = history.map((h) => h.stepMs).sort((a, b) => a - b);
   return {

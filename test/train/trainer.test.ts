@@ -90,6 +90,17 @@ describe('determinism', () => {
     expect(r.medianStepMs).toBe(125);
   });
 
+  it('evalEverySteps: evaluations at steps 0, 5, 10 plus the final one; with a time schedule too, each step is evaluated once', () => {
+    const r = train(corpus, { ...short('cache'), evalEverySeconds: 0, evalEverySteps: 5 }, { now: fakeClock() });
+    expect(r.evals.map((e) => e.step)).toEqual([0, 5, 10, 12]);
+    // Time says 0, 4, 8; steps say 0, 5, 10; step 0 once, and the final one.
+    const both = train(corpus, { ...short('inbatch'), evalEverySteps: 5 }, { now: fakeClock() });
+    expect(both.evals.map((e) => e.step)).toEqual([0, 4, 5, 8, 10, 12]);
+    // A step-only schedule still gives identical recall at a step as a time schedule evaluating there.
+    const t = train(corpus, short('inbatch'), { now: fakeClock() });
+    expect(both.evals.find((e) => e.step === 8)).toEqual(t.evals.find((e) => e.step === 8));
+  });
+
   it('the time budget stops training (evaluation excluded)', () => {
     const r = train(corpus, { ...short('inbatch'), steps: 1000, timeBudgetSeconds: 1, evalEverySeconds: 0 }, { now: fakeClock() });
     expect(r.steps).toBe(8);
@@ -218,6 +229,7 @@ describe('checkConfig', () => {
     ['a bad fullDocs', { fullDocs: 'test' as never }, /fullDocs must be train or all, got "test"/],
     ['a bad sampler', { sampler: 'greedy' as never }, /sampler must be gumbel or categorical, got "greedy"/],
     ['a zero time budget', { timeBudgetSeconds: 0 }, /timeBudgetSeconds must be a number > 0/],
+    ['fractional evalEverySteps', { evalEverySteps: 1.5 }, /evalEverySteps must be an integer in \[0,/],
     ['negative evalEverySeconds', { evalEverySeconds: -1 }, /evalEverySeconds must be a number >= 0/],
     ['evalQueries 0', { evalQueries: 0 }, /evalQueries must be an integer/],
     ['a negative seed', { seed: -1 }, /seed must be an integer/],
