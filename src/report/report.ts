@@ -48,7 +48,42 @@ export function downsample<T>(xs: readonly T[], max: number): T[] {
   return out;
 }
 
-export function buildReport(results: readonly MethodSummary[], meta: ReportMeta): Report {
+/** Mean and sample standard deviation (0 for one value). */
+export function meanSd(xs: readonly number[]): { mean: number; sd: number } {
+  const mean = xs.reduce((a, b) => a + b, 0) / xs.length;
+  const sd = xs.length > 1 ? Math.sqrt(xs.reduce((a, b) => a + (b - mean) ** 2, 0) / (xs.length - 1)) : 0;
+  return { mean, sd };
+}
+
+const seedOf = (r: MethodSummary): number | undefined => (typeof r.config['seed'] === 'number' ? r.config['seed'] : undefined);
+
+/**
+ * Per method, over the seeds: mean ± sd of the final metrics, and the
+ * per-seed values of recall@10. Rows in the order methods first appear.
+ */
+export function acrossSeeds(results: readonly MethodSummary[]): string[] {
+  const methods = [...new Set(results.map((r) => r.method))];
+  const seeds = [...new Set(results.map(seedOf))];
+  const cell = (xs: number[], f: (x: number) => string): string => {
+    const { mean, sd } = meanSd(xs);
+    return `${f(mean)} ± ${f(sd)}`;
+  };
+  return [
+    `| method | seeds | recall@1 % | recall@10 % | recall@100 % | MRR | recall@10 % per seed (${seeds.join(', ')}) |`,
+    '|---|---|---|---|---|---|---|',
+    ...methods.map((m) => {
+      const rs = results.filter((r) => r.method === m);
+      const f = (k: 'recallAt1' | 'recallAt10' | 'recallAt100' | 'mrr'): number[] => rs.map((r) => r.final[k]);
+      return `| ${m} | ${rs.length} | ${cell(f('recallAt1'), pct)} | ${cell(f('recallAt10'), pct)} | ${cell(f('recallAt100'), pct)} | ${cell(f('mrr'), (x) => fixed(x, 4))} | ${rs.map((r) => pct(r.final.recallAt10)).join(' / ')} |`;
+    }),
+  ];
+}
+
+export function buildReport(all: readonly MethodSummary[], meta: ReportMeta): Report {
+  const seeds = [...new Set(all.map(seedOf))];
+  const multi = seeds.length > 1;
+  // With several seeds the plots show the first seed's runs; the tables show every run.
+  const results = multi ? all.filter((r) => seedOf(r) === seeds[0]) : all;
   const smooth = (pts: [number, number][]): [number, number][] => movingAverage(pts, Math.max(1, Math.floor(pts.length / 50)));
   const svgs: Record<string, string> = {};
   svgs['loss.svg'] = lineChart({
@@ -80,8 +115,8 @@ export function buildReport(results: readonly MethodSummary[], meta: ReportMeta)
     series: results.map((r) => ({ name: r.method, points: r.evals.map((e) => [e.step, e.recallAt10]) })),
   });
 
-  const rows = results.map((r) =>
-    `| ${r.method} | ${r.steps} | ${pct(r.final.recallAt1)} | ${pct(r.final.recallAt10)} | ${pct(r.final.recallAt100)} | ${fixed(r.final.mrr, 4)} | ${fixed(r.medianStepMs, 1)} | ${formatDuration(r.trainSeconds)} | ${formatDuration(r.totalSeconds)} | ${r.peakRssMB.toFixed(0)} |`);
+  const rows = all.map((r) =>
+    `| ${r.method}${multi ? ` | ${String(seedOf(r))}` : ''} | ${r.steps} | ${pct(r.final.recallAt1)} | ${pct(r.final.recallAt10)} | ${pct(r.final.recallAt100)} | ${fixed(r.final.mrr, 4)} | ${fixed(r.medianStepMs, 1)} | ${formatDuration(r.trainSeconds)} | ${formatDuration(r.totalSeconds)} | ${r.peakRssMB.toFixed(0)} |`);
   const md = [
     `# ${meta.title}`,
     '',
@@ -92,26 +127,28 @@ export function buildReport(results: readonly MethodSummary[], meta: ReportMeta)
     '',
     '## Results (held-out queries, exact retrieval over all documents)',
     '',
-    '| method | steps | recall@1 % | recall@10 % | recall@100 % | MRR | median step ms | train time | total time | peak RSS MB |',
-    '|---|---|---|---|---|---|---|---|---|---|',
+    `| method |${multi ? ' seed |' : ''} steps | recall@1 % | recall@10 % | recall@100 % | MRR | median step ms | train time | total time | peak RSS MB |`,
+    `|---|${multi ? '---|' : ''}---|---|---|---|---|---|---|---|---|`,
     ...rows,
     '',
+    ...(multi ? ['## Across seeds (mean ± sample standard deviation)', '', ...acrossSeeds(all), ''] : []),
     'Recall@k: share of held-out queries whose own synset ranks in the top k among all documents (ties counted against it).',
     'Train time excludes evaluation; total time includes the periodic recall evaluations. Peak RSS is the largest resident set size sampled while the method ran (the process is shared, so it includes the corpus).',
     '',
     ...(meta.notes && meta.notes.length > 0 ? ['## Notes', '', ...meta.notes.map((n) => `- ${n}`), ''] : []),
     '## Plots',
     '',
+    ...(multi ? [`The plots show seed ${String(seeds[0])}.`, ''] : []),
     ...Object.keys(svgs).map((name) => `![${name}](${name})`),
     '',
     '## Configuration',
     '',
-    ...results.map((r) => `- ${r.method}: \`${JSON.stringify(r.config)}\``),
+    ...all.map((r) => `- ${r.method}: \`${JSON.stringify(r.config)}\``),
     '',
   ].join('\n');
   const metrics = JSON.stringify({
     meta,
-    results: results.map((r) => ({
+    results: all.map((r) => ({
       method: r.method, config: r.config, steps: r.steps, trainSeconds: r.trainSeconds, totalSeconds: r.totalSeconds,
       medianStepMs: r.medianStepMs, peakRssMB: r.peakRssMB, final: r.final, evals: r.evals,
       history: downsample(r.history, 500),

@@ -43,6 +43,10 @@ describe('negcache CLI: bad usage exits 2 with a clear message and no stack trac
     ['an unknown command', ['frobnicate', '--steps', '3'], /^negcache: unknown command "frobnicate"\n/],
     ['a value out of range', ['compare', '--steps', '0'], /^negcache compare: --steps must be at least 1, got 0\n/],
     ['a duplicate flag', ['demo', '--seed', '1', '--seed=2'], /^negcache demo: --seed is given twice\n/],
+    ['bad --seeds', ['compare', '--seeds', '0,x', '--steps', '1'], /^negcache compare: --seeds needs comma-separated whole numbers >= 0, got "0,x"\n/],
+    ['a repeated seed', ['compare', '--seeds', '1,2,1', '--steps', '1'], /^negcache compare: --seeds has a repeated seed: "1,2,1"\n/],
+    ['--seed with --seeds', ['compare', '--seed', '1', '--seeds', '1,2', '--steps', '1'], /^negcache compare: give --seed or --seeds, not both\n/],
+    ['--seeds on train', ['train', '--loss', 'full', '--seeds', '1,2'], /^negcache train: unknown flag --seeds;/],
     ['a missing value', ['compare', '--out'], /^negcache compare: --out needs a value/],
     ['top-k not dividing cache-size', ['compare', '--cache-size', '100', '--top-k', '3'], /^negcache compare: --top-k 3 must divide --cache-size 100\n/],
     ['batch larger than the cache', ['train', '--loss', 'cache', '--batch', '64', '--cache-size', '32'], /^negcache train: --batch 64 is larger than --cache-size 32\n/],
@@ -110,5 +114,20 @@ describe('negcache train: a tiny successful run', () => {
     expect(res!.final.count).toBeGreaterThan(0);
     expect(res!.final.recallAt10).toBeGreaterThanOrEqual(0);
     expect(res!.config['timeBudgetSeconds']).toBeNull();
+  });
+});
+
+describe('negcache compare --seeds: one run per seed and method, and the across-seeds table', () => {
+  it('runs 2 seeds × 3 methods and reports mean ± sd', () => {
+    const out = join(tmp, 'seeds');
+    const r = cli(['compare', '--data', 'synthetic', '--max-docs', '200', '--steps', '8', '--batch', '16', '--cache-size', '64', '--seeds', '3,4', '--eval-every', '0', '--eval-every-steps', '4', '--quiet', '--out', out]);
+    expect(r.status, r.stderr).toBe(0);
+    const metrics = JSON.parse(readFileSync(join(out, 'metrics.json'), 'utf8')) as { results: { method: string; config: { seed: number }; evals: { step: number }[] }[] };
+    expect(metrics.results.map((x) => `${x.method}:${x.config.seed}`)).toEqual(['cache:3', 'inbatch:3', 'full:3', 'cache:4', 'inbatch:4', 'full:4']);
+    for (const x of metrics.results) expect(x.evals.map((e) => e.step)).toEqual([0, 4, 8]);
+    const md = readFileSync(join(out, 'report.md'), 'utf8');
+    expect(md).toContain('## Across seeds (mean ± sample standard deviation)');
+    expect(md).toMatch(/^\| full \| 2 \| [\d.]+ ± [\d.]+ \| /m);
+    expect(md).toContain('Seeds 3, 4: each seed draws its own subset');
   });
 });

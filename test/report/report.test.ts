@@ -5,7 +5,7 @@
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { buildReport, downsample, type MethodSummary, type ReportMeta } from '../../src/report/report.js';
+import { acrossSeeds, buildReport, downsample, meanSd, type MethodSummary, type ReportMeta } from '../../src/report/report.js';
 import { params } from '../util/props.js';
 
 function summary(method: string, n: number, opts: { cache?: boolean; evals?: number } = {}): MethodSummary {
@@ -122,5 +122,43 @@ describe('downsample edge cases', () => {
     expect(downsample([1, 2, 3], 0)).toEqual([]);
     expect(downsample([1, 2, 3], 5)).toEqual([1, 2, 3]);
     expect(downsample([1, 2, 3, 4, 5, 6], 2)).toEqual([1, 6]);
+  });
+});
+
+describe('several seeds', () => {
+  const withSeed = (method: string, seed: number, r10: number, mrr: number): MethodSummary => {
+    const s = summary(method, 10);
+    return { ...s, config: { ...s.config, seed }, final: { ...s.final, recallAt10: r10, mrr } };
+  };
+  const runs = [
+    withSeed('cache', 0, 0.05, 0.03), withSeed('inbatch', 0, 0.04, 0.02),
+    withSeed('cache', 1, 0.03, 0.01), withSeed('inbatch', 1, 0.02, 0.02),
+  ];
+
+  it('meanSd: mean and sample standard deviation', () => {
+    expect(meanSd([2, 4, 4, 4, 5, 5, 7, 9])).toEqual({ mean: 5, sd: Math.sqrt(32 / 7) });
+    expect(meanSd([3])).toEqual({ mean: 3, sd: 0 });
+  });
+
+  it('acrossSeeds: one row per method with mean ± sd and the per-seed recall@10', () => {
+    const rows = acrossSeeds(runs);
+    expect(rows[0]).toBe('| method | seeds | recall@1 % | recall@10 % | recall@100 % | MRR | recall@10 % per seed (0, 1) |');
+    // cache recall@10: 5 % and 3 % -> mean 4.00, sd sqrt(2) = 1.41; MRR 0.03 and 0.01 -> 0.0200 ± 0.0141
+    expect(rows[2]).toBe('| cache | 2 | 25.00 ± 0.00 | 4.00 ± 1.41 | 87.50 ± 0.00 | 0.0200 ± 0.0141 | 5.00 / 3.00 |');
+    expect(rows[3]).toBe('| inbatch | 2 | 25.00 ± 0.00 | 3.00 ± 1.41 | 87.50 ± 0.00 | 0.0200 ± 0.0000 | 4.00 / 2.00 |');
+  });
+
+  it('the report has a seed column, the across-seeds table, and plots of the first seed only', () => {
+    const r = buildReport(runs, meta);
+    expect(r.markdown).toContain('| method | seed | steps |');
+    expect(r.markdown.split('\n').filter((l) => /^\| (cache|inbatch) \| [01] \| 10 \|/.test(l))).toHaveLength(4);
+    expect(r.markdown).toContain('## Across seeds (mean ± sample standard deviation)');
+    expect(r.markdown).toContain('The plots show seed 0.');
+    expect((r.svgs['recall10_steps.svg']!.match(/cache/g) ?? []).length).toBe((buildReport(runs.slice(0, 2), meta).svgs['recall10_steps.svg']!.match(/cache/g) ?? []).length);
+    expect(JSON.parse(r.metrics).results).toHaveLength(4);
+    // One seed: no seed column, no across-seeds table.
+    const one = buildReport(runs.slice(0, 2), meta).markdown;
+    expect(one).not.toContain('| seed |');
+    expect(one).not.toContain('Across seeds');
   });
 });
