@@ -35,7 +35,12 @@ export interface Report {
 }
 
 const pct = (x: number): string => (Number.isFinite(x) ? (100 * x).toFixed(2) : 'n/a');
-const fixed = (x: number, digits: number): string => (Number.isFinite(x) ? x.toFixed(digits) : 'n/a');
+/** x.toFixed(digits), 'n/a' for non-finite; a value that rounds to zero prints without a minus sign. */
+const fixed = (x: number, digits: number): string => {
+  if (!Number.isFinite(x)) return 'n/a';
+  const s = x.toFixed(digits);
+  return /^-0\.?0*$/.test(s) ? s.slice(1) : s;
+};
 
 /** Keeps at most `max` evenly spaced points (always the last). */
 export function downsample<T>(xs: readonly T[], max: number): T[] {
@@ -68,6 +73,21 @@ export function acrossSeeds(results: readonly MethodSummary[]): string[] {
     const { mean, sd } = meanSd(xs);
     return `${f(mean)} ± ${f(sd)}`;
   };
+  // Paired differences: the seeds differ in subset and split, so per-seed differences are less noisy than the means.
+  const byMethod = new Map(methods.map((m) => [m, new Map(results.filter((r) => r.method === m).map((r) => [seedOf(r), r.final])) ]));
+  const pairs: string[] = [];
+  for (let i = 0; i < methods.length; i++) {
+    for (let j = i + 1; j < methods.length; j++) {
+      const a = byMethod.get(methods[i]!)!, b = byMethod.get(methods[j]!)!;
+      const common = seeds.filter((s) => a.has(s) && b.has(s));
+      if (common.length < 2) continue;
+      const d10 = common.map((s) => 100 * (a.get(s)!.recallAt10 - b.get(s)!.recallAt10));
+      const dm = common.map((s) => a.get(s)!.mrr - b.get(s)!.mrr);
+      const { mean, sd } = meanSd(d10);
+      const m = meanSd(dm);
+      pairs.push(`| ${methods[i]} − ${methods[j]} | ${common.length} | ${fixed(mean, 2)} ± ${fixed(sd, 2)} | ${d10.filter((x) => x > 0).length} of ${common.length} | ${fixed(m.mean, 4)} ± ${fixed(m.sd, 4)} | ${d10.map((x) => fixed(x, 2)).join(' / ')} |`);
+    }
+  }
   return [
     `| method | seeds | recall@1 % | recall@10 % | recall@100 % | MRR | recall@10 % per seed (${seeds.join(', ')}) |`,
     '|---|---|---|---|---|---|---|',
@@ -76,6 +96,14 @@ export function acrossSeeds(results: readonly MethodSummary[]): string[] {
       const f = (k: 'recallAt1' | 'recallAt10' | 'recallAt100' | 'mrr'): number[] => rs.map((r) => r.final[k]);
       return `| ${m} | ${rs.length} | ${cell(f('recallAt1'), pct)} | ${cell(f('recallAt10'), pct)} | ${cell(f('recallAt100'), pct)} | ${cell(f('mrr'), (x) => fixed(x, 4))} | ${rs.map((r) => pct(r.final.recallAt10)).join(' / ')} |`;
     }),
+    ...(pairs.length > 0 ? [
+      '',
+      'Paired differences over the same seeds (first method minus second):',
+      '',
+      '| difference | seeds | recall@10, points | seeds where positive | MRR | recall@10 per seed, points |',
+      '|---|---|---|---|---|---|',
+      ...pairs,
+    ] : []),
   ];
 }
 

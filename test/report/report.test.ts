@@ -146,6 +146,9 @@ describe('several seeds', () => {
     // cache recall@10: 5 % and 3 % -> mean 4.00, sd sqrt(2) = 1.41; MRR 0.03 and 0.01 -> 0.0200 ± 0.0141
     expect(rows[2]).toBe('| cache | 2 | 25.00 ± 0.00 | 4.00 ± 1.41 | 87.50 ± 0.00 | 0.0200 ± 0.0141 | 5.00 / 3.00 |');
     expect(rows[3]).toBe('| inbatch | 2 | 25.00 ± 0.00 | 3.00 ± 1.41 | 87.50 ± 0.00 | 0.0200 ± 0.0000 | 4.00 / 2.00 |');
+    // Paired: cache − inbatch recall@10 is +1 point on both seeds (sd 0); MRR +0.01 and -0.01.
+    expect(rows.find((l) => l.startsWith('| cache − inbatch'))).toBe('| cache − inbatch | 2 | 1.00 ± 0.00 | 2 of 2 | 0.0000 ± 0.0141 | 1.00 / 1.00 |');
+    expect(rows.filter((l) => l.includes(' − '))).toHaveLength(1);
   });
 
   it('the report has a seed column, the across-seeds table, and plots of the first seed only', () => {
