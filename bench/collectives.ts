@@ -72,9 +72,17 @@ async function main(): Promise<void> {
   const args: BenchArgs = { iterations, warmup: Math.min(50, iterations) };
   const print = (title: string, rows: [string, number, number][]): void => {
     console.log(title);
-    for (const [name, med, min] of rows) console.log(`  ${name.padEnd(40)} median ${med.toFixed(1).padStart(8)} µs   min ${min.toFixed(1).padStart(8)} µs`);
+    for (const [name, med, min] of rows)
+      console.log(
+        `  ${name.padEnd(40)} median ${med.toFixed(1).padStart(8)} µs   min ${min.toFixed(1).padStart(8)} µs`,
+      );
   };
-  const workers = await runWorkers<[string, number, number][]>({ numReplicas: 2, module: new URL(import.meta.url), exportName: 'benchReplica', args });
+  const workers = await runWorkers<[string, number, number][]>({
+    numReplicas: 2,
+    module: new URL(import.meta.url),
+    exportName: 'benchReplica',
+    args,
+  });
   print(`2 worker threads (shared memory), ${iterations} iterations, replica 0:`, workers[0]!);
   const inProcess = await runInProcess(2, (ctx) => benchReplica(ctx, args));
   print(`2 replicas in one thread (runInProcess), ${iterations} iterations, replica 0:`, inProcess[0]!);

@@ -28,6 +28,9 @@ let failed = 0;
 for (const name of names.length > 0 ? names : ALL) {
   console.log(`\n=== bench/${name} ===\n`);
   const r = spawnSync(process.execPath, [join(here, `${name}.js`), ...flags], { stdio: 'inherit' });
-  if (r.status !== 0) { failed++; console.error(`bench/${name} exited with ${r.status ?? r.signal}`); }
+  if (r.status !== 0) {
+    failed++;
+    console.error(`bench/${name} exited with ${r.status ?? r.signal}`);
+  }
 }
 process.exit(failed > 0 ? 1 : 0);

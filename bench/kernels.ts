@@ -10,9 +10,21 @@
  * (makeResident), as a training loop does with the cache.
  */
 import { Rng } from '../src/tensor/random.js';
-import { categoricalUniformCount, fusedScanTS, matmulNTJs, type FusedScanArgs, type ScanSampler } from '../src/tensor/kernels/fusedScan.js';
 import {
-  expWasm, fusedCacheScanWasm, initWasm, makeResident, matmulNNWasm, matmulNTWasm, releaseResident,
+  categoricalUniformCount,
+  fusedScanTS,
+  matmulNTJs,
+  type FusedScanArgs,
+  type ScanSampler,
+} from '../src/tensor/kernels/fusedScan.js';
+import {
+  expWasm,
+  fusedCacheScanWasm,
+  initWasm,
+  makeResident,
+  matmulNNWasm,
+  matmulNTWasm,
+  releaseResident,
 } from '../src/tensor/kernels/wasm/index.js';
 
 const quick = process.argv.includes('--quick');
@@ -58,46 +70,71 @@ async function main(): Promise<void> {
 
   // --- matmulNT [128x128]·[65536x128]ᵀ -----------------------------------
   {
-    const m = 128, n = 65536, k = 128;
-    const a = randomArray(rng, m * k), b = randomArray(rng, n * k), c = new Float32Array(m * n);
+    const m = 128,
+      n = 65536,
+      k = 128;
+    const a = randomArray(rng, m * k),
+      b = randomArray(rng, n * k),
+      c = new Float32Array(m * n);
     const flops = 2 * m * n * k;
     const tw = time(() => matmulNTWasm(a, b, m, n, k, c));
     makeResident(b);
     const tr = time(() => matmulNTWasm(a, b, m, n, k, c));
     releaseResident(b);
     const tj = time(() => matmulNTJs(a, b, m, n, k, c), quick ? 1 : 5, 1);
-    row('matmulNT 128x128 · (65536x128)ᵀ', `wasm ${tw.toFixed(1)} ms = ${(flops / tw / 1e6).toFixed(1)} GFLOP/s`,
+    row(
+      'matmulNT 128x128 · (65536x128)ᵀ',
+      `wasm ${tw.toFixed(1)} ms = ${(flops / tw / 1e6).toFixed(1)} GFLOP/s`,
       `wasm resident B ${tr.toFixed(1)} ms = ${(flops / tr / 1e6).toFixed(1)} GFLOP/s`,
-      `JS 4x4 tile ${tj.toFixed(1)} ms = ${(flops / tj / 1e6).toFixed(2)} GFLOP/s`);
+      `JS 4x4 tile ${tj.toFixed(1)} ms = ${(flops / tj / 1e6).toFixed(2)} GFLOP/s`,
+    );
   }
 
   // --- matmulNN 1024³ -----------------------------------------------------
   {
-    const m = 1024, n = 1024, k = 1024;
-    const a = randomArray(rng, m * k), b = randomArray(rng, k * n), c = new Float32Array(m * n);
+    const m = 1024,
+      n = 1024,
+      k = 1024;
+    const a = randomArray(rng, m * k),
+      b = randomArray(rng, k * n),
+      c = new Float32Array(m * n);
     const flops = 2 * m * n * k;
     const tw = time(() => matmulNNWasm(a, b, m, n, k, c));
     const bt = new Float32Array(n * k);
-    const tj = time(() => {
-      for (let p = 0; p < k; p++) for (let j = 0; j < n; j++) bt[j * k + p] = b[p * n + j]!;
-      matmulNTJs(a, bt, m, n, k, c);
-    }, quick ? 1 : 5, 1);
-    row('matmulNN 1024³', `wasm ${tw.toFixed(1)} ms = ${(flops / tw / 1e6).toFixed(1)} GFLOP/s`,
-      `JS (transpose + 4x4 tile) ${tj.toFixed(1)} ms = ${(flops / tj / 1e6).toFixed(2)} GFLOP/s`);
+    const tj = time(
+      () => {
+        for (let p = 0; p < k; p++) for (let j = 0; j < n; j++) bt[j * k + p] = b[p * n + j]!;
+        matmulNTJs(a, bt, m, n, k, c);
+      },
+      quick ? 1 : 5,
+      1,
+    );
+    row(
+      'matmulNN 1024³',
+      `wasm ${tw.toFixed(1)} ms = ${(flops / tw / 1e6).toFixed(1)} GFLOP/s`,
+      `JS (transpose + 4x4 tile) ${tj.toFixed(1)} ms = ${(flops / tj / 1e6).toFixed(2)} GFLOP/s`,
+    );
   }
 
   // --- exp over 8M --------------------------------------------------------
   {
     const len = 8 * 1024 * 1024;
-    const x = randomArray(rng, len, 30), y = new Float32Array(len);
+    const x = randomArray(rng, len, 30),
+      y = new Float32Array(len);
     const tw = time(() => expWasm(x, y));
-    const tj = time(() => { for (let i = 0; i < len; i++) y[i] = Math.exp(x[i]!); });
-    row('exp over 8M floats', `wasm ${(tw * 1e6 / len).toFixed(2)} ns/elem (${tw.toFixed(1)} ms, with copies)`,
-      `Math.exp loop ${(tj * 1e6 / len).toFixed(2)} ns/elem (${tj.toFixed(1)} ms)`);
+    const tj = time(() => {
+      for (let i = 0; i < len; i++) y[i] = Math.exp(x[i]!);
+    });
+    row(
+      'exp over 8M floats',
+      `wasm ${((tw * 1e6) / len).toFixed(2)} ns/elem (${tw.toFixed(1)} ms, with copies)`,
+      `Math.exp loop ${((tj * 1e6) / len).toFixed(2)} ns/elem (${tj.toFixed(1)} ms)`,
+    );
   }
 
   // --- fused scan -------------------------------------------------------
-  const b = 128, d = 128;
+  const b = 128,
+    d = 128;
   const queries = randomArray(rng, b * d, 0.3);
   for (const n of [8192, 65536, 131072]) {
     const cache = randomArray(rng, n * d, 0.3);
@@ -105,7 +142,13 @@ async function main(): Promise<void> {
       for (const topKGroups of [undefined, 64]) {
         if (topKGroups !== undefined && sampler !== 'gumbel') continue;
         const args: FusedScanArgs = {
-          queries, b, d, cache, n, scale: 20, sampler,
+          queries,
+          b,
+          d,
+          cache,
+          n,
+          scale: 20,
+          sampler,
           key: [rng.nextUint32(), rng.nextUint32()],
           uniforms: new Float64Array(categoricalUniformCount(b, n, topKGroups)).map(() => rng.uniformOpen()),
           topKGroups,
@@ -114,8 +157,11 @@ async function main(): Promise<void> {
         makeResident(cache);
         const tr = time(() => fusedCacheScanWasm(args));
         releaseResident(cache);
-        const cells = [`fused scan b=128 d=128 n=${n} ${sampler}${topKGroups ? ` topK=${topKGroups}` : ''}`,
-          `wasm ${tw.toFixed(1)} ms`, `wasm resident cache ${tr.toFixed(1)} ms`];
+        const cells = [
+          `fused scan b=128 d=128 n=${n} ${sampler}${topKGroups ? ` topK=${topKGroups}` : ''}`,
+          `wasm ${tw.toFixed(1)} ms`,
+          `wasm resident cache ${tr.toFixed(1)} ms`,
+        ];
         if (n === 8192) cells.push(`TS streaming ${time(() => fusedScanTS(args), quick ? 1 : 5, 1).toFixed(1)} ms`);
         row(...cells);
       }

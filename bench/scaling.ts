@@ -18,7 +18,13 @@ import { printTable } from './util.js';
 const quick = process.argv.includes('--quick');
 const all = loadWordNet();
 const subset = (n: number): Synset[] =>
-  n >= all.length ? all : all.map((s) => ({ s, h: hashString(s.id, 7919) })).sort((a, b) => a.h - b.h || (a.s.id < b.s.id ? -1 : 1)).slice(0, n).map((x) => x.s);
+  n >= all.length
+    ? all
+    : all
+        .map((s) => ({ s, h: hashString(s.id, 7919) }))
+        .sort((a, b) => a.h - b.h || (a.s.id < b.s.id ? -1 : 1))
+        .slice(0, n)
+        .map((x) => x.s);
 
 function medianStepMs(trainer: Trainer, steps: number): number {
   trainer.step(); // warm-up
@@ -40,7 +46,15 @@ for (const n of [10000, 30000, all.length]) {
     const steps = method === 'full' ? (quick ? 2 : 4) : quick ? 10 : 30;
     ms[method] = medianStepMs(new Trainer(corpus, { ...DEFAULT_CONFIG, method }), steps);
   }
-  rows.push([String(corpus.docs.length), ms.cache.toFixed(1), ms.inbatch.toFixed(1), ms.full.toFixed(1), (ms.full / ms.cache).toFixed(1)]);
+  rows.push([
+    String(corpus.docs.length),
+    ms.cache.toFixed(1),
+    ms.inbatch.toFixed(1),
+    ms.full.toFixed(1),
+    (ms.full / ms.cache).toFixed(1),
+  ]);
 }
-console.log(`\nMedian step time (ms), batch ${DEFAULT_CONFIG.batch}, dim ${DEFAULT_CONFIG.dim}, cache ${DEFAULT_CONFIG.cacheSize} slots\n`);
+console.log(
+  `\nMedian step time (ms), batch ${DEFAULT_CONFIG.batch}, dim ${DEFAULT_CONFIG.dim}, cache ${DEFAULT_CONFIG.cacheSize} slots\n`,
+);
 printTable(['documents', 'cache', 'in-batch', 'full softmax', 'full / cache'], rows);

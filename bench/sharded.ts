@@ -82,17 +82,27 @@ function timed(ctx: ReplicaContext, acc: { total: number; byKind: Record<string,
  * the sharded loss awaits its collectives; the engine's graph lives on the
  * tensors, so marking leaves, awaiting and running backward is the same.
  */
-async function gradAsync(f: (p: Record<string, Tensor>) => Promise<Tensor>, p: Record<string, Tensor>): Promise<{ value: Tensor; grads: Record<string, Tensor | null> }> {
+async function gradAsync(
+  f: (p: Record<string, Tensor>) => Promise<Tensor>,
+  p: Record<string, Tensor>,
+): Promise<{ value: Tensor; grads: Record<string, Tensor | null> }> {
   const keys = Object.keys(p);
   const leaves = keys.map((k) => makeLeaf(p[k]!));
   const out = await f(Object.fromEntries(keys.map((k, i) => [k, leaves[i]!])));
-  const cts = backward(out, tensor(1, out.dtype, out.shape), leaves, (a, b) => add(a, b), (x, like) => cast(x, like.dtype));
+  const cts = backward(
+    out,
+    tensor(1, out.dtype, out.shape),
+    leaves,
+    (a, b) => add(a, b),
+    (x, like) => cast(x, like.dtype),
+  );
   return { value: out, grads: Object.fromEntries(keys.map((k, i) => [k, cts[i] ?? null])) };
 }
 
 export async function benchReplica(ctx: ReplicaContext, args: BenchArgs): Promise<ReplicaTimes> {
   const t0 = performance.now();
-  const R = ctx.numReplicas, r = ctx.replicaId;
+  const R = ctx.numReplicas,
+    r = ctx.replicaId;
   const n = args.totalCache / R;
   const rng = new Rng(1000 + r);
   const shard = {
@@ -100,8 +110,16 @@ export async function benchReplica(ctx: ReplicaContext, args: BenchArgs): Promis
     age: zeros([n], 'int32'),
   };
   const W = normal([args.featureDim, args.dim], new Rng(7), { std: 0.1 }); // the same doc network on every replica
-  const loss = new DistributedCacheClassificationLoss({ embeddingKey: 'emb', dataKeys: ['feat'], scoreTransform: scaleTransform(20), rng: new Rng(50 + r) });
-  const docNet = (w: Tensor): DocNetwork => (f) => matmul(f.feat!, w);
+  const loss = new DistributedCacheClassificationLoss({
+    embeddingKey: 'emb',
+    dataKeys: ['feat'],
+    scoreTransform: scaleTransform(20),
+    rng: new Rng(50 + r),
+  });
+  const docNet =
+    (w: Tensor): DocNetwork =>
+    (f) =>
+      matmul(f.feat!, w);
   const acc = { total: 0, byKind: {} as Record<string, number> };
   const tctx = timed(ctx, acc);
   const setupMs = performance.now() - t0;
@@ -113,9 +131,13 @@ export async function benchReplica(ctx: ReplicaContext, args: BenchArgs): Promis
     acc.total = 0;
     acc.byKind = {};
     const start = performance.now();
-    const { value, grads } = await gradAsync(async (p) => (await loss.call(tctx, docNet(p.w!), p.q!, pos, { cache: shard })).trainingLoss, { q, w: W });
+    const { value, grads } = await gradAsync(
+      async (p) => (await loss.call(tctx, docNet(p.w!), p.q!, pos, { cache: shard })).trainingLoss,
+      { q, w: W },
+    );
     const dt = performance.now() - start;
-    if (!Number.isFinite(Number(value.item())) || grads.q === null || grads.w === null) throw new Error('benchmark step produced no finite loss or gradient');
+    if (!Number.isFinite(Number(value.item())) || grads.q === null || grads.w === null)
+      throw new Error('benchmark step produced no finite loss or gradient');
     if (s >= args.warmup) {
       times.step.push(dt);
       times.collectives.push(acc.total);
@@ -129,24 +151,42 @@ async function main(): Promise<void> {
   const steps = Math.max(5, Number(process.argv[2] ?? '7'));
   const totalCache = Number(process.argv[3] ?? String(131072));
   const args: BenchArgs = { totalCache, batch: 128, dim: 128, featureDim: 128, steps, warmup: 2 };
-  console.log(`sharded step: loss forward + gradient w.r.t. queries and a linear doc network [${args.featureDim}, ${args.dim}]`);
-  console.log(`${availableParallelism()} cores, load average ${loadavg()[0]!.toFixed(2)} (R = 2 needs two free cores to show its throughput)`);
-  console.log(`batch ${args.batch} per replica, dimension ${args.dim}, total cache ${totalCache} (float32, scaleTransform(20), Gumbel-max), ${steps} timed steps after ${args.warmup} warm-up`);
+  console.log(
+    `sharded step: loss forward + gradient w.r.t. queries and a linear doc network [${args.featureDim}, ${args.dim}]`,
+  );
+  console.log(
+    `${availableParallelism()} cores, load average ${loadavg()[0]!.toFixed(2)} (R = 2 needs two free cores to show its throughput)`,
+  );
+  console.log(
+    `batch ${args.batch} per replica, dimension ${args.dim}, total cache ${totalCache} (float32, scaleTransform(20), Gumbel-max), ${steps} timed steps after ${args.warmup} warm-up`,
+  );
   const rows: { R: number; step: number; coll: number; byKind: Record<string, number> }[] = [];
   for (const R of [1, 2]) {
-    const res = await runWorkers<ReplicaTimes>({ numReplicas: R, module: new URL(import.meta.url), exportName: 'benchReplica', args, timeoutMs: 120_000 });
+    const res = await runWorkers<ReplicaTimes>({
+      numReplicas: R,
+      module: new URL(import.meta.url),
+      exportName: 'benchReplica',
+      args,
+      timeoutMs: 120_000,
+    });
     // A step ends when the slowest replica ends: per step, the maximum over replicas.
     const step = median(res[0]!.step.map((_, s) => Math.max(...res.map((x) => x.step[s]!))));
     const coll = median(res.map((x) => median(x.collectives)));
-    const byKind = Object.fromEntries(Object.keys(res[0]!.byKind).map((k) => [k, median(res.map((x) => median(x.byKind[k]!)))]));
+    const byKind = Object.fromEntries(
+      Object.keys(res[0]!.byKind).map((k) => [k, median(res.map((x) => median(x.byKind[k]!)))]),
+    );
     rows.push({ R, step, coll, byKind });
     console.log(
       `R = ${R}: ${totalCache / R} items per shard, median step ${step.toFixed(1)} ms, in collectives ${coll.toFixed(1)} ms (${((100 * coll) / step).toFixed(0)}%: ` +
-        `${Object.entries(byKind).map(([k, v]) => `${k} ${v.toFixed(1)} ms`).join(', ')}); set-up ${Math.max(...res.map((x) => x.setupMs)).toFixed(0)} ms`,
+        `${Object.entries(byKind)
+          .map(([k, v]) => `${k} ${v.toFixed(1)} ms`)
+          .join(', ')}); set-up ${Math.max(...res.map((x) => x.setupMs)).toFixed(0)} ms`,
     );
   }
   const [one, two] = rows as [(typeof rows)[0], (typeof rows)[0]];
-  console.log(`speed-up R = 2 vs R = 1: throughput (queries per second) ×${((2 * one.step) / two.step).toFixed(2)}, step time ×${(one.step / two.step).toFixed(2)}`);
+  console.log(
+    `speed-up R = 2 vs R = 1: throughput (queries per second) ×${((2 * one.step) / two.step).toFixed(2)}, step time ×${(one.step / two.step).toFixed(2)}`,
+  );
 }
 
 if (isMainThread) await main();

@@ -46,7 +46,14 @@ import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { dirname, join } from 'node:path';
 import {
-  CacheClassificationLoss, Rng, matmul, scaleTransform, tensor, valueAndGrad, type NegativeCache, type Tensor,
+  CacheClassificationLoss,
+  Rng,
+  matmul,
+  scaleTransform,
+  tensor,
+  valueAndGrad,
+  type NegativeCache,
+  type Tensor,
 } from '../src/index.js';
 import { createParallelScan } from '../src/node/parallelScan.js';
 import type { FusedScanArgs, FusedScanResult } from '../src/tensor/kernels/fusedScan.js';
@@ -57,7 +64,10 @@ const argv = process.argv.slice(2);
 const quick = argv.includes('--quick');
 const sizesArg = argv.indexOf('--sizes');
 const SIZES = sizesArg >= 0 ? argv[sizesArg + 1]!.split(',').map(Number) : [8192, 65536, 131072];
-const B = 128, D = 128, F = 128, SCALE = 20;
+const B = 128,
+  D = 128,
+  F = 128,
+  SCALE = 20;
 const RUNS = quick ? 3 : 5;
 
 type Scanner = (args: FusedScanArgs) => FusedScanResult;
@@ -66,7 +76,8 @@ function negcacheStep(n: number, scanner?: Scanner): { full: () => void; forward
   const q = tensor(randomFloats(B * D, 1, 0.1), 'float32', [B, D]);
   const p = tensor(randomFloats(B * D, 2, 0.1), 'float32', [B, D]);
   const w = tensor(randomFloats(F * D, 3, 0.1), 'float32', [F, D]);
-  const emb = randomFloats(n * D, 4, 0.1), feats = randomFloats(n * F, 5, 0.1);
+  const emb = randomFloats(n * D, 4, 0.1),
+    feats = randomFloats(n * F, 5, 0.1);
   // Two records with the same contents but different arrays, alternating per
   // step: like training, where every update makes a new cache array.
   const records = [0, 1].map((): Record<string, NegativeCache> => ({
@@ -77,7 +88,11 @@ function negcacheStep(n: number, scanner?: Scanner): { full: () => void; forward
   }));
   let flip = 0;
   const loss = new CacheClassificationLoss({
-    embeddingKey: 'embedding', dataKeys: ['features'], scoreTransform: scaleTransform(SCALE), rng: new Rng(0), sampler: 'gumbel',
+    embeddingKey: 'embedding',
+    dataKeys: ['features'],
+    scoreTransform: scaleTransform(SCALE),
+    rng: new Rng(0),
+    sampler: 'gumbel',
     ...(scanner ? { scanner } : {}),
   });
   const run = (params: { q: Tensor; p: Tensor; w: Tensor }) => {
@@ -85,8 +100,12 @@ function negcacheStep(n: number, scanner?: Scanner): { full: () => void; forward
     return [out.trainingLoss, out] as const;
   };
   return {
-    full: () => { valueAndGrad((ps: { q: Tensor; p: Tensor; w: Tensor }) => run(ps), { hasAux: true })({ q, p, w }); },
-    forward: () => { run({ q, p, w }); },
+    full: () => {
+      valueAndGrad((ps: { q: Tensor; p: Tensor; w: Tensor }) => run(ps), { hasAux: true })({ q, p, w });
+    },
+    forward: () => {
+      run({ q, p, w });
+    },
   };
 }
 
@@ -140,7 +159,10 @@ function numpyStep(n: number): Timing | null {
     const env = { ...process.env };
     delete env['OPENBLAS_CORETYPE'];
     delete env['OPENBLAS_L2_SIZE'];
-    const out = execFileSync('python3', [script, String(B), String(D), String(n), String(F), String(RUNS)], { env, encoding: 'utf8' });
+    const out = execFileSync('python3', [script, String(B), String(D), String(n), String(F), String(RUNS)], {
+      env,
+      encoding: 'utf8',
+    });
     const r = JSON.parse(out.trim().split('\n').pop()!) as Timing;
     return r;
   } catch (e) {
@@ -154,7 +176,8 @@ function numpyStep(n: number): Timing | null {
 
 function procStatus(): { rss: number; hwm: number } {
   const st = readFileSync('/proc/self/status', 'utf8');
-  const kb = (key: string): number => Number(/\s(\d+) kB/.exec(st.split('\n').find((l) => l.startsWith(key + ':')) ?? '')?.[1] ?? NaN) * 1024;
+  const kb = (key: string): number =>
+    Number(/\s(\d+) kB/.exec(st.split('\n').find((l) => l.startsWith(key + ':')) ?? '')?.[1] ?? NaN) * 1024;
   return { rss: kb('VmRSS'), hwm: kb('VmHWM') };
 }
 
@@ -162,7 +185,12 @@ function resetPeak(): void {
   writeFileSync('/proc/self/clear_refs', '5');
 }
 
-interface MemoryProbe { firstMB: number; laterMB: number; retainedMB: number; arrayBuffersMB: number }
+interface MemoryProbe {
+  firstMB: number;
+  laterMB: number;
+  retainedMB: number;
+  arrayBuffersMB: number;
+}
 
 async function memoryProbe(n: number, mode: 'single' | 'parallel'): Promise<MemoryProbe> {
   const gc = (globalThis as { gc?: () => void }).gc;
@@ -196,7 +224,11 @@ async function memoryProbe(n: number, mode: 'single' | 'parallel'): Promise<Memo
 function runMemoryProbe(n: number, mode: 'single' | 'parallel'): MemoryProbe | null {
   if (!existsSync('/proc/self/clear_refs')) return null;
   try {
-    const out = execFileSync(process.execPath, ['--expose-gc', fileURLToPath(import.meta.url), '--memory-probe', String(n), mode], { encoding: 'utf8' });
+    const out = execFileSync(
+      process.execPath,
+      ['--expose-gc', fileURLToPath(import.meta.url), '--memory-probe', String(n), mode],
+      { encoding: 'utf8' },
+    );
     return JSON.parse(out.trim().split('\n').pop()!) as MemoryProbe;
   } catch (e) {
     console.log(`memory probe ${n} ${mode}: failed (${(e as Error).message.split('\n')[0]})`);
@@ -215,7 +247,9 @@ function scanArgs(n: number, seed: number, b = B, d = D): [FusedScanArgs, FusedS
 }
 
 function cpuPeak(): { gflops: number; text: string } {
-  let model = 'unknown CPU', mhz = NaN, avx512 = false;
+  let model = 'unknown CPU',
+    mhz = NaN,
+    avx512 = false;
   try {
     const info = readFileSync('/proc/cpuinfo', 'utf8');
     model = /^model name\s*:\s*(.*)$/m.exec(info)?.[1] ?? model;
@@ -236,18 +270,32 @@ async function crossover(): Promise<void> {
   await initWasm();
   const parallel = createParallelScan({ minRows: 0 });
   const rows: string[][] = [];
-  for (const [b, d] of [[16, 32], [32, 64], [B, D]] as const) {
+  for (const [b, d] of [
+    [16, 32],
+    [32, 64],
+    [B, D],
+  ] as const) {
     for (const n of [512, 1024, 2048, 4096, 8192, 16384]) {
       const [a, a2] = scanArgs(n, 11, b, d);
       const reps = 41;
       const one = await timeIt(() => fusedCacheScan(a), reps, 5);
       let flip = 0;
       const two = await timeIt(() => parallel.scan(flip++ % 2 ? a : a2), reps, 5);
-      rows.push([String(b), String(d), String(n), ((b * n * d) / 2 ** 20).toFixed(1), one.median.toFixed(3), two.median.toFixed(3), (one.median / two.median).toFixed(2)]);
+      rows.push([
+        String(b),
+        String(d),
+        String(n),
+        ((b * n * d) / 2 ** 20).toFixed(1),
+        one.median.toFixed(3),
+        two.median.toFixed(3),
+        (one.median / two.median).toFixed(2),
+      ]);
     }
   }
   parallel.close();
-  console.log('\nFused scan (Gumbel): one thread vs main + 1 worker (a new cache array each call); medians of 41, ms\n');
+  console.log(
+    '\nFused scan (Gumbel): one thread vs main + 1 worker (a new cache array each call); medians of 41, ms\n',
+  );
   printTable(['b', 'd', 'cache', 'work (Mi mul-adds)', '1 thread', '2 threads', 'speed-up'], rows);
 }
 
@@ -286,8 +334,20 @@ async function main(): Promise<void> {
     const wasmFn = await tfjsStep('wasm', n);
     const wasm = wasmFn ? await timeIt(wasmFn, RUNS, 1) : null;
     const ratio = (a: Timing | null, b: Timing | null): string => (a && b ? (a.median / b.median).toFixed(2) : 'n/a');
-    rows.push([String(n), fmtTiming(full), fmtTiming(full2), fmtTiming(fwd), fmtTiming(fwd2), fmtTiming(np), fmtTiming(cpu), fmtTiming(wasm),
-      ratio(full, np), ratio(full2, np), ratio(cpu, full), ratio(wasm, full)]);
+    rows.push([
+      String(n),
+      fmtTiming(full),
+      fmtTiming(full2),
+      fmtTiming(fwd),
+      fmtTiming(fwd2),
+      fmtTiming(np),
+      fmtTiming(cpu),
+      fmtTiming(wasm),
+      ratio(full, np),
+      ratio(full2, np),
+      ratio(cpu, full),
+      ratio(wasm, full),
+    ]);
 
     // The scoring kernel alone.
     const [a, a2] = scanArgs(n, 21);
@@ -298,21 +358,89 @@ async function main(): Promise<void> {
     const copyMs = parallel.lastStats.copyMs;
     const twoSame = await timeIt(() => parallel.scan(a), reps, 1);
     const flop = 2 * B * n * D;
-    const gf = (t: Timing): string => `${(flop / t.median / 1e6).toFixed(1)} (${((100 * flop) / t.median / 1e6 / peak.gflops).toFixed(1)}%)`;
-    kernelRows.push([String(n), fmtTiming(one), gf(one), fmtTiming(twoNew), gf(twoNew), copyMs.toFixed(1), fmtTiming(twoSame), gf(twoSame)]);
+    const gf = (t: Timing): string =>
+      `${(flop / t.median / 1e6).toFixed(1)} (${((100 * flop) / t.median / 1e6 / peak.gflops).toFixed(1)}%)`;
+    kernelRows.push([
+      String(n),
+      fmtTiming(one),
+      gf(one),
+      fmtTiming(twoNew),
+      gf(twoNew),
+      copyMs.toFixed(1),
+      fmtTiming(twoSame),
+      gf(twoSame),
+    ]);
 
-    const m1 = runMemoryProbe(n, 'single'), m2 = runMemoryProbe(n, 'parallel');
+    const m1 = runMemoryProbe(n, 'single'),
+      m2 = runMemoryProbe(n, 'parallel');
     const mb = (m: MemoryProbe | null, k: keyof MemoryProbe): string => (m ? m[k].toFixed(1) : 'n/a');
-    memRows.push([String(n), (n * D * 4 / 2 ** 20).toFixed(0), mb(m1, 'firstMB'), mb(m2, 'firstMB'), mb(m1, 'laterMB'), mb(m2, 'laterMB'),
-      mb(m1, 'retainedMB'), mb(m2, 'retainedMB'), mb(m1, 'arrayBuffersMB'), mb(m2, 'arrayBuffersMB')]);
+    memRows.push([
+      String(n),
+      ((n * D * 4) / 2 ** 20).toFixed(0),
+      mb(m1, 'firstMB'),
+      mb(m2, 'firstMB'),
+      mb(m1, 'laterMB'),
+      mb(m2, 'laterMB'),
+      mb(m1, 'retainedMB'),
+      mb(m2, 'retainedMB'),
+      mb(m1, 'arrayBuffersMB'),
+      mb(m2, 'arrayBuffersMB'),
+    ]);
     console.log(`cache ${n}: done`);
   }
   parallel.close();
-  console.log(`\nOne negative-cache step, batch ${B}, dim ${D}, doc-network input ${F}; medians (min–max, runs); 2 threads = scanner: createParallelScan().scan\n`);
-  printTable(['cache', 'negcache full step', 'negcache full step (2 threads)', 'negcache forward', 'negcache forward (2 threads)', 'numpy forward', 'tfjs-cpu full', 'tfjs-wasm full',
-    'negcache full / numpy fwd', 'negcache full (2 threads) / numpy fwd', 'tfjs-cpu / negcache', 'tfjs-wasm / negcache'], rows);
-  console.log(`\nThe scoring kernel alone (fused scan, Gumbel sampler): GFLOP/s = 2·b·n·d / time (share of peak); ${peak.text}\n`);
-  printTable(['cache', 'scan 1 thread', 'GFLOP/s', 'scan 2 threads, new cache array', 'GFLOP/s', 'of which copy ms', 'scan 2 threads, same array', 'GFLOP/s'], kernelRows);
-  console.log('\nMemory of one full step beyond what is resident before it (MB; fresh process per cell, see the header comment)\n');
-  printTable(['cache', 'cache emb. MB', 'first step 1T', 'first step 2T', 'later steps 1T', 'later steps 2T', 'retained 1T', 'retained 2T', 'arrayBuffers 1T', 'arrayBuffers 2T'], memRows);
+  console.log(
+    `\nOne negative-cache step, batch ${B}, dim ${D}, doc-network input ${F}; medians (min–max, runs); 2 threads = scanner: createParallelScan().scan\n`,
+  );
+  printTable(
+    [
+      'cache',
+      'negcache full step',
+      'negcache full step (2 threads)',
+      'negcache forward',
+      'negcache forward (2 threads)',
+      'numpy forward',
+      'tfjs-cpu full',
+      'tfjs-wasm full',
+      'negcache full / numpy fwd',
+      'negcache full (2 threads) / numpy fwd',
+      'tfjs-cpu / negcache',
+      'tfjs-wasm / negcache',
+    ],
+    rows,
+  );
+  console.log(
+    `\nThe scoring kernel alone (fused scan, Gumbel sampler): GFLOP/s = 2·b·n·d / time (share of peak); ${peak.text}\n`,
+  );
+  printTable(
+    [
+      'cache',
+      'scan 1 thread',
+      'GFLOP/s',
+      'scan 2 threads, new cache array',
+      'GFLOP/s',
+      'of which copy ms',
+      'scan 2 threads, same array',
+      'GFLOP/s',
+    ],
+    kernelRows,
+  );
+  console.log(
+    '\nMemory of one full step beyond what is resident before it (MB; fresh process per cell, see the header comment)\n',
+  );
+  printTable(
+    [
+      'cache',
+      'cache emb. MB',
+      'first step 1T',
+      'first step 2T',
+      'later steps 1T',
+      'later steps 2T',
+      'retained 1T',
+      'retained 2T',
+      'arrayBuffers 1T',
+      'arrayBuffers 2T',
+    ],
+    memRows,
+  );
 }

@@ -42,7 +42,12 @@ export function describe(value: unknown): string {
   if (typeof value === 'function') return 'a function';
   if (Array.isArray(value)) return `an array of length ${value.length}`;
   const v = value as { shape?: unknown; dtype?: unknown };
-  if (Array.isArray(v.shape) && typeof v.dtype === 'string') return `a ${fmtShape(v.shape as number[])} ${v.dtype} tensor`;
+  if (Array.isArray(v.shape) && typeof v.dtype === 'string')
+    return `a ${fmtShape(v.shape as number[])} ${v.dtype} tensor`;
   if (ArrayBuffer.isView(value)) return `a ${(value as object).constructor.name}`;
-  return `an object (${Object.keys(value as object).slice(0, 5).join(', ') || 'no keys'})`;
+  return `an object (${
+    Object.keys(value as object)
+      .slice(0, 5)
+      .join(', ') || 'no keys'
+  })`;
 }

@@ -13,28 +13,89 @@ export * from './ops/index.js';
 export * from './autograd/index.js';
 
 // The negative cache
-export { CacheManager, oldestSlots, type NegativeCache, type CacheUpdate, type FeatureSpec, type CacheManagerOptions } from './cache/negativeCache.js';
-export { maxScoreRetrievalFn, gumbelMaxRetrievalFn, categoricalRetrievalFn, type RetrievalFn, type SamplerOptions } from './retrieval/retrieval.js';
+export {
+  CacheManager,
+  oldestSlots,
+  type NegativeCache,
+  type CacheUpdate,
+  type FeatureSpec,
+  type CacheManagerOptions,
+} from './cache/negativeCache.js';
+export {
+  maxScoreRetrievalFn,
+  gumbelMaxRetrievalFn,
+  categoricalRetrievalFn,
+  type RetrievalFn,
+  type SamplerOptions,
+} from './retrieval/retrieval.js';
 export { approximateTopKWithIndices } from './retrieval/topk.js';
 export { scaleTransform, type DocNetwork, type ScoreTransform, type Reducer, type Sampler } from './losses/common.js';
-export { CacheClassificationLoss, type Retrieval, type CacheClassificationLossOptions, type CacheLossReturn, type CacheLossCallOptions } from './losses/cacheClassificationLoss.js';
-export { CacheLossHandler, MultiCacheLossHandler, type HandlerStep, type StepMetrics, type HandlerOptions, type CacheLossHandlerOptions, type MultiCacheLossHandlerOptions } from './handlers/handlers.js';
+export {
+  CacheClassificationLoss,
+  type Retrieval,
+  type CacheClassificationLossOptions,
+  type CacheLossReturn,
+  type CacheLossCallOptions,
+} from './losses/cacheClassificationLoss.js';
+export {
+  CacheLossHandler,
+  MultiCacheLossHandler,
+  type HandlerStep,
+  type StepMetrics,
+  type HandlerOptions,
+  type CacheLossHandlerOptions,
+  type MultiCacheLossHandlerOptions,
+} from './handlers/handlers.js';
 export { isInCacheFilter, type NewItemsFilter } from './filters/isInCache.js';
-export { DistributedCacheClassificationLoss, type DistributedCacheClassificationLossOptions, type DistributedCacheLossReturn } from './losses/distributedCacheClassificationLoss.js';
-export { ShardedCacheLossHandler, ReplicatedCacheLossHandler, type ShardedStep, type ReplicatedStep } from './handlers/distributed.js';
+export {
+  DistributedCacheClassificationLoss,
+  type DistributedCacheClassificationLossOptions,
+  type DistributedCacheLossReturn,
+} from './losses/distributedCacheClassificationLoss.js';
+export {
+  ShardedCacheLossHandler,
+  ReplicatedCacheLossHandler,
+  type ShardedStep,
+  type ReplicatedStep,
+} from './handlers/distributed.js';
 
 // Checkpoint format (browser-safe bytes; file I/O is in negcache/node)
 export { encodeSafetensors, decodeSafetensors, crc32, type DecodedSafetensors } from './io/safetensors.js';
 
 // Replicas and collectives (the in-process group is browser-safe; worker threads are in negcache/node)
 export { runInProcess, type RunInProcessOptions } from './distributed/inProcess.js';
-export { allGatherRecord, allToAllRecord, CollectiveAbortedError, CollectiveTimeoutError, ReplicaGroupError, type ReplicaContext } from './distributed/replicaContext.js';
+export {
+  allGatherRecord,
+  allToAllRecord,
+  CollectiveAbortedError,
+  CollectiveTimeoutError,
+  ReplicaGroupError,
+  type ReplicaContext,
+} from './distributed/replicaContext.js';
 
 // Training stack
 export { glorotUniform, normalInit, zerosInit } from './nn/init.js';
-export { linear, initLinear, l2Normalize, embeddingBag, makeBags, RowSpace, type LinearParams, type Bags } from './nn/layers.js';
+export {
+  linear,
+  initLinear,
+  l2Normalize,
+  embeddingBag,
+  makeBags,
+  RowSpace,
+  type LinearParams,
+  type Bags,
+} from './nn/layers.js';
 export { EmbeddingTable } from './nn/table.js';
-export { SGD, Adam, AdamW, globalNorm, clipFactor, type SparseGrad, type SGDOptions, type AdamOptions } from './optim/optimizers.js';
+export {
+  SGD,
+  Adam,
+  AdamW,
+  globalNorm,
+  clipFactor,
+  type SparseGrad,
+  type SGDOptions,
+  type AdamOptions,
+} from './optim/optimizers.js';
 export { tokenize, hashString, hashFeatures, queryFeatures, docFeatures } from './data/text.js';
 export { parseDataFile, buildCorpus, syntheticCorpus, isTestId, type Corpus, type Synset } from './data/corpus.js';
 export { recallAtK, meanReciprocalRank, rankOfTarget, summarizeRanks } from './eval/metrics.js';
@@ -47,4 +108,9 @@ export { evaluate, embedAll } from './train/evaluate.js';
 // call `await initWasm()` once at start-up (Chromium forbids compiling it synchronously there);
 // Node compiles it synchronously on first use.
 export { initWasm, wasmReady, wasmAvailable, fusedCacheScan } from './tensor/kernels/wasm/index.js';
-export { fusedScanReference, type FusedScanArgs, type FusedScanResult, type ScanSampler } from './tensor/kernels/fusedScan.js';
+export {
+  fusedScanReference,
+  type FusedScanArgs,
+  type FusedScanResult,
+  type ScanSampler,
+} from './tensor/kernels/fusedScan.js';

@@ -27,7 +27,8 @@ const statusLine = document.getElementById('status');
 const ctx = canvas.getContext('2d');
 
 // Plot frame in CSS pixels; the canvas backing store is scaled by devicePixelRatio.
-const cssW = canvas.width, cssH = canvas.height;
+const cssW = canvas.width,
+  cssH = canvas.height;
 const dpr = window.devicePixelRatio || 1;
 canvas.style.width = `${cssW}px`;
 canvas.style.height = `${cssH}px`;
@@ -84,7 +85,10 @@ function draw() {
   ctx.textBaseline = 'middle';
   for (let v = plot.yMin; v <= plot.yMax + 1e-9; v += yStep) {
     const [, y] = demo.toCanvas(1, v);
-    ctx.beginPath(); ctx.moveTo(left, Math.round(y) + 0.5); ctx.lineTo(right, Math.round(y) + 0.5); ctx.stroke();
+    ctx.beginPath();
+    ctx.moveTo(left, Math.round(y) + 0.5);
+    ctx.lineTo(right, Math.round(y) + 0.5);
+    ctx.stroke();
     ctx.fillText(String(+v.toFixed(2)), left - 6, y);
   }
   const xStep = niceStep(plot.xMax, 6);
@@ -92,7 +96,10 @@ function draw() {
   ctx.textBaseline = 'top';
   for (let s = xStep; s <= plot.xMax; s += xStep) {
     const [x] = demo.toCanvas(s, 0);
-    ctx.beginPath(); ctx.moveTo(Math.round(x) + 0.5, top); ctx.lineTo(Math.round(x) + 0.5, bottom); ctx.stroke();
+    ctx.beginPath();
+    ctx.moveTo(Math.round(x) + 0.5, top);
+    ctx.lineTo(Math.round(x) + 0.5, bottom);
+    ctx.stroke();
     ctx.fillText(String(s), x, bottom + 6);
   }
   ctx.fillText('step', (left + right) / 2, bottom + 22);
@@ -112,7 +119,8 @@ function draw() {
     ctx.beginPath();
     values.forEach((v, i) => {
       const [x, y] = demo.toCanvas(i + 1, v);
-      if (i === 0) ctx.moveTo(x, y); else ctx.lineTo(x, y);
+      if (i === 0) ctx.moveTo(x, y);
+      else ctx.lineTo(x, y);
     });
     ctx.stroke();
   };
@@ -122,7 +130,11 @@ function draw() {
   // The axes, over the curves.
   ctx.strokeStyle = '#333';
   ctx.lineWidth = 1;
-  ctx.beginPath(); ctx.moveTo(left + 0.5, top); ctx.lineTo(left + 0.5, bottom + 0.5); ctx.lineTo(right, bottom + 0.5); ctx.stroke();
+  ctx.beginPath();
+  ctx.moveTo(left + 0.5, top);
+  ctx.lineTo(left + 0.5, bottom + 0.5);
+  ctx.lineTo(right, bottom + 0.5);
+  ctx.stroke();
 }
 
 function setStatus(text) {
@@ -139,7 +151,14 @@ try {
   setStatus('generating the corpus…');
   const corpus = syntheticCorpus({ numDocs: 2000, vocab: 300, seed: SEED, featureBuckets: 4096 });
   const trainer = new Trainer(corpus, {
-    ...DEFAULT_CONFIG, method: 'cache', batch: 32, cacheSize: 512, dim: 32, lr: 0.01, steps: STEPS, seed: SEED,
+    ...DEFAULT_CONFIG,
+    method: 'cache',
+    batch: 32,
+    cacheSize: 512,
+    dim: 32,
+    lr: 0.01,
+    steps: STEPS,
+    seed: SEED,
   });
   const t0 = performance.now();
   let ema = null;
@@ -165,7 +184,9 @@ try {
       } else {
         const r = evaluate(trainer.model, corpus, corpus.testQueries);
         demo.recall = r;
-        setStatus(`${line}\ndone: held-out recall@1 ${r.recallAt1.toFixed(3)}, recall@10 ${r.recallAt10.toFixed(3)}, MRR ${r.mrr.toFixed(3)} over ${r.count} queries`);
+        setStatus(
+          `${line}\ndone: held-out recall@1 ${r.recallAt1.toFixed(3)}, recall@10 ${r.recallAt10.toFixed(3)}, MRR ${r.mrr.toFixed(3)} over ${r.count} queries`,
+        );
         demo.done = true;
       }
     } catch (e) {

@@ -70,10 +70,11 @@ export function startStaticServer({ root = REPO_ROOT, port = 0 } = {}) {
       resolvePromise({
         url: `http://127.0.0.1:${actual}`,
         port: actual,
-        close: () => new Promise((done) => {
-          server.closeAllConnections?.();
-          server.close(() => done());
-        }),
+        close: () =>
+          new Promise((done) => {
+            server.closeAllConnections?.();
+            server.close(() => done());
+          }),
       });
     });
   });

@@ -78,23 +78,34 @@ function dot(a: Tensor, b: Float64Array): number {
 
 /** The options object and each option's range (a bad eps or tolerance would otherwise give a NaN report). */
 function checkOptions(op: string, opts: unknown): asserts opts is CheckGradientsOptions {
-  if (opts === null || typeof opts !== 'object' || Array.isArray(opts)) throw new ArgumentError(op, `options must be an object, got ${describe(opts)}`);
+  if (opts === null || typeof opts !== 'object' || Array.isArray(opts))
+    throw new ArgumentError(op, `options must be an object, got ${describe(opts)}`);
   const allowed = ['rng', 'eps', 'directions', 'maxJacobianEntries', 'precision', 'tol'];
-  for (const k of Object.keys(opts)) if (!allowed.includes(k)) throw new ArgumentError(op, `unknown option "${k}"; allowed: ${allowed.join(', ')}`);
+  for (const k of Object.keys(opts))
+    if (!allowed.includes(k)) throw new ArgumentError(op, `unknown option "${k}"; allowed: ${allowed.join(', ')}`);
   const o = opts as Record<string, unknown>;
-  const bad = (name: string, need: string): never => { throw new ArgumentError(op, `${name} must be ${need}, got ${describe(o[name])}`); };
+  const bad = (name: string, need: string): never => {
+    throw new ArgumentError(op, `${name} must be ${need}, got ${describe(o[name])}`);
+  };
   if (o['rng'] !== undefined && !(o['rng'] instanceof Rng)) bad('rng', 'a seeded Rng');
   const num = (v: unknown): v is number => typeof v === 'number' && Number.isFinite(v);
   if (o['eps'] !== undefined && !(num(o['eps']) && o['eps'] > 0)) bad('eps', 'a finite number > 0');
   if (o['tol'] !== undefined && !(typeof o['tol'] === 'number' && o['tol'] >= 0)) bad('tol', 'a number >= 0');
-  for (const k of ['directions', 'maxJacobianEntries']) if (o[k] !== undefined && !(Number.isSafeInteger(o[k]) && (o[k] as number) >= 0)) bad(k, 'an integer >= 0');
-  if (o['precision'] !== undefined && o['precision'] !== 'float64' && o['precision'] !== 'native') bad('precision', "'float64' or 'native'");
+  for (const k of ['directions', 'maxJacobianEntries'])
+    if (o[k] !== undefined && !(Number.isSafeInteger(o[k]) && (o[k] as number) >= 0)) bad(k, 'an integer >= 0');
+  if (o['precision'] !== undefined && o['precision'] !== 'float64' && o['precision'] !== 'native')
+    bad('precision', "'float64' or 'native'");
 }
 
-export function checkGradients(f: (...xs: Tensor[]) => Tensor, inputs: readonly Tensor[], opts: CheckGradientsOptions = {}): GradientCheckReport {
+export function checkGradients(
+  f: (...xs: Tensor[]) => Tensor,
+  inputs: readonly Tensor[],
+  opts: CheckGradientsOptions = {},
+): GradientCheckReport {
   const op = 'checkGradients';
   if (typeof f !== 'function') throw new ArgumentError(op, `f must be a function, got ${describe(f)}`);
-  if (!Array.isArray(inputs) || !inputs.every(isTensor)) throw new ArgumentError(op, `inputs must be an array of tensors, got ${describe(inputs)}`);
+  if (!Array.isArray(inputs) || !inputs.every(isTensor))
+    throw new ArgumentError(op, `inputs must be an array of tensors, got ${describe(inputs)}`);
   checkOptions(op, opts);
   const rng = opts.rng ?? new Rng(0);
   const eps = opts.eps ?? 1e-3;
@@ -115,18 +126,21 @@ export function checkGradients(f: (...xs: Tensor[]) => Tensor, inputs: readonly 
       return wrap(d, x.shape, 'float64');
     });
     const y = f(...xs);
-    if (!isTensor(y) || !isFloat(y.dtype)) throw new ArgumentError(op, `f must return a float tensor, got ${describe(y)}`);
+    if (!isTensor(y) || !isFloat(y.dtype))
+      throw new ArgumentError(op, `f must return a float tensor, got ${describe(y)}`);
     return Float64Array.from(unsafeData(y));
   };
   /** d/dt ⟨v, f(x + t u)⟩ at 0, Richardson-extrapolated central difference. */
   const directional = (perturb: (i: number) => Float64Array | null, v: Float64Array): number => {
     const central = (h: number): number => {
-      const yp = evalAt(perturb, h), ym = evalAt(perturb, -h);
+      const yp = evalAt(perturb, h),
+        ym = evalAt(perturb, -h);
       let s = 0;
       for (let k = 0; k < v.length; k++) s += v[k]! * (yp[k]! - ym[k]!);
       return s / (2 * h);
     };
-    const d1 = central(eps), d2 = central(eps / 2);
+    const d1 = central(eps),
+      d2 = central(eps / 2);
     return (4 * d2 - d1) / 3;
   };
 
@@ -135,7 +149,10 @@ export function checkGradients(f: (...xs: Tensor[]) => Tensor, inputs: readonly 
   const outSize = value.size;
   const entries: GradientCheckEntry[] = [];
   const record = (e: Omit<GradientCheckEntry, 'error'>): void => {
-    entries.push({ ...e, error: Math.abs(e.autodiff - e.numeric) / Math.max(1, Math.abs(e.autodiff), Math.abs(e.numeric)) });
+    entries.push({
+      ...e,
+      error: Math.abs(e.autodiff - e.numeric) / Math.max(1, Math.abs(e.autodiff), Math.abs(e.numeric)),
+    });
   };
 
   // Adjoint checks with random v and u.
@@ -145,8 +162,17 @@ export function checkGradients(f: (...xs: Tensor[]) => Tensor, inputs: readonly 
     const grads = pullback(wrap(unsafeData(v), value.shape, 'float64')) as (Tensor | null)[];
     const us = inputs.map((t) => (isFloat(t.dtype) ? Float64Array.from(unsafeData(randomLike(t, rng))) : null));
     let ad = 0;
-    diffIdx.forEach((i) => { ad += dot(grads[i]!, us[i]!); });
-    record({ kind: 'adjoint', input: -1, element: -1, outputElement: -1, autodiff: ad, numeric: directional((i) => us[i] ?? null, Float64Array.from(unsafeData(v))) });
+    diffIdx.forEach((i) => {
+      ad += dot(grads[i]!, us[i]!);
+    });
+    record({
+      kind: 'adjoint',
+      input: -1,
+      element: -1,
+      outputElement: -1,
+      autodiff: ad,
+      numeric: directional((i) => us[i] ?? null, Float64Array.from(unsafeData(v))),
+    });
   }
 
   // Full Jacobian on small problems.
@@ -163,10 +189,13 @@ export function checkGradients(f: (...xs: Tensor[]) => Tensor, inputs: readonly 
         const u = new Float64Array(inputs[i]!.size);
         u[k] = 1;
         // column k of J by central differences: all outputs at once
-        const yp = evalAt((j) => (j === i ? u : null), eps), ym = evalAt((j) => (j === i ? u : null), -eps);
-        const yp2 = evalAt((j) => (j === i ? u : null), eps / 2), ym2 = evalAt((j) => (j === i ? u : null), -eps / 2);
+        const yp = evalAt((j) => (j === i ? u : null), eps),
+          ym = evalAt((j) => (j === i ? u : null), -eps);
+        const yp2 = evalAt((j) => (j === i ? u : null), eps / 2),
+          ym2 = evalAt((j) => (j === i ? u : null), -eps / 2);
         for (let o = 0; o < outSize; o++) {
-          const d1 = (yp[o]! - ym[o]!) / (2 * eps), d2 = (yp2[o]! - ym2[o]!) / eps;
+          const d1 = (yp[o]! - ym[o]!) / (2 * eps),
+            d2 = (yp2[o]! - ym2[o]!) / eps;
           const numeric = (4 * d2 - d1) / 3;
           const autodiff = unsafeData(rows[o]![i]!)[k]!;
           record({ kind: 'jacobian', input: i, element: k, outputElement: o, autodiff, numeric });

@@ -51,7 +51,11 @@ export function bind<A>(prim: Primitive<A>, inputs: readonly Tensor[], attrs: A)
   const out = prim.forward(inputs, attrs);
   if (!isFloat(out.dtype)) return out;
   let tracked = false;
-  for (const t of inputs) if (gradNode(t) !== null && isFloat(t.dtype)) { tracked = true; break; }
+  for (const t of inputs)
+    if (gradNode(t) !== null && isFloat(t.dtype)) {
+      tracked = true;
+      break;
+    }
   if (!tracked) return out;
   // The VJP sees constants, so the backward pass itself records no graph.
   const ctx: VjpContext<A> = { inputs: inputs.map(detach), output: out, attrs };

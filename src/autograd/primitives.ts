@@ -13,10 +13,26 @@
 import { allocate, promote, type DType, type TypedArray } from '../tensor/dtype.js';
 import { unsafeData, wrap, type Tensor } from '../tensor/tensor.js';
 import { broadcastShapes, reducedShape, shapesEqual, sizeOf, type Shape } from '../tensor/shape.js';
-import { broadcastTo as broadcastKernel, mapBinary, mapUnary, mapWhere, type ArithOp, type Binary, type Unary } from '../tensor/kernels/elementwise.js';
+import {
+  broadcastTo as broadcastKernel,
+  mapBinary,
+  mapUnary,
+  mapWhere,
+  type ArithOp,
+  type Binary,
+  type Unary,
+} from '../tensor/kernels/elementwise.js';
 import { cumsumAxis, reduceAxis } from '../tensor/kernels/reduce.js';
 import { matmul2d } from '../tensor/kernels/matmul.js';
-import { concat as concatKernel, gather as gatherKernel, lastWriteWins, pad as padKernel, permute as permuteKernel, scatterAdd as scatterAddKernel, slice as sliceKernel } from '../tensor/kernels/layout.js';
+import {
+  concat as concatKernel,
+  gather as gatherKernel,
+  lastWriteWins,
+  pad as padKernel,
+  permute as permuteKernel,
+  scatterAdd as scatterAddKernel,
+  slice as sliceKernel,
+} from '../tensor/kernels/layout.js';
 import { bind, type Primitive } from './engine.js';
 import { expWasm, wasmAvailable } from '../tensor/kernels/wasm/index.js';
 
@@ -31,7 +47,8 @@ function constant(dtype: DType, shape: Shape, fill?: (out: TypedArray) => void):
 
 /** [outer, n, inner] view of `shape` around `axis`. */
 export function around(shape: Shape, axis: number): [number, number, number] {
-  let outer = 1, inner = 1;
+  let outer = 1,
+    inner = 1;
   for (let i = 0; i < axis; i++) outer *= shape[i]!;
   for (let i = axis + 1; i < shape.length; i++) inner *= shape[i]!;
   return [outer, shape[axis]!, inner];
@@ -56,30 +73,53 @@ function mapConst(x: Tensor, f: Unary): Tensor {
   return constant(x.dtype, x.shape, (out) => mapUnary(data(x), out, f));
 }
 
-export const negP = unary('neg', (v) => -v, (ct) => neg(ct)); //                        x̄ = -ḡ
-export const expP: Primitive<null> = { //                                                  x̄ = ḡ·z
+export const negP = unary(
+  'neg',
+  (v) => -v,
+  (ct) => neg(ct),
+); //                        x̄ = -ḡ
+export const expP: Primitive<null> = {
+  //                                                  x̄ = ḡ·z
   name: 'exp',
-  forward: ([x]) => constant(x!.dtype, x!.shape, (out) => {
-    const src = data(x!);
-    // Large float32 arrays use the vectorised wasm exp (max relative error 8.2e-8, see wasm/kernels.ts).
-    if (src instanceof Float32Array && src.length >= WASM_MIN_ELEMENTS && wasmAvailable()) expWasm(src, out as Float32Array);
-    else mapUnary(src, out, Math.exp);
-  }),
+  forward: ([x]) =>
+    constant(x!.dtype, x!.shape, (out) => {
+      const src = data(x!);
+      // Large float32 arrays use the vectorised wasm exp (max relative error 8.2e-8, see wasm/kernels.ts).
+      if (src instanceof Float32Array && src.length >= WASM_MIN_ELEMENTS && wasmAvailable())
+        expWasm(src, out as Float32Array);
+      else mapUnary(src, out, Math.exp);
+    }),
   vjp: (ct, { output }) => [mul(ct, output)],
 };
 export const logP = unary('log', Math.log, (ct, x) => div(ct, x)); //                   x̄ = ḡ/x
 export const sqrtP = unary('sqrt', Math.sqrt, (ct, _x, z) => div(ct, mul(z, scalarLike(z, 2)))); // x̄ = ḡ/(2z)
 export const absP = unary('abs', Math.abs, (ct, x) => mul(ct, mapConst(x, signOf))); //  x̄ = ḡ·sign(x)
-export const tanhP = unary('tanh', Math.tanh, (ct, _x, z) => mul(ct, mapConst(z, (t) => 1 - t * t))); // x̄ = ḡ·(1-z²)
-export const sigmoidP = unary('sigmoid', sigmoidOf, (ct, _x, z) => mul(ct, mapConst(z, (s) => s * (1 - s)))); // x̄ = ḡ·z(1-z)
-export const reluP = unary('relu', (v) => (v > 0 ? v : v === v ? 0 : v), (ct, x) => mul(ct, mapConst(x, stepOf))); // x̄ = ḡ·[x>0]
+export const tanhP = unary('tanh', Math.tanh, (ct, _x, z) =>
+  mul(
+    ct,
+    mapConst(z, (t) => 1 - t * t),
+  ),
+); // x̄ = ḡ·(1-z²)
+export const sigmoidP = unary('sigmoid', sigmoidOf, (ct, _x, z) =>
+  mul(
+    ct,
+    mapConst(z, (s) => s * (1 - s)),
+  ),
+); // x̄ = ḡ·z(1-z)
+export const reluP = unary(
+  'relu',
+  (v) => (v > 0 ? v : v === v ? 0 : v),
+  (ct, x) => mul(ct, mapConst(x, stepOf)),
+); // x̄ = ḡ·[x>0]
 
 export const neg = (x: Tensor): Tensor => bind(negP, [x], null);
 export const exp = (x: Tensor): Tensor => bind(expP, [x], null);
 export const log = (x: Tensor): Tensor => bind(logP, [x], null);
 
 export function scalarLike(x: Tensor, v: number): Tensor {
-  return constant(x.dtype, [], (out) => { out[0] = v; });
+  return constant(x.dtype, [], (out) => {
+    out[0] = v;
+  });
 }
 
 /** Elementwise float32 work at or above this size goes to the wasm kernels. */
@@ -87,7 +127,11 @@ const WASM_MIN_ELEMENTS = 4096;
 
 // ---------------------------------------------------------------- binary
 
-function binary(name: string, f: Binary | ArithOp, rule: (ct: Tensor, x: Tensor, y: Tensor, z: Tensor, needs: readonly boolean[]) => [Tensor | null, Tensor | null]): Primitive<null> {
+function binary(
+  name: string,
+  f: Binary | ArithOp,
+  rule: (ct: Tensor, x: Tensor, y: Tensor, z: Tensor, needs: readonly boolean[]) => [Tensor | null, Tensor | null],
+): Primitive<null> {
   return {
     name,
     forward: ([x, y]) => {
@@ -107,28 +151,59 @@ const half = (a: number, b: number, win: boolean): number => (a === b ? 0.5 : wi
 export const addP = binary('add', 'add', (ct) => [ct, ct]); //                    x̄ = ḡ, ȳ = ḡ
 export const subP = binary('sub', 'sub', (ct, _x, _y, _z, n) => [ct, n[1] ? neg(ct) : null]); // ȳ = -ḡ
 export const mulP = binary('mul', 'mul', (ct, x, y, _z, n) => [n[0] ? mul(ct, y) : null, n[1] ? mul(ct, x) : null]); // x̄ = ḡy, ȳ = ḡx
-export const divP = binary('div', 'div', (ct, _x, y, z, n) => [ //                x̄ = ḡ/y, ȳ = -ḡ·z/y
+export const divP = binary('div', 'div', (ct, _x, y, z, n) => [
+  //                x̄ = ḡ/y, ȳ = -ḡ·z/y
   n[0] ? div(ct, y) : null,
   n[1] ? neg(div(mul(ct, z), y)) : null,
 ]);
 /** x̄ = ḡ·y·x^(y-1); ȳ = ḡ·z·log(x), taken as 0 where x <= 0 (as JAX does). */
 export const powP = binary('pow', Math.pow, (ct, x, y, z, n) => [
   n[0] ? mul(ct, mul(y, bind(powP, [x, sub(y, scalarLike(y, 1))], null))) : null,
-  n[1] ? mul(ct, mul(z, constant(x.dtype, x.shape, (out) => mapUnary(data(x), out, (v) => (v > 0 ? Math.log(v) : 0))))) : null,
+  n[1]
+    ? mul(
+        ct,
+        mul(
+          z,
+          constant(x.dtype, x.shape, (out) => mapUnary(data(x), out, (v) => (v > 0 ? Math.log(v) : 0))),
+        ),
+      )
+    : null,
 ]);
 /** Ties split the cotangent evenly (½ each), so the rule is symmetric. */
-export const maximumP = binary('maximum', (a, b) => (a !== a || b !== b ? NaN : Math.max(a, b)), (ct, x, y) => [
-  mul(ct, selectMask(x, y, (a, b) => half(a, b, a > b))),
-  mul(ct, selectMask(x, y, (a, b) => half(a, b, b > a))),
-]);
-export const minimumP = binary('minimum', (a, b) => (a !== a || b !== b ? NaN : Math.min(a, b)), (ct, x, y) => [
-  mul(ct, selectMask(x, y, (a, b) => half(a, b, a < b))),
-  mul(ct, selectMask(x, y, (a, b) => half(a, b, b < a))),
-]);
+export const maximumP = binary(
+  'maximum',
+  (a, b) => (a !== a || b !== b ? NaN : Math.max(a, b)),
+  (ct, x, y) => [
+    mul(
+      ct,
+      selectMask(x, y, (a, b) => half(a, b, a > b)),
+    ),
+    mul(
+      ct,
+      selectMask(x, y, (a, b) => half(a, b, b > a)),
+    ),
+  ],
+);
+export const minimumP = binary(
+  'minimum',
+  (a, b) => (a !== a || b !== b ? NaN : Math.min(a, b)),
+  (ct, x, y) => [
+    mul(
+      ct,
+      selectMask(x, y, (a, b) => half(a, b, a < b)),
+    ),
+    mul(
+      ct,
+      selectMask(x, y, (a, b) => half(a, b, b < a)),
+    ),
+  ],
+);
 
 function selectMask(x: Tensor, y: Tensor, f: Binary): Tensor {
   const shape = broadcastShapes('mask', x.shape, y.shape);
-  return constant(promote(x.dtype, y.dtype)!, shape, (out) => mapBinary(data(x), x.shape, data(y), y.shape, shape, out, f));
+  return constant(promote(x.dtype, y.dtype)!, shape, (out) =>
+    mapBinary(data(x), x.shape, data(y), y.shape, shape, out, f),
+  );
 }
 
 export const add = (x: Tensor, y: Tensor): Tensor => bind(addP, [x, y], null);
@@ -142,7 +217,9 @@ export const whereP: Primitive<null> = {
   forward: ([c, x, y]) => {
     const shape = broadcastShapes('where', broadcastShapes('where', c!.shape, x!.shape), y!.shape);
     const dtype = promote(x!.dtype, y!.dtype)!;
-    return constant(dtype, shape, (out) => mapWhere(data(c!), c!.shape, data(x!), x!.shape, data(y!), y!.shape, shape, out));
+    return constant(dtype, shape, (out) =>
+      mapWhere(data(c!), c!.shape, data(x!), x!.shape, data(y!), y!.shape, shape, out),
+    );
   },
   vjp: (ct, { inputs: [c, x, y] }, needs) => {
     const zero = scalarLike(ct, 0);
@@ -169,15 +246,23 @@ export const reshapeP: Primitive<{ shape: readonly number[] }> = {
   forward: ([x], { shape }) => wrap(data(x!), shape, x!.dtype),
   vjp: (ct, { inputs: [x] }) => [reshape(ct, x!.shape)],
 };
-export const reshape = (x: Tensor, shape: Shape): Tensor => (shapesEqual(x.shape, shape) ? x : bind(reshapeP, [x], { shape }));
+export const reshape = (x: Tensor, shape: Shape): Tensor =>
+  shapesEqual(x.shape, shape) ? x : bind(reshapeP, [x], { shape });
 
 /** permute(x, perm): x̄ = permute(ḡ, perm⁻¹). */
 export const permuteP: Primitive<{ perm: readonly number[] }> = {
   name: 'transpose',
-  forward: ([x], { perm }) => constant(x!.dtype, perm.map((p) => x!.shape[p]!), (out) => permuteKernel(data(x!), x!.shape, perm, out)),
+  forward: ([x], { perm }) =>
+    constant(
+      x!.dtype,
+      perm.map((p) => x!.shape[p]!),
+      (out) => permuteKernel(data(x!), x!.shape, perm, out),
+    ),
   vjp: (ct, { attrs: { perm } }) => {
     const inv = new Array<number>(perm.length);
-    perm.forEach((p, i) => { inv[p] = i; });
+    perm.forEach((p, i) => {
+      inv[p] = i;
+    });
     return [bind(permuteP, [ct], { perm: inv })];
   },
 };
@@ -185,14 +270,16 @@ export const permuteP: Primitive<{ perm: readonly number[] }> = {
 /** slice(x, begin, size): x̄ = pad(ḡ, begin, x.shape). */
 export const sliceP: Primitive<{ begin: readonly number[]; size: readonly number[] }> = {
   name: 'slice',
-  forward: ([x], { begin, size }) => constant(x!.dtype, size, (out) => sliceKernel(data(x!), x!.shape, begin, size, out)),
+  forward: ([x], { begin, size }) =>
+    constant(x!.dtype, size, (out) => sliceKernel(data(x!), x!.shape, begin, size, out)),
   vjp: (ct, { inputs: [x], attrs: { begin } }) => [bind(padP, [ct], { begin, shape: x!.shape })],
 };
 
 /** pad(x, begin, shape) (zeros around x): x̄ = slice(ḡ, begin, x.shape). */
 export const padP: Primitive<{ begin: readonly number[]; shape: readonly number[] }> = {
   name: 'pad',
-  forward: ([x], { begin, shape }) => constant(x!.dtype, shape, (out) => padKernel(data(x!), x!.shape, begin, shape, out)),
+  forward: ([x], { begin, shape }) =>
+    constant(x!.dtype, shape, (out) => padKernel(data(x!), x!.shape, begin, shape, out)),
   vjp: (ct, { inputs: [x], attrs: { begin } }) => [bind(sliceP, [ct], { begin, size: x!.shape })],
 };
 
@@ -205,7 +292,15 @@ export const concatP: Primitive<{ axis: number }> = {
     shape[axis] = xs.reduce((s, x) => s + x.shape[axis]!, 0);
     const [outer, , inner] = around(shape, axis);
     const parts = xs.map((x) => (x.dtype === dtype ? data(x) : castData(data(x), dtype)));
-    return constant(dtype, shape, (out) => concatKernel(parts, outer, xs.map((x) => x.shape[axis]!), inner, out));
+    return constant(dtype, shape, (out) =>
+      concatKernel(
+        parts,
+        outer,
+        xs.map((x) => x.shape[axis]!),
+        inner,
+        out,
+      ),
+    );
   },
   vjp: (ct, { inputs, attrs: { axis } }, needs) => {
     let offset = 0;
@@ -224,7 +319,9 @@ export const concatP: Primitive<{ axis: number }> = {
 export const sumP: Primitive<{ axes: readonly number[]; keepDims: boolean }> = {
   name: 'sum',
   forward: ([x], { axes, keepDims }) => reduce(x!, axes, keepDims, 'sum'),
-  vjp: (ct, { inputs: [x], attrs: { axes } }) => [bind(broadcastToP, [reshape(ct, reducedShape(x!.shape, axes, true))], { shape: x!.shape })],
+  vjp: (ct, { inputs: [x], attrs: { axes } }) => [
+    bind(broadcastToP, [reshape(ct, reducedShape(x!.shape, axes, true))], { shape: x!.shape }),
+  ],
 };
 
 /**
@@ -244,7 +341,12 @@ export const maxP: Primitive<{ axes: readonly number[]; keepDims: boolean }> = {
 };
 
 /** Reduces the given sorted axes one at a time ([outer, n, inner] views). */
-export function reduce(x: Tensor, axes: readonly number[], keepDims: boolean, op: 'sum' | 'max' | 'min' | 'any' | 'all'): Tensor {
+export function reduce(
+  x: Tensor,
+  axes: readonly number[],
+  keepDims: boolean,
+  op: 'sum' | 'max' | 'min' | 'any' | 'all',
+): Tensor {
   let src = data(x);
   const shape = x.shape.slice();
   for (let a = axes.length - 1; a >= 0; a--) {
@@ -272,7 +374,10 @@ export function sumTo(x: Tensor, shape: Shape): Tensor {
 
 // ---------------------------------------------------------------- linear algebra
 
-export interface MatmulAttrs { transA: boolean; transB: boolean }
+export interface MatmulAttrs {
+  transA: boolean;
+  transB: boolean;
+}
 
 /**
  * Batched matmul z = op(x)·op(y) over the last two axes; leading (batch)
@@ -288,17 +393,34 @@ export const matmulP: Primitive<MatmulAttrs> = {
   name: 'matmul',
   forward: ([x, y], { transA, transB }) => matmulForward(x!, y!, transA, transB),
   vjp: (ct, { inputs: [x, y], attrs: { transA, transB } }, needs) => {
-    const mm = (a: Tensor, b: Tensor, tA: boolean, tB: boolean): Tensor => bind(matmulP, [a, b], { transA: tA, transB: tB });
-    let gx: Tensor | null = null, gy: Tensor | null = null;
-    if (needs[0]) gx = !transA ? (!transB ? mm(ct, y!, false, true) : mm(ct, y!, false, false)) : (!transB ? mm(y!, ct, false, true) : mm(y!, ct, true, true));
-    if (needs[1]) gy = !transB ? (!transA ? mm(x!, ct, true, false) : mm(x!, ct, false, false)) : (!transA ? mm(ct, x!, true, false) : mm(ct, x!, true, true));
+    const mm = (a: Tensor, b: Tensor, tA: boolean, tB: boolean): Tensor =>
+      bind(matmulP, [a, b], { transA: tA, transB: tB });
+    let gx: Tensor | null = null,
+      gy: Tensor | null = null;
+    if (needs[0])
+      gx = !transA
+        ? !transB
+          ? mm(ct, y!, false, true)
+          : mm(ct, y!, false, false)
+        : !transB
+          ? mm(y!, ct, false, true)
+          : mm(y!, ct, true, true);
+    if (needs[1])
+      gy = !transB
+        ? !transA
+          ? mm(x!, ct, true, false)
+          : mm(x!, ct, false, false)
+        : !transA
+          ? mm(ct, x!, true, false)
+          : mm(ct, x!, true, true);
     return [gx && sumTo(gx, x!.shape), gy && sumTo(gy, y!.shape)];
   },
 };
 
 function matmulForward(x: Tensor, y: Tensor, transA: boolean, transB: boolean): Tensor {
   const dtype = promote(x.dtype, y.dtype)!;
-  const xr = x.rank, yr = y.rank;
+  const xr = x.rank,
+    yr = y.rank;
   const m = transA ? x.shape[xr - 1]! : x.shape[xr - 2]!;
   const k = transA ? x.shape[xr - 2]! : x.shape[xr - 1]!;
   const n = transB ? y.shape[yr - 2]! : y.shape[yr - 1]!;
@@ -313,10 +435,21 @@ function matmulForward(x: Tensor, y: Tensor, transA: boolean, transB: boolean): 
   if (nb === 1) matmul2d(xd, yd, m, n, k, transA, transB, out);
   else {
     // Batch axes that broadcast are expanded through index arithmetic.
-    const xs = broadcastIndex(x.shape.slice(0, -2), batch), ys = broadcastIndex(y.shape.slice(0, -2), batch);
+    const xs = broadcastIndex(x.shape.slice(0, -2), batch),
+      ys = broadcastIndex(y.shape.slice(0, -2), batch);
     for (let bI = 0; bI < nb; bI++) {
-      const xo = xb === 0 ? 0 : xs(bI) * m * k, yo = yb === 0 ? 0 : ys(bI) * k * n;
-      matmul2d(xd.subarray(xo, xo + m * k), yd.subarray(yo, yo + k * n), m, n, k, transA, transB, out.subarray(bI * m * n, (bI + 1) * m * n));
+      const xo = xb === 0 ? 0 : xs(bI) * m * k,
+        yo = yb === 0 ? 0 : ys(bI) * k * n;
+      matmul2d(
+        xd.subarray(xo, xo + m * k),
+        yd.subarray(yo, yo + k * n),
+        m,
+        n,
+        k,
+        transA,
+        transB,
+        out.subarray(bI * m * n, (bI + 1) * m * n),
+      );
     }
   }
   return wrap(out, outShape, dtype);
@@ -327,7 +460,8 @@ function broadcastIndex(shape: Shape, outShape: Shape): (i: number) => number {
   const rank = outShape.length;
   const pad = rank - shape.length;
   return (flat) => {
-    let idx = 0, mult = 1;
+    let idx = 0,
+      mult = 1;
     for (let a = rank - 1; a >= 0; a--) {
       const d = outShape[a]!;
       const coord = flat % d;
@@ -352,7 +486,12 @@ export const gatherP: Primitive<{ axis: number }> = {
     const shape = [...x!.shape.slice(0, axis), ...idx!.shape, ...x!.shape.slice(axis + 1)];
     return constant(x!.dtype, shape, (out) => gatherKernel(data(x!), outer, n, inner, data(idx!) as Int32Array, out));
   },
-  vjp: (ct, { inputs: [x, idx], attrs: { axis } }) => [bind(scatterAddP, [reshape(ct, [...x!.shape.slice(0, axis), idx!.size, ...x!.shape.slice(axis + 1)]), idx!], { axis, size: x!.shape[axis]! })],
+  vjp: (ct, { inputs: [x, idx], attrs: { axis } }) => [
+    bind(scatterAddP, [reshape(ct, [...x!.shape.slice(0, axis), idx!.size, ...x!.shape.slice(axis + 1)]), idx!], {
+      axis,
+      size: x!.shape[axis]!,
+    }),
+  ],
 };
 
 /** scatterAdd(u, idx, axis, size): zeros with u's slices added at idx; ū = gather(ḡ, idx). */
@@ -362,7 +501,9 @@ export const scatterAddP: Primitive<{ axis: number; size: number }> = {
     const shape = u!.shape.slice();
     shape[axis] = size;
     const [outer, , inner] = around(shape, axis);
-    return constant(u!.dtype, shape, (out) => scatterAddKernel(data(u!), outer, size, inner, data(idx!) as Int32Array, out));
+    return constant(u!.dtype, shape, (out) =>
+      scatterAddKernel(data(u!), outer, size, inner, data(idx!) as Int32Array, out),
+    );
   },
   vjp: (ct, { inputs: [u, idx], attrs: { axis } }) => [reshape(bind(gatherP, [ct, idx!], { axis }), u!.shape)],
 };
@@ -386,7 +527,8 @@ export const scatterRowsP: Primitive<null> = {
   vjp: (ct, { inputs: [x, idx, u] }, needs) => {
     const id = data(idx!) as Int32Array;
     const inner = sizeOf(x!.shape.slice(1));
-    let gx: Tensor | null = null, gu: Tensor | null = null;
+    let gx: Tensor | null = null,
+      gu: Tensor | null = null;
     if (needs[0]) {
       const g = data(ct).slice();
       for (let j = 0; j < id.length; j++) g.fill(0, id[j]! * inner, (id[j]! + 1) * inner);
@@ -394,7 +536,9 @@ export const scatterRowsP: Primitive<null> = {
     }
     if (needs[2]) {
       const wins = lastWriteWins(id);
-      const winMask = constant(ct.dtype, [id.length, ...x!.shape.slice(1).map(() => 1)], (out) => { for (let j = 0; j < id.length; j++) out[j] = wins[j]!; });
+      const winMask = constant(ct.dtype, [id.length, ...x!.shape.slice(1).map(() => 1)], (out) => {
+        for (let j = 0; j < id.length; j++) out[j] = wins[j]!;
+      });
       gu = mul(reshape(bind(gatherP, [ct, idx!], { axis: 0 }), u!.shape), winMask);
     }
     return [gx, null, gu];
@@ -456,13 +600,17 @@ export const sparseRowsP: Primitive<SparseRowsAttrs> = {
     return constant(x!.dtype, [rows, ...x!.shape.slice(1)], (out) => {
       const src = data(x!);
       for (let k = 0; k < from.length; k++) {
-        const s = from[k]! * inner, d = to[k]! * inner, w = weight ? weight[k]! : 1;
+        const s = from[k]! * inner,
+          d = to[k]! * inner,
+          w = weight ? weight[k]! : 1;
         if (w === 1) for (let i = 0; i < inner; i++) out[d + i] += src[s + i]!;
         else for (let i = 0; i < inner; i++) out[d + i] += w * src[s + i]!;
       }
     });
   },
-  vjp: (ct, { inputs: [x], attrs: { from, to, weight } }) => [bind(sparseRowsP, [ct], { from: to, to: from, weight, rows: x!.shape[0]! })],
+  vjp: (ct, { inputs: [x], attrs: { from, to, weight } }) => [
+    bind(sparseRowsP, [ct], { from: to, to: from, weight, rows: x!.shape[0]! }),
+  ],
 };
 
 // ---------------------------------------------------------------- softmax
@@ -485,7 +633,10 @@ export const logSoftmaxP: Primitive<{ axis: number }> = {
         for (let i = 0; i < inner; i++) {
           const base = o * n * inner + i;
           let m = -Infinity;
-          for (let k = 0; k < n; k++) { const v = src[base + k * inner]!; if (v > m || v !== v) m = v; }
+          for (let k = 0; k < n; k++) {
+            const v = src[base + k * inner]!;
+            if (v > m || v !== v) m = v;
+          }
           if (inner === 1) {
             // contiguous row: shift into out, exp in place via a scratch row
             for (let k = 0; k < n; k++) out[base + k] = src[base + k]! - m;
@@ -496,7 +647,10 @@ export const logSoftmaxP: Primitive<{ axis: number }> = {
             for (let k = 0; k < n; k++) out[base + k] = out[base + k]! - ls;
           } else {
             let sum = 0;
-            for (let k = 0; k < n; k++) { row![k] = src[base + k * inner]! - m; sum += Math.exp(row![k]!); }
+            for (let k = 0; k < n; k++) {
+              row![k] = src[base + k * inner]! - m;
+              sum += Math.exp(row![k]!);
+            }
             const ls = Math.log(sum);
             for (let k = 0; k < n; k++) out[base + k * inner] = row![k]! - ls;
           }
@@ -506,28 +660,33 @@ export const logSoftmaxP: Primitive<{ axis: number }> = {
   },
   vjp: (ct, { output, attrs: { axis } }) => {
     const [outer, n, inner] = around(output.shape, axis);
-    return [constant(ct.dtype, ct.shape, (out) => {
-      const g = data(ct), z = data(output);
-      for (let o = 0; o < outer; o++) {
-        for (let i = 0; i < inner; i++) {
-          const base = o * n * inner + i;
-          let gs = 0;
-          for (let k = 0; k < n; k++) gs += g[base + k * inner]!;
-          if (inner === 1) {
-            const e = expRow(z, base, n);
-            for (let k = 0; k < n; k++) out[base + k] = g[base + k]! - e[k]! * gs;
-          } else {
-            for (let k = 0; k < n; k++) out[base + k * inner] = g[base + k * inner]! - Math.exp(z[base + k * inner]!) * gs;
+    return [
+      constant(ct.dtype, ct.shape, (out) => {
+        const g = data(ct),
+          z = data(output);
+        for (let o = 0; o < outer; o++) {
+          for (let i = 0; i < inner; i++) {
+            const base = o * n * inner + i;
+            let gs = 0;
+            for (let k = 0; k < n; k++) gs += g[base + k * inner]!;
+            if (inner === 1) {
+              const e = expRow(z, base, n);
+              for (let k = 0; k < n; k++) out[base + k] = g[base + k]! - e[k]! * gs;
+            } else {
+              for (let k = 0; k < n; k++)
+                out[base + k * inner] = g[base + k * inner]! - Math.exp(z[base + k * inner]!) * gs;
+            }
           }
         }
-      }
-    })];
+      }),
+    ];
   },
 };
 
 /** exp of src[base .. base+n) into a fresh row (wasm for long float32 rows). */
 function expRow(src: TypedArray, base: number, n: number): Float32Array | Float64Array {
-  if (src instanceof Float32Array && n >= WASM_MIN_ELEMENTS && wasmAvailable()) return expWasm(src.subarray(base, base + n));
+  if (src instanceof Float32Array && n >= WASM_MIN_ELEMENTS && wasmAvailable())
+    return expWasm(src.subarray(base, base + n));
   const out = src instanceof Float32Array ? new Float32Array(n) : new Float64Array(n);
   for (let k = 0; k < n; k++) out[k] = Math.exp(src[base + k]!);
   return out;

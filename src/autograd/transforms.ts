@@ -71,11 +71,16 @@ function checkTransformOptions(op: string, opts: unknown, allowed: readonly stri
 
 function parseArgnums(op: string, argnums: unknown, nargs: number): { list: number[]; single: boolean } {
   const single = argnums === undefined || typeof argnums === 'number';
-  const list = argnums === undefined ? [0] : typeof argnums === 'number' ? [argnums] : Array.isArray(argnums) ? argnums : null;
+  const list =
+    argnums === undefined ? [0] : typeof argnums === 'number' ? [argnums] : Array.isArray(argnums) ? argnums : null;
   if (list === null || list.some((a) => !Number.isInteger(a) || a < 0 || a >= nargs)) {
-    throw new ArgumentError(op, `argnums ${JSON.stringify(argnums)} must name arguments in [0, ${nargs - 1}] (f was called with ${nargs} arguments)`);
+    throw new ArgumentError(
+      op,
+      `argnums ${JSON.stringify(argnums)} must name arguments in [0, ${nargs - 1}] (f was called with ${nargs} arguments)`,
+    );
   }
-  if (new Set(list).size !== list.length) throw new ArgumentError(op, `argnums ${JSON.stringify(argnums)} repeats an argument; each may appear once`);
+  if (new Set(list).size !== list.length)
+    throw new ArgumentError(op, `argnums ${JSON.stringify(argnums)} repeats an argument; each may appear once`);
   return { list: list as number[], single };
 }
 
@@ -91,7 +96,12 @@ function trace(op: string, args: unknown[], argnums: readonly number[]) {
   return { traced, flats, leavesPerArg };
 }
 
-function gradients(out: Tensor, seed: Tensor, flats: ReturnType<typeof flatten>[], leavesPerArg: Tensor[][]): unknown[] {
+function gradients(
+  out: Tensor,
+  seed: Tensor,
+  flats: ReturnType<typeof flatten>[],
+  leavesPerArg: Tensor[][],
+): unknown[] {
   const all = leavesPerArg.flat().filter((t) => isFloat(t.dtype));
   const cts = backward(out, seed, all, (a, b) => add(a, b), castLike);
   const byLeaf = new Map<Tensor, Tensor | null>();
@@ -102,24 +112,38 @@ function gradients(out: Tensor, seed: Tensor, flats: ReturnType<typeof flatten>[
 }
 
 function checkScalarOutput(op: string, out: unknown): Tensor {
-  if (!isTensor(out)) throw new ArgumentError(op, `f must return a scalar float Tensor, got ${describe(out)}${op === 'valueAndGrad' ? ' (with hasAux, return [value, aux])' : ''}`);
-  if (out.size !== 1) throw new ArgumentError(op, `f must return a scalar, got shape ${fmtShape(out.shape)}; reduce it (e.g. mean) or use vjp for non-scalar outputs`);
+  if (!isTensor(out))
+    throw new ArgumentError(
+      op,
+      `f must return a scalar float Tensor, got ${describe(out)}${op === 'valueAndGrad' ? ' (with hasAux, return [value, aux])' : ''}`,
+    );
+  if (out.size !== 1)
+    throw new ArgumentError(
+      op,
+      `f must return a scalar, got shape ${fmtShape(out.shape)}; reduce it (e.g. mean) or use vjp for non-scalar outputs`,
+    );
   if (!isFloat(out.dtype)) throw new DTypeError(op, `f must return a float tensor, got ${out.dtype}`);
   return out;
 }
 
 /** valueAndGrad(f, opts)(...args) → { value, grad, aux }. */
-export function valueAndGrad<Args extends unknown[]>(f: (...args: Args) => unknown, opts: ValueAndGradOptions = {}): (...args: Args) => ValueAndGrad {
+export function valueAndGrad<Args extends unknown[]>(
+  f: (...args: Args) => unknown,
+  opts: ValueAndGradOptions = {},
+): (...args: Args) => ValueAndGrad {
   if (typeof f !== 'function') throw new ArgumentError('valueAndGrad', `f must be a function, got ${describe(f)}`);
   checkTransformOptions('valueAndGrad', opts, ['argnums', 'hasAux']);
-  if (opts.hasAux !== undefined && typeof opts.hasAux !== 'boolean') throw new ArgumentError('valueAndGrad', `hasAux must be true or false, got ${describe(opts.hasAux)}`);
+  if (opts.hasAux !== undefined && typeof opts.hasAux !== 'boolean')
+    throw new ArgumentError('valueAndGrad', `hasAux must be true or false, got ${describe(opts.hasAux)}`);
   return (...args: Args) => {
     const { list, single } = parseArgnums('valueAndGrad', opts.argnums, args.length);
     const { traced, flats, leavesPerArg } = trace('valueAndGrad', args, list);
     const result = f(...(traced as Args));
-    let value: unknown = result, aux: unknown;
+    let value: unknown = result,
+      aux: unknown;
     if (opts.hasAux) {
-      if (!Array.isArray(result) || result.length !== 2) throw new ArgumentError('valueAndGrad', `with hasAux, f must return [value, aux], got ${describe(result)}`);
+      if (!Array.isArray(result) || result.length !== 2)
+        throw new ArgumentError('valueAndGrad', `with hasAux, f must return [value, aux], got ${describe(result)}`);
       [value, aux] = result;
     }
     const out = checkScalarOutput('valueAndGrad', value);
@@ -134,17 +158,26 @@ export function valueAndGrad<Args extends unknown[]>(f: (...args: Args) => unkno
  * (the graph lives on the tensors), so awaiting inside `f` is safe, and
  * other work interleaved with it neither joins nor disturbs its graph.
  */
-export function valueAndGradAsync<Args extends unknown[]>(f: (...args: Args) => Promise<unknown>, opts: ValueAndGradOptions = {}): (...args: Args) => Promise<ValueAndGrad> {
+export function valueAndGradAsync<Args extends unknown[]>(
+  f: (...args: Args) => Promise<unknown>,
+  opts: ValueAndGradOptions = {},
+): (...args: Args) => Promise<ValueAndGrad> {
   if (typeof f !== 'function') throw new ArgumentError('valueAndGradAsync', `f must be a function, got ${describe(f)}`);
   checkTransformOptions('valueAndGradAsync', opts, ['argnums', 'hasAux']);
-  if (opts.hasAux !== undefined && typeof opts.hasAux !== 'boolean') throw new ArgumentError('valueAndGradAsync', `hasAux must be true or false, got ${describe(opts.hasAux)}`);
+  if (opts.hasAux !== undefined && typeof opts.hasAux !== 'boolean')
+    throw new ArgumentError('valueAndGradAsync', `hasAux must be true or false, got ${describe(opts.hasAux)}`);
   return async (...args: Args) => {
     const { list, single } = parseArgnums('valueAndGradAsync', opts.argnums, args.length);
     const { traced, flats, leavesPerArg } = trace('valueAndGradAsync', args, list);
     const result = await f(...(traced as Args));
-    let value: unknown = result, aux: unknown;
+    let value: unknown = result,
+      aux: unknown;
     if (opts.hasAux) {
-      if (!Array.isArray(result) || result.length !== 2) throw new ArgumentError('valueAndGradAsync', `with hasAux, f must resolve to [value, aux], got ${describe(result)}`);
+      if (!Array.isArray(result) || result.length !== 2)
+        throw new ArgumentError(
+          'valueAndGradAsync',
+          `with hasAux, f must resolve to [value, aux], got ${describe(result)}`,
+        );
       [value, aux] = result;
     }
     const out = checkScalarOutput('valueAndGradAsync', value);
@@ -154,7 +187,10 @@ export function valueAndGradAsync<Args extends unknown[]>(f: (...args: Args) => 
 }
 
 /** grad(f, opts)(...args) → the gradient of the scalar f with respect to args[argnums]. */
-export function grad<Args extends unknown[]>(f: (...args: Args) => unknown, opts: GradOptions = {}): (...args: Args) => any {
+export function grad<Args extends unknown[]>(
+  f: (...args: Args) => unknown,
+  opts: GradOptions = {},
+): (...args: Args) => any {
   if (typeof f !== 'function') throw new ArgumentError('grad', `f must be a function, got ${describe(f)}`);
   checkTransformOptions('grad', opts, ['argnums']);
   return (...args: Args) => {
@@ -171,18 +207,29 @@ export function grad<Args extends unknown[]>(f: (...args: Args) => unknown, opts
  * any shape), and `vjp(cotangent)` returns one gradient tree per primal,
  * Σ cotangent ⊙ ∂value/∂primal. The returned function may be called many times.
  */
-export function vjp(f: (...args: any[]) => Tensor, ...primals: TensorTree[]): { value: Tensor; vjp: (cotangent: Tensor) => any[] } {
+export function vjp(
+  f: (...args: any[]) => Tensor,
+  ...primals: TensorTree[]
+): { value: Tensor; vjp: (cotangent: Tensor) => any[] } {
   if (typeof f !== 'function') throw new ArgumentError('vjp', `f must be a function, got ${describe(f)}`);
-  const { traced, flats, leavesPerArg } = trace('vjp', primals, primals.map((_, i) => i));
+  const { traced, flats, leavesPerArg } = trace(
+    'vjp',
+    primals,
+    primals.map((_, i) => i),
+  );
   const out = f(...traced);
   if (!isTensor(out)) throw new ArgumentError('vjp', `f must return a Tensor, got ${describe(out)}`);
   if (!isFloat(out.dtype)) throw new DTypeError('vjp', `f must return a float tensor, got ${out.dtype}`);
   return {
     value: detach(out),
     vjp: (cotangent: Tensor) => {
-      if (!isTensor(cotangent)) throw new ArgumentError('vjp', `cotangent must be a Tensor, got ${describe(cotangent)}`);
+      if (!isTensor(cotangent))
+        throw new ArgumentError('vjp', `cotangent must be a Tensor, got ${describe(cotangent)}`);
       if (cotangent.shape.length !== out.shape.length || cotangent.shape.some((d, i) => d !== out.shape[i])) {
-        throw new ArgumentError('vjp', `cotangent is ${fmtShape(cotangent.shape)}; need the output's shape ${fmtShape(out.shape)}`);
+        throw new ArgumentError(
+          'vjp',
+          `cotangent is ${fmtShape(cotangent.shape)}; need the output's shape ${fmtShape(out.shape)}`,
+        );
       }
       if (!isFloat(cotangent.dtype)) throw new DTypeError('vjp', `cotangent must be float, got ${cotangent.dtype}`);
       const seed = detach(cotangent.dtype === out.dtype ? cotangent : castLike(cotangent, out));

@@ -9,7 +9,11 @@ import { isTensor, type Tensor } from '../tensor/tensor.js';
 export type TensorTree = Tensor | readonly TensorTree[] | { readonly [key: string]: TensorTree };
 
 /** The leaves in a fixed order (arrays by index, records by sorted key), with a function that rebuilds the tree. */
-export function flatten(op: string, tree: unknown, path = 'argument'): { leaves: Tensor[]; rebuild: <T>(leaves: readonly T[]) => unknown } {
+export function flatten(
+  op: string,
+  tree: unknown,
+  path = 'argument',
+): { leaves: Tensor[]; rebuild: <T>(leaves: readonly T[]) => unknown } {
   const leaves: Tensor[] = [];
   const build = (node: unknown, at: string): ((next: () => unknown) => unknown) => {
     if (isTensor(node)) {

@@ -60,31 +60,56 @@ export class CacheManager {
 
   constructor(opts: CacheManagerOptions) {
     const op = 'CacheManager';
-    if (opts === null || typeof opts !== 'object') throw new ArgumentError(op, `options must be an object {specs, cacheSize, useLru?}, got ${describe(opts)}`);
+    if (opts === null || typeof opts !== 'object')
+      throw new ArgumentError(op, `options must be an object {specs, cacheSize, useLru?}, got ${describe(opts)}`);
     for (const k of Object.keys(opts)) {
-      if (!['specs', 'cacheSize', 'useLru'].includes(k)) throw new ArgumentError(op, `unknown option "${k}"; allowed: specs, cacheSize, useLru`);
+      if (!['specs', 'cacheSize', 'useLru'].includes(k))
+        throw new ArgumentError(op, `unknown option "${k}"; allowed: specs, cacheSize, useLru`);
     }
     const { specs, cacheSize, useLru = true } = opts;
     if (specs === null || typeof specs !== 'object' || Object.keys(specs).length === 0) {
       throw new ArgumentError(op, `specs must map at least one feature name to {shape, dtype}, got ${describe(specs)}`);
     }
     for (const [key, spec] of Object.entries(specs)) {
-      if (spec === null || typeof spec !== 'object' || !Array.isArray(spec.shape) || !spec.shape.every((d) => Number.isInteger(d) && d >= 0)) {
-        throw new ArgumentError(op, `specs.${key}.shape must be an array of non-negative integers, got ${describe(spec?.shape)}`);
+      if (
+        spec === null ||
+        typeof spec !== 'object' ||
+        !Array.isArray(spec.shape) ||
+        !spec.shape.every((d) => Number.isInteger(d) && d >= 0)
+      ) {
+        throw new ArgumentError(
+          op,
+          `specs.${key}.shape must be an array of non-negative integers, got ${describe(spec?.shape)}`,
+        );
       }
-      if (!isDType(spec.dtype)) throw new DTypeError(op, `specs.${key}.dtype must be float32, float64, int32 or bool, got ${describe(spec.dtype)}`);
+      if (!isDType(spec.dtype))
+        throw new DTypeError(
+          op,
+          `specs.${key}.dtype must be float32, float64, int32 or bool, got ${describe(spec.dtype)}`,
+        );
     }
     if (!Number.isInteger(cacheSize) || cacheSize < 1 || cacheSize > 2 ** 28) {
       throw new ArgumentError(op, `cacheSize must be an integer in [1, 2^28], got ${describe(cacheSize)}`);
     }
-    if (typeof useLru !== 'boolean') throw new ArgumentError(op, `useLru must be true or false, got ${describe(useLru)}`);
+    if (typeof useLru !== 'boolean')
+      throw new ArgumentError(op, `useLru must be true or false, got ${describe(useLru)}`);
     for (const [key, spec] of Object.entries(specs)) {
       const elements = spec.shape.reduce((p, d) => p * d, cacheSize);
       if (!(elements <= 2 ** 31 - 1)) {
-        throw new ArgumentError(op, `specs.${key} is ${fmtShape(spec.shape)} per item, so the cache tensor [${cacheSize}, ${spec.shape.join(', ')}] would have ${elements} elements; need at most 2^31-1`);
+        throw new ArgumentError(
+          op,
+          `specs.${key} is ${fmtShape(spec.shape)} per item, so the cache tensor [${cacheSize}, ${spec.shape.join(', ')}] would have ${elements} elements; need at most 2^31-1`,
+        );
       }
     }
-    this.specs = Object.freeze(Object.fromEntries(Object.entries(specs).map(([k, s]) => [k, Object.freeze({ shape: Object.freeze(s.shape.slice()), dtype: s.dtype })])));
+    this.specs = Object.freeze(
+      Object.fromEntries(
+        Object.entries(specs).map(([k, s]) => [
+          k,
+          Object.freeze({ shape: Object.freeze(s.shape.slice()), dtype: s.dtype }),
+        ]),
+      ),
+    );
     this.cacheSize = cacheSize;
     this.useLru = useLru;
   }
@@ -167,7 +192,8 @@ export class CacheManager {
 
     // 4. everything ages by one
     for (let i = 0; i < size; i++) age[i] = age[i]! + 1;
-    for (const key of Object.keys(cache.data)) data[key] = wrap(copies[key]!, cache.data[key]!.shape, cache.data[key]!.dtype);
+    for (const key of Object.keys(cache.data))
+      data[key] = wrap(copies[key]!, cache.data[key]!.shape, cache.data[key]!.dtype);
     return {
       data,
       age: wrap(age, [size], 'int32'),
@@ -195,20 +221,31 @@ export class CacheManager {
       if (!isTensor(t)) throw new ArgumentError(op, `${arg}.data.${key} must be a Tensor, got ${describe(t)}`);
       const want = [size, ...spec.shape];
       if (!shapesEqual(t.shape, want) || t.dtype !== spec.dtype) {
-        throw new ShapeError(op, `${arg}.data.${key} is ${fmtShape(t.shape)} ${t.dtype}; need ${fmtShape(want)} ${spec.dtype} (the spec, with the cache size ${size} from ${arg}.age)`);
+        throw new ShapeError(
+          op,
+          `${arg}.data.${key} is ${fmtShape(t.shape)} ${t.dtype}; need ${fmtShape(want)} ${spec.dtype} (the spec, with the cache size ${size} from ${arg}.age)`,
+        );
       }
     }
-    if (cache.valid !== undefined && (!isTensor(cache.valid) || cache.valid.dtype !== 'bool' || !shapesEqual(cache.valid.shape, [size]))) {
+    if (
+      cache.valid !== undefined &&
+      (!isTensor(cache.valid) || cache.valid.dtype !== 'bool' || !shapesEqual(cache.valid.shape, [size]))
+    ) {
       throw new ArgumentError(op, `${arg}.valid must be a bool [${size}] tensor, got ${describe(cache.valid)}`);
     }
     return size;
   }
 
   private checkUpdate(cache: NegativeCache, size: number, update: CacheUpdate): { n: number; m: number } {
-    if (update === null || typeof update !== 'object') throw new ArgumentError(OP, `update must be an object {newItems, newItemsMask?, updatedItemData?, updatedItemIndices?, updatedItemMask?}, got ${describe(update)}`);
+    if (update === null || typeof update !== 'object')
+      throw new ArgumentError(
+        OP,
+        `update must be an object {newItems, newItemsMask?, updatedItemData?, updatedItemIndices?, updatedItemMask?}, got ${describe(update)}`,
+      );
     const allowed = ['newItems', 'newItemsMask', 'updatedItemData', 'updatedItemIndices', 'updatedItemMask'];
     for (const k of Object.keys(update)) {
-      if (!allowed.includes(k)) throw new ArgumentError(OP, `unknown update field "${k}"; allowed: ${allowed.join(', ')}`);
+      if (!allowed.includes(k))
+        throw new ArgumentError(OP, `unknown update field "${k}"; allowed: ${allowed.join(', ')}`);
     }
     const { newItems, newItemsMask, updatedItemData, updatedItemIndices, updatedItemMask } = update;
     // new items: exactly the cache's keys, one item count
@@ -217,7 +254,10 @@ export class CacheManager {
     if (newItemsMask !== undefined) checkMask('newItemsMask', newItemsMask, n);
     const written = newItemsMask ? countTrue(newItemsMask) : n;
     if (n > size) {
-      throw new ArgumentError(OP, `newItems has ${n} items but the cache has ${size} slots; need at most ${size} new items per update`);
+      throw new ArgumentError(
+        OP,
+        `newItems has ${n} items but the cache has ${size} slots; need at most ${size} new items per update`,
+      );
     }
     void written;
     // refreshes: a subset of keys, one item count shared with indices and mask
@@ -229,11 +269,20 @@ export class CacheManager {
       checkKeys(OP, 'updatedItemData', updatedItemData, Object.keys(this.specs), false);
       // Check the indices' type first: with an empty updatedItemData, m is read from them.
       if (!isTensor(updatedItemIndices) || updatedItemIndices.dtype !== 'int32' || updatedItemIndices.rank !== 1) {
-        throw new ArgumentError(OP, `updatedItemIndices must be an int32 [m] tensor, got ${describe(updatedItemIndices)}`);
+        throw new ArgumentError(
+          OP,
+          `updatedItemIndices must be an int32 [m] tensor, got ${describe(updatedItemIndices)}`,
+        );
       }
-      m = Object.keys(updatedItemData).length > 0 ? this.checkRows('updatedItemData', updatedItemData, size, cache) : updatedItemIndices.shape[0]!;
+      m =
+        Object.keys(updatedItemData).length > 0
+          ? this.checkRows('updatedItemData', updatedItemData, size, cache)
+          : updatedItemIndices.shape[0]!;
       if (updatedItemIndices.shape[0] !== m) {
-        throw new ShapeError(OP, `updatedItemIndices has ${updatedItemIndices.shape[0]} entries but updatedItemData has ${m} rows; need one item count per update`);
+        throw new ShapeError(
+          OP,
+          `updatedItemIndices has ${updatedItemIndices.shape[0]} entries but updatedItemData has ${m} rows; need one item count per update`,
+        );
       }
       if (updatedItemMask !== undefined) checkMask('updatedItemMask', updatedItemMask, m);
       const idx = unsafeData(updatedItemIndices) as Int32Array;
@@ -241,7 +290,10 @@ export class CacheManager {
       for (let i = 0; i < m; i++) {
         if (mask && !mask[i]) continue;
         if (idx[i]! < 0 || idx[i]! >= size) {
-          throw new ArgumentError(OP, `updatedItemIndices[${i}] = ${idx[i]} is out of range for a cache of ${size} slots; need 0 <= index < ${size} (or mask the row out)`);
+          throw new ArgumentError(
+            OP,
+            `updatedItemIndices[${i}] = ${idx[i]} is out of range for a cache of ${size} slots; need 0 <= index < ${size} (or mask the row out)`,
+          );
         }
       }
     }
@@ -258,14 +310,25 @@ export class CacheManager {
       if (!isTensor(t)) throw new ArgumentError(OP, `${arg}.${key} must be a Tensor, got ${describe(t)}`);
       const itemShape = t.shape.slice(1);
       if (t.rank !== spec.shape.length + 1 || !shapesEqual(itemShape, cache.data[key]!.shape.slice(1))) {
-        throw new ShapeError(OP, `${arg}.${key} is ${fmtShape(t.shape)}; need [n, ${spec.shape.join(', ')}] (items of shape ${fmtShape(spec.shape)})`.replace('[n, ]', '[n]'));
+        throw new ShapeError(
+          OP,
+          `${arg}.${key} is ${fmtShape(t.shape)}; need [n, ${spec.shape.join(', ')}] (items of shape ${fmtShape(spec.shape)})`.replace(
+            '[n, ]',
+            '[n]',
+          ),
+        );
       }
       if (t.dtype !== spec.dtype && !(isFloat(t.dtype) && isFloat(spec.dtype))) {
         throw new DTypeError(OP, `${arg}.${key} is ${t.dtype}; the cache stores ${spec.dtype}`);
       }
-      if (count === -1) { count = t.shape[0]!; first = key; }
-      else if (t.shape[0] !== count) {
-        throw new ShapeError(OP, `${arg}.${key} has ${t.shape[0]} items but ${arg}.${first} has ${count}; need one item count per update`);
+      if (count === -1) {
+        count = t.shape[0]!;
+        first = key;
+      } else if (t.shape[0] !== count) {
+        throw new ShapeError(
+          OP,
+          `${arg}.${key} has ${t.shape[0]} items but ${arg}.${first} has ${count}; need one item count per update`,
+        );
       }
     }
     return Math.max(count, 0);
@@ -296,10 +359,18 @@ function checkKeys(op: string, arg: string, obj: unknown, want: readonly string[
   }
   const keys = Object.keys(obj);
   const extra = keys.filter((k) => !want.includes(k));
-  if (extra.length > 0) throw new ArgumentError(op, `${arg} has unknown keys ${JSON.stringify(extra)}; the cache's keys are ${JSON.stringify(want)}`);
+  if (extra.length > 0)
+    throw new ArgumentError(
+      op,
+      `${arg} has unknown keys ${JSON.stringify(extra)}; the cache's keys are ${JSON.stringify(want)}`,
+    );
   if (exact) {
     const missing = want.filter((k) => !keys.includes(k));
-    if (missing.length > 0) throw new ArgumentError(op, `${arg} is missing keys ${JSON.stringify(missing)}; need exactly the cache's keys ${JSON.stringify(want)}`);
+    if (missing.length > 0)
+      throw new ArgumentError(
+        op,
+        `${arg} is missing keys ${JSON.stringify(missing)}; need exactly the cache's keys ${JSON.stringify(want)}`,
+      );
   }
 }
 
@@ -324,7 +395,8 @@ export function oldestSlots(age: Int32Array, n: number): Int32Array {
   };
   const siftDown = (i: number): void => {
     for (;;) {
-      const l = 2 * i + 1, r = l + 1;
+      const l = 2 * i + 1,
+        r = l + 1;
       let w = i;
       if (l < heap.length && worse(heap[l]!, heap[w]!)) w = l;
       if (r < heap.length && worse(heap[r]!, heap[w]!)) w = r;
@@ -334,8 +406,13 @@ export function oldestSlots(age: Int32Array, n: number): Int32Array {
     }
   };
   for (let j = 0; j < age.length; j++) {
-    if (heap.length < n) { heap.push(j); siftUp(heap.length - 1); }
-    else if (age[j]! > age[heap[0]!]!) { heap[0] = j; siftDown(0); }
+    if (heap.length < n) {
+      heap.push(j);
+      siftUp(heap.length - 1);
+    } else if (age[j]! > age[heap[0]!]!) {
+      heap[0] = j;
+      siftDown(0);
+    }
   }
   heap.sort((a, b) => age[b]! - age[a]! || a - b);
   return Int32Array.from(heap);

@@ -16,7 +16,10 @@ export interface FlagSpec {
   max?: number;
 }
 
-export function parseFlags(argv: readonly string[], specs: Readonly<Record<string, FlagSpec>>): Record<string, string | number | boolean> {
+export function parseFlags(
+  argv: readonly string[],
+  specs: Readonly<Record<string, FlagSpec>>,
+): Record<string, string | number | boolean> {
   const out: Record<string, string | number | boolean> = {};
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!;
@@ -24,16 +27,24 @@ export function parseFlags(argv: readonly string[], specs: Readonly<Record<strin
     let name = arg.slice(2);
     let value: string | undefined;
     const eq = name.indexOf('=');
-    if (eq >= 0) { value = name.slice(eq + 1); name = name.slice(0, eq); }
+    if (eq >= 0) {
+      value = name.slice(eq + 1);
+      name = name.slice(0, eq);
+    }
     // Own properties only: "--constructor" or "--toString" must be unknown flags, not Object.prototype members.
     const spec = Object.hasOwn(specs, name) ? specs[name] : undefined;
     if (!spec) {
-      const known = Object.keys(specs).map((k) => `--${k}`).join(', ');
+      const known = Object.keys(specs)
+        .map((k) => `--${k}`)
+        .join(', ');
       throw new UsageError(`unknown flag --${name}; known flags: ${known}`);
     }
     if (Object.hasOwn(out, name)) throw new UsageError(`--${name} is given twice`);
     if (spec.kind === 'bool') {
-      if (value === undefined) { out[name] = true; continue; }
+      if (value === undefined) {
+        out[name] = true;
+        continue;
+      }
       if (value !== 'true' && value !== 'false') throw new UsageError(`--${name} takes true or false, got "${value}"`);
       out[name] = value === 'true';
       continue;
@@ -43,21 +54,28 @@ export function parseFlags(argv: readonly string[], specs: Readonly<Record<strin
       if (value === undefined || value.startsWith('--')) throw new UsageError(`--${name} needs a value (${spec.help})`);
     }
     if (spec.kind === 'string') {
-      if (spec.choices && !spec.choices.includes(value)) throw new UsageError(`--${name} must be one of ${spec.choices.join(', ')}, got "${value}"`);
+      if (spec.choices && !spec.choices.includes(value))
+        throw new UsageError(`--${name} must be one of ${spec.choices.join(', ')}, got "${value}"`);
       out[name] = value;
       continue;
     }
     const n = Number(value);
     if (value.trim() === '' || !Number.isFinite(n)) throw new UsageError(`--${name} needs a number, got "${value}"`);
-    if (spec.kind === 'int' && !Number.isInteger(n)) throw new UsageError(`--${name} needs a whole number, got "${value}"`);
-    if (spec.min !== undefined && n < spec.min) throw new UsageError(`--${name} must be at least ${spec.min}, got ${value}`);
-    if (spec.max !== undefined && n > spec.max) throw new UsageError(`--${name} must be at most ${spec.max}, got ${value}`);
+    if (spec.kind === 'int' && !Number.isInteger(n))
+      throw new UsageError(`--${name} needs a whole number, got "${value}"`);
+    if (spec.min !== undefined && n < spec.min)
+      throw new UsageError(`--${name} must be at least ${spec.min}, got ${value}`);
+    if (spec.max !== undefined && n > spec.max)
+      throw new UsageError(`--${name} must be at most ${spec.max}, got ${value}`);
     out[name] = n;
   }
   return out;
 }
 
 export function usageOf(command: string, summary: string, specs: Readonly<Record<string, FlagSpec>>): string {
-  const lines = Object.entries(specs).map(([k, s]) => `  --${k}${s.kind === 'bool' ? '' : ` <${s.choices ? s.choices.join('|') : s.kind}>`}`.padEnd(34) + s.help);
+  const lines = Object.entries(specs).map(
+    ([k, s]) =>
+      `  --${k}${s.kind === 'bool' ? '' : ` <${s.choices ? s.choices.join('|') : s.kind}>`}`.padEnd(34) + s.help,
+  );
   return `negcache ${command}: ${summary}\n\n${lines.join('\n')}\n`;
 }

@@ -220,7 +220,8 @@ export function isTestId(id: string, splitSeed: number, testFraction: number): b
 export function buildCorpus(synsets: readonly Synset[], opts: BuildCorpusOptions = {}): Corpus {
   const op = 'buildCorpus';
   if (!Array.isArray(synsets)) throw new ArgumentError(op, `synsets must be an array, got ${describe(synsets)}`);
-  if (typeof opts !== 'object' || opts === null) throw new ArgumentError(op, `options must be an object, got ${describe(opts)}`);
+  if (typeof opts !== 'object' || opts === null)
+    throw new ArgumentError(op, `options must be an object, got ${describe(opts)}`);
   const featureBuckets = opts.featureBuckets ?? 1 << 18;
   if (!Number.isInteger(featureBuckets) || featureBuckets < 1 || featureBuckets > 0x7fffffff) {
     throw new ArgumentError(op, `featureBuckets must be an integer in [1, 2^31 - 1], got ${describe(featureBuckets)}`);
@@ -236,12 +237,16 @@ export function buildCorpus(synsets: readonly Synset[], opts: BuildCorpusOptions
   for (let i = 0; i < synsets.length; i++) {
     const s = synsets[i] as Synset | undefined;
     if (
-      typeof s !== 'object' || s === null || typeof s.id !== 'string' || typeof s.gloss !== 'string' ||
+      typeof s !== 'object' ||
+      s === null ||
+      typeof s.id !== 'string' ||
+      typeof s.gloss !== 'string' ||
       !Array.isArray(s.lemmas)
     ) {
       throw new ArgumentError(op, `synsets[${i}] must be a Synset { id, pos, lemmas, gloss }, got ${describe(s)}`);
     }
-    if (seen.has(s.id)) throw new ArgumentError(op, `synsets[${i}].id ${JSON.stringify(s.id)} is a duplicate; ids must be unique`);
+    if (seen.has(s.id))
+      throw new ArgumentError(op, `synsets[${i}].id ${JSON.stringify(s.id)} is a duplicate; ids must be unique`);
     seen.add(s.id);
   }
 
@@ -369,7 +374,8 @@ function sampleDistinct(rng: Rng, n: number, k: number): number[] {
  */
 export function syntheticCorpus(opts: SyntheticCorpusOptions): Corpus {
   const op = 'syntheticCorpus';
-  if (typeof opts !== 'object' || opts === null) throw new ArgumentError(op, `options must be an object, got ${describe(opts)}`);
+  if (typeof opts !== 'object' || opts === null)
+    throw new ArgumentError(op, `options must be an object, got ${describe(opts)}`);
   const intIn = (name: string, v: unknown, lo: number, hi: number): number => {
     if (typeof v !== 'number' || !Number.isInteger(v) || v < lo || v > hi) {
       throw new ArgumentError(op, `${name} must be an integer in [${lo}, ${hi}], got ${describe(v)}`);
@@ -395,7 +401,10 @@ export function syntheticCorpus(opts: SyntheticCorpusOptions): Corpus {
     combos += c;
   }
   if (combos < 2 * numDocs) {
-    throw new ArgumentError(op, `vocab ${vocab} with ${minW}-${maxW} words per document gives only ${Math.floor(combos)} distinct documents; need at least 2 * numDocs = ${2 * numDocs}`);
+    throw new ArgumentError(
+      op,
+      `vocab ${vocab} with ${minW}-${maxW} words per document gives only ${Math.floor(combos)} distinct documents; need at least 2 * numDocs = ${2 * numDocs}`,
+    );
   }
 
   const rng = new Rng(seed);
@@ -410,7 +419,10 @@ export function syntheticCorpus(opts: SyntheticCorpusOptions): Corpus {
   while (synsets.length < numDocs) {
     const k = minW + rng.int(maxW - minW + 1);
     const ws = sampleDistinct(rng, vocab, k);
-    const key = ws.slice().sort((a, b) => a - b).join(',');
+    const key = ws
+      .slice()
+      .sort((a, b) => a - b)
+      .join(',');
     if (usedSets.has(key)) continue;
     usedSets.add(key);
     const tokens: string[] = [];

@@ -107,7 +107,7 @@ function murmur3Utf8(s: string, seed: number): number {
       bytes = c;
       count = 1;
     } else if (c < 0x800) {
-      bytes = (0xc0 | (c >>> 6)) | ((0x80 | (c & 0x3f)) << 8);
+      bytes = 0xc0 | (c >>> 6) | ((0x80 | (c & 0x3f)) << 8);
       count = 2;
     } else {
       if (c >= 0xd800 && c <= 0xdfff) {
@@ -120,11 +120,12 @@ function murmur3Utf8(s: string, seed: number): number {
         }
       }
       if (c < 0x10000) {
-        bytes = (0xe0 | (c >>> 12)) | ((0x80 | ((c >>> 6) & 0x3f)) << 8) | ((0x80 | (c & 0x3f)) << 16);
+        bytes = 0xe0 | (c >>> 12) | ((0x80 | ((c >>> 6) & 0x3f)) << 8) | ((0x80 | (c & 0x3f)) << 16);
         count = 3;
       } else {
         bytes =
-          (0xf0 | (c >>> 18)) |
+          0xf0 |
+          (c >>> 18) |
           ((0x80 | ((c >>> 12) & 0x3f)) << 8) |
           ((0x80 | ((c >>> 6) & 0x3f)) << 16) |
           ((0x80 | (c & 0x3f)) << 24);

@@ -66,16 +66,29 @@ class InProcessGroup {
   /** Per replica: the number of collectives it made before returning, or undefined while running. */
   readonly finishedAfter: (number | undefined)[];
 
-  constructor(readonly numReplicas: number, readonly timeoutMs: number) {
+  constructor(
+    readonly numReplicas: number,
+    readonly timeoutMs: number,
+  ) {
     this.finishedAfter = new Array<number | undefined>(numReplicas).fill(undefined);
   }
 
   abortedError(op: string, seq: number, replica: number): CollectiveAbortedError {
     const f = this.failure!;
     if (f.error instanceof CollectiveTimeoutError) {
-      return new CollectiveTimeoutError(op, `collective #${seq} on replica ${replica} was aborted: ${f.reason}`, f.error.missingReplicas, f.reason);
+      return new CollectiveTimeoutError(
+        op,
+        `collective #${seq} on replica ${replica} was aborted: ${f.reason}`,
+        f.error.missingReplicas,
+        f.reason,
+      );
     }
-    return new CollectiveAbortedError(op, `collective #${seq} on replica ${replica} was aborted because replica ${f.replica} failed: ${f.reason}`, f.replica, f.reason);
+    return new CollectiveAbortedError(
+      op,
+      `collective #${seq} on replica ${replica} was aborted because replica ${f.replica} failed: ${f.reason}`,
+      f.replica,
+      f.reason,
+    );
   }
 
   /** Marks the group failed (first failure wins) and rejects every pending collective. */
@@ -109,7 +122,13 @@ class InProcessGroup {
     if (this.failure !== null) return Promise.reject(this.abortedError(op, seq, replica));
     let rv = this.pending.get(seq);
     if (rv === undefined) {
-      const fresh: Rendezvous = { seq, kind: op, arrivals: new Array<Arrival | undefined>(this.numReplicas).fill(undefined), count: 0, timer: undefined };
+      const fresh: Rendezvous = {
+        seq,
+        kind: op,
+        arrivals: new Array<Arrival | undefined>(this.numReplicas).fill(undefined),
+        count: 0,
+        timer: undefined,
+      };
       fresh.timer = setTimeout(() => this.timeout(fresh), this.timeoutMs);
       this.pending.set(seq, fresh);
       rv = fresh;
@@ -128,7 +147,10 @@ class InProcessGroup {
     const arrivals = rv.arrivals as Arrival[];
     let plan: CollectivePlan;
     try {
-      plan = planCollective(rv.seq, arrivals.map((a) => a.header));
+      plan = planCollective(
+        rv.seq,
+        arrivals.map((a) => a.header),
+      );
     } catch (e) {
       // Every replica rejects the same collective with the same error; the group stays usable.
       for (const a of arrivals) a.reject(e);
@@ -165,12 +187,19 @@ class InProcessGroup {
 }
 
 function skippedError(op: string, seq: number, replica: number, collectives: number): ArgumentError {
-  return new ArgumentError(op, `collective #${seq}: replica ${replica} returned after ${collectives} collective${collectives === 1 ? '' : 's'} without calling collective #${seq}; every replica must call the same collectives in the same order`);
+  return new ArgumentError(
+    op,
+    `collective #${seq}: replica ${replica} returned after ${collectives} collective${collectives === 1 ? '' : 's'} without calling collective #${seq}; every replica must call the same collectives in the same order`,
+  );
 }
 
 class InProcessContext implements ReplicaContext {
   #seq = 0;
-  constructor(readonly numReplicas: number, readonly replicaId: number, private readonly group: InProcessGroup) {}
+  constructor(
+    readonly numReplicas: number,
+    readonly replicaId: number,
+    private readonly group: InProcessGroup,
+  ) {}
 
   get collectives(): number {
     return this.#seq;
@@ -202,15 +231,24 @@ class InProcessContext implements ReplicaContext {
  * failed first. A replica that never arrives at a collective makes the
  * waiting ones reject with a `CollectiveTimeoutError` after `timeoutMs`.
  */
-export async function runInProcess<T>(numReplicas: number, fn: (ctx: ReplicaContext) => Promise<T>, opts: RunInProcessOptions = {}): Promise<T[]> {
+export async function runInProcess<T>(
+  numReplicas: number,
+  fn: (ctx: ReplicaContext) => Promise<T>,
+  opts: RunInProcessOptions = {},
+): Promise<T[]> {
   if (typeof numReplicas !== 'number' || !Number.isInteger(numReplicas) || numReplicas < 1) {
     throw new ArgumentError('runInProcess', `numReplicas must be a positive integer, got ${describe(numReplicas)}`);
   }
-  if (typeof fn !== 'function') throw new ArgumentError('runInProcess', `fn must be a function (ctx) => Promise<result>, got ${describe(fn)}`);
-  if (opts === null || typeof opts !== 'object') throw new ArgumentError('runInProcess', `opts must be an object, got ${describe(opts)}`);
+  if (typeof fn !== 'function')
+    throw new ArgumentError('runInProcess', `fn must be a function (ctx) => Promise<result>, got ${describe(fn)}`);
+  if (opts === null || typeof opts !== 'object')
+    throw new ArgumentError('runInProcess', `opts must be an object, got ${describe(opts)}`);
   const timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
   if (typeof timeoutMs !== 'number' || !(timeoutMs > 0) || !Number.isFinite(timeoutMs)) {
-    throw new ArgumentError('runInProcess', `timeoutMs must be a positive finite number of milliseconds, got ${describe(timeoutMs)}`);
+    throw new ArgumentError(
+      'runInProcess',
+      `timeoutMs must be a positive finite number of milliseconds, got ${describe(timeoutMs)}`,
+    );
   }
 
   const group = new InProcessGroup(numReplicas, timeoutMs);
@@ -258,7 +296,15 @@ export async function runInProcess<T>(numReplicas: number, fn: (ctx: ReplicaCont
   // timeout blaming a missing replica).
   const f = group.failure!;
   const others = errors
-    .map((e, r) => (r === f.replica ? null : e !== undefined ? `replica ${r}: ${errorText(e)}` : !settled[r] ? `replica ${r}: still running, abandoned` : null))
+    .map((e, r) =>
+      r === f.replica
+        ? null
+        : e !== undefined
+          ? `replica ${r}: ${errorText(e)}`
+          : !settled[r]
+            ? `replica ${r}: still running, abandoned`
+            : null,
+    )
     .filter((s): s is string => s !== null);
   const message = `replica ${f.replica} failed: ${f.reason}${others.length > 0 ? ` (${others.join('; ')})` : ''}`;
   throw new ReplicaGroupError('runInProcess', message, f.replica, errors, f.error);

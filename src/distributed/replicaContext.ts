@@ -109,7 +109,13 @@ export class ReplicaGroupError extends NegcacheError {
   readonly failedReplica: number;
   /** Per replica: its error, or undefined if it returned normally (or was still running when the group gave up). */
   readonly errors: readonly (Error | undefined)[];
-  constructor(op: string, message: string, failedReplica: number, errors: readonly (Error | undefined)[], cause?: unknown) {
+  constructor(
+    op: string,
+    message: string,
+    failedReplica: number,
+    errors: readonly (Error | undefined)[],
+    cause?: unknown,
+  ) {
     super(op, message);
     this.failedReplica = failedReplica;
     this.errors = errors.slice();
@@ -154,7 +160,10 @@ async function checkSameKeys(ctx: ReplicaContext, op: string, keys: readonly str
   const all = unsafeData(await ctx.allGather(mine));
   for (let r = 0; r < ctx.numReplicas; r++) {
     if (all[2 * r] !== all[0] || all[2 * r + 1] !== all[1]) {
-      throw new ArgumentError(op, `replica ${r} passed a record with different keys than replica 0 (this is replica ${ctx.replicaId} with keys ${JSON.stringify(keys)}); every replica must pass the same keys`);
+      throw new ArgumentError(
+        op,
+        `replica ${r} passed a record with different keys than replica 0 (this is replica ${ctx.replicaId} with keys ${JSON.stringify(keys)}); every replica must pass the same keys`,
+      );
     }
   }
 }
@@ -164,7 +173,11 @@ async function checkSameKeys(ctx: ReplicaContext, op: string, keys: readonly str
  * key by key in sorted key order. Every replica must pass the same keys
  * (checked collectively first, with one extra small all-gather).
  */
-export async function allGatherRecord(ctx: ReplicaContext, record: Readonly<Record<string, Tensor>>, opts?: { axis?: number }): Promise<Record<string, Tensor>> {
+export async function allGatherRecord(
+  ctx: ReplicaContext,
+  record: Readonly<Record<string, Tensor>>,
+  opts?: { axis?: number },
+): Promise<Record<string, Tensor>> {
   const keys = keysOf('allGatherRecord', record);
   await checkSameKeys(ctx, 'allGatherRecord', keys);
   const out: Record<string, Tensor> = {};
@@ -173,7 +186,11 @@ export async function allGatherRecord(ctx: ReplicaContext, record: Readonly<Reco
 }
 
 /** `allToAll` of every tensor of a record, key by key in sorted key order (same keys on every replica, checked). */
-export async function allToAllRecord(ctx: ReplicaContext, record: Readonly<Record<string, Tensor>>, opts: { splitAxis: number; concatAxis: number }): Promise<Record<string, Tensor>> {
+export async function allToAllRecord(
+  ctx: ReplicaContext,
+  record: Readonly<Record<string, Tensor>>,
+  opts: { splitAxis: number; concatAxis: number },
+): Promise<Record<string, Tensor>> {
   const keys = keysOf('allToAllRecord', record);
   await checkSameKeys(ctx, 'allToAllRecord', keys);
   const out: Record<string, Tensor> = {};
@@ -238,7 +255,10 @@ export function makeHeader(kind: CollectiveKind, t: unknown, opts: unknown): Col
 
 function checkAxis(op: string, seq: number, r: number, name: string, axis: number | string, rank: number): number {
   if (typeof axis === 'string' || axis < -rank || axis >= rank) {
-    throw new ArgumentError(op, `collective #${seq}: replica ${r} passed ${name} ${typeof axis === 'string' ? axis : String(axis)} for a tensor of rank ${rank}; need an integer in [${-rank}, ${rank - 1}]`);
+    throw new ArgumentError(
+      op,
+      `collective #${seq}: replica ${r} passed ${name} ${typeof axis === 'string' ? axis : String(axis)} for a tensor of rank ${rank}; need an integer in [${-rank}, ${rank - 1}]`,
+    );
   }
   return axis < 0 ? axis + rank : axis;
 }
@@ -255,7 +275,10 @@ export function planCollective(seq: number, headers: readonly CollectiveHeader[]
   for (let r = 1; r < R; r++) {
     if (headers[r]!.kind !== op) {
       const calls = headers.map((h, i) => `replica ${i}: ${h.kind}`).join(', ');
-      throw new ArgumentError(op, `collective #${seq}: replicas called different collectives (${calls}); every replica must call the same collectives in the same order`);
+      throw new ArgumentError(
+        op,
+        `collective #${seq}: replicas called different collectives (${calls}); every replica must call the same collectives in the same order`,
+      );
     }
   }
   if (op === 'barrier') return { kind: 'barrier' };
@@ -263,32 +286,47 @@ export function planCollective(seq: number, headers: readonly CollectiveHeader[]
   for (let r = 0; r < R; r++) {
     const t = headers[r]!.tensor;
     if (t === null || 'invalid' in t) {
-      throw new ArgumentError(op, `collective #${seq}: replica ${r} passed ${t === null ? 'nothing' : t.invalid} instead of a tensor; need a Tensor`);
+      throw new ArgumentError(
+        op,
+        `collective #${seq}: replica ${r} passed ${t === null ? 'nothing' : t.invalid} instead of a tensor; need a Tensor`,
+      );
     }
     shapes.push(t.shape);
   }
   const dtypes = headers.map((h) => (h.tensor as { dtype: DType }).dtype);
   for (let r = 1; r < R; r++) {
     if (dtypes[r] !== dtypes[0]) {
-      throw new DTypeError(op, `collective #${seq}: replica ${r} passed a ${dtypes[r]} tensor but replica 0 passed ${dtypes[0]}; every replica must pass the same dtype`);
+      throw new DTypeError(
+        op,
+        `collective #${seq}: replica ${r} passed a ${dtypes[r]} tensor but replica 0 passed ${dtypes[0]}; every replica must pass the same dtype`,
+      );
     }
   }
   const dtype = dtypes[0]!;
   const rank = shapes[0]!.length;
   for (let r = 1; r < R; r++) {
     if (shapes[r]!.length !== rank) {
-      throw new ShapeError(op, `collective #${seq}: replica ${r} passed a tensor of shape ${fmtShape(shapes[r]!)} but replica 0 passed ${fmtShape(shapes[0]!)}; ranks must agree`);
+      throw new ShapeError(
+        op,
+        `collective #${seq}: replica ${r} passed a tensor of shape ${fmtShape(shapes[r]!)} but replica 0 passed ${fmtShape(shapes[0]!)}; ranks must agree`,
+      );
     }
   }
   if (rank === 0) {
-    throw new ShapeError(op, `collective #${seq}: the tensors are scalars (shape []); need rank >= 1 (reshape to [1] first)`);
+    throw new ShapeError(
+      op,
+      `collective #${seq}: the tensors are scalars (shape []); need rank >= 1 (reshape to [1] first)`,
+    );
   }
 
   if (op === 'allGather') {
     const axes = headers.map((h, r) => checkAxis(op, seq, r, 'axis', h.axisA, rank));
     for (let r = 1; r < R; r++) {
       if (axes[r] !== axes[0]) {
-        throw new ArgumentError(op, `collective #${seq}: replica ${r} gathers along axis ${axes[r]} but replica 0 along axis ${axes[0]}; every replica must pass the same axis`);
+        throw new ArgumentError(
+          op,
+          `collective #${seq}: replica ${r} gathers along axis ${axes[r]} but replica 0 along axis ${axes[0]}; every replica must pass the same axis`,
+        );
       }
     }
     const axis = axes[0]!;
@@ -296,7 +334,10 @@ export function planCollective(seq: number, headers: readonly CollectiveHeader[]
     for (let r = 0; r < R; r++) {
       for (let i = 0; i < rank; i++) {
         if (i !== axis && shapes[r]![i] !== shapes[0]![i]) {
-          throw new ShapeError(op, `collective #${seq}: replica ${r} passed shape ${fmtShape(shapes[r]!)} but replica 0 passed ${fmtShape(shapes[0]!)}; shapes must agree on every axis except the gather axis ${axis}`);
+          throw new ShapeError(
+            op,
+            `collective #${seq}: replica ${r} passed shape ${fmtShape(shapes[r]!)} but replica 0 passed ${fmtShape(shapes[0]!)}; shapes must agree on every axis except the gather axis ${axis}`,
+          );
         }
       }
       total += shapes[r]![axis]!;
@@ -304,7 +345,10 @@ export function planCollective(seq: number, headers: readonly CollectiveHeader[]
     const outShape = shapes[0]!.slice();
     outShape[axis] = total;
     if (sizeOf(outShape) > 2 ** 31 - 1) {
-      throw new ShapeError(op, `collective #${seq}: the gathered shape ${fmtShape(outShape)} has ${sizeOf(outShape)} elements; need at most 2^31-1`);
+      throw new ShapeError(
+        op,
+        `collective #${seq}: the gathered shape ${fmtShape(outShape)} has ${sizeOf(outShape)} elements; need at most 2^31-1`,
+      );
     }
     return { kind: op, dtype, axis, shapes, outShape };
   }
@@ -313,7 +357,10 @@ export function planCollective(seq: number, headers: readonly CollectiveHeader[]
   const concats = headers.map((h, r) => checkAxis(op, seq, r, 'concatAxis', h.axisB, rank));
   for (let r = 1; r < R; r++) {
     if (splits[r] !== splits[0] || concats[r] !== concats[0]) {
-      throw new ArgumentError(op, `collective #${seq}: replica ${r} passed splitAxis ${splits[r]}, concatAxis ${concats[r]} but replica 0 passed splitAxis ${splits[0]}, concatAxis ${concats[0]}; every replica must pass the same axes`);
+      throw new ArgumentError(
+        op,
+        `collective #${seq}: replica ${r} passed splitAxis ${splits[r]}, concatAxis ${concats[r]} but replica 0 passed splitAxis ${splits[0]}, concatAxis ${concats[0]}; every replica must pass the same axes`,
+      );
     }
   }
   const splitAxis = splits[0]!;
@@ -321,20 +368,29 @@ export function planCollective(seq: number, headers: readonly CollectiveHeader[]
   for (let r = 1; r < R; r++) {
     for (let i = 0; i < rank; i++) {
       if (shapes[r]![i] !== shapes[0]![i]) {
-        throw new ShapeError(op, `collective #${seq}: replica ${r} passed shape ${fmtShape(shapes[r]!)} but replica 0 passed ${fmtShape(shapes[0]!)}; every replica must pass the same shape`);
+        throw new ShapeError(
+          op,
+          `collective #${seq}: replica ${r} passed shape ${fmtShape(shapes[r]!)} but replica 0 passed ${fmtShape(shapes[0]!)}; every replica must pass the same shape`,
+        );
       }
     }
   }
   const inShape = shapes[0]!;
   if (inShape[splitAxis]! % R !== 0) {
-    throw new ShapeError(op, `collective #${seq}: shape ${fmtShape(inShape)} has ${inShape[splitAxis]} entries along splitAxis ${splitAxis}, not divisible by numReplicas ${R}; need shape[splitAxis] % ${R} === 0`);
+    throw new ShapeError(
+      op,
+      `collective #${seq}: shape ${fmtShape(inShape)} has ${inShape[splitAxis]} entries along splitAxis ${splitAxis}, not divisible by numReplicas ${R}; need shape[splitAxis] % ${R} === 0`,
+    );
   }
   const pieceShape = inShape.slice();
   pieceShape[splitAxis] = inShape[splitAxis]! / R;
   const outShape = pieceShape.slice();
   outShape[concatAxis] = pieceShape[concatAxis]! * R;
   if (sizeOf(outShape) > 2 ** 31 - 1) {
-    throw new ShapeError(op, `collective #${seq}: the result shape ${fmtShape(outShape)} has ${sizeOf(outShape)} elements; need at most 2^31-1`);
+    throw new ShapeError(
+      op,
+      `collective #${seq}: the result shape ${fmtShape(outShape)} has ${sizeOf(outShape)} elements; need at most 2^31-1`,
+    );
   }
   return { kind: op, dtype, splitAxis, concatAxis, inShape, pieceShape, outShape };
 }
@@ -363,7 +419,16 @@ function prod(shape: readonly number[], from: number, to: number): number {
  * @internal Copies piece `r` of `R` along `splitAxis` of a row-major tensor
  * (bytes `src`, shape `shape`) contiguously into `dst` at byte `dstOffset`.
  */
-export function copyPieceOut(src: Uint8Array, shape: readonly number[], elt: number, splitAxis: number, r: number, R: number, dst: Uint8Array, dstOffset: number): void {
+export function copyPieceOut(
+  src: Uint8Array,
+  shape: readonly number[],
+  elt: number,
+  splitAxis: number,
+  r: number,
+  R: number,
+  dst: Uint8Array,
+  dstOffset: number,
+): void {
   const outer = prod(shape, 0, splitAxis);
   const rowBytes = shape[splitAxis]! * prod(shape, splitAxis + 1, shape.length) * elt; // one outer index
   const pieceBytes = rowBytes / R;
@@ -379,7 +444,15 @@ export function copyPieceOut(src: Uint8Array, shape: readonly number[], elt: num
  * into a larger tensor `dst` of shape `dstShape` (equal to `shape` except
  * along `axis`), starting at index `at` along `axis`.
  */
-export function copyBlockIn(src: Uint8Array, shape: readonly number[], elt: number, axis: number, dst: Uint8Array, dstShape: readonly number[], at: number): void {
+export function copyBlockIn(
+  src: Uint8Array,
+  shape: readonly number[],
+  elt: number,
+  axis: number,
+  dst: Uint8Array,
+  dstShape: readonly number[],
+  at: number,
+): void {
   const outer = prod(shape, 0, axis);
   const inner = prod(shape, axis + 1, shape.length) * elt;
   const srcRow = shape[axis]! * inner;

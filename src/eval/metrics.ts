@@ -14,10 +14,15 @@ type Ranks = ArrayLike<number>;
 
 function checkRanks(op: string, ranks: unknown): Ranks {
   if (
-    ranks === null || typeof ranks !== 'object' ||
-    !(Array.isArray(ranks) || ArrayBuffer.isView(ranks)) || ranks instanceof DataView
+    ranks === null ||
+    typeof ranks !== 'object' ||
+    !(Array.isArray(ranks) || ArrayBuffer.isView(ranks)) ||
+    ranks instanceof DataView
   ) {
-    throw new ArgumentError(op, `ranks must be an array or typed array of non-negative integers, got ${describe(ranks)}`);
+    throw new ArgumentError(
+      op,
+      `ranks must be an array or typed array of non-negative integers, got ${describe(ranks)}`,
+    );
   }
   const r = ranks as Ranks;
   for (let i = 0; i < r.length; i++) {
@@ -46,7 +51,8 @@ function mrrUnchecked(r: Ranks): number {
 /** Fraction of queries whose correct document is among the top k (rank < k). NaN for no queries. */
 export function recallAtK(ranks: Ranks, k: number): number {
   const r = checkRanks('recallAtK', ranks);
-  if (!Number.isInteger(k) || k < 1) throw new ArgumentError('recallAtK', `k must be a positive integer, got ${describe(k)}`);
+  if (!Number.isInteger(k) || k < 1)
+    throw new ArgumentError('recallAtK', `k must be a positive integer, got ${describe(k)}`);
   return recallUnchecked(r, k);
 }
 
@@ -101,7 +107,10 @@ export function ranksFromScoreMatrix(
     throw new ArgumentError(op, `numDocs must be a positive integer, got ${describe(numDocs)}`);
   }
   if (scores.length !== targets.length * numDocs) {
-    throw new ArgumentError(op, `scores has ${scores.length} entries, need targets.length * numDocs = ${targets.length} * ${numDocs}`);
+    throw new ArgumentError(
+      op,
+      `scores has ${scores.length} entries, need targets.length * numDocs = ${targets.length} * ${numDocs}`,
+    );
   }
   for (let q = 0; q < targets.length; q++) {
     const t = targets[q]!;

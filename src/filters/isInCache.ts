@@ -22,37 +22,63 @@ export function isInCacheFilter(keys: readonly string[], opts: { ignoreEmptySlot
   if (!Array.isArray(keys) || keys.length === 0 || !keys.every((k) => typeof k === 'string')) {
     throw new ArgumentError(op, `keys must be a non-empty array of feature names, got ${describe(keys)}`);
   }
-  if (opts === null || typeof opts !== 'object' || Array.isArray(opts)) throw new ArgumentError(op, `options must be an object like {ignoreEmptySlots}, got ${describe(opts)}`);
-  for (const k of Object.keys(opts)) if (k !== 'ignoreEmptySlots') throw new ArgumentError(op, `unknown option "${k}"; allowed: ignoreEmptySlots`);
-  if (opts.ignoreEmptySlots !== undefined && typeof opts.ignoreEmptySlots !== 'boolean') throw new ArgumentError(op, `ignoreEmptySlots must be true or false, got ${describe(opts.ignoreEmptySlots)}`);
+  if (opts === null || typeof opts !== 'object' || Array.isArray(opts))
+    throw new ArgumentError(op, `options must be an object like {ignoreEmptySlots}, got ${describe(opts)}`);
+  for (const k of Object.keys(opts))
+    if (k !== 'ignoreEmptySlots') throw new ArgumentError(op, `unknown option "${k}"; allowed: ignoreEmptySlots`);
+  if (opts.ignoreEmptySlots !== undefined && typeof opts.ignoreEmptySlots !== 'boolean')
+    throw new ArgumentError(op, `ignoreEmptySlots must be true or false, got ${describe(opts.ignoreEmptySlots)}`);
   const ignoreEmpty = opts.ignoreEmptySlots ?? true;
   return (cache, newItems) => {
     if (cache === null || typeof cache !== 'object' || cache.data === null || typeof cache.data !== 'object') {
       throw new ArgumentError(op, `cache must be a NegativeCache, got ${describe(cache)}`);
     }
-    if (newItems === null || typeof newItems !== 'object') throw new ArgumentError(op, `newItems must be a record of tensors, got ${describe(newItems)}`);
-    let n = -1, size = -1;
+    if (newItems === null || typeof newItems !== 'object')
+      throw new ArgumentError(op, `newItems must be a record of tensors, got ${describe(newItems)}`);
+    let n = -1,
+      size = -1;
     for (const key of keys) {
-      const c = cache.data[key], t = newItems[key];
-      if (!isTensor(c)) throw new ArgumentError(op, `the cache has no key "${key}" (keys: ${Object.keys(cache.data).join(', ')})`);
-      if (!isTensor(t)) throw new ArgumentError(op, `newItems has no key "${key}" (keys: ${Object.keys(newItems).join(', ')})`);
-      for (const [name, x] of [[`cache.data.${key}`, c], [`newItems.${key}`, t]] as const) {
-        if (x.dtype !== 'int32' && x.dtype !== 'bool') throw new DTypeError(op, `${name} is ${x.dtype}; the filter compares exactly and needs int32 or bool keys (float keys are rejected)`);
+      const c = cache.data[key],
+        t = newItems[key];
+      if (!isTensor(c))
+        throw new ArgumentError(op, `the cache has no key "${key}" (keys: ${Object.keys(cache.data).join(', ')})`);
+      if (!isTensor(t))
+        throw new ArgumentError(op, `newItems has no key "${key}" (keys: ${Object.keys(newItems).join(', ')})`);
+      for (const [name, x] of [
+        [`cache.data.${key}`, c],
+        [`newItems.${key}`, t],
+      ] as const) {
+        if (x.dtype !== 'int32' && x.dtype !== 'bool')
+          throw new DTypeError(
+            op,
+            `${name} is ${x.dtype}; the filter compares exactly and needs int32 or bool keys (float keys are rejected)`,
+          );
         if (x.rank === 0) throw new ShapeError(op, `${name} is a scalar; need one row per item ([n, ...])`);
       }
       if (c.shape.slice(1).join() !== t.shape.slice(1).join()) {
-        throw new ShapeError(op, `newItems.${key} is ${fmtShape(t.shape)} but the cache rows are ${fmtShape(c.shape.slice(1))}; need items of the same shape`);
+        throw new ShapeError(
+          op,
+          `newItems.${key} is ${fmtShape(t.shape)} but the cache rows are ${fmtShape(c.shape.slice(1))}; need items of the same shape`,
+        );
       }
-      if (n === -1) { n = t.shape[0]!; size = c.shape[0]!; }
-      else if (t.shape[0] !== n) throw new ShapeError(op, `newItems.${key} has ${t.shape[0]} items but another key has ${n}; need one item count`);
+      if (n === -1) {
+        n = t.shape[0]!;
+        size = c.shape[0]!;
+      } else if (t.shape[0] !== n)
+        throw new ShapeError(
+          op,
+          `newItems.${key} has ${t.shape[0]} items but another key has ${n}; need one item count`,
+        );
     }
     const valid = ignoreEmpty && cache.valid ? (unsafeData(cache.valid) as Uint8Array) : null;
     const rowKey = (src: Record<string, Tensor>, i: number): string =>
-      keys.map((k) => {
-        const t = src[k]!;
-        const inner = t.rank <= 1 ? 1 : sizeOf(t.shape.slice(1));
-        return Array.from(unsafeData(t).subarray(i * inner, (i + 1) * inner)).join(',');
-      }).join('|');
+      keys
+        .map((k) => {
+          const t = src[k]!;
+          const inner = t.rank <= 1 ? 1 : sizeOf(t.shape.slice(1));
+          return Array.from(unsafeData(t).subarray(i * inner, (i + 1) * inner)).join(',');
+        })
+        .join('|');
     const present = new Set<string>();
     for (let j = 0; j < size; j++) if (!valid || valid[j]) present.add(rowKey(cache.data as Record<string, Tensor>, j));
     const out = new Uint8Array(n);

@@ -20,7 +20,10 @@ import { isTensor, unsafeData, wrap, type Tensor } from '../tensor/tensor.js';
 import { stopGradient } from '../autograd/transforms.js';
 import type { CacheManager, CacheUpdate, NegativeCache } from '../cache/negativeCache.js';
 import type { CacheClassificationLoss, CacheLossReturn } from '../losses/cacheClassificationLoss.js';
-import type { DistributedCacheClassificationLoss, DistributedCacheLossReturn } from '../losses/distributedCacheClassificationLoss.js';
+import type {
+  DistributedCacheClassificationLoss,
+  DistributedCacheLossReturn,
+} from '../losses/distributedCacheClassificationLoss.js';
 import type { DocNetwork } from '../losses/common.js';
 import type { ReplicaContext } from '../distributed/replicaContext.js';
 import { checkFinite, scalarOf, type HandlerOptions, type StepMetrics } from './handlers.js';
@@ -33,19 +36,34 @@ interface Pending {
   committed: boolean;
 }
 
-function metricsOf(out: { trainingLoss: Tensor; interpretableLoss: Tensor; staleness: Tensor }, step: number): StepMetrics {
-  return { step, trainingLoss: scalarOf(out.trainingLoss), interpretableLoss: scalarOf(out.interpretableLoss), staleness: scalarOf(out.staleness) };
+function metricsOf(
+  out: { trainingLoss: Tensor; interpretableLoss: Tensor; staleness: Tensor },
+  step: number,
+): StepMetrics {
+  return {
+    step,
+    trainingLoss: scalarOf(out.trainingLoss),
+    interpretableLoss: scalarOf(out.interpretableLoss),
+    staleness: scalarOf(out.staleness),
+  };
 }
 
 function checkStep(op: string, pending: Pending | undefined, current: NegativeCache): Pending {
   if (!pending) throw new ArgumentError(op, 'step must come from computeLoss');
   if (pending.committed) throw new ArgumentError(op, 'this step was already committed');
-  if (pending.base !== current) throw new ArgumentError(op, 'this step was computed against an older cache; compute it again');
+  if (pending.base !== current)
+    throw new ArgumentError(op, 'this step was computed against an older cache; compute it again');
   return pending;
 }
 
-function newItemsOf(op: string, loss: { embeddingKey: string }, features: Readonly<Record<string, Tensor>>, p: Tensor): Record<string, Tensor> {
-  if (features === null || typeof features !== 'object') throw new ArgumentError(op, `features must be a record of tensors, got ${describe(features)}`);
+function newItemsOf(
+  op: string,
+  loss: { embeddingKey: string },
+  features: Readonly<Record<string, Tensor>>,
+  p: Tensor,
+): Record<string, Tensor> {
+  if (features === null || typeof features !== 'object')
+    throw new ArgumentError(op, `features must be a record of tensors, got ${describe(features)}`);
   if (!isTensor(p)) throw new ArgumentError(op, `posDocEmbeddings must be a Tensor, got ${describe(p)}`);
   return { ...features, [loss.embeddingKey]: stopGradient(p) };
 }
@@ -68,7 +86,10 @@ function checkRoutedRefresh(op: string, data: Record<string, Tensor>, mask: Tens
       for (let e = 0; e < inner; e++) {
         const v = d[i * inner + e]!;
         if (!Number.isFinite(v)) {
-          throw new NonFiniteError(op, `updatedItemData.${key} has ${v} in row ${i} (a refresh routed from replica ${Math.floor(i / b)}); the step was rejected and the cache left unchanged`);
+          throw new NonFiniteError(
+            op,
+            `updatedItemData.${key} has ${v} in row ${i} (a refresh routed from replica ${Math.floor(i / b)}); the step was rejected and the cache left unchanged`,
+          );
         }
       }
     }
@@ -86,7 +107,12 @@ export class ShardedCacheLossHandler {
   readonly rejectNonFinite: boolean;
   readonly onMetrics: ((m: StepMetrics) => void) | undefined;
 
-  constructor(readonly ctx: ReplicaContext, readonly cacheManager: CacheManager, readonly loss: DistributedCacheClassificationLoss, opts: HandlerOptions = {}) {
+  constructor(
+    readonly ctx: ReplicaContext,
+    readonly cacheManager: CacheManager,
+    readonly loss: DistributedCacheClassificationLoss,
+    opts: HandlerOptions = {},
+  ) {
     this.shard = cacheManager.initCache();
     this.rejectNonFinite = opts.rejectNonFinite ?? true;
     this.onMetrics = opts.onMetrics;
@@ -107,7 +133,13 @@ export class ShardedCacheLossHandler {
     this.count = step;
   }
 
-  async computeLoss(docNetwork: DocNetwork, q: Tensor, p: Tensor, features: Readonly<Record<string, Tensor>>, opts: { positiveIds?: Tensor } = {}): Promise<ShardedStep> {
+  async computeLoss(
+    docNetwork: DocNetwork,
+    q: Tensor,
+    p: Tensor,
+    features: Readonly<Record<string, Tensor>>,
+    opts: { positiveIds?: Tensor } = {},
+  ): Promise<ShardedStep> {
     const op = 'ShardedCacheLossHandler.computeLoss';
     const newItems = newItemsOf(op, this.loss.local, features, p);
     this.cacheManager.validateUpdate(this.shard, { newItems });
@@ -151,7 +183,12 @@ export class ReplicatedCacheLossHandler {
   readonly rejectNonFinite: boolean;
   readonly onMetrics: ((m: StepMetrics) => void) | undefined;
 
-  constructor(readonly ctx: ReplicaContext, readonly cacheManager: CacheManager, readonly loss: CacheClassificationLoss, opts: HandlerOptions = {}) {
+  constructor(
+    readonly ctx: ReplicaContext,
+    readonly cacheManager: CacheManager,
+    readonly loss: CacheClassificationLoss,
+    opts: HandlerOptions = {},
+  ) {
     this.copy = cacheManager.initCache();
     this.rejectNonFinite = opts.rejectNonFinite ?? true;
     this.onMetrics = opts.onMetrics;
@@ -165,7 +202,13 @@ export class ReplicatedCacheLossHandler {
     return this.count;
   }
 
-  computeLoss(docNetwork: DocNetwork, q: Tensor, p: Tensor, features: Readonly<Record<string, Tensor>>, opts: { positiveIds?: Tensor } = {}): ReplicatedStep {
+  computeLoss(
+    docNetwork: DocNetwork,
+    q: Tensor,
+    p: Tensor,
+    features: Readonly<Record<string, Tensor>>,
+    opts: { positiveIds?: Tensor } = {},
+  ): ReplicatedStep {
     const op = 'ReplicatedCacheLossHandler.computeLoss';
     const newItems = newItemsOf(op, this.loss, features, p);
     this.cacheManager.validateUpdate(this.copy, { newItems });
@@ -191,20 +234,29 @@ export class ReplicatedCacheLossHandler {
     let flag = 0;
     try {
       pending = checkStep(op, step?.pending, this.copy);
-    } catch (e) { bad = e; flag = 2; }
+    } catch (e) {
+      bad = e;
+      flag = 2;
+    }
     if (pending !== undefined && this.rejectNonFinite) {
       try {
         for (const k of ['trainingLoss', 'interpretableLoss'] as const) checkFinite(op, k, step[k]);
         checkFinite(op, 'gradients', opts.gradients);
         checkFinite(op, 'newItems', pending.newItems);
         checkFinite(op, 'updatedItemData', step.updatedItemData[SOURCE]);
-      } catch (e) { bad = e; flag = 1; }
+      } catch (e) {
+        bad = e;
+        flag = 1;
+      }
     }
     const flags = Array.from(unsafeData(await this.ctx.allGather(wrap(Int32Array.of(flag), [1], 'int32'))));
     if (bad !== null) throw bad;
     const failed = flags.findIndex((v) => v !== 0);
     if (failed >= 0) {
-      throw new ArgumentError(op, `replica ${failed} rejected its step (${flags[failed] === 1 ? 'non-finite values' : 'not a step it could commit'}); no replica updated its cache`);
+      throw new ArgumentError(
+        op,
+        `replica ${failed} rejected its step (${flags[failed] === 1 ? 'non-finite values' : 'not a step it could commit'}); no replica updated its cache`,
+      );
     }
     if (pending === undefined) throw new ArgumentError(op, 'step must come from computeLoss'); // unreachable: bad was set
     const keys = Object.keys(pending.newItems).sort();
@@ -215,7 +267,10 @@ export class ReplicatedCacheLossHandler {
     const refIdx = await this.ctx.allGather(step.updatedItemIndices[SOURCE]!);
     const refMask = await this.ctx.allGather(step.updatedItemMask[SOURCE]!);
     this.copy = this.cacheManager.updateCache(this.copy, {
-      newItems: gathered, updatedItemData: { [emb]: refData }, updatedItemIndices: refIdx, updatedItemMask: refMask,
+      newItems: gathered,
+      updatedItemData: { [emb]: refData },
+      updatedItemIndices: refIdx,
+      updatedItemMask: refMask,
     });
     pending.committed = true;
     this.count++;

@@ -22,7 +22,11 @@ import { isTensor, unsafeData, type Tensor } from '../tensor/tensor.js';
 import { stopGradient } from '../autograd/transforms.js';
 import { flatten } from '../autograd/tree.js';
 import type { CacheManager, NegativeCache } from '../cache/negativeCache.js';
-import type { CacheClassificationLoss, CacheLossReturn, CacheLossCallOptions } from '../losses/cacheClassificationLoss.js';
+import type {
+  CacheClassificationLoss,
+  CacheLossReturn,
+  CacheLossCallOptions,
+} from '../losses/cacheClassificationLoss.js';
 import { checkQueryAndPositives, type DocNetwork } from '../losses/common.js';
 import type { NewItemsFilter } from '../filters/isInCache.js';
 
@@ -70,7 +74,10 @@ export function checkFinite(op: string, name: string, tree: unknown): void {
     const d = unsafeData(t);
     for (let i = 0; i < d.length; i++) {
       if (!Number.isFinite(d[i]!)) {
-        throw new NonFiniteError(op, `${name}${leaves.length > 1 ? ` (leaf ${k} in sorted-key order)` : ''} has ${d[i]} at flat index ${i}; the step was rejected and the cache left unchanged`);
+        throw new NonFiniteError(
+          op,
+          `${name}${leaves.length > 1 ? ` (leaf ${k} in sorted-key order)` : ''} has ${d[i]} at flat index ${i}; the step was rejected and the cache left unchanged`,
+        );
       }
     }
   });
@@ -91,22 +98,40 @@ abstract class BaseHandler {
     // Validate before touching anything (duck-typed, so two copies of the library still work together).
     const op = new.target.name;
     for (const [s, m] of Object.entries(managers)) {
-      if (m === null || typeof m !== 'object' || typeof (m as Partial<CacheManager>).initCache !== 'function' || typeof (m as Partial<CacheManager>).specs !== 'object') {
+      if (
+        m === null ||
+        typeof m !== 'object' ||
+        typeof (m as Partial<CacheManager>).initCache !== 'function' ||
+        typeof (m as Partial<CacheManager>).specs !== 'object'
+      ) {
         throw new ArgumentError(op, `the cache manager for "${s}" must be a CacheManager, got ${describe(m)}`);
       }
     }
-    if (loss === null || typeof loss !== 'object' || typeof loss.call !== 'function' || typeof loss.embeddingKey !== 'string' || !Array.isArray(loss.dataKeys)) {
+    if (
+      loss === null ||
+      typeof loss !== 'object' ||
+      typeof loss.call !== 'function' ||
+      typeof loss.embeddingKey !== 'string' ||
+      !Array.isArray(loss.dataKeys)
+    ) {
       throw new ArgumentError(op, `loss must be a CacheClassificationLoss, got ${describe(loss)}`);
     }
-    if (opts.rejectNonFinite !== undefined && typeof opts.rejectNonFinite !== 'boolean') throw new ArgumentError(op, `rejectNonFinite must be true or false, got ${describe(opts.rejectNonFinite)}`);
-    if (opts.onMetrics !== undefined && typeof opts.onMetrics !== 'function') throw new ArgumentError(op, `onMetrics must be a function, got ${describe(opts.onMetrics)}`);
+    if (opts.rejectNonFinite !== undefined && typeof opts.rejectNonFinite !== 'boolean')
+      throw new ArgumentError(op, `rejectNonFinite must be true or false, got ${describe(opts.rejectNonFinite)}`);
+    if (opts.onMetrics !== undefined && typeof opts.onMetrics !== 'function')
+      throw new ArgumentError(op, `onMetrics must be a function, got ${describe(opts.onMetrics)}`);
     this.caches = Object.fromEntries(Object.entries(managers).map(([s, m]) => [s, m.initCache()]));
     this.rejectNonFinite = opts.rejectNonFinite ?? true;
     this.onMetrics = opts.onMetrics;
     for (const [s, m] of Object.entries(managers)) {
       const spec = m.specs[loss.embeddingKey];
-      if (!spec) throw new ArgumentError(this.constructor.name, `cache "${s}" has no spec for the loss's embeddingKey "${loss.embeddingKey}"`);
-      for (const k of loss.dataKeys) if (!m.specs[k]) throw new ArgumentError(this.constructor.name, `cache "${s}" has no spec for data key "${k}"`);
+      if (!spec)
+        throw new ArgumentError(
+          this.constructor.name,
+          `cache "${s}" has no spec for the loss's embeddingKey "${loss.embeddingKey}"`,
+        );
+      for (const k of loss.dataKeys)
+        if (!m.specs[k]) throw new ArgumentError(this.constructor.name, `cache "${s}" has no spec for data key "${k}"`);
     }
   }
 
@@ -120,7 +145,15 @@ abstract class BaseHandler {
     return this.stepCount;
   }
 
-  protected build(op: string, docNetwork: DocNetwork, q: Tensor, p: Tensor, newItems: Record<string, Record<string, Tensor>>, newItemsMask: Record<string, Tensor | undefined>, opts: CacheLossCallOptions | undefined): HandlerStep {
+  protected build(
+    op: string,
+    docNetwork: DocNetwork,
+    q: Tensor,
+    p: Tensor,
+    newItems: Record<string, Record<string, Tensor>>,
+    newItemsMask: Record<string, Tensor | undefined>,
+    opts: CacheLossCallOptions | undefined,
+  ): HandlerStep {
     const base = this.caches;
     // Validate the new items first, so a bad batch fails before any sampling (the loss's
     // generator does not move) or gradient work.
@@ -148,12 +181,19 @@ abstract class BaseHandler {
    */
   commit(step: HandlerStep, opts: { gradients?: unknown } = {}): void {
     const op = `${this.constructor.name}.commit`;
-    if (step === null || typeof step !== 'object' || !step.pending) throw new ArgumentError(op, `step must come from computeLoss, got ${describe(step)}`);
-    if (opts === null || typeof opts !== 'object' || Array.isArray(opts)) throw new ArgumentError(op, `options must be an object like {gradients}, got ${describe(opts)}`);
-    for (const k of Object.keys(opts)) if (k !== 'gradients') throw new ArgumentError(op, `unknown option "${k}"; allowed: gradients`);
+    if (step === null || typeof step !== 'object' || !step.pending)
+      throw new ArgumentError(op, `step must come from computeLoss, got ${describe(step)}`);
+    if (opts === null || typeof opts !== 'object' || Array.isArray(opts))
+      throw new ArgumentError(op, `options must be an object like {gradients}, got ${describe(opts)}`);
+    for (const k of Object.keys(opts))
+      if (k !== 'gradients') throw new ArgumentError(op, `unknown option "${k}"; allowed: gradients`);
     const pending = step.pending;
     if (pending.committed) throw new ArgumentError(op, 'this step was already committed');
-    if (pending.base !== this.caches) throw new ArgumentError(op, 'this step was computed against an older cache (another step was committed since); compute it again');
+    if (pending.base !== this.caches)
+      throw new ArgumentError(
+        op,
+        'this step was computed against an older cache (another step was committed since); compute it again',
+      );
     if (this.rejectNonFinite) {
       checkFinite(op, 'trainingLoss', step.trainingLoss);
       checkFinite(op, 'interpretableLoss', step.interpretableLoss);
@@ -181,7 +221,8 @@ abstract class BaseHandler {
   /** Replaces the cache state (e.g. from a checkpoint); validated against the managers. */
   protected setCaches(caches: Record<string, NegativeCache>, step: number): void {
     for (const [s, m] of Object.entries(this.managers)) m.checkCache('setState', caches[s]!, `caches.${s}`);
-    if (!Number.isInteger(step) || step < 0) throw new ArgumentError('setState', `step must be a non-negative integer, got ${describe(step)}`);
+    if (!Number.isInteger(step) || step < 0)
+      throw new ArgumentError('setState', `step must be a non-negative integer, got ${describe(step)}`);
     this.caches = { ...caches };
     this.stepCount = step;
   }
@@ -200,8 +241,13 @@ export class CacheLossHandler extends BaseHandler {
   readonly filter: NewItemsFilter | undefined;
 
   constructor(opts: CacheLossHandlerOptions) {
-    if (opts === null || typeof opts !== 'object') throw new ArgumentError('CacheLossHandler', `options must be {cacheManager, loss, ...}, got ${describe(opts)}`);
-    if (opts.filter !== undefined && typeof opts.filter !== 'function') throw new ArgumentError('CacheLossHandler', `filter must be a function (cache, newItems) => mask, e.g. isInCacheFilter(['id']), got ${describe(opts.filter)}`);
+    if (opts === null || typeof opts !== 'object')
+      throw new ArgumentError('CacheLossHandler', `options must be {cacheManager, loss, ...}, got ${describe(opts)}`);
+    if (opts.filter !== undefined && typeof opts.filter !== 'function')
+      throw new ArgumentError(
+        'CacheLossHandler',
+        `filter must be a function (cache, newItems) => mask, e.g. isInCacheFilter(['id']), got ${describe(opts.filter)}`,
+      );
     super({ [CacheLossHandler.SOURCE]: opts.cacheManager }, opts.loss, opts);
     this.filter = opts.filter;
   }
@@ -220,17 +266,39 @@ export class CacheLossHandler extends BaseHandler {
    * `commit` will apply. `features` holds the positives' features under the
    * loss's dataKeys (plus any other cache keys, e.g. ids), each [b, ...].
    */
-  computeLoss(docNetwork: DocNetwork, queryEmbeddings: Tensor, posDocEmbeddings: Tensor, features: Readonly<Record<string, Tensor>>, opts?: CacheLossCallOptions): HandlerStep {
+  computeLoss(
+    docNetwork: DocNetwork,
+    queryEmbeddings: Tensor,
+    posDocEmbeddings: Tensor,
+    features: Readonly<Record<string, Tensor>>,
+    opts?: CacheLossCallOptions,
+  ): HandlerStep {
     const op = 'CacheLossHandler.computeLoss';
-    if (features === null || typeof features !== 'object') throw new ArgumentError(op, `features must be a record of tensors, got ${describe(features)}`);
-    if (!isTensor(posDocEmbeddings)) throw new ArgumentError(op, `posDocEmbeddings must be a Tensor, got ${describe(posDocEmbeddings)}`);
+    if (features === null || typeof features !== 'object')
+      throw new ArgumentError(op, `features must be a record of tensors, got ${describe(features)}`);
+    if (!isTensor(posDocEmbeddings))
+      throw new ArgumentError(op, `posDocEmbeddings must be a Tensor, got ${describe(posDocEmbeddings)}`);
     const items: Record<string, Tensor> = { ...features, [this.loss.embeddingKey]: stopGradient(posDocEmbeddings) };
     const mask = this.filter ? this.filter(this.cache, items) : undefined;
-    return this.build(op, docNetwork, queryEmbeddings, posDocEmbeddings, { [CacheLossHandler.SOURCE]: items }, { [CacheLossHandler.SOURCE]: mask }, opts);
+    return this.build(
+      op,
+      docNetwork,
+      queryEmbeddings,
+      posDocEmbeddings,
+      { [CacheLossHandler.SOURCE]: items },
+      { [CacheLossHandler.SOURCE]: mask },
+      opts,
+    );
   }
 
   /** computeLoss + commit (the reference's single call). Returns the step. */
-  updateCacheAndComputeLoss(docNetwork: DocNetwork, queryEmbeddings: Tensor, posDocEmbeddings: Tensor, features: Readonly<Record<string, Tensor>>, opts?: CacheLossCallOptions): HandlerStep {
+  updateCacheAndComputeLoss(
+    docNetwork: DocNetwork,
+    queryEmbeddings: Tensor,
+    posDocEmbeddings: Tensor,
+    features: Readonly<Record<string, Tensor>>,
+    opts?: CacheLossCallOptions,
+  ): HandlerStep {
     const step = this.computeLoss(docNetwork, queryEmbeddings, posDocEmbeddings, features, opts);
     this.commit(step);
     return step;
@@ -249,8 +317,17 @@ export interface MultiCacheLossHandlerOptions extends HandlerOptions {
  */
 export class MultiCacheLossHandler extends BaseHandler {
   constructor(opts: MultiCacheLossHandlerOptions) {
-    if (opts === null || typeof opts !== 'object' || opts.cacheManagers === null || typeof opts.cacheManagers !== 'object' || Object.keys(opts.cacheManagers).length === 0) {
-      throw new ArgumentError('MultiCacheLossHandler', `options must be {cacheManagers: {source: CacheManager, ...}, loss}, got ${describe(opts)}`);
+    if (
+      opts === null ||
+      typeof opts !== 'object' ||
+      opts.cacheManagers === null ||
+      typeof opts.cacheManagers !== 'object' ||
+      Object.keys(opts.cacheManagers).length === 0
+    ) {
+      throw new ArgumentError(
+        'MultiCacheLossHandler',
+        `options must be {cacheManagers: {source: CacheManager, ...}, loss}, got ${describe(opts)}`,
+      );
     }
     super(opts.cacheManagers, opts.loss, opts);
   }
@@ -268,22 +345,38 @@ export class MultiCacheLossHandler extends BaseHandler {
    * embeddings included); `newItemsMask[source]` optionally masks them.
    */
   computeLoss(
-    docNetwork: DocNetwork, queryEmbeddings: Tensor, posDocEmbeddings: Tensor,
+    docNetwork: DocNetwork,
+    queryEmbeddings: Tensor,
+    posDocEmbeddings: Tensor,
     newItems: Readonly<Record<string, Readonly<Record<string, Tensor>>>>,
-    newItemsMask: Readonly<Record<string, Tensor>> = {}, opts?: CacheLossCallOptions,
+    newItemsMask: Readonly<Record<string, Tensor>> = {},
+    opts?: CacheLossCallOptions,
   ): HandlerStep {
     const op = 'MultiCacheLossHandler.computeLoss';
-    if (newItems === null || typeof newItems !== 'object') throw new ArgumentError(op, `newItems must map each source to its new items, got ${describe(newItems)}`);
+    if (newItems === null || typeof newItems !== 'object')
+      throw new ArgumentError(op, `newItems must map each source to its new items, got ${describe(newItems)}`);
     const extra = Object.keys(newItems).filter((s) => !(s in this.managers));
-    if (extra.length > 0) throw new ArgumentError(op, `newItems has unknown sources ${JSON.stringify(extra)}; sources are ${JSON.stringify(Object.keys(this.managers))}`);
-    const items = Object.fromEntries(Object.entries(newItems).map(([s, r]) => [s, Object.fromEntries(Object.entries(r).map(([k, t]) => [k, isTensor(t) ? stopGradient(t) : t]))])) as Record<string, Record<string, Tensor>>;
+    if (extra.length > 0)
+      throw new ArgumentError(
+        op,
+        `newItems has unknown sources ${JSON.stringify(extra)}; sources are ${JSON.stringify(Object.keys(this.managers))}`,
+      );
+    const items = Object.fromEntries(
+      Object.entries(newItems).map(([s, r]) => [
+        s,
+        Object.fromEntries(Object.entries(r).map(([k, t]) => [k, isTensor(t) ? stopGradient(t) : t])),
+      ]),
+    ) as Record<string, Record<string, Tensor>>;
     return this.build(op, docNetwork, queryEmbeddings, posDocEmbeddings, items, { ...newItemsMask }, opts);
   }
 
   updateCacheAndComputeLoss(
-    docNetwork: DocNetwork, queryEmbeddings: Tensor, posDocEmbeddings: Tensor,
+    docNetwork: DocNetwork,
+    queryEmbeddings: Tensor,
+    posDocEmbeddings: Tensor,
     newItems: Readonly<Record<string, Readonly<Record<string, Tensor>>>>,
-    newItemsMask: Readonly<Record<string, Tensor>> = {}, opts?: CacheLossCallOptions,
+    newItemsMask: Readonly<Record<string, Tensor>> = {},
+    opts?: CacheLossCallOptions,
   ): HandlerStep {
     const step = this.computeLoss(docNetwork, queryEmbeddings, posDocEmbeddings, newItems, newItemsMask, opts);
     this.commit(step);

@@ -121,8 +121,23 @@ const FROM_ST: ReadonlyMap<string, DType> = new Map([
 const ITEMSIZE: Record<DType, number> = { float32: 4, float64: 8, int32: 4, bool: 1 };
 /** safetensors dtypes that exist in the format but have no negcache counterpart. */
 const UNSUPPORTED_ST: ReadonlySet<string> = new Set([
-  'F16', 'BF16', 'F8_E4M3', 'F8_E5M2', 'F8_E8M0', 'E8M0', 'F6_E2M3', 'F6_E3M2', 'F4',
-  'I8', 'U8', 'I16', 'U16', 'U32', 'I64', 'U64', 'C64',
+  'F16',
+  'BF16',
+  'F8_E4M3',
+  'F8_E5M2',
+  'F8_E8M0',
+  'E8M0',
+  'F6_E2M3',
+  'F6_E3M2',
+  'F4',
+  'I8',
+  'U8',
+  'I16',
+  'U16',
+  'U32',
+  'I64',
+  'U64',
+  'C64',
 ]);
 
 const HOST_LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
@@ -224,7 +239,14 @@ function compareStrings(a: string, b: string): number {
 }
 
 function isPlainRecord(x: unknown): x is Record<string, unknown> {
-  return typeof x === 'object' && x !== null && !Array.isArray(x) && !isTensor(x) && !ArrayBuffer.isView(x) && !(x instanceof Map);
+  return (
+    typeof x === 'object' &&
+    x !== null &&
+    !Array.isArray(x) &&
+    !isTensor(x) &&
+    !ArrayBuffer.isView(x) &&
+    !(x instanceof Map)
+  );
 }
 
 /** Writes the elements of `arr` little-endian into `out` at `pos`. */
@@ -272,10 +294,16 @@ export function encodeSafetensors(
   const names = Object.keys(tensors).sort(compareStrings);
   for (const name of names) {
     if (name === METADATA_KEY) {
-      throw new ArgumentError(ENC_OP, `tensor name "${METADATA_KEY}" is reserved by the safetensors format; need another name`);
+      throw new ArgumentError(
+        ENC_OP,
+        `tensor name "${METADATA_KEY}" is reserved by the safetensors format; need another name`,
+      );
     }
     if (!isWellFormed(name)) {
-      throw new ArgumentError(ENC_OP, `tensor name ${describe(name)} contains an unpaired UTF-16 surrogate; need a string that encodes to UTF-8`);
+      throw new ArgumentError(
+        ENC_OP,
+        `tensor name ${describe(name)} contains an unpaired UTF-16 surrogate; need a string that encodes to UTF-8`,
+      );
     }
     const t = tensors[name];
     if (!isTensor(t)) {
@@ -285,19 +313,31 @@ export function encodeSafetensors(
   let metaKeys: string[] = [];
   if (metadata !== undefined && metadata !== null) {
     if (!isPlainRecord(metadata)) {
-      throw new ArgumentError(ENC_OP, `metadata must be an object mapping strings to strings, got ${describe(metadata)}`);
+      throw new ArgumentError(
+        ENC_OP,
+        `metadata must be an object mapping strings to strings, got ${describe(metadata)}`,
+      );
     }
     metaKeys = Object.keys(metadata).sort(compareStrings);
     for (const k of metaKeys) {
       const v = (metadata as Record<string, unknown>)[k];
       if (typeof v !== 'string') {
-        throw new ArgumentError(ENC_OP, `metadata[${describe(k)}] must be a string, got ${describe(v)}; safetensors metadata maps strings to strings`);
+        throw new ArgumentError(
+          ENC_OP,
+          `metadata[${describe(k)}] must be a string, got ${describe(v)}; safetensors metadata maps strings to strings`,
+        );
       }
       if (k === SAFETENSORS_CHECKSUM_KEY) {
-        throw new ArgumentError(ENC_OP, `metadata key "${SAFETENSORS_CHECKSUM_KEY}" is reserved for the checksum the writer adds; need another key`);
+        throw new ArgumentError(
+          ENC_OP,
+          `metadata key "${SAFETENSORS_CHECKSUM_KEY}" is reserved for the checksum the writer adds; need another key`,
+        );
       }
       if (!isWellFormed(k) || !isWellFormed(v)) {
-        throw new ArgumentError(ENC_OP, `metadata entry ${describe(k)} contains an unpaired UTF-16 surrogate; need strings that encode to UTF-8`);
+        throw new ArgumentError(
+          ENC_OP,
+          `metadata entry ${describe(k)} contains an unpaired UTF-16 surrogate; need strings that encode to UTF-8`,
+        );
       }
     }
   }
@@ -336,14 +376,20 @@ export function encodeSafetensors(
   const jsonBytes = encoder.encode(json);
   const headerLength = Math.ceil(jsonBytes.length / 8) * 8;
   if (headerLength > SAFETENSORS_MAX_HEADER_BYTES) {
-    throw new ArgumentError(ENC_OP, `the header would be ${headerLength} bytes (${names.length} tensors, ${metaKeys.length} metadata entries); readers accept at most ${SAFETENSORS_MAX_HEADER_BYTES}`);
+    throw new ArgumentError(
+      ENC_OP,
+      `the header would be ${headerLength} bytes (${names.length} tensors, ${metaKeys.length} metadata entries); readers accept at most ${SAFETENSORS_MAX_HEADER_BYTES}`,
+    );
   }
   const total = 8 + headerLength + dataBytes;
   let file: Uint8Array;
   try {
     file = new Uint8Array(total);
   } catch (e) {
-    throw new ArgumentError(ENC_OP, `the file would be ${total} bytes, more than this engine can allocate in one buffer (${(e as Error).message})`);
+    throw new ArgumentError(
+      ENC_OP,
+      `the file would be ${total} bytes, more than this engine can allocate in one buffer (${(e as Error).message})`,
+    );
   }
 
   // ---- assemble
@@ -405,7 +451,10 @@ class StrictJson {
   document(): JNode & { kind: 'object' } {
     const root = this.value(0);
     this.ws();
-    if (this.i < this.s.length) this.fail(`unexpected ${charDesc(this.s, this.i)} after the end of the header object; need only whitespace padding`);
+    if (this.i < this.s.length)
+      this.fail(
+        `unexpected ${charDesc(this.s, this.i)} after the end of the header object; need only whitespace padding`,
+      );
     return root as JNode & { kind: 'object' };
   }
 
@@ -509,20 +558,37 @@ class StrictJson {
       out += s.slice(run, this.i);
       const e = s.charCodeAt(this.i + 1);
       switch (e) {
-        case 0x22: out += '"'; break;
-        case 0x5c: out += '\\'; break;
-        case 0x2f: out += '/'; break;
-        case 0x62: out += '\b'; break;
-        case 0x66: out += '\f'; break;
-        case 0x6e: out += '\n'; break;
-        case 0x72: out += '\r'; break;
-        case 0x74: out += '\t'; break;
+        case 0x22:
+          out += '"';
+          break;
+        case 0x5c:
+          out += '\\';
+          break;
+        case 0x2f:
+          out += '/';
+          break;
+        case 0x62:
+          out += '\b';
+          break;
+        case 0x66:
+          out += '\f';
+          break;
+        case 0x6e:
+          out += '\n';
+          break;
+        case 0x72:
+          out += '\r';
+          break;
+        case 0x74:
+          out += '\t';
+          break;
         case 0x75: {
           const u = this.hex4(this.i + 2);
           if (u >= 0xdc00 && u <= 0xdfff) this.fail('unpaired low surrogate escape; need a valid UTF-16 pair');
           if (u >= 0xd800 && u <= 0xdbff) {
             const low = s.startsWith('\\u', this.i + 6) ? this.hex4(this.i + 8) : -1;
-            if (!(low >= 0xdc00 && low <= 0xdfff)) this.fail('unpaired high surrogate escape; need a valid UTF-16 pair');
+            if (!(low >= 0xdc00 && low <= 0xdfff))
+              this.fail('unpaired high surrogate escape; need a valid UTF-16 pair');
             out += String.fromCharCode(u, low);
             this.i += 6;
           } else out += String.fromCharCode(u);
@@ -554,11 +620,16 @@ class StrictJson {
 function nodeDesc(n: JNode | undefined): string {
   if (n === undefined) return 'nothing';
   switch (n.kind) {
-    case 'object': return 'an object';
-    case 'array': return `an array of length ${n.items.length}`;
-    case 'string': return describe(n.value);
-    case 'number': return n.text;
-    case 'literal': return n.text;
+    case 'object':
+      return 'an object';
+    case 'array':
+      return `an array of length ${n.items.length}`;
+    case 'string':
+      return describe(n.value);
+    case 'number':
+      return n.text;
+    case 'literal':
+      return n.text;
   }
 }
 
@@ -581,11 +652,17 @@ interface Entry {
 function readEntry(name: string, node: JNode, dataLength: number): Entry {
   const where = `tensor ${describe(name)}`;
   if (node.kind !== 'object') {
-    throw new ArgumentError(DEC_OP, `${where}: entry is ${nodeDesc(node)}; need an object {dtype, shape, data_offsets}`);
+    throw new ArgumentError(
+      DEC_OP,
+      `${where}: entry is ${nodeDesc(node)}; need an object {dtype, shape, data_offsets}`,
+    );
   }
   for (const key of node.members.keys()) {
     if (key !== 'dtype' && key !== 'shape' && key !== 'data_offsets') {
-      throw new ArgumentError(DEC_OP, `${where}: unexpected key ${describe(key)}; need exactly dtype, shape, data_offsets`);
+      throw new ArgumentError(
+        DEC_OP,
+        `${where}: unexpected key ${describe(key)}; need exactly dtype, shape, data_offsets`,
+      );
     }
   }
   for (const key of ['dtype', 'shape', 'data_offsets']) {
@@ -600,9 +677,15 @@ function readEntry(name: string, node: JNode, dataLength: number): Entry {
   const dtype = FROM_ST.get(dt.value);
   if (dtype === undefined) {
     if (UNSUPPORTED_ST.has(dt.value)) {
-      throw new ArgumentError(DEC_OP, `${where}: dtype "${dt.value}" is a safetensors dtype negcache cannot represent; need one of "F32", "F64", "I32", "BOOL" (convert the checkpoint first)`);
+      throw new ArgumentError(
+        DEC_OP,
+        `${where}: dtype "${dt.value}" is a safetensors dtype negcache cannot represent; need one of "F32", "F64", "I32", "BOOL" (convert the checkpoint first)`,
+      );
     }
-    throw new ArgumentError(DEC_OP, `${where}: unknown dtype ${describe(dt.value)}; need one of "F32", "F64", "I32", "BOOL"`);
+    throw new ArgumentError(
+      DEC_OP,
+      `${where}: unknown dtype ${describe(dt.value)}; need one of "F32", "F64", "I32", "BOOL"`,
+    );
   }
   const sh = node.members.get('shape')!;
   if (sh.kind !== 'array') {
@@ -623,22 +706,34 @@ function readEntry(name: string, node: JNode, dataLength: number): Entry {
   }
   const off = node.members.get('data_offsets')!;
   if (off.kind !== 'array' || off.items.length !== 2) {
-    throw new ArgumentError(DEC_OP, `${where}: data_offsets is ${nodeDesc(off)}; need [begin, end], two non-negative integers`);
+    throw new ArgumentError(
+      DEC_OP,
+      `${where}: data_offsets is ${nodeDesc(off)}; need [begin, end], two non-negative integers`,
+    );
   }
   const begin = asIndex(off.items[0]);
   const end = asIndex(off.items[1]);
   if (begin === null || end === null) {
-    throw new ArgumentError(DEC_OP, `${where}: data_offsets is [${nodeDesc(off.items[0])}, ${nodeDesc(off.items[1])}]; need two non-negative integers`);
+    throw new ArgumentError(
+      DEC_OP,
+      `${where}: data_offsets is [${nodeDesc(off.items[0])}, ${nodeDesc(off.items[1])}]; need two non-negative integers`,
+    );
   }
   if (begin > end) {
     throw new ArgumentError(DEC_OP, `${where}: data_offsets [${begin}, ${end}] has begin > end; need begin <= end`);
   }
   const need = size * ITEMSIZE[dtype];
   if (end - begin !== need) {
-    throw new ArgumentError(DEC_OP, `${where}: data_offsets [${begin}, ${end}] span ${end - begin} bytes; need ${need} for shape ${fmtShape(shape)} ${dt.value} (${size} elements x ${ITEMSIZE[dtype]} bytes)`);
+    throw new ArgumentError(
+      DEC_OP,
+      `${where}: data_offsets [${begin}, ${end}] span ${end - begin} bytes; need ${need} for shape ${fmtShape(shape)} ${dt.value} (${size} elements x ${ITEMSIZE[dtype]} bytes)`,
+    );
   }
   if (end > dataLength) {
-    throw new ArgumentError(DEC_OP, `${where}: data_offsets [${begin}, ${end}] lie outside the data buffer (${dataLength} bytes; file truncated?); need end <= ${dataLength}`);
+    throw new ArgumentError(
+      DEC_OP,
+      `${where}: data_offsets [${begin}, ${end}] lie outside the data buffer (${dataLength} bytes; file truncated?); need end <= ${dataLength}`,
+    );
   }
   return { name, dtype, shape, size, begin, end };
 }
@@ -650,7 +745,10 @@ function readElements(data: Uint8Array, e: Entry): TypedArray {
     for (let i = 0; i < src.length; i++) {
       const b = src[i]!;
       if (b > 1) {
-        throw new ArgumentError(DEC_OP, `tensor ${describe(e.name)}: bool element ${i} is stored as byte ${b}; need 0 or 1`);
+        throw new ArgumentError(
+          DEC_OP,
+          `tensor ${describe(e.name)}: bool element ${i} is stored as byte ${b}; need 0 or 1`,
+        );
       }
       out[i] = b;
     }
@@ -697,23 +795,34 @@ export function decodeSafetensors(bytes: Uint8Array, options?: DecodeSafetensors
   }
   const verify = options?.verifyChecksum ?? true;
   const requireChecksum = options?.requireChecksum ?? false;
-  if (typeof verify !== 'boolean') throw new ArgumentError(DEC_OP, `options.verifyChecksum must be a boolean, got ${describe(verify)}`);
-  if (typeof requireChecksum !== 'boolean') throw new ArgumentError(DEC_OP, `options.requireChecksum must be a boolean, got ${describe(requireChecksum)}`);
+  if (typeof verify !== 'boolean')
+    throw new ArgumentError(DEC_OP, `options.verifyChecksum must be a boolean, got ${describe(verify)}`);
+  if (typeof requireChecksum !== 'boolean')
+    throw new ArgumentError(DEC_OP, `options.requireChecksum must be a boolean, got ${describe(requireChecksum)}`);
 
   // ---- length prefix
   if (bytes.length < 8) {
-    throw new ArgumentError(DEC_OP, `file is ${bytes.length} bytes; need at least 8 (the header length) - not a safetensors file, or truncated`);
+    throw new ArgumentError(
+      DEC_OP,
+      `file is ${bytes.length} bytes; need at least 8 (the header length) - not a safetensors file, or truncated`,
+    );
   }
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const lo = view.getUint32(0, true);
   const hi = view.getUint32(4, true);
   if (hi !== 0 || lo > SAFETENSORS_MAX_HEADER_BYTES) {
     const n = (BigInt(hi) << 32n) | BigInt(lo);
-    throw new ArgumentError(DEC_OP, `header length ${n} (bytes 0-7) exceeds the ${SAFETENSORS_MAX_HEADER_BYTES}-byte limit; not a safetensors file, or corrupted`);
+    throw new ArgumentError(
+      DEC_OP,
+      `header length ${n} (bytes 0-7) exceeds the ${SAFETENSORS_MAX_HEADER_BYTES}-byte limit; not a safetensors file, or corrupted`,
+    );
   }
   const headerLength = lo;
   if (8 + headerLength > bytes.length) {
-    throw new ArgumentError(DEC_OP, `header length ${headerLength} (bytes 0-7) runs past the end of the file (${bytes.length} bytes); need 8 + header length <= file size - truncated or corrupted`);
+    throw new ArgumentError(
+      DEC_OP,
+      `header length ${headerLength} (bytes 0-7) runs past the end of the file (${bytes.length} bytes); need 8 + header length <= file size - truncated or corrupted`,
+    );
   }
   if (headerLength === 0) {
     throw new ArgumentError(DEC_OP, `header length is 0; need a JSON object`);
@@ -737,7 +846,10 @@ export function decodeSafetensors(bytes: Uint8Array, options?: DecodeSafetensors
   const metaNode = root.members.get(METADATA_KEY);
   if (metaNode !== undefined && !(metaNode.kind === 'literal' && metaNode.text === 'null')) {
     if (metaNode.kind !== 'object') {
-      throw new ArgumentError(DEC_OP, `__metadata__ is ${nodeDesc(metaNode)}; need an object mapping strings to strings`);
+      throw new ArgumentError(
+        DEC_OP,
+        `__metadata__ is ${nodeDesc(metaNode)}; need an object mapping strings to strings`,
+      );
     }
     const keys = [...metaNode.members.keys()].sort(compareStrings);
     for (const k of keys) {
@@ -754,18 +866,27 @@ export function decodeSafetensors(bytes: Uint8Array, options?: DecodeSafetensors
   let checksum: DecodedSafetensors['checksum'] = 'absent';
   if (checksumNode !== undefined) {
     if (checksumNode.end - checksumNode.pos !== 10 || !/^[0-9a-f]{8}$/.test(checksumNode.value)) {
-      throw new ArgumentError(DEC_OP, `__metadata__["${SAFETENSORS_CHECKSUM_KEY}"] is ${describe(checksumNode.value)}; need 8 lowercase hex digits, written without escapes (corrupted?)`);
+      throw new ArgumentError(
+        DEC_OP,
+        `__metadata__["${SAFETENSORS_CHECKSUM_KEY}"] is ${describe(checksumNode.value)}; need 8 lowercase hex digits, written without escapes (corrupted?)`,
+      );
     }
     if (verify) {
       const at = 8 + new TextEncoder().encode(text.slice(0, checksumNode.pos + 1)).length;
       const actual = fileChecksum(bytes, at);
       if (hex8(actual) !== checksumNode.value) {
-        throw new ArgumentError(DEC_OP, `checksum mismatch: ${SAFETENSORS_CHECKSUM_KEY} says ${checksumNode.value}, the file hashes to ${hex8(actual)}; the file is corrupted (or was rewritten by a tool that copied the metadata - pass { verifyChecksum: false } to read it anyway)`);
+        throw new ArgumentError(
+          DEC_OP,
+          `checksum mismatch: ${SAFETENSORS_CHECKSUM_KEY} says ${checksumNode.value}, the file hashes to ${hex8(actual)}; the file is corrupted (or was rewritten by a tool that copied the metadata - pass { verifyChecksum: false } to read it anyway)`,
+        );
       }
       checksum = 'verified';
     } else checksum = 'unchecked';
   } else if (requireChecksum) {
-    throw new ArgumentError(DEC_OP, `no "${SAFETENSORS_CHECKSUM_KEY}" in __metadata__ but requireChecksum is set; need a file written by encodeSafetensors with its checksum`);
+    throw new ArgumentError(
+      DEC_OP,
+      `no "${SAFETENSORS_CHECKSUM_KEY}" in __metadata__ but requireChecksum is set; need a file written by encodeSafetensors with its checksum`,
+    );
   }
 
   // ---- tensor entries
@@ -781,16 +902,25 @@ export function decodeSafetensors(bytes: Uint8Array, options?: DecodeSafetensors
   let prev: Entry | null = null;
   for (const e of byOffset) {
     if (e.begin < covered) {
-      throw new ArgumentError(DEC_OP, `tensors ${describe(prev!.name)} [${prev!.begin}, ${prev!.end}] and ${describe(e.name)} [${e.begin}, ${e.end}] overlap; need disjoint, contiguous data ranges`);
+      throw new ArgumentError(
+        DEC_OP,
+        `tensors ${describe(prev!.name)} [${prev!.begin}, ${prev!.end}] and ${describe(e.name)} [${e.begin}, ${e.end}] overlap; need disjoint, contiguous data ranges`,
+      );
     }
     if (e.begin > covered) {
-      throw new ArgumentError(DEC_OP, `data bytes [${covered}, ${e.begin}) belong to no tensor (gap before ${describe(e.name)}); need the data ranges to be contiguous from 0`);
+      throw new ArgumentError(
+        DEC_OP,
+        `data bytes [${covered}, ${e.begin}) belong to no tensor (gap before ${describe(e.name)}); need the data ranges to be contiguous from 0`,
+      );
     }
     covered = e.end;
     prev = e;
   }
   if (covered !== data.length) {
-    throw new ArgumentError(DEC_OP, `data bytes [${covered}, ${data.length}) at the end of the file belong to no tensor (${data.length - covered} trailing bytes); need the tensors to cover the data buffer exactly`);
+    throw new ArgumentError(
+      DEC_OP,
+      `data bytes [${covered}, ${data.length}) at the end of the file belong to no tensor (${data.length - covered} trailing bytes); need the tensors to cover the data buffer exactly`,
+    );
   }
 
   // ---- copy out

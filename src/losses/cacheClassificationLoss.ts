@@ -43,8 +43,16 @@ import { noiseKey } from '../tensor/kernels/noise.js';
 import { categoricalUniformCount, type FusedScanArgs, type FusedScanResult } from '../tensor/kernels/fusedScan.js';
 import { fusedCacheScan } from '../tensor/kernels/wasm/index.js';
 import {
-  applyReducer, checkQueryAndPositives, checkReducer, retrievalFrom, rowDot, staleness,
-  type DocNetwork, type Reducer, type Sampler, type ScoreTransform,
+  applyReducer,
+  checkQueryAndPositives,
+  checkReducer,
+  retrievalFrom,
+  rowDot,
+  staleness,
+  type DocNetwork,
+  type Reducer,
+  type Sampler,
+  type ScoreTransform,
 } from './common.js';
 
 export interface CacheLossReturn {
@@ -168,15 +176,36 @@ export class CacheClassificationLoss {
 
   constructor(opts: CacheClassificationLossOptions) {
     const op = 'CacheClassificationLoss';
-    if (opts === null || typeof opts !== 'object') throw new ArgumentError(op, `options must be an object, got ${describe(opts)}`);
-    const allowed = ['embeddingKey', 'dataKeys', 'scoreTransform', 'topK', 'reducer', 'rng', 'sampler', 'retrievalFn', 'maskEmptySlots', 'falseNegativeKey', 'fused', 'scanner'];
-    for (const k of Object.keys(opts)) if (!allowed.includes(k)) throw new ArgumentError(op, `unknown option "${k}"; allowed: ${allowed.join(', ')}`);
-    if (typeof opts.embeddingKey !== 'string' || opts.embeddingKey === '') throw new ArgumentError(op, `embeddingKey must be a non-empty string, got ${describe(opts.embeddingKey)}`);
-    if (!Array.isArray(opts.dataKeys) || !opts.dataKeys.every((k) => typeof k === 'string')) throw new ArgumentError(op, `dataKeys must be an array of strings, got ${describe(opts.dataKeys)}`);
-    if (opts.scoreTransform !== undefined && typeof opts.scoreTransform !== 'function') throw new ArgumentError(op, `scoreTransform must be a function, got ${describe(opts.scoreTransform)}`);
-    if (opts.topK !== undefined && (!Number.isInteger(opts.topK) || opts.topK < 1)) throw new ArgumentError(op, `topK must be a positive integer, got ${describe(opts.topK)}`);
-    if (opts.maskEmptySlots !== undefined && typeof opts.maskEmptySlots !== 'boolean') throw new ArgumentError(op, `maskEmptySlots must be true or false, got ${describe(opts.maskEmptySlots)}`);
-    if (opts.falseNegativeKey !== undefined && typeof opts.falseNegativeKey !== 'string') throw new ArgumentError(op, `falseNegativeKey must be a string, got ${describe(opts.falseNegativeKey)}`);
+    if (opts === null || typeof opts !== 'object')
+      throw new ArgumentError(op, `options must be an object, got ${describe(opts)}`);
+    const allowed = [
+      'embeddingKey',
+      'dataKeys',
+      'scoreTransform',
+      'topK',
+      'reducer',
+      'rng',
+      'sampler',
+      'retrievalFn',
+      'maskEmptySlots',
+      'falseNegativeKey',
+      'fused',
+      'scanner',
+    ];
+    for (const k of Object.keys(opts))
+      if (!allowed.includes(k)) throw new ArgumentError(op, `unknown option "${k}"; allowed: ${allowed.join(', ')}`);
+    if (typeof opts.embeddingKey !== 'string' || opts.embeddingKey === '')
+      throw new ArgumentError(op, `embeddingKey must be a non-empty string, got ${describe(opts.embeddingKey)}`);
+    if (!Array.isArray(opts.dataKeys) || !opts.dataKeys.every((k) => typeof k === 'string'))
+      throw new ArgumentError(op, `dataKeys must be an array of strings, got ${describe(opts.dataKeys)}`);
+    if (opts.scoreTransform !== undefined && typeof opts.scoreTransform !== 'function')
+      throw new ArgumentError(op, `scoreTransform must be a function, got ${describe(opts.scoreTransform)}`);
+    if (opts.topK !== undefined && (!Number.isInteger(opts.topK) || opts.topK < 1))
+      throw new ArgumentError(op, `topK must be a positive integer, got ${describe(opts.topK)}`);
+    if (opts.maskEmptySlots !== undefined && typeof opts.maskEmptySlots !== 'boolean')
+      throw new ArgumentError(op, `maskEmptySlots must be true or false, got ${describe(opts.maskEmptySlots)}`);
+    if (opts.falseNegativeKey !== undefined && typeof opts.falseNegativeKey !== 'string')
+      throw new ArgumentError(op, `falseNegativeKey must be a string, got ${describe(opts.falseNegativeKey)}`);
     this.embeddingKey = opts.embeddingKey;
     this.dataKeys = Object.freeze(opts.dataKeys.slice());
     this.scoreTransform = opts.scoreTransform;
@@ -185,8 +214,10 @@ export class CacheClassificationLoss {
     this.maskEmptySlots = opts.maskEmptySlots ?? true;
     this.falseNegativeKey = opts.falseNegativeKey;
     this.retrievalFn = retrievalFrom(op, opts);
-    if (opts.fused !== undefined && typeof opts.fused !== 'boolean') throw new ArgumentError(op, `fused must be true or false, got ${describe(opts.fused)}`);
-    if (opts.scanner !== undefined && typeof opts.scanner !== 'function') throw new ArgumentError(op, `scanner must be a function, got ${describe(opts.scanner)}`);
+    if (opts.fused !== undefined && typeof opts.fused !== 'boolean')
+      throw new ArgumentError(op, `fused must be true or false, got ${describe(opts.fused)}`);
+    if (opts.scanner !== undefined && typeof opts.scanner !== 'function')
+      throw new ArgumentError(op, `scanner must be a function, got ${describe(opts.scanner)}`);
     this.fused = opts.fused ?? true;
     this.sampler = opts.retrievalFn === undefined ? (opts.sampler ?? 'gumbel') : null;
     this.rng = opts.retrievalFn === undefined ? (opts.rng ?? null) : null;
@@ -205,7 +236,10 @@ export class CacheClassificationLoss {
     if (!this.scoreTransform) return scores;
     const out = this.scoreTransform(scores);
     if (!isTensor(out) || !isFloat(out.dtype) || !shapesEqual(out.shape, scores.shape)) {
-      throw new ArgumentError('CacheClassificationLoss', `scoreTransform must map scores ${fmtShape(scores.shape)} to a float tensor of the same shape, got ${describe(out)}`);
+      throw new ArgumentError(
+        'CacheClassificationLoss',
+        `scoreTransform must map scores ${fmtShape(scores.shape)} to a float tensor of the same shape, got ${describe(out)}`,
+      );
     }
     return out;
   }
@@ -215,16 +249,27 @@ export class CacheClassificationLoss {
    * source; sources are concatenated in sorted key order). Pure: no cache
    * is modified; feed the refresh data to CacheManager.updateCache.
    */
-  call(docNetwork: DocNetwork, queryEmbeddings: Tensor, posDocEmbeddings: Tensor, cache: Readonly<Record<string, NegativeCache>>, opts: CacheLossCallOptions = {}): CacheLossReturn {
+  call(
+    docNetwork: DocNetwork,
+    queryEmbeddings: Tensor,
+    posDocEmbeddings: Tensor,
+    cache: Readonly<Record<string, NegativeCache>>,
+    opts: CacheLossCallOptions = {},
+  ): CacheLossReturn {
     const op = 'CacheClassificationLoss';
-    if (typeof docNetwork !== 'function') throw new ArgumentError(op, `docNetwork must be a function (features) => embeddings, got ${describe(docNetwork)}`);
+    if (typeof docNetwork !== 'function')
+      throw new ArgumentError(
+        op,
+        `docNetwork must be a function (features) => embeddings, got ${describe(docNetwork)}`,
+      );
     checkCallOptions(op, opts, ['positiveIds', 'retrieval']);
     const { b, d } = checkQueryAndPositives(op, queryEmbeddings, posDocEmbeddings);
     const sources = checkCaches(op, cache, this.embeddingKey, this.dataKeys, d, this.falseNegativeKey);
     const positiveIds = this.checkPositiveIds(op, opts.positiveIds, b);
-    const r = opts.retrieval !== undefined
-      ? checkRetrieval(op, opts.retrieval, cache, queryEmbeddings)
-      : this.retrieveFrom(queryEmbeddings, cache, sources, positiveIds);
+    const r =
+      opts.retrieval !== undefined
+        ? checkRetrieval(op, opts.retrieval, cache, queryEmbeddings)
+        : this.retrieveFrom(queryEmbeddings, cache, sources, positiveIds);
     const fresh = docNetwork(r.retrievedData);
     checkFresh(op, fresh, b, d);
     const out = this.lossTerms(queryEmbeddings, posDocEmbeddings, fresh, r);
@@ -234,11 +279,18 @@ export class CacheClassificationLoss {
 
   checkPositiveIds(op: string, ids: Tensor | undefined, b: number): Int32Array | null {
     if (this.falseNegativeKey === undefined) {
-      if (ids !== undefined) throw new ArgumentError(op, 'positiveIds was given but the loss has no falseNegativeKey; set falseNegativeKey to mask false negatives');
+      if (ids !== undefined)
+        throw new ArgumentError(
+          op,
+          'positiveIds was given but the loss has no falseNegativeKey; set falseNegativeKey to mask false negatives',
+        );
       return null;
     }
     if (!isTensor(ids) || ids.dtype !== 'int32' || !shapesEqual(ids.shape, [b])) {
-      throw new ArgumentError(op, `falseNegativeKey is "${this.falseNegativeKey}", so positiveIds must be an int32 [${b}] tensor (one id per query), got ${describe(ids)}`);
+      throw new ArgumentError(
+        op,
+        `falseNegativeKey is "${this.falseNegativeKey}", so positiveIds must be an int32 [${b}] tensor (one id per query), got ${describe(ids)}`,
+      );
     }
     return unsafeData(ids) as Int32Array;
   }
@@ -247,28 +299,69 @@ export class CacheClassificationLoss {
    * Samples the negatives for `queryEmbeddings` (values only; no gradient)
    * without computing the loss. Pass the result to `call` as `retrieval`.
    */
-  retrieve(queryEmbeddings: Tensor, cache: Readonly<Record<string, NegativeCache>>, opts: Omit<CacheLossCallOptions, 'retrieval'> = {}): Retrieval {
+  retrieve(
+    queryEmbeddings: Tensor,
+    cache: Readonly<Record<string, NegativeCache>>,
+    opts: Omit<CacheLossCallOptions, 'retrieval'> = {},
+  ): Retrieval {
     const op = 'CacheClassificationLoss.retrieve';
     checkCallOptions(op, opts, ['positiveIds']);
     if (!isTensor(queryEmbeddings) || queryEmbeddings.rank !== 2 || !isFloat(queryEmbeddings.dtype)) {
-      throw new ArgumentError(op, `queryEmbeddings must be a float [batch, dim] tensor, got ${describe(queryEmbeddings)}`);
+      throw new ArgumentError(
+        op,
+        `queryEmbeddings must be a float [batch, dim] tensor, got ${describe(queryEmbeddings)}`,
+      );
     }
     if (queryEmbeddings.shape[0] === 0) throw new ShapeError(op, 'the batch is empty; need at least one query');
-    const sources = checkCaches(op, cache, this.embeddingKey, this.dataKeys, queryEmbeddings.shape[1]!, this.falseNegativeKey);
+    const sources = checkCaches(
+      op,
+      cache,
+      this.embeddingKey,
+      this.dataKeys,
+      queryEmbeddings.shape[1]!,
+      this.falseNegativeKey,
+    );
     const positiveIds = this.checkPositiveIds(op, opts.positiveIds, queryEmbeddings.shape[0]!);
     const q = stopGradient(queryEmbeddings);
     return { ...this.retrieveFrom(q, cache, sources, positiveIds), cache, queries: q };
   }
 
   /** Scores every cached item, excludes masked ones, narrows to top-k, samples, gathers. */
-  retrieveFrom(queryEmbeddings: Tensor, cache: Readonly<Record<string, NegativeCache>>, sources: readonly string[], positiveIds: Int32Array | null, topK = this.topK): RetrievalResult {
+  retrieveFrom(
+    queryEmbeddings: Tensor,
+    cache: Readonly<Record<string, NegativeCache>>,
+    sources: readonly string[],
+    positiveIds: Int32Array | null,
+    topK = this.topK,
+  ): RetrievalResult {
     const allEmb = concatSources(cache, sources, this.embeddingKey);
     const n = allEmb.shape[0]!;
     const b = queryEmbeddings.shape[0]!;
-    if (topK !== undefined && n % topK !== 0) throw new ArgumentError('CacheClassificationLoss', `topK = ${topK} does not divide the cache size ${n}; need cacheSize % topK === 0 (approximate top-k uses equal groups)`);
+    if (topK !== undefined && n % topK !== 0)
+      throw new ArgumentError(
+        'CacheClassificationLoss',
+        `topK = ${topK} does not divide the cache size ${n}; need cacheSize % topK === 0 (approximate top-k uses equal groups)`,
+      );
     const scale = this.fusedScale();
-    if (this.fused && scale !== null && this.sampler !== null && this.rng !== null && queryEmbeddings.dtype === 'float32' && allEmb.dtype === 'float32') {
-      return this.retrieveFused(queryEmbeddings, allEmb, cache, sources, positiveIds, topK, scale, this.sampler, this.rng);
+    if (
+      this.fused &&
+      scale !== null &&
+      this.sampler !== null &&
+      this.rng !== null &&
+      queryEmbeddings.dtype === 'float32' &&
+      allEmb.dtype === 'float32'
+    ) {
+      return this.retrieveFused(
+        queryEmbeddings,
+        allEmb,
+        cache,
+        sources,
+        positiveIds,
+        topK,
+        scale,
+        this.sampler,
+        this.rng,
+      );
     }
     const raw = this.transform(matmul(stopGradient(queryEmbeddings), allEmb, { transposeB: true }));
     const excluded = this.exclusions(cache, sources, positiveIds, b, n);
@@ -287,7 +380,10 @@ export class CacheClassificationLoss {
     }
     const picked = this.retrievalFn(stopGradient(candidates));
     if (!isTensor(picked) || picked.dtype !== 'int32' || !shapesEqual(picked.shape, [b, 1])) {
-      throw new ArgumentError('CacheClassificationLoss', `retrievalFn must return int32 [${b}, 1] indices, got ${describe(picked)}`);
+      throw new ArgumentError(
+        'CacheClassificationLoss',
+        `retrievalFn must return int32 [${b}, 1] indices, got ${describe(picked)}`,
+      );
     }
     const cols = unsafeData(picked) as Int32Array;
     const width = candidates.shape[1]!;
@@ -296,15 +392,30 @@ export class CacheClassificationLoss {
     const hasNegative = new Uint8Array(b);
     for (let i = 0; i < b; i++) {
       const c = cols[i]!;
-      if (c < 0 || c >= width) throw new ArgumentError('CacheClassificationLoss', `retrievalFn returned index ${c} for query ${i}; need 0 <= index < ${width}`);
+      if (c < 0 || c >= width)
+        throw new ArgumentError(
+          'CacheClassificationLoss',
+          `retrievalFn returned index ${c} for query ${i}; need 0 <= index < ${width}`,
+        );
       indices[i] = topIdx ? topIdx[i * width + c]! : c;
-      for (let j = 0; j < width; j++) if (cand[i * width + j] !== -Infinity) { hasNegative[i] = 1; break; }
+      for (let j = 0; j < width; j++)
+        if (cand[i * width + j] !== -Infinity) {
+          hasNegative[i] = 1;
+          break;
+        }
     }
     return this.gathered(cache, sources, allEmb, stopGradient(candidates), indices, hasNegative);
   }
 
   /** The sampled items' data and cached embeddings. */
-  private gathered(cache: Readonly<Record<string, NegativeCache>>, sources: readonly string[], allEmb: Tensor, scores: Tensor, indices: Int32Array, hasNegative: Uint8Array): RetrievalResult {
+  private gathered(
+    cache: Readonly<Record<string, NegativeCache>>,
+    sources: readonly string[],
+    allEmb: Tensor,
+    scores: Tensor,
+    indices: Int32Array,
+    hasNegative: Uint8Array,
+  ): RetrievalResult {
     const idxT = wrap(indices, [indices.length], 'int32');
     const retrievedData: Record<string, Tensor> = {};
     for (const key of this.dataKeys) retrievedData[key] = gatherRows(concatSources(cache, sources, key), idxT);
@@ -317,21 +428,43 @@ export class CacheClassificationLoss {
    * draws its sample, without the [b, n] score matrix.
    */
   private retrieveFused(
-    q: Tensor, allEmb: Tensor, cache: Readonly<Record<string, NegativeCache>>, sources: readonly string[],
-    positiveIds: Int32Array | null, topK: number | undefined, scale: number, sampler: Sampler, rng: Rng,
+    q: Tensor,
+    allEmb: Tensor,
+    cache: Readonly<Record<string, NegativeCache>>,
+    sources: readonly string[],
+    positiveIds: Int32Array | null,
+    topK: number | undefined,
+    scale: number,
+    sampler: Sampler,
+    rng: Rng,
   ): RetrievalResult {
     const op = 'CacheClassificationLoss';
-    const b = q.shape[0]!, d = q.shape[1]!, n = allEmb.shape[0]!;
+    const b = q.shape[0]!,
+      d = q.shape[1]!,
+      n = allEmb.shape[0]!;
     // The kernels do not look for NaN (a pass over the cache would cost as much as the scan):
     // the queries are checked here, the cache through its effect on the statistics below.
     const qd = unsafeData(q);
     for (let i = 0; i < qd.length; i++) {
-      if (!Number.isFinite(qd[i]!)) throw new NonFiniteError(op, `queryEmbeddings[${Math.floor(i / d)}, ${i % d}] is ${qd[i]}; need finite embeddings`);
+      if (!Number.isFinite(qd[i]!))
+        throw new NonFiniteError(
+          op,
+          `queryEmbeddings[${Math.floor(i / d)}, ${i % d}] is ${qd[i]}; need finite embeddings`,
+        );
     }
     const rowValid = this.maskEmptySlots ? concatValid(cache, sources) : null;
-    const rowIds = positiveIds && this.falseNegativeKey !== undefined ? (unsafeData(concatSources(cache, sources, this.falseNegativeKey)) as Int32Array) : null;
+    const rowIds =
+      positiveIds && this.falseNegativeKey !== undefined
+        ? (unsafeData(concatSources(cache, sources, this.falseNegativeKey)) as Int32Array)
+        : null;
     const args: FusedScanArgs = {
-      queries: unsafeData(q) as Float32Array, b, d, cache: unsafeData(allEmb) as Float32Array, n, scale, sampler,
+      queries: unsafeData(q) as Float32Array,
+      b,
+      d,
+      cache: unsafeData(allEmb) as Float32Array,
+      n,
+      scale,
+      sampler,
       ...(rowValid ? { rowValid } : {}),
       ...(rowIds ? { rowIds, queryExcludeIds: positiveIds! } : {}),
       ...(topK !== undefined ? { topKGroups: topK } : {}),
@@ -356,7 +489,10 @@ export class CacheClassificationLoss {
           for (let k = j * d; k < (j + 1) * d; k++) {
             if (!Number.isFinite(c[k]!)) {
               rng.setState(rngBefore);
-              throw new NonFiniteError(op, `cached embedding row ${j} (of the concatenated cache) holds ${c[k]}; the scores of query ${i} are not finite`);
+              throw new NonFiniteError(
+                op,
+                `cached embedding row ${j} (of the concatenated cache) holds ${c[k]}; the scores of query ${i} are not finite`,
+              );
             }
           }
         }
@@ -364,10 +500,17 @@ export class CacheClassificationLoss {
       if (v !== v || v === Infinity) {
         rng.setState(rngBefore);
         let bad = -1;
-        for (let k = 0; k < c.length; k++) if (!Number.isFinite(c[k]!)) { bad = k; break; }
-        throw new NonFiniteError(op, bad >= 0
-          ? `cached embedding row ${Math.floor(bad / d)} (of the concatenated cache) holds ${c[bad]}; the scores of query ${i} are not finite`
-          : `the scores of query ${i} overflow (logSumExp ${v}); reduce the score scale`);
+        for (let k = 0; k < c.length; k++)
+          if (!Number.isFinite(c[k]!)) {
+            bad = k;
+            break;
+          }
+        throw new NonFiniteError(
+          op,
+          bad >= 0
+            ? `cached embedding row ${Math.floor(bad / d)} (of the concatenated cache) holds ${c[bad]}; the scores of query ${i} are not finite`
+            : `the scores of query ${i} overflow (logSumExp ${v}); reduce the score scale`,
+        );
       }
     }
     const indices = new Int32Array(b);
@@ -383,9 +526,18 @@ export class CacheClassificationLoss {
   }
 
   /** [b*n] exclusion flags (empty slots, false negatives), or null when nothing is excluded. */
-  private exclusions(cache: Readonly<Record<string, NegativeCache>>, sources: readonly string[], positiveIds: Int32Array | null, b: number, n: number): Uint8Array | null {
+  private exclusions(
+    cache: Readonly<Record<string, NegativeCache>>,
+    sources: readonly string[],
+    positiveIds: Int32Array | null,
+    b: number,
+    n: number,
+  ): Uint8Array | null {
     const rowValid = this.maskEmptySlots ? concatValid(cache, sources) : null;
-    const rowIds = positiveIds && this.falseNegativeKey !== undefined ? (unsafeData(concatSources(cache, sources, this.falseNegativeKey)) as Int32Array) : null;
+    const rowIds =
+      positiveIds && this.falseNegativeKey !== undefined
+        ? (unsafeData(concatSources(cache, sources, this.falseNegativeKey)) as Int32Array)
+        : null;
     if (rowValid === null && rowIds === null) return null;
     const ex = new Uint8Array(b * n);
     for (let i = 0; i < b; i++) {
@@ -397,7 +549,12 @@ export class CacheClassificationLoss {
   }
 
   /** The three per-query losses from the scores, reduced. */
-  lossTerms(q: Tensor, p: Tensor, fresh: Tensor, r: Pick<RetrievalResult, 'scores' | 'hasNegative' | 'retrievedCacheEmbeddings' | 'indices'>): Omit<CacheLossReturn, 'updatedItemData' | 'updatedItemIndices' | 'updatedItemMask'> {
+  lossTerms(
+    q: Tensor,
+    p: Tensor,
+    fresh: Tensor,
+    r: Pick<RetrievalResult, 'scores' | 'hasNegative' | 'retrievedCacheEmbeddings' | 'indices'>,
+  ): Omit<CacheLossReturn, 'updatedItemData' | 'updatedItemIndices' | 'updatedItemMask'> {
     const b = q.shape[0]!;
     const sPos = this.transform(rowDot(q, p));
     const sNeg = this.transform(rowDot(q, fresh));
@@ -421,14 +578,26 @@ export class CacheClassificationLoss {
 
 /** The options of call/retrieve: a plain object with known keys. */
 function checkCallOptions(op: string, opts: unknown, allowed: readonly string[]): void {
-  if (opts === null || typeof opts !== 'object' || Array.isArray(opts)) throw new ArgumentError(op, `options must be an object like {${allowed.join(', ')}}, got ${describe(opts)}`);
-  for (const k of Object.keys(opts)) if (!allowed.includes(k)) throw new ArgumentError(op, `unknown option "${k}"; allowed: ${allowed.join(', ')}`);
+  if (opts === null || typeof opts !== 'object' || Array.isArray(opts))
+    throw new ArgumentError(op, `options must be an object like {${allowed.join(', ')}}, got ${describe(opts)}`);
+  for (const k of Object.keys(opts))
+    if (!allowed.includes(k)) throw new ArgumentError(op, `unknown option "${k}"; allowed: ${allowed.join(', ')}`);
 }
 
 /** Validates the record of caches; returns the sources in sorted order. */
-export function checkCaches(op: string, cache: unknown, embeddingKey: string, dataKeys: readonly string[], d: number, idKey?: string): string[] {
+export function checkCaches(
+  op: string,
+  cache: unknown,
+  embeddingKey: string,
+  dataKeys: readonly string[],
+  d: number,
+  idKey?: string,
+): string[] {
   if (cache === null || typeof cache !== 'object' || Array.isArray(cache) || Object.keys(cache).length === 0) {
-    throw new ArgumentError(op, `cache must be a non-empty record of caches (data source -> NegativeCache), got ${describe(cache)}`);
+    throw new ArgumentError(
+      op,
+      `cache must be a non-empty record of caches (data source -> NegativeCache), got ${describe(cache)}`,
+    );
   }
   const sources = Object.keys(cache).sort();
   for (const s of sources) {
@@ -437,24 +606,43 @@ export function checkCaches(op: string, cache: unknown, embeddingKey: string, da
       throw new ArgumentError(op, `cache.${s} must be a NegativeCache {data, age}, got ${describe(c)}`);
     }
     const emb = c.data[embeddingKey];
-    if (!isTensor(emb)) throw new ArgumentError(op, `cache.${s}.data has no embedding "${embeddingKey}" (keys: ${Object.keys(c.data).join(', ')})`);
-    if (!isFloat(emb.dtype)) throw new DTypeError(op, `cache.${s}.data.${embeddingKey} must be float, got ${emb.dtype}`);
+    if (!isTensor(emb))
+      throw new ArgumentError(
+        op,
+        `cache.${s}.data has no embedding "${embeddingKey}" (keys: ${Object.keys(c.data).join(', ')})`,
+      );
+    if (!isFloat(emb.dtype))
+      throw new DTypeError(op, `cache.${s}.data.${embeddingKey} must be float, got ${emb.dtype}`);
     if (emb.rank !== 2 || emb.shape[1] !== d) {
-      throw new ShapeError(op, `cache.${s}.data.${embeddingKey} is ${fmtShape(emb.shape)}; need [cacheSize, ${d}] to match the query dimension ${d}`);
+      throw new ShapeError(
+        op,
+        `cache.${s}.data.${embeddingKey} is ${fmtShape(emb.shape)}; need [cacheSize, ${d}] to match the query dimension ${d}`,
+      );
     }
     const size = emb.shape[0]!;
     for (const key of [...dataKeys, ...(idKey !== undefined ? [idKey] : [])]) {
       const t = c.data[key];
-      if (!isTensor(t)) throw new ArgumentError(op, `cache.${s}.data has no key "${key}" (keys: ${Object.keys(c.data).join(', ')})`);
-      if (t.shape[0] !== size) throw new ShapeError(op, `cache.${s}.data.${key} has ${t.shape[0]} rows but the embeddings have ${size}; need one row per slot`);
+      if (!isTensor(t))
+        throw new ArgumentError(op, `cache.${s}.data has no key "${key}" (keys: ${Object.keys(c.data).join(', ')})`);
+      if (t.shape[0] !== size)
+        throw new ShapeError(
+          op,
+          `cache.${s}.data.${key} has ${t.shape[0]} rows but the embeddings have ${size}; need one row per slot`,
+        );
     }
     if (idKey !== undefined) {
       const t = c.data[idKey]!;
       if (t.dtype !== 'int32' || !(t.rank === 1 || (t.rank === 2 && t.shape[1] === 1))) {
-        throw new DTypeError(op, `falseNegativeKey "${idKey}" must hold int32 ids of shape [cacheSize] or [cacheSize, 1], got ${fmtShape(t.shape)} ${t.dtype}`);
+        throw new DTypeError(
+          op,
+          `falseNegativeKey "${idKey}" must hold int32 ids of shape [cacheSize] or [cacheSize, 1], got ${fmtShape(t.shape)} ${t.dtype}`,
+        );
       }
     }
-    if (c.valid !== undefined && (!isTensor(c.valid) || c.valid.dtype !== 'bool' || !shapesEqual(c.valid.shape, [size]))) {
+    if (
+      c.valid !== undefined &&
+      (!isTensor(c.valid) || c.valid.dtype !== 'bool' || !shapesEqual(c.valid.shape, [size]))
+    ) {
       throw new ArgumentError(op, `cache.${s}.valid must be a bool [${size}] tensor, got ${describe(c.valid)}`);
     }
   }
@@ -462,24 +650,45 @@ export function checkCaches(op: string, cache: unknown, embeddingKey: string, da
 }
 
 /** A precomputed retrieval must belong to this cache and these query values. */
-function checkRetrieval(op: string, r: Retrieval, cache: Readonly<Record<string, NegativeCache>>, q: Tensor): RetrievalResult {
-  if (r === null || typeof r !== 'object' || !(r.indices instanceof Int32Array)) throw new ArgumentError(op, `retrieval must come from retrieve(), got ${describe(r)}`);
-  if (r.cache !== cache) throw new ArgumentError(op, 'retrieval was computed against a different cache; call retrieve() again with this cache');
-  const a = unsafeData(r.queries), bq = unsafeData(q);
+function checkRetrieval(
+  op: string,
+  r: Retrieval,
+  cache: Readonly<Record<string, NegativeCache>>,
+  q: Tensor,
+): RetrievalResult {
+  if (r === null || typeof r !== 'object' || !(r.indices instanceof Int32Array))
+    throw new ArgumentError(op, `retrieval must come from retrieve(), got ${describe(r)}`);
+  if (r.cache !== cache)
+    throw new ArgumentError(
+      op,
+      'retrieval was computed against a different cache; call retrieve() again with this cache',
+    );
+  const a = unsafeData(r.queries),
+    bq = unsafeData(q);
   if (!shapesEqual(r.queries.shape, q.shape) || a.some((v, i) => !Object.is(v, bq[i]))) {
-    throw new ArgumentError(op, 'retrieval was computed for different query embeddings; sampling must see the same query values as the loss');
+    throw new ArgumentError(
+      op,
+      'retrieval was computed for different query embeddings; sampling must see the same query values as the loss',
+    );
   }
   return r;
 }
 
 function checkFresh(op: string, fresh: unknown, b: number, d: number): void {
   if (!isTensor(fresh) || !isFloat(fresh.dtype) || !shapesEqual(fresh.shape, [b, d])) {
-    throw new ShapeError(op, `docNetwork must return float embeddings [${b}, ${d}] for the ${b} sampled items, got ${describe(fresh)}`);
+    throw new ShapeError(
+      op,
+      `docNetwork must return float embeddings [${b}, ${d}] for the ${b} sampled items, got ${describe(fresh)}`,
+    );
   }
 }
 
 /** The sources' tensors under `key`, concatenated in order (no copy for one source). */
-export function concatSources(cache: Readonly<Record<string, NegativeCache>>, sources: readonly string[], key: string): Tensor {
+export function concatSources(
+  cache: Readonly<Record<string, NegativeCache>>,
+  sources: readonly string[],
+  key: string,
+): Tensor {
   const parts = sources.map((s) => cache[s]!.data[key]!);
   return parts.length === 1 ? parts[0]! : concat(parts, 0);
 }
@@ -493,14 +702,21 @@ function concatValid(cache: Readonly<Record<string, NegativeCache>>, sources: re
   });
   const out = new Uint8Array(parts.reduce((s, p) => s + p.length, 0));
   let o = 0;
-  for (const p of parts) { out.set(p, o); o += p.length; }
+  for (const p of parts) {
+    out.set(p, o);
+    o += p.length;
+  }
   return out;
 }
 
 /** Per-source refresh data: fresh embeddings, local indices, membership masks. */
 export function refreshData(
-  cache: Readonly<Record<string, NegativeCache>>, sources: readonly string[], embeddingKey: string,
-  indices: Int32Array, hasNegative: Uint8Array, fresh: Tensor,
+  cache: Readonly<Record<string, NegativeCache>>,
+  sources: readonly string[],
+  embeddingKey: string,
+  indices: Int32Array,
+  hasNegative: Uint8Array,
+  fresh: Tensor,
 ): Pick<CacheLossReturn, 'updatedItemData' | 'updatedItemIndices' | 'updatedItemMask'> {
   const b = indices.length;
   const updatedItemData: Record<string, Record<string, Tensor>> = {};

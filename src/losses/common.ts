@@ -19,7 +19,8 @@ export type ScoreTransform = ((scores: Tensor) => Tensor) & { readonly scale?: n
  * (materialised) path.
  */
 export function scaleTransform(c: number): ScoreTransform {
-  if (typeof c !== 'number' || !Number.isFinite(c)) throw new ArgumentError('scaleTransform', `scale must be a finite number, got ${describe(c)}`);
+  if (typeof c !== 'number' || !Number.isFinite(c))
+    throw new ArgumentError('scaleTransform', `scale must be a finite number, got ${describe(c)}`);
   const f = (s: Tensor): Tensor => mul(s, c);
   return Object.assign(f, { scale: c });
 }
@@ -30,7 +31,8 @@ export function applyReducer(reducer: Reducer, x: Tensor): Tensor {
   if (reducer === 'none') return x;
   if (reducer === 'mean') return mean(x);
   const out = reducer(x);
-  if (!isTensor(out) || !isFloat(out.dtype)) throw new ArgumentError('CacheClassificationLoss', `reducer must return a float tensor, got ${describe(out)}`);
+  if (!isTensor(out) || !isFloat(out.dtype))
+    throw new ArgumentError('CacheClassificationLoss', `reducer must return a float tensor, got ${describe(out)}`);
   return out;
 }
 
@@ -43,13 +45,23 @@ export function checkReducer(op: string, reducer: unknown): Reducer {
 export type Sampler = 'gumbel' | 'categorical';
 
 /** The retrieval function from the options: an explicit one, or a sampler over an explicit Rng. */
-export function retrievalFrom(op: string, opts: { retrievalFn?: RetrievalFn; rng?: Rng; sampler?: Sampler }): RetrievalFn {
+export function retrievalFrom(
+  op: string,
+  opts: { retrievalFn?: RetrievalFn; rng?: Rng; sampler?: Sampler },
+): RetrievalFn {
   if (opts.retrievalFn !== undefined) {
-    if (typeof opts.retrievalFn !== 'function') throw new ArgumentError(op, `retrievalFn must be a function (scores) => indices, got ${describe(opts.retrievalFn)}`);
+    if (typeof opts.retrievalFn !== 'function')
+      throw new ArgumentError(
+        op,
+        `retrievalFn must be a function (scores) => indices, got ${describe(opts.retrievalFn)}`,
+      );
     return opts.retrievalFn;
   }
   if (!(opts.rng instanceof Rng)) {
-    throw new ArgumentError(op, `needs a seeded generator: pass rng (e.g. new Rng(0)) or a retrievalFn, got rng ${describe(opts.rng)}`);
+    throw new ArgumentError(
+      op,
+      `needs a seeded generator: pass rng (e.g. new Rng(0)) or a retrievalFn, got rng ${describe(opts.rng)}`,
+    );
   }
   const sampler = opts.sampler ?? 'gumbel';
   if (sampler === 'gumbel') return gumbelMaxRetrievalFn({ rng: opts.rng });
@@ -59,16 +71,24 @@ export function retrievalFrom(op: string, opts: { retrievalFn?: RetrievalFn; rng
 
 /** Query and positive embeddings: float [b, d], equal shapes, b >= 1. */
 export function checkQueryAndPositives(op: string, q: unknown, p: unknown): { b: number; d: number } {
-  for (const [name, t] of [['queryEmbeddings', q], ['posDocEmbeddings', p]] as const) {
+  for (const [name, t] of [
+    ['queryEmbeddings', q],
+    ['posDocEmbeddings', p],
+  ] as const) {
     if (!isTensor(t)) throw new ArgumentError(op, `${name} must be a Tensor, got ${describe(t)}`);
     if (!isFloat(t.dtype)) throw new DTypeError(op, `${name} must be float, got ${t.dtype}`);
     if (t.rank !== 2) throw new ShapeError(op, `${name} must be [batch, dim], got ${fmtShape(t.shape)}`);
   }
-  const qt = q as Tensor, pt = p as Tensor;
+  const qt = q as Tensor,
+    pt = p as Tensor;
   if (qt.shape[0] !== pt.shape[0] || qt.shape[1] !== pt.shape[1]) {
-    throw new ShapeError(op, `queryEmbeddings is ${fmtShape(qt.shape)} but posDocEmbeddings is ${fmtShape(pt.shape)}; need equal shapes (one positive per query)`);
+    throw new ShapeError(
+      op,
+      `queryEmbeddings is ${fmtShape(qt.shape)} but posDocEmbeddings is ${fmtShape(pt.shape)}; need equal shapes (one positive per query)`,
+    );
   }
-  if (qt.shape[0] === 0) throw new ShapeError(op, 'the batch is empty (queryEmbeddings has 0 rows); need at least one query');
+  if (qt.shape[0] === 0)
+    throw new ShapeError(op, 'the batch is empty (queryEmbeddings has 0 rows); need at least one query');
   return { b: qt.shape[0]!, d: qt.shape[1]! };
 }
 

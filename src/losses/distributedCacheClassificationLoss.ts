@@ -40,7 +40,13 @@ import { reshape } from '../ops/layout.js';
 import type { NegativeCache } from '../cache/negativeCache.js';
 import type { RetrievalFn } from '../retrieval/retrieval.js';
 import type { ReplicaContext } from '../distributed/replicaContext.js';
-import { CacheClassificationLoss, checkCaches, refreshData, type CacheLossReturn, type CacheClassificationLossOptions } from './cacheClassificationLoss.js';
+import {
+  CacheClassificationLoss,
+  checkCaches,
+  refreshData,
+  type CacheLossReturn,
+  type CacheClassificationLossOptions,
+} from './cacheClassificationLoss.js';
 import { checkQueryAndPositives, retrievalFrom, type DocNetwork, type Sampler } from './common.js';
 
 export interface DistributedCacheClassificationLossOptions extends CacheClassificationLossOptions {
@@ -55,7 +61,10 @@ export interface DistributedCacheClassificationLossOptions extends CacheClassifi
  * within the selected replica's shard (see `selectedReplica`), and the
  * refresh data is for this replica's own shard.
  */
-export interface DistributedCacheLossReturn extends Omit<CacheLossReturn, 'updatedItemData' | 'updatedItemIndices' | 'updatedItemMask'> {
+export interface DistributedCacheLossReturn extends Omit<
+  CacheLossReturn,
+  'updatedItemData' | 'updatedItemIndices' | 'updatedItemMask'
+> {
   /** With refreshShards: refresh data for THIS replica's shard (per data source); otherwise null per source. */
   updatedItemData: Record<string, Record<string, Tensor> | null>;
   updatedItemIndices: Record<string, Tensor | null>;
@@ -75,17 +84,20 @@ export class DistributedCacheClassificationLoss {
 
   constructor(opts: DistributedCacheClassificationLossOptions) {
     const op = 'DistributedCacheClassificationLoss';
-    if (opts === null || typeof opts !== 'object') throw new ArgumentError(op, `options must be an object, got ${describe(opts)}`);
+    if (opts === null || typeof opts !== 'object')
+      throw new ArgumentError(op, `options must be an object, got ${describe(opts)}`);
     const { refreshShards, shardRetrievalFn, ...single } = opts;
-    if (refreshShards !== undefined && typeof refreshShards !== 'boolean') throw new ArgumentError(op, `refreshShards must be true or false, got ${describe(refreshShards)}`);
+    if (refreshShards !== undefined && typeof refreshShards !== 'boolean')
+      throw new ArgumentError(op, `refreshShards must be true or false, got ${describe(refreshShards)}`);
     this.local = new CacheClassificationLoss(single);
     this.topK = single.topK;
     this.refreshShards = refreshShards ?? true;
-    this.shardRetrievalFn = shardRetrievalFn !== undefined
-      ? retrievalFrom(op, { retrievalFn: shardRetrievalFn })
-      : single.retrievalFn !== undefined && single.rng === undefined
-        ? single.retrievalFn
-        : retrievalFrom(op, { rng: single.rng as Rng, sampler: (single.sampler ?? 'gumbel') as Sampler });
+    this.shardRetrievalFn =
+      shardRetrievalFn !== undefined
+        ? retrievalFrom(op, { retrievalFn: shardRetrievalFn })
+        : single.retrievalFn !== undefined && single.rng === undefined
+          ? single.retrievalFn
+          : retrievalFrom(op, { rng: single.rng as Rng, sampler: (single.sampler ?? 'gumbel') as Sampler });
   }
 
   /**
@@ -94,12 +106,21 @@ export class DistributedCacheClassificationLoss {
    * this replica's NegativeCache). Returns once the collectives complete.
    */
   async call(
-    ctx: ReplicaContext, docNetwork: DocNetwork, queryEmbeddings: Tensor, posDocEmbeddings: Tensor,
-    cache: Readonly<Record<string, NegativeCache>>, opts: { positiveIds?: Tensor } = {},
+    ctx: ReplicaContext,
+    docNetwork: DocNetwork,
+    queryEmbeddings: Tensor,
+    posDocEmbeddings: Tensor,
+    cache: Readonly<Record<string, NegativeCache>>,
+    opts: { positiveIds?: Tensor } = {},
   ): Promise<DistributedCacheLossReturn> {
     const op = 'DistributedCacheClassificationLoss';
-    if (ctx === null || typeof ctx !== 'object' || typeof ctx.allGather !== 'function') throw new ArgumentError(op, `ctx must be a ReplicaContext, got ${describe(ctx)}`);
-    if (typeof docNetwork !== 'function') throw new ArgumentError(op, `docNetwork must be a function (features) => embeddings, got ${describe(docNetwork)}`);
+    if (ctx === null || typeof ctx !== 'object' || typeof ctx.allGather !== 'function')
+      throw new ArgumentError(op, `ctx must be a ReplicaContext, got ${describe(ctx)}`);
+    if (typeof docNetwork !== 'function')
+      throw new ArgumentError(
+        op,
+        `docNetwork must be a function (features) => embeddings, got ${describe(docNetwork)}`,
+      );
     const R = ctx.numReplicas;
     const { b, d } = checkQueryAndPositives(op, queryEmbeddings, posDocEmbeddings);
     const loss = this.local;
@@ -108,12 +129,20 @@ export class DistributedCacheClassificationLoss {
     let topK: number | undefined;
     if (this.topK !== undefined) {
       topK = Math.floor(this.topK / R);
-      if (topK < 1) throw new ArgumentError(op, `topK = ${this.topK} gives floor(topK / R) = 0 candidates per shard with R = ${R} replicas; need topK >= R`);
+      if (topK < 1)
+        throw new ArgumentError(
+          op,
+          `topK = ${this.topK} gives floor(topK / R) = 0 candidates per shard with R = ${R} replicas; need topK >= R`,
+        );
     }
 
     // 1. all queries (and positive ids, for false-negative masking), replica order
     const allQ = await ctx.allGather(stopGradient(queryEmbeddings));
-    if (allQ.shape[0] !== R * b) throw new ShapeError(op, `replicas must have equal batch sizes: gathered ${allQ.shape[0]} queries, need ${R} × ${b}`);
+    if (allQ.shape[0] !== R * b)
+      throw new ShapeError(
+        op,
+        `replicas must have equal batch sizes: gathered ${allQ.shape[0]} queries, need ${R} × ${b}`,
+      );
     const allIds = posIds ? (unsafeData(await ctx.allGather(wrap(posIds.slice(), [b], 'int32'))) as Int32Array) : null;
 
     // 2. local retrieval for all R·b queries; w = logSumExp of local candidate scores
@@ -121,7 +150,8 @@ export class DistributedCacheClassificationLoss {
     const w = logSumExp(r.scores, { axis: 1 }); // [R·b], -Infinity where the shard has no candidate
 
     // 3. all-to-all: [R·b, 1, ...] split on axis 0, concatenated on axis 1 -> [b, R, ...]
-    const toLocal = (t: Tensor): Promise<Tensor> => ctx.allToAll(reshape(t, [R * b, 1, ...t.shape.slice(1)]), { splitAxis: 0, concatAxis: 1 });
+    const toLocal = (t: Tensor): Promise<Tensor> =>
+      ctx.allToAll(reshape(t, [R * b, 1, ...t.shape.slice(1)]), { splitAxis: 0, concatAxis: 1 });
     const weights = reshape(await toLocal(w), [b, R]);
     const data: Record<string, Tensor> = {};
     for (const key of loss.dataKeys) data[key] = await toLocal(r.retrievedData[key]!);
@@ -137,15 +167,21 @@ export class DistributedCacheClassificationLoss {
     const wd = unsafeData(weights);
     const hasNegative = new Uint8Array(b);
     for (let i = 0; i < b; i++) {
-      if (shard[i]! < 0 || shard[i]! >= R) throw new ArgumentError(op, `shardRetrievalFn returned ${shard[i]} for query ${i}; need 0 <= shard < ${R}`);
-      for (let s = 0; s < R; s++) if (wd[i * R + s] !== -Infinity) { hasNegative[i] = 1; break; }
+      if (shard[i]! < 0 || shard[i]! >= R)
+        throw new ArgumentError(op, `shardRetrievalFn returned ${shard[i]} for query ${i}; need 0 <= shard < ${R}`);
+      for (let s = 0; s < R; s++)
+        if (wd[i * R + s] !== -Infinity) {
+          hasNegative[i] = 1;
+          break;
+        }
     }
     const pick = (t: Tensor): Tensor => {
       // row i of the result = t[i, shard[i], ...]
       const inner = t.size / (b * R);
       const src = unsafeData(t);
       const out = src.slice(0, b * inner);
-      for (let i = 0; i < b; i++) out.set(src.subarray((i * R + shard[i]!) * inner, (i * R + shard[i]! + 1) * inner), i * inner);
+      for (let i = 0; i < b; i++)
+        out.set(src.subarray((i * R + shard[i]!) * inner, (i * R + shard[i]! + 1) * inner), i * inner);
       return wrap(out, [b, ...t.shape.slice(2)], t.dtype);
     };
     const retrievedData: Record<string, Tensor> = {};
@@ -156,8 +192,14 @@ export class DistributedCacheClassificationLoss {
 
     // 5. the loss with the R weights standing in for the cache scores
     const fresh = docNetwork(retrievedData);
-    if (!isTensor(fresh) || !shapesEqual(fresh.shape, [b, d])) throw new ShapeError(op, `docNetwork must return [${b}, ${d}] embeddings, got ${describe(fresh)}`);
-    const terms = loss.lossTerms(queryEmbeddings, posDocEmbeddings, fresh, { scores: weights, hasNegative, retrievedCacheEmbeddings, indices: chosenLocal });
+    if (!isTensor(fresh) || !shapesEqual(fresh.shape, [b, d]))
+      throw new ShapeError(op, `docNetwork must return [${b}, ${d}] embeddings, got ${describe(fresh)}`);
+    const terms = loss.lossTerms(queryEmbeddings, posDocEmbeddings, fresh, {
+      scores: weights,
+      hasNegative,
+      retrievedCacheEmbeddings,
+      indices: chosenLocal,
+    });
 
     let refresh: Pick<DistributedCacheLossReturn, 'updatedItemData' | 'updatedItemIndices' | 'updatedItemMask'>;
     if (this.refreshShards) {
@@ -175,8 +217,12 @@ export class DistributedCacheClassificationLoss {
         }
       }
       const recvEmb = await ctx.allToAll(wrap(sendEmb, [R * b, d], fresh.dtype), { splitAxis: 0, concatAxis: 0 });
-      const recvIdx = unsafeData(await ctx.allToAll(wrap(sendIdx, [R * b], 'int32'), { splitAxis: 0, concatAxis: 0 })) as Int32Array;
-      const recvMask = unsafeData(await ctx.allToAll(wrap(sendMask, [R * b], 'bool'), { splitAxis: 0, concatAxis: 0 })) as Uint8Array;
+      const recvIdx = unsafeData(
+        await ctx.allToAll(wrap(sendIdx, [R * b], 'int32'), { splitAxis: 0, concatAxis: 0 }),
+      ) as Int32Array;
+      const recvMask = unsafeData(
+        await ctx.allToAll(wrap(sendMask, [R * b], 'bool'), { splitAxis: 0, concatAxis: 0 }),
+      ) as Uint8Array;
       refresh = refreshData(cache, sources, loss.embeddingKey, recvIdx, recvMask, recvEmb);
     } else {
       refresh = {

@@ -5,7 +5,9 @@ import { wrap, type Tensor } from '../tensor/tensor.js';
 
 function check(op: string, rng: unknown, dims: number[]): Rng {
   if (!(rng instanceof Rng)) throw new ArgumentError(op, `rng must be a seeded Rng, got ${describe(rng)}`);
-  for (const d of dims) if (!Number.isInteger(d) || d < 1) throw new ArgumentError(op, `dimensions must be positive integers, got ${JSON.stringify(dims)}`);
+  for (const d of dims)
+    if (!Number.isInteger(d) || d < 1)
+      throw new ArgumentError(op, `dimensions must be positive integers, got ${JSON.stringify(dims)}`);
   return rng;
 }
 

@@ -25,9 +25,13 @@ export function initLinear(rng: Rng, inDim: number, outDim: number): LinearParam
 
 /** x·w + b for x [batch, inDim]. */
 export function linear(params: LinearParams, x: Tensor): Tensor {
-  if (!params || !isTensor(params.w) || !isTensor(params.b)) throw new ArgumentError('linear', `params must be {w, b} tensors, got ${describe(params)}`);
+  if (!params || !isTensor(params.w) || !isTensor(params.b))
+    throw new ArgumentError('linear', `params must be {w, b} tensors, got ${describe(params)}`);
   if (!isTensor(x) || x.rank !== 2 || x.shape[1] !== params.w.shape[0]) {
-    throw new ShapeError('linear', `x must be [batch, ${params.w.shape[0]}] to match w ${fmtShape(params.w.shape)}, got ${describe(x)}`);
+    throw new ShapeError(
+      'linear',
+      `x must be [batch, ${params.w.shape[0]}] to match w ${fmtShape(params.w.shape)}, got ${describe(x)}`,
+    );
   }
   return add(matmul(x, params.w), params.b);
 }
@@ -37,8 +41,10 @@ export function linear(params: LinearParams, x: Tensor): Tensor {
  * zero vector finite (it maps to zero) without changing non-tiny rows.
  */
 export function l2Normalize(x: Tensor, eps = 1e-12): Tensor {
-  if (!isTensor(x) || x.rank < 1) throw new ArgumentError('l2Normalize', `x must be a tensor of rank >= 1, got ${describe(x)}`);
-  if (typeof eps !== 'number' || !Number.isFinite(eps) || eps < 0) throw new ArgumentError('l2Normalize', `eps must be a finite number >= 0, got ${describe(eps)}`);
+  if (!isTensor(x) || x.rank < 1)
+    throw new ArgumentError('l2Normalize', `x must be a tensor of rank >= 1, got ${describe(x)}`);
+  if (typeof eps !== 'number' || !Number.isFinite(eps) || eps < 0)
+    throw new ArgumentError('l2Normalize', `eps must be a finite number >= 0, got ${describe(eps)}`);
   return div(x, sqrt(add(sum(mul(x, x), { axis: -1, keepDims: true }), eps)));
 }
 
@@ -55,7 +61,11 @@ export class RowSpace {
   /** The row of `id`, adding it if new. */
   rowOf(id: number): number {
     let r = this.position.get(id);
-    if (r === undefined) { r = this.list.length; this.position.set(id, r); this.list.push(id); }
+    if (r === undefined) {
+      r = this.list.length;
+      this.position.set(id, r);
+      this.list.push(id);
+    }
     return r;
   }
 
@@ -88,26 +98,42 @@ export interface Bags {
  * Builds Bags for `examples` from CSR features (offsets [N+1], ids [nnz]),
  * registering their ids in `space`. Ids are checked against `vocab`.
  */
-export function makeBags(offsets: Int32Array, ids: Int32Array, examples: ArrayLike<number>, vocab: number, space: RowSpace): Bags {
+export function makeBags(
+  offsets: Int32Array,
+  ids: Int32Array,
+  examples: ArrayLike<number>,
+  vocab: number,
+  space: RowSpace,
+): Bags {
   const op = 'makeBags';
-  if (!(offsets instanceof Int32Array)) throw new ArgumentError(op, `offsets must be an Int32Array (CSR row offsets), got ${describe(offsets)}`);
-  if (!(ids instanceof Int32Array)) throw new ArgumentError(op, `ids must be an Int32Array (CSR feature ids), got ${describe(ids)}`);
-  if (!(Array.isArray(examples) || (ArrayBuffer.isView(examples) && !(examples instanceof DataView)))) throw new ArgumentError(op, `examples must be an array of example indices, got ${describe(examples)}`);
-  if (!Number.isInteger(vocab) || vocab < 1) throw new ArgumentError(op, `vocab must be a positive integer, got ${describe(vocab)}`);
-  if (space === null || typeof space !== 'object' || typeof (space as Partial<RowSpace>).rowOf !== 'function') throw new ArgumentError(op, `space must be a RowSpace, got ${describe(space)}`);
+  if (!(offsets instanceof Int32Array))
+    throw new ArgumentError(op, `offsets must be an Int32Array (CSR row offsets), got ${describe(offsets)}`);
+  if (!(ids instanceof Int32Array))
+    throw new ArgumentError(op, `ids must be an Int32Array (CSR feature ids), got ${describe(ids)}`);
+  if (!(Array.isArray(examples) || (ArrayBuffer.isView(examples) && !(examples instanceof DataView))))
+    throw new ArgumentError(op, `examples must be an array of example indices, got ${describe(examples)}`);
+  if (!Number.isInteger(vocab) || vocab < 1)
+    throw new ArgumentError(op, `vocab must be a positive integer, got ${describe(vocab)}`);
+  if (space === null || typeof space !== 'object' || typeof (space as Partial<RowSpace>).rowOf !== 'function')
+    throw new ArgumentError(op, `space must be a RowSpace, got ${describe(space)}`);
   const local: number[] = [];
   const segment: number[] = [];
   const sizes = new Int32Array(examples.length);
   // Validate everything before registering any id, so a rejected call leaves `space` unchanged.
   for (let e = 0; e < examples.length; e++) {
     const ex = examples[e]!;
-    if (!Number.isInteger(ex) || ex < 0 || ex + 1 >= offsets.length) throw new ArgumentError(op, `examples[${e}] = ${ex} is out of range; need 0 <= example < ${offsets.length - 1}`);
+    if (!Number.isInteger(ex) || ex < 0 || ex + 1 >= offsets.length)
+      throw new ArgumentError(op, `examples[${e}] = ${ex} is out of range; need 0 <= example < ${offsets.length - 1}`);
     if (!(offsets[ex]! >= 0 && offsets[ex]! <= offsets[ex + 1]! && offsets[ex + 1]! <= ids.length)) {
-      throw new ArgumentError(op, `offsets[${ex}..${ex + 1}] = [${offsets[ex]}, ${offsets[ex + 1]}] is not a range of ids; need 0 <= offsets[i] <= offsets[i+1] <= ${ids.length}`);
+      throw new ArgumentError(
+        op,
+        `offsets[${ex}..${ex + 1}] = [${offsets[ex]}, ${offsets[ex + 1]}] is not a range of ids; need 0 <= offsets[i] <= offsets[i+1] <= ${ids.length}`,
+      );
     }
     for (let k = offsets[ex]!; k < offsets[ex + 1]!; k++) {
       const id = ids[k]!;
-      if (!(id >= 0 && id < vocab)) throw new ArgumentError(op, `feature id ${id} of example ${ex} is out of range for a vocabulary of ${vocab}`);
+      if (!(id >= 0 && id < vocab))
+        throw new ArgumentError(op, `feature id ${id} of example ${ex} is out of range for a vocabulary of ${vocab}`);
     }
   }
   for (let e = 0; e < examples.length; e++) {
@@ -123,19 +149,37 @@ export function makeBags(offsets: Int32Array, ids: Int32Array, examples: ArrayLi
 
 /** A Bags record as makeBags builds it: parallel local/segment arrays, segments in [0, count), one size per example. */
 function checkBags(op: string, bags: unknown, mode: 'sum' | 'mean'): asserts bags is Bags {
-  if (bags === null || typeof bags !== 'object') throw new ArgumentError(op, `bags must be {local, segment, count, sizes} from makeBags, got ${describe(bags)}`);
+  if (bags === null || typeof bags !== 'object')
+    throw new ArgumentError(op, `bags must be {local, segment, count, sizes} from makeBags, got ${describe(bags)}`);
   const b = bags as Partial<Bags>;
   if (!(b.local instanceof Int32Array) || !(b.segment instanceof Int32Array) || !(b.sizes instanceof Int32Array)) {
-    throw new ArgumentError(op, `bags.local, bags.segment and bags.sizes must be Int32Arrays (from makeBags), got ${describe(b.local)}, ${describe(b.segment)}, ${describe(b.sizes)}`);
+    throw new ArgumentError(
+      op,
+      `bags.local, bags.segment and bags.sizes must be Int32Arrays (from makeBags), got ${describe(b.local)}, ${describe(b.segment)}, ${describe(b.sizes)}`,
+    );
   }
-  if (b.local.length !== b.segment.length) throw new ShapeError(op, `bags.local has ${b.local.length} entries but bags.segment has ${b.segment.length}; need one segment per entry`);
+  if (b.local.length !== b.segment.length)
+    throw new ShapeError(
+      op,
+      `bags.local has ${b.local.length} entries but bags.segment has ${b.segment.length}; need one segment per entry`,
+    );
   const count = b.count;
-  if (typeof count !== 'number' || !Number.isInteger(count) || count < 0 || count > 2 ** 31 - 1) throw new ArgumentError(op, `bags.count must be a non-negative integer, got ${describe(count)}`);
-  if (b.sizes.length !== count) throw new ShapeError(op, `bags.sizes has ${b.sizes.length} entries but bags.count is ${count}; need one size per example`);
+  if (typeof count !== 'number' || !Number.isInteger(count) || count < 0 || count > 2 ** 31 - 1)
+    throw new ArgumentError(op, `bags.count must be a non-negative integer, got ${describe(count)}`);
+  if (b.sizes.length !== count)
+    throw new ShapeError(
+      op,
+      `bags.sizes has ${b.sizes.length} entries but bags.count is ${count}; need one size per example`,
+    );
   for (let k = 0; k < b.segment.length; k++) {
     const e = b.segment[k]!;
-    if (!(e >= 0 && e < count)) throw new ArgumentError(op, `bags.segment[${k}] = ${e} is out of range; need 0 <= segment < ${count}`);
-    if (mode === 'mean' && !(b.sizes[e]! > 0)) throw new ArgumentError(op, `bags.sizes[${e}] = ${b.sizes[e]} but example ${e} has features; need its feature count for the mean`);
+    if (!(e >= 0 && e < count))
+      throw new ArgumentError(op, `bags.segment[${k}] = ${e} is out of range; need 0 <= segment < ${count}`);
+    if (mode === 'mean' && !(b.sizes[e]! > 0))
+      throw new ArgumentError(
+        op,
+        `bags.sizes[${e}] = ${b.sizes[e]} but example ${e} has features; need its feature count for the mean`,
+      );
   }
 }
 
@@ -148,12 +192,19 @@ function checkBags(op: string, bags: unknown, mode: 'sum' | 'mean'): asserts bag
  */
 export function embeddingBag(rows: Tensor, bags: Bags, mode: 'sum' | 'mean' = 'mean'): Tensor {
   const op = 'embeddingBag';
-  if (!isTensor(rows) || rows.rank !== 2) throw new ShapeError(op, `rows must be [numRows, dim], got ${describe(rows)}`);
-  if (mode !== 'sum' && mode !== 'mean') throw new ArgumentError(op, `mode must be 'sum' or 'mean', got ${describe(mode)}`);
+  if (!isTensor(rows) || rows.rank !== 2)
+    throw new ShapeError(op, `rows must be [numRows, dim], got ${describe(rows)}`);
+  if (mode !== 'sum' && mode !== 'mean')
+    throw new ArgumentError(op, `mode must be 'sum' or 'mean', got ${describe(mode)}`);
   checkBags(op, bags, mode);
   for (let k = 0; k < bags.local.length; k++) {
-    if (bags.local[k]! < 0) throw new ArgumentError(op, `bags.local[${k}] = ${bags.local[k]} is negative; need a row index`);
-    if (bags.local[k]! >= rows.shape[0]!) throw new ShapeError(op, `bag row ${bags.local[k]} is beyond the ${rows.shape[0]} rows given; build rows from the same RowSpace after all bags`);
+    if (bags.local[k]! < 0)
+      throw new ArgumentError(op, `bags.local[${k}] = ${bags.local[k]} is negative; need a row index`);
+    if (bags.local[k]! >= rows.shape[0]!)
+      throw new ShapeError(
+        op,
+        `bag row ${bags.local[k]} is beyond the ${rows.shape[0]} rows given; build rows from the same RowSpace after all bags`,
+      );
   }
   // One sparse product: out[segment[k]] += w_k · rows[local[k]], w_k = 1 (sum) or 1/size (mean).
   // Its VJP scatters the cotangent back onto the used rows; no [entries, dim] intermediate.

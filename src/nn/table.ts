@@ -19,15 +19,20 @@ export class EmbeddingTable {
 
   constructor(vocab: number, dim: number, init: { rng: Rng; std?: number } | Float32Array) {
     if (!Number.isInteger(vocab) || vocab < 1 || !Number.isInteger(dim) || dim < 1 || vocab * dim > 2 ** 31 - 1) {
-      throw new ArgumentError('EmbeddingTable', `vocab and dim must be positive integers with vocab*dim < 2^31, got ${describe(vocab)} × ${describe(dim)}`);
+      throw new ArgumentError(
+        'EmbeddingTable',
+        `vocab and dim must be positive integers with vocab*dim < 2^31, got ${describe(vocab)} × ${describe(dim)}`,
+      );
     }
     this.vocab = vocab;
     this.dim = dim;
     if (init instanceof Float32Array) {
-      if (init.length !== vocab * dim) throw new ShapeError('EmbeddingTable', `initial values have ${init.length} entries; need ${vocab * dim}`);
+      if (init.length !== vocab * dim)
+        throw new ShapeError('EmbeddingTable', `initial values have ${init.length} entries; need ${vocab * dim}`);
       this.data = init;
     } else {
-      if (!(init?.rng instanceof Rng)) throw new ArgumentError('EmbeddingTable', `init must be {rng, std?} with a seeded Rng, got ${describe(init)}`);
+      if (!(init?.rng instanceof Rng))
+        throw new ArgumentError('EmbeddingTable', `init must be {rng, std?} with a seeded Rng, got ${describe(init)}`);
       if (init.std !== undefined && (typeof init.std !== 'number' || !Number.isFinite(init.std) || init.std < 0)) {
         throw new ArgumentError('EmbeddingTable', `init.std must be a finite number >= 0, got ${describe(init.std)}`);
       }
@@ -43,7 +48,11 @@ export class EmbeddingTable {
     const out = new Float32Array(ids.length * this.dim);
     for (let r = 0; r < ids.length; r++) {
       const id = ids[r]!;
-      if (!(Number.isInteger(id) && id >= 0 && id < this.vocab)) throw new ArgumentError('EmbeddingTable.rows', `ids[${r}] = ${id} is out of range; need 0 <= id < ${this.vocab}`);
+      if (!(Number.isInteger(id) && id >= 0 && id < this.vocab))
+        throw new ArgumentError(
+          'EmbeddingTable.rows',
+          `ids[${r}] = ${id} is out of range; need 0 <= id < ${this.vocab}`,
+        );
       out.set(this.data.subarray(id * this.dim, (id + 1) * this.dim), r * this.dim);
     }
     return wrap(out, [ids.length, this.dim], 'float32');
@@ -52,13 +61,23 @@ export class EmbeddingTable {
   /** Overwrites rows `ids` with `values` [ids.length, dim]. Used by optimisers. */
   applyRows(ids: Int32Array, values: Float32Array): void {
     checkIds('EmbeddingTable.applyRows', ids);
-    if (!(values instanceof Float32Array)) throw new ArgumentError('EmbeddingTable.applyRows', `values must be a Float32Array, got ${describe(values)}`);
-    if (values.length !== ids.length * this.dim) throw new ShapeError('EmbeddingTable.applyRows', `values has ${values.length} entries; need ${ids.length} × ${this.dim}`);
+    if (!(values instanceof Float32Array))
+      throw new ArgumentError('EmbeddingTable.applyRows', `values must be a Float32Array, got ${describe(values)}`);
+    if (values.length !== ids.length * this.dim)
+      throw new ShapeError(
+        'EmbeddingTable.applyRows',
+        `values has ${values.length} entries; need ${ids.length} × ${this.dim}`,
+      );
     for (let r = 0; r < ids.length; r++) {
       const id = ids[r]!;
-      if (!(Number.isInteger(id) && id >= 0 && id < this.vocab)) throw new ArgumentError('EmbeddingTable.applyRows', `ids[${r}] = ${id} is out of range; need 0 <= id < ${this.vocab}`);
+      if (!(Number.isInteger(id) && id >= 0 && id < this.vocab))
+        throw new ArgumentError(
+          'EmbeddingTable.applyRows',
+          `ids[${r}] = ${id} is out of range; need 0 <= id < ${this.vocab}`,
+        );
     }
-    for (let r = 0; r < ids.length; r++) this.data.set(values.subarray(r * this.dim, (r + 1) * this.dim), ids[r]! * this.dim);
+    for (let r = 0; r < ids.length; r++)
+      this.data.set(values.subarray(r * this.dim, (r + 1) * this.dim), ids[r]! * this.dim);
   }
 
   /** The whole table as an immutable tensor (a copy). */
@@ -69,7 +88,10 @@ export class EmbeddingTable {
   /** Replaces the contents from a [vocab, dim] float32 tensor. */
   load(t: Tensor): void {
     if (!isTensor(t) || t.dtype !== 'float32' || t.shape[0] !== this.vocab || t.shape[1] !== this.dim || t.rank !== 2) {
-      throw new ShapeError('EmbeddingTable.load', `need a float32 [${this.vocab}, ${this.dim}] tensor, got ${isTensor(t) ? `${fmtShape(t.shape)} ${t.dtype}` : describe(t)}`);
+      throw new ShapeError(
+        'EmbeddingTable.load',
+        `need a float32 [${this.vocab}, ${this.dim}] tensor, got ${isTensor(t) ? `${fmtShape(t.shape)} ${t.dtype}` : describe(t)}`,
+      );
     }
     this.data.set(unsafeData(t) as Float32Array);
   }
@@ -77,5 +99,6 @@ export class EmbeddingTable {
 
 /** Row ids: an Int32Array or an array of numbers (each is range-checked by the caller). */
 function checkIds(op: string, ids: unknown): void {
-  if (!(ids instanceof Int32Array) && !Array.isArray(ids)) throw new ArgumentError(op, `ids must be an Int32Array of row ids, got ${describe(ids)}`);
+  if (!(ids instanceof Int32Array) && !Array.isArray(ids))
+    throw new ArgumentError(op, `ids must be an Int32Array of row ids, got ${describe(ids)}`);
 }

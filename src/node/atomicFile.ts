@@ -105,7 +105,10 @@ function checkBytes(op: string, bytes: unknown): asserts bytes is Uint8Array {
 const DIR_SYNC_UNSUPPORTED = new Set(['EINVAL', 'ENOTSUP', 'EISDIR', 'EPERM', 'EACCES', 'EBADF']);
 
 function stepError(op: string, target: string, step: AtomicWriteStep, temp: string, e: unknown): FileIOError {
-  const hint = step === 'open' && errCode(e) === 'ENOENT' ? ` (does the directory ${JSON.stringify(nodePath.dirname(target))} exist?)` : '';
+  const hint =
+    step === 'open' && errCode(e) === 'ENOENT'
+      ? ` (does the directory ${JSON.stringify(nodePath.dirname(target))} exist?)`
+      : '';
   const tempText = step === 'stat' ? '' : ` ${JSON.stringify(temp)}`;
   return new FileIOError(
     op,
@@ -131,7 +134,11 @@ function modeOf(op: string, target: string, st: fs.Stats | null): number | null 
     throw new FileIOError(op, `could not write ${JSON.stringify(target)}: it is a directory; need a file path`, target);
   }
   if (!st.isFile()) {
-    throw new FileIOError(op, `could not write ${JSON.stringify(target)}: it exists and is not a regular file; need a file path`, target);
+    throw new FileIOError(
+      op,
+      `could not write ${JSON.stringify(target)}: it exists and is not a regular file; need a file path`,
+      target,
+    );
   }
   return st.mode & 0o7777;
 }
@@ -244,7 +251,7 @@ export function writeFileAtomicSync(path: string, bytes: Uint8Array): void {
     step = 'write';
     faultHook?.(step, temp);
     if (mode !== null) fs.fchmodSync(fd, mode);
-    for (let done = 0; done < bytes.length; ) {
+    for (let done = 0; done < bytes.length;) {
       done += fs.writeSync(fd, bytes, done, bytes.length - done);
     }
     step = 'fsync';
@@ -291,7 +298,12 @@ export function writeFileAtomicSync(path: string, bytes: Uint8Array): void {
 }
 
 function readError(op: string, path: string, what: string, e?: unknown): FileIOError {
-  return new FileIOError(op, `could not read ${JSON.stringify(path)}: ${what}${e !== undefined ? `: ${errText(e)}` : ''}`, path, e);
+  return new FileIOError(
+    op,
+    `could not read ${JSON.stringify(path)}: ${what}${e !== undefined ? `: ${errText(e)}` : ''}`,
+    path,
+    e,
+  );
 }
 
 function allocateFor(op: string, path: string, size: number): Uint8Array {

@@ -4,8 +4,23 @@
  */
 export { loadWordNet, wordnetDictDir } from './wordnet.js';
 export {
-  writeFileAtomic, writeFileAtomicSync, readFileStrict, readFileStrictSync,
-  saveSafetensors, saveSafetensorsSync, loadSafetensors, loadSafetensorsSync, FileIOError,
+  writeFileAtomic,
+  writeFileAtomicSync,
+  readFileStrict,
+  readFileStrictSync,
+  saveSafetensors,
+  saveSafetensorsSync,
+  loadSafetensors,
+  loadSafetensorsSync,
+  FileIOError,
 } from './atomicFile.js';
 export { runWorkers } from './workerGroup.js';
-export { createParallelScan, ParallelScanError, DEFAULT_MIN_ROWS, DEFAULT_MIN_WORK, type ParallelScan, type ParallelScanOptions, type ParallelScanStats } from './parallelScan.js';
+export {
+  createParallelScan,
+  ParallelScanError,
+  DEFAULT_MIN_ROWS,
+  DEFAULT_MIN_WORK,
+  type ParallelScan,
+  type ParallelScanOptions,
+  type ParallelScanStats,
+} from './parallelScan.js';

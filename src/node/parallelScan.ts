@@ -78,13 +78,29 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { ArgumentError, NegcacheError, describe } from '../errors.js';
 import {
-  SCAN_BLOCK, categoricalUniformCount, combinePartials, splitScanRows, validateScanArgs,
-  type FusedScanArgs, type FusedScanResult, type ScanPartial,
+  SCAN_BLOCK,
+  categoricalUniformCount,
+  combinePartials,
+  splitScanRows,
+  validateScanArgs,
+  type FusedScanArgs,
+  type FusedScanResult,
+  type ScanPartial,
 } from '../tensor/kernels/fusedScan.js';
 import { fusedCacheScan, fusedCacheScanRange } from '../tensor/kernels/wasm/index.js';
 import {
-  C, CONTROL_BYTES, STATUS_THREW, bootstrapSource, inputLayout, readMessage, resultLayout, writeMessage,
-  type InputLayout, type ScanFault, type ScanJob, type ScanWorkerInit,
+  C,
+  CONTROL_BYTES,
+  STATUS_THREW,
+  bootstrapSource,
+  inputLayout,
+  readMessage,
+  resultLayout,
+  writeMessage,
+  type InputLayout,
+  type ScanFault,
+  type ScanJob,
+  type ScanWorkerInit,
 } from './parallelScanWorker.js';
 
 const OP = 'parallelScan';
@@ -189,7 +205,8 @@ export function defaultScanWorkerEntry(): URL {
 
 function count(name: string, v: unknown, fallback: number): number {
   const x = v ?? fallback;
-  if (typeof x !== 'number' || !Number.isInteger(x) || x < 0) throw new ArgumentError('createParallelScan', `${name} must be a non-negative integer, got ${describe(x)}`);
+  if (typeof x !== 'number' || !Number.isInteger(x) || x < 0)
+    throw new ArgumentError('createParallelScan', `${name} must be a non-negative integer, got ${describe(x)}`);
   return x;
 }
 
@@ -215,18 +232,30 @@ interface CacheCopy {
  * ArgumentError for bad options or a missing worker build.
  */
 export function createParallelScan(opts: ParallelScanOptions = {}): ParallelScan {
-  if (opts === null || typeof opts !== 'object') throw new ArgumentError('createParallelScan', `options must be an object, got ${describe(opts)}`);
+  if (opts === null || typeof opts !== 'object')
+    throw new ArgumentError('createParallelScan', `options must be an object, got ${describe(opts)}`);
   const W = count('workers', opts.workers, availableParallelism() > 1 ? 1 : 0);
   const minRows = opts.minRows === undefined ? null : count('minRows', opts.minRows, 0);
   const maxCopies = count('cacheCopies', opts.cacheCopies, 1);
   const timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
-  if (typeof timeoutMs !== 'number' || !(timeoutMs > 0)) throw new ArgumentError('createParallelScan', `timeoutMs must be a positive number, got ${describe(timeoutMs)}`);
+  if (typeof timeoutMs !== 'number' || !(timeoutMs > 0))
+    throw new ArgumentError('createParallelScan', `timeoutMs must be a positive number, got ${describe(timeoutMs)}`);
   let entry: URL | null = null;
   if (W > 0) {
     const e = opts.workerEntry;
-    entry = e === undefined ? defaultScanWorkerEntry() : e instanceof URL ? e : /^file:/.test(e) ? new URL(e) : pathToFileURL(resolve(e));
+    entry =
+      e === undefined
+        ? defaultScanWorkerEntry()
+        : e instanceof URL
+          ? e
+          : /^file:/.test(e)
+            ? new URL(e)
+            : pathToFileURL(resolve(e));
     if (entry.protocol === 'file:' && !existsSync(fileURLToPath(entry))) {
-      throw new ArgumentError('createParallelScan', `the compiled scan worker ${fileURLToPath(entry)} does not exist; build first (npx tsc -p tsconfig.build.json)`);
+      throw new ArgumentError(
+        'createParallelScan',
+        `the compiled scan worker ${fileURLToPath(entry)} does not exist; build first (npx tsc -p tsconfig.build.json)`,
+      );
     }
   }
 
@@ -240,7 +269,15 @@ export function createParallelScan(opts: ParallelScanOptions = {}): ParallelScan
   // target alive until the current synchronous job ends, and a training loop is one long synchronous
   // job, so every step's cache array would be kept (a leak of one cache per step).
   const owners = new WeakMap<Float32Array, { copy: CacheCopy; generation: number }>();
-  const stats: ParallelScanStats = { parallel: false, ranges: [], copiedElements: 0, copyMs: 0, mainMs: 0, waitMs: 0, workerMs: [] };
+  const stats: ParallelScanStats = {
+    parallel: false,
+    ranges: [],
+    copiedElements: 0,
+    copyMs: 0,
+    mainMs: 0,
+    waitMs: 0,
+    workerMs: [],
+  };
 
   const terminateAll = (): void => {
     for (const s of slots) void s.worker.terminate().catch(() => undefined);
@@ -260,7 +297,9 @@ export function createParallelScan(opts: ParallelScanOptions = {}): ParallelScan
       Atomics.store(ctrl, C.EXIT_CODE, code);
       Atomics.store(ctrl, C.DEAD, 1);
     };
-    worker.on('error', (e: unknown) => markDead(`the scan worker crashed: ${e instanceof Error ? `${e.name}: ${e.message}` : String(e)}`, 1));
+    worker.on('error', (e: unknown) =>
+      markDead(`the scan worker crashed: ${e instanceof Error ? `${e.name}: ${e.message}` : String(e)}`, 1),
+    );
     const exited = new Promise<number>((res) => worker.once('exit', res));
     worker.on('exit', (code: number) => markDead(`the scan worker exited with code ${code}`, code));
     slots.push({ worker, exited, ctrl, results: new SharedArrayBuffer(64), fault: null });
@@ -274,7 +313,12 @@ export function createParallelScan(opts: ParallelScanOptions = {}): ParallelScan
 
   const deadError = (w: number, during: string): ParallelScanError => {
     const msg = readMessage(slots[w]!.ctrl);
-    return new ParallelScanError(OP, `scan worker ${w} is gone (${during}): ${msg || 'no reason recorded'}; create a new parallel scan`, 'exited', msg);
+    return new ParallelScanError(
+      OP,
+      `scan worker ${w} is gone (${during}): ${msg || 'no reason recorded'}; create a new parallel scan`,
+      'exited',
+      msg,
+    );
   };
 
   /** Blocks until worker w finished job `s`; throws (and fails the scanner) on death or timeout. */
@@ -286,7 +330,13 @@ export function createParallelScan(opts: ParallelScanOptions = {}): ParallelScan
       if (Atomics.load(ctrl, C.DEAD) !== 0) fail(deadError(w, `while scanning job ${s}`));
       const left = deadline - performance.now();
       if (left <= 0) {
-        fail(new ParallelScanError(OP, `scan worker ${w} did not deliver its partial within ${timeoutMs} ms (job ${s}); it was terminated; create a new parallel scan`, 'timeout'));
+        fail(
+          new ParallelScanError(
+            OP,
+            `scan worker ${w} did not deliver its partial within ${timeoutMs} ms (job ${s}); it was terminated; create a new parallel scan`,
+            'timeout',
+          ),
+        );
       }
       Atomics.wait(ctrl, C.DONE, done, Math.min(left, 100));
     }
@@ -312,10 +362,16 @@ export function createParallelScan(opts: ParallelScanOptions = {}): ParallelScan
     };
     if (e !== undefined) {
       copies.splice(at, 1);
-      if (lo < e.lo) { fill(e.sab, lo, e.lo); e.lo = lo; }
+      if (lo < e.lo) {
+        fill(e.sab, lo, e.lo);
+        e.lo = lo;
+      }
     } else {
       // A miss: reuse the least recently used buffer (or a new one).
-      e = copies.length >= Math.max(1, maxCopies) ? copies.pop()! : { generation: 0, sab: new SharedArrayBuffer(8), lo: 0, length: 0 };
+      e =
+        copies.length >= Math.max(1, maxCopies)
+          ? copies.pop()!
+          : { generation: 0, sab: new SharedArrayBuffer(8), lo: 0, length: 0 };
       if (e.sab.byteLength < len * 4) e.sab = new SharedArrayBuffer(len * 4); // zero pages: only the rows written are committed
       fill(e.sab, lo, len);
       e.generation++;
@@ -330,12 +386,26 @@ export function createParallelScan(opts: ParallelScanOptions = {}): ParallelScan
   const single = (args: FusedScanArgs, n: number): FusedScanResult => {
     const t0 = performance.now();
     const res = fusedCacheScan(args);
-    Object.assign(stats, { parallel: false, ranges: [[0, n]], copiedElements: 0, copyMs: 0, mainMs: performance.now() - t0, waitMs: 0, workerMs: [] });
+    Object.assign(stats, {
+      parallel: false,
+      ranges: [[0, n]],
+      copiedElements: 0,
+      copyMs: 0,
+      mainMs: performance.now() - t0,
+      waitMs: 0,
+      workerMs: [],
+    });
     return res;
   };
 
   const scan = (args: FusedScanArgs): FusedScanResult => {
-    if (failure !== null) throw new ParallelScanError(OP, `the parallel scan failed earlier and is unusable: ${failure.message}`, failure.reason === 'timeout' ? 'timeout' : 'exited', failure.workerMessage);
+    if (failure !== null)
+      throw new ParallelScanError(
+        OP,
+        `the parallel scan failed earlier and is unusable: ${failure.message}`,
+        failure.reason === 'timeout' ? 'timeout' : 'exited',
+        failure.workerMessage,
+      );
     if (closed) throw new ParallelScanError(OP, 'the parallel scan was closed', 'closed');
     const sh = validateScanArgs(args, OP);
     const { b, d, n, k } = sh;
@@ -344,7 +414,8 @@ export function createParallelScan(opts: ParallelScanOptions = {}): ParallelScan
     const ranges = splitScanRows(n, W + 1);
     if (ranges.length < 2) return single(args, n);
     const used = ranges.length - 1;
-    for (let w = 0; w < used; w++) if (Atomics.load(slots[w]!.ctrl, C.DEAD) !== 0) fail(deadError(w, 'before this scan'));
+    for (let w = 0; w < used; w++)
+      if (Atomics.load(slots[w]!.ctrl, C.DEAD) !== 0) fail(deadError(w, 'before this scan'));
 
     // Inputs and cache rows into shared memory (no job is in flight: every
     // earlier scan waited for its workers before returning or throwing).
@@ -357,9 +428,11 @@ export function createParallelScan(opts: ParallelScanOptions = {}): ParallelScan
     new Float32Array(inputs, L.queries, b * d).set(args.queries);
     if (L.uniforms >= 0 && k === 0) {
       // query i, block β reads uniforms[i·2B + 2β], [.. + 1]: copy the workers' blocks only
-      const perQuery = 2 * sh.blocks, from = 2 * (lo / SCAN_BLOCK);
+      const perQuery = 2 * sh.blocks,
+        from = 2 * (lo / SCAN_BLOCK);
       const dst = new Float64Array(inputs, L.uniforms, uniformCount);
-      for (let i = 0; i < b; i++) dst.set(args.uniforms!.subarray(i * perQuery + from, (i + 1) * perQuery), i * perQuery + from);
+      for (let i = 0; i < b; i++)
+        dst.set(args.uniforms!.subarray(i * perQuery + from, (i + 1) * perQuery), i * perQuery + from);
     } // with topKGroups the uniforms are only read by combinePartials, on this thread
     if (L.rowValid >= 0) new Uint8Array(inputs, L.rowValid, n).set(args.rowValid!.subarray(lo, n), lo);
     if (L.rowIds >= 0) {
@@ -374,11 +447,25 @@ export function createParallelScan(opts: ParallelScanOptions = {}): ParallelScan
     const t1 = performance.now();
     for (let w = 0; w < used; w++) {
       const slot = slots[w]!;
-      if (slot.results.byteLength < RL.bytes) slot.results = new SharedArrayBuffer(Math.max(RL.bytes, 2 * slot.results.byteLength));
+      if (slot.results.byteLength < RL.bytes)
+        slot.results = new SharedArrayBuffer(Math.max(RL.bytes, 2 * slot.results.byteLength));
       const job: ScanJob = {
-        seq: s, b, d, n, scale: args.scale, sampler, key: sampler === 'gumbel' ? [args.key![0], args.key![1]] : null,
-        topKGroups: k > 0 ? k : null, rowStart: ranges[w + 1]![0], rowEnd: ranges[w + 1]![1],
-        inputs, layout: L, cache: cache.sab, cacheOffset: cache.offset, results: slot.results, fault: slot.fault,
+        seq: s,
+        b,
+        d,
+        n,
+        scale: args.scale,
+        sampler,
+        key: sampler === 'gumbel' ? [args.key![0], args.key![1]] : null,
+        topKGroups: k > 0 ? k : null,
+        rowStart: ranges[w + 1]![0],
+        rowEnd: ranges[w + 1]![1],
+        inputs,
+        layout: L,
+        cache: cache.sab,
+        cacheOffset: cache.offset,
+        results: slot.results,
+        fault: slot.fault,
       };
       slot.fault = null;
       slot.worker.postMessage(job);
@@ -406,12 +493,19 @@ export function createParallelScan(opts: ParallelScanOptions = {}): ParallelScan
       workerMs.push(Atomics.load(slot.ctrl, C.SCAN_US) / 1000);
       if (Atomics.load(slot.ctrl, C.STATUS) === STATUS_THREW) {
         const msg = readMessage(slot.ctrl);
-        throw new ParallelScanError(OP, `scan worker ${w} threw while scanning rows [${ranges[w + 1]![0]}, ${ranges[w + 1]![1]}): ${msg}`, 'threw', msg);
+        throw new ParallelScanError(
+          OP,
+          `scan worker ${w} threw while scanning rows [${ranges[w + 1]![0]}, ${ranges[w + 1]![1]}): ${msg}`,
+          'threw',
+          msg,
+        );
       }
       const r = slot.results;
       const part: ScanPartial = {
-        rowStart: ranges[w + 1]![0], rowEnd: ranges[w + 1]![1],
-        max: new Float32Array(r, RL.max, b).slice(), sumExp: new Float64Array(r, RL.sumExp, b).slice(),
+        rowStart: ranges[w + 1]![0],
+        rowEnd: ranges[w + 1]![1],
+        max: new Float32Array(r, RL.max, b).slice(),
+        sumExp: new Float64Array(r, RL.sumExp, b).slice(),
       };
       if (RL.sample >= 0) {
         part.sample = new Int32Array(r, RL.sample, b).slice();
@@ -424,7 +518,15 @@ export function createParallelScan(opts: ParallelScanOptions = {}): ParallelScan
       }
       parts.push(part);
     }
-    Object.assign(stats, { parallel: true, ranges, copiedElements: cache.copied, copyMs: t1 - t0, mainMs: t2 - t1, waitMs: t3 - t2, workerMs });
+    Object.assign(stats, {
+      parallel: true,
+      ranges,
+      copiedElements: cache.copied,
+      copyMs: t1 - t0,
+      mainMs: t2 - t1,
+      waitMs: t3 - t2,
+      workerMs,
+    });
     return combinePartials(args, parts);
   };
 
@@ -439,10 +541,18 @@ export function createParallelScan(opts: ParallelScanOptions = {}): ParallelScan
     workers: W,
     minRows: minRows ?? 'auto',
     get lastStats(): ParallelScanStats {
-      return { ...stats, ranges: stats.ranges.map((r) => [r[0], r[1]] as [number, number]), workerMs: stats.workerMs.slice() };
+      return {
+        ...stats,
+        ranges: stats.ranges.map((r) => [r[0], r[1]] as [number, number]),
+        workerMs: stats.workerMs.slice(),
+      };
     },
     _injectFault(kind: ScanFault, w = 0): void {
-      if (w < 0 || w >= slots.length) throw new ArgumentError('parallelScan._injectFault', `worker must be in [0, ${slots.length}), got ${describe(w)}`);
+      if (w < 0 || w >= slots.length)
+        throw new ArgumentError(
+          'parallelScan._injectFault',
+          `worker must be in [0, ${slots.length}), got ${describe(w)}`,
+        );
       slots[w]!.fault = kind;
     },
     _whenExited(): Promise<number[]> {
@@ -450,11 +560,18 @@ export function createParallelScan(opts: ParallelScanOptions = {}): ParallelScan
     },
   };
   // Keyed on the scan function (what a loss holds), which api.scan keeps alive too.
-  if (slots.length > 0) reaper?.register(scan, slots.map((s) => s.worker));
+  if (slots.length > 0)
+    reaper?.register(
+      scan,
+      slots.map((s) => s.worker),
+    );
   return api;
 }
 
 /** Terminates the workers of a scanner that was garbage collected without close(). */
-const reaper = typeof FinalizationRegistry === 'function'
-  ? new FinalizationRegistry<Worker[]>((workers) => { for (const w of workers) void w.terminate().catch(() => undefined); })
-  : null;
+const reaper =
+  typeof FinalizationRegistry === 'function'
+    ? new FinalizationRegistry<Worker[]>((workers) => {
+        for (const w of workers) void w.terminate().catch(() => undefined);
+      })
+    : null;

@@ -107,9 +107,20 @@ export interface InputLayout {
 
 const align8 = (x: number): number => Math.ceil(x / 8) * 8;
 
-export function inputLayout(b: number, d: number, n: number, uniformCount: number, hasValid: boolean, hasIds: boolean): InputLayout {
+export function inputLayout(
+  b: number,
+  d: number,
+  n: number,
+  uniformCount: number,
+  hasValid: boolean,
+  hasIds: boolean,
+): InputLayout {
   let at = 0;
-  const take = (bytes: number): number => { const p = at; at = align8(at + bytes); return p; };
+  const take = (bytes: number): number => {
+    const p = at;
+    at = align8(at + bytes);
+    return p;
+  };
   const uniforms = uniformCount > 0 ? take(uniformCount * 8) : -1;
   const queries = take(b * d * 4);
   const excludeIds = hasIds ? take(b * 4) : -1;
@@ -132,7 +143,11 @@ export interface ResultLayout {
 
 export function resultLayout(b: number, k: number, sampler: ScanSampler): ResultLayout {
   let at = 0;
-  const take = (bytes: number): number => { const p = at; at = align8(at + bytes); return p; };
+  const take = (bytes: number): number => {
+    const p = at;
+    at = align8(at + bytes);
+    return p;
+  };
   const samples = k === 0 && sampler !== 'none';
   const sumExp = take(b * 8);
   const sampleKey = samples ? take(b * 8) : -1;
@@ -190,7 +205,8 @@ function errorText(e: unknown): string {
 
 function writePartial(job: ScanJob, k: number, part: ScanPartial): void {
   const L = resultLayout(job.b, k, job.sampler);
-  const r = job.results, b = job.b;
+  const r = job.results,
+    b = job.b;
   new Float32Array(r, L.max, b).set(part.max);
   new Float64Array(r, L.sumExp, b).set(part.sumExp);
   if (L.sample >= 0) {
@@ -207,9 +223,13 @@ function writePartial(job: ScanJob, k: number, part: ScanPartial): void {
 function argsOf(job: ScanJob): FusedScanArgs {
   const { b, d, n, layout: L, inputs } = job;
   const args: FusedScanArgs = {
-    queries: new Float32Array(inputs, L.queries, b * d), b, d,
-    cache: new Float32Array(job.cache, job.cacheOffset, n * d), n,
-    scale: job.scale, sampler: job.sampler,
+    queries: new Float32Array(inputs, L.queries, b * d),
+    b,
+    d,
+    cache: new Float32Array(job.cache, job.cacheOffset, n * d),
+    n,
+    scale: job.scale,
+    sampler: job.sampler,
   };
   if (L.rowValid >= 0) args.rowValid = new Uint8Array(inputs, L.rowValid, n);
   if (L.rowIds >= 0) {
@@ -226,7 +246,9 @@ function fault(kind: ScanFault): void {
   if (kind === 'throw') throw new Error('injected fault: the scan worker throws (test hook)');
   if (kind === 'exit') process.exit(7);
   // 'hang': compute forever (until terminate()).
-  for (;;) { /* spin */ }
+  for (;;) {
+    /* spin */
+  }
 }
 
 /** The worker's main: serves ScanJobs until terminated. */

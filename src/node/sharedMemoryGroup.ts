@@ -202,7 +202,10 @@ export function encodeTensors(value: unknown): unknown {
   const walk = (v: unknown): unknown => {
     if (isTensor(v)) {
       const d = unsafeData(v);
-      const data = d.byteOffset === 0 && d.byteLength === d.buffer.byteLength && !(d.buffer instanceof SharedArrayBuffer) ? d : d.slice();
+      const data =
+        d.byteOffset === 0 && d.byteLength === d.buffer.byteLength && !(d.buffer instanceof SharedArrayBuffer)
+          ? d
+          : d.slice();
       const plain: PlainTensor = { __negcacheTensor: 1, shape: v.shape.slice(), dtype: v.dtype, data };
       return plain;
     }
@@ -225,7 +228,12 @@ export function encodeTensors(value: unknown): unknown {
   return walk(value);
 }
 
-const STORAGE: Record<DType, new (n: number) => TypedArray> = { float32: Float32Array, float64: Float64Array, int32: Int32Array, bool: Uint8Array };
+const STORAGE: Record<DType, new (n: number) => TypedArray> = {
+  float32: Float32Array,
+  float64: Float64Array,
+  int32: Int32Array,
+  bool: Uint8Array,
+};
 
 /** The inverse of encodeTensors: PlainTensor objects become Tensors (owning the cloned storage). */
 export function decodeTensors(value: unknown): unknown {
@@ -242,8 +250,16 @@ export function decodeTensors(value: unknown): unknown {
       if (seen.has(v)) return seen.get(v);
       if (v.__negcacheTensor === 1) {
         const { shape, dtype, data } = v as unknown as PlainTensor;
-        if (!isDType(dtype) || !(data instanceof STORAGE[dtype]) || !Array.isArray(shape) || sizeOf(shape) !== data.length) {
-          throw new ArgumentError('decodeTensors', `malformed tensor message (shape ${describe(shape)}, dtype ${describe(dtype)}, data ${describe(data)}); need {shape, dtype, data} with matching storage`);
+        if (
+          !isDType(dtype) ||
+          !(data instanceof STORAGE[dtype]) ||
+          !Array.isArray(shape) ||
+          sizeOf(shape) !== data.length
+        ) {
+          throw new ArgumentError(
+            'decodeTensors',
+            `malformed tensor message (shape ${describe(shape)}, dtype ${describe(dtype)}, data ${describe(data)}); need {shape, dtype, data} with matching storage`,
+          );
         }
         const t = wrap(data, shape, dtype);
         seen.set(v, t);
@@ -284,7 +300,10 @@ interface ArenaMessage {
 }
 
 function skippedError(op: string, seq: number, replica: number, collectives: number): ArgumentError {
-  return new ArgumentError(op, `collective #${seq}: replica ${replica} returned after ${collectives} collective${collectives === 1 ? '' : 's'} without calling collective #${seq}; every replica must call the same collectives in the same order`);
+  return new ArgumentError(
+    op,
+    `collective #${seq}: replica ${replica} returned after ${collectives} collective${collectives === 1 ? '' : 's'} without calling collective #${seq}; every replica must call the same collectives in the same order`,
+  );
 }
 
 /** A ReplicaContext over the shared control block (one per worker). */
@@ -382,7 +401,8 @@ export class SharedMemoryReplicaContext implements ReplicaContext {
         for (let q = 0; q < R; q++) {
           const shape = plan.shapes[q]!;
           const n = sizeOf(shape) * elt;
-          if (n > 0) copyBlockIn(new Uint8Array(this.#arena(q, kind, s), 0, n), shape, elt, plan.axis, bytes, plan.outShape, at);
+          if (n > 0)
+            copyBlockIn(new Uint8Array(this.#arena(q, kind, s), 0, n), shape, elt, plan.axis, bytes, plan.outShape, at);
           at += shape[plan.axis]!;
         }
       } else {
@@ -459,7 +479,12 @@ export class SharedMemoryReplicaContext implements ReplicaContext {
       // The message is posted before the peer publishes, so it is normally
       // there already; poll briefly in case delivery lags.
       if (performance.now() > deadline) {
-        throw new CollectiveAbortedError(op, `collective #${seq} on replica ${this.replicaId}: the grown arena of replica ${q} (generation ${gen}) never arrived on its port`, q, 'lost arena message');
+        throw new CollectiveAbortedError(
+          op,
+          `collective #${seq} on replica ${this.replicaId}: the grown arena of replica ${q} (generation ${gen}) never arrived on its port`,
+          q,
+          'lost arena message',
+        );
       }
       Atomics.wait(sleeper, 0, 0, 1);
     }
@@ -475,7 +500,13 @@ export class SharedMemoryReplicaContext implements ReplicaContext {
     const tag = c[b + TENSOR];
     if (tag === 1) return { kind, tensor: { invalid: 'a non-tensor value' }, axisA, axisB };
     const rank = c[b + RANK]!;
-    if (tag === 2) return { kind, tensor: { invalid: `a tensor of rank ${rank} (the worker transport supports rank <= ${MAX_RANK})` }, axisA, axisB };
+    if (tag === 2)
+      return {
+        kind,
+        tensor: { invalid: `a tensor of rank ${rank} (the worker transport supports rank <= ${MAX_RANK})` },
+        axisA,
+        axisB,
+      };
     const shape: number[] = [];
     for (let i = 0; i < rank; i++) shape.push(c[b + SHAPE + i]!);
     return { kind, tensor: { dtype: DTYPE_CODES[c[b + DTYPE]!]!, shape }, axisA, axisB };
@@ -507,9 +538,10 @@ export class SharedMemoryReplicaContext implements ReplicaContext {
       const left = deadline - performance.now();
       if (left <= 0) {
         const who = `replica${missing.length > 1 ? 's' : ''} ${missing.join(', ')}`;
-        const reason = stage === 'arrive'
-          ? `${who} did not arrive at collective #${seq} (${op}) within ${this.#timeoutMs} ms`
-          : `${who} did not finish collective #${seq - 1} within ${this.#timeoutMs} ms`;
+        const reason =
+          stage === 'arrive'
+            ? `${who} did not arrive at collective #${seq} (${op}) within ${this.#timeoutMs} ms`
+            : `${who} did not finish collective #${seq - 1} within ${this.#timeoutMs} ms`;
         if (!claimAbort(ctrl, AbortCode.timeout, missing[0]!, reason)) throw this.#aborted(op, seq);
         throw new CollectiveTimeoutError(op, `collective #${seq}: timed out: ${reason}`, missing, reason);
       }
@@ -528,12 +560,27 @@ export class SharedMemoryReplicaContext implements ReplicaContext {
     const info = readAbort(this.#ctrl) ?? { replica: -1, code: 0, reason: 'failed' };
     if (info.code === 0) {
       // Forced by the main thread without a recorded reason (see forceAbort).
-      return new CollectiveAbortedError(op, `collective #${seq} on replica ${this.replicaId} was aborted because another replica failed`, -1, 'unknown');
+      return new CollectiveAbortedError(
+        op,
+        `collective #${seq} on replica ${this.replicaId} was aborted because another replica failed`,
+        -1,
+        'unknown',
+      );
     }
     if (info.code === AbortCode.timeout) {
-      return new CollectiveTimeoutError(op, `collective #${seq} on replica ${this.replicaId} was aborted: ${info.reason}`, [info.replica], info.reason);
+      return new CollectiveTimeoutError(
+        op,
+        `collective #${seq} on replica ${this.replicaId} was aborted: ${info.reason}`,
+        [info.replica],
+        info.reason,
+      );
     }
-    return new CollectiveAbortedError(op, `collective #${seq} on replica ${this.replicaId} was aborted because replica ${info.replica} failed: ${info.reason}`, info.replica, info.reason);
+    return new CollectiveAbortedError(
+      op,
+      `collective #${seq} on replica ${this.replicaId} was aborted because replica ${info.replica} failed: ${info.reason}`,
+      info.replica,
+      info.reason,
+    );
   }
 }
 

@@ -44,7 +44,8 @@ export function wordnetDictDir(): string {
  */
 export function loadWordNet(opts: LoadWordNetOptions = {}): Synset[] {
   const op = 'loadWordNet';
-  if (typeof opts !== 'object' || opts === null) throw new ArgumentError(op, `options must be an object, got ${describe(opts)}`);
+  if (typeof opts !== 'object' || opts === null)
+    throw new ArgumentError(op, `options must be an object, got ${describe(opts)}`);
   const posList = opts.pos ?? (['n', 'v', 'a', 'r'] as WordNetFilePos[]);
   if (!Array.isArray(posList) || posList.some((p) => !(p in FILE_OF))) {
     throw new ArgumentError(op, `pos must be an array of 'n', 'v', 'a', 'r', got ${JSON.stringify(posList)}`);

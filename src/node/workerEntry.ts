@@ -23,7 +23,8 @@ export interface SerializedError {
 }
 
 function serializeError(e: unknown): SerializedError {
-  if (e instanceof Error) return { name: e.name, message: e.message, ...(e.stack !== undefined ? { stack: e.stack } : {}) };
+  if (e instanceof Error)
+    return { name: e.name, message: e.message, ...(e.stack !== undefined ? { stack: e.stack } : {}) };
   return { name: 'Error', message: `a thrown ${describe(e)}` };
 }
 
@@ -34,9 +35,15 @@ async function main(init: WorkerInit): Promise<void> {
     const mod = (await import(init.moduleUrl)) as Record<string, unknown>;
     const fn = mod[init.exportName];
     if (typeof fn !== 'function') {
-      throw new ArgumentError('runWorkers', `module ${init.moduleUrl} has no exported function "${init.exportName}" (found ${describe(fn)}); need export async function ${init.exportName}(ctx, args)`);
+      throw new ArgumentError(
+        'runWorkers',
+        `module ${init.moduleUrl} has no exported function "${init.exportName}" (found ${describe(fn)}); need export async function ${init.exportName}(ctx, args)`,
+      );
     }
-    const value = await (fn as (ctx: SharedMemoryReplicaContext, args: unknown) => unknown)(ctx, decodeTensors(init.args));
+    const value = await (fn as (ctx: SharedMemoryReplicaContext, args: unknown) => unknown)(
+      ctx,
+      decodeTensors(init.args),
+    );
     ctx.finish();
     port.postMessage({ type: 'result', value: encodeTensors(value) });
   } catch (e) {

@@ -34,7 +34,16 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { MessageChannel, Worker, type MessagePort } from 'node:worker_threads';
 import { ArgumentError, describe } from '../errors.js';
 import { ReplicaGroupError, errorText } from '../distributed/replicaContext.js';
-import { AbortCode, claimAbort, controlBytes, decodeTensors, encodeTensors, forceAbort, readAbort, type WorkerInit } from './sharedMemoryGroup.js';
+import {
+  AbortCode,
+  claimAbort,
+  controlBytes,
+  decodeTensors,
+  encodeTensors,
+  forceAbort,
+  readAbort,
+  type WorkerInit,
+} from './sharedMemoryGroup.js';
 import type { SerializedError } from './workerEntry.js';
 
 export interface RunWorkersOptions {
@@ -102,7 +111,8 @@ type Outcome = { kind: 'running' } | { kind: 'result'; value: unknown } | { kind
  */
 export async function runWorkers<T = unknown>(options: RunWorkersOptions): Promise<T[]> {
   const op = 'runWorkers';
-  if (options === null || typeof options !== 'object') throw new ArgumentError(op, `options must be an object, got ${describe(options)}`);
+  if (options === null || typeof options !== 'object')
+    throw new ArgumentError(op, `options must be an object, got ${describe(options)}`);
   const R = options.numReplicas;
   if (typeof R !== 'number' || !Number.isInteger(R) || R < 1) {
     throw new ArgumentError(op, `numReplicas must be a positive integer, got ${describe(R)}`);
@@ -111,13 +121,22 @@ export async function runWorkers<T = unknown>(options: RunWorkersOptions): Promi
     throw new ArgumentError(op, `module must be a path or URL of a JavaScript module, got ${describe(options.module)}`);
   }
   const exportName = options.exportName ?? 'default';
-  if (typeof exportName !== 'string') throw new ArgumentError(op, `exportName must be a string, got ${describe(exportName)}`);
+  if (typeof exportName !== 'string')
+    throw new ArgumentError(op, `exportName must be a string, got ${describe(exportName)}`);
   const timeoutMs = positive(op, 'timeoutMs', options.timeoutMs, DEFAULT_TIMEOUT_MS);
   const graceMs = positive(op, 'abortGraceMs', options.abortGraceMs, Math.min(1000, timeoutMs));
   const arenaBytes = Math.ceil(positive(op, 'arenaBytes', options.arenaBytes, DEFAULT_ARENA_BYTES) / 8) * 8;
-  const entry = options.workerEntry === undefined ? defaultWorkerEntry() : options.workerEntry instanceof URL ? options.workerEntry : pathToFileURL(resolve(options.workerEntry));
+  const entry =
+    options.workerEntry === undefined
+      ? defaultWorkerEntry()
+      : options.workerEntry instanceof URL
+        ? options.workerEntry
+        : pathToFileURL(resolve(options.workerEntry));
   if (entry.protocol === 'file:' && !existsSync(fileURLToPath(entry))) {
-    throw new ArgumentError(op, `the compiled worker entry ${fileURLToPath(entry)} does not exist; build first (npx tsc -p tsconfig.build.json)`);
+    throw new ArgumentError(
+      op,
+      `the compiled worker entry ${fileURLToPath(entry)} does not exist; build first (npx tsc -p tsconfig.build.json)`,
+    );
   }
   const url = moduleUrl(options.module);
   if (url.startsWith('file:') && !existsSync(fileURLToPath(url))) {
@@ -179,7 +198,10 @@ export async function runWorkers<T = unknown>(options: RunWorkersOptions): Promi
         exportName,
         args,
       };
-      const w = new Worker(entry, { workerData: init, transferList: ports[r]!.filter((p): p is MessagePort => p !== null) });
+      const w = new Worker(entry, {
+        workerData: init,
+        transferList: ports[r]!.filter((p): p is MessagePort => p !== null),
+      });
       workers.push(w);
       w.on('message', (m: { type: 'result'; value: unknown } | { type: 'error'; error: SerializedError }) => {
         if (m.type === 'result') {
@@ -218,7 +240,21 @@ export async function runWorkers<T = unknown>(options: RunWorkersOptions): Promi
   const reason = recorded?.reason ?? errorText((outcomes[root] as { error: Error }).error);
   const errors = outcomes.map((o) => (o.kind === 'failed' ? o.error : undefined));
   const others = outcomes
-    .map((o, r) => (r === root ? null : o.kind === 'failed' ? `replica ${r}: ${errorText(o.error)}` : o.kind === 'running' ? `replica ${r}: still running, terminated` : null))
+    .map((o, r) =>
+      r === root
+        ? null
+        : o.kind === 'failed'
+          ? `replica ${r}: ${errorText(o.error)}`
+          : o.kind === 'running'
+            ? `replica ${r}: still running, terminated`
+            : null,
+    )
     .filter((s): s is string => s !== null);
-  throw new ReplicaGroupError(op, `replica ${root} failed: ${reason}${others.length > 0 ? ` (${others.join('; ')})` : ''}`, root, errors, errors[root]);
+  throw new ReplicaGroupError(
+    op,
+    `replica ${root} failed: ${reason}${others.length > 0 ? ` (${others.join('; ')})` : ''}`,
+    root,
+    errors,
+    errors[root],
+  );
 }

@@ -10,19 +10,50 @@ import { unsafeData, wrap, type Tensor } from '../tensor/tensor.js';
 import { mapBinary, mapUnary, type Binary } from '../tensor/kernels/elementwise.js';
 import { bind, type Primitive } from '../autograd/engine.js';
 import {
-  absP, addP, castData, castP, divP, expP, logP, maximumP, minimumP, mulP, negP, powP, reluP, sigmoidP, sqrtP, subP, tanhP, whereP,
+  absP,
+  addP,
+  castData,
+  castP,
+  divP,
+  expP,
+  logP,
+  maximumP,
+  minimumP,
+  mulP,
+  negP,
+  powP,
+  reluP,
+  sigmoidP,
+  sqrtP,
+  subP,
+  tanhP,
+  whereP,
 } from '../autograd/primitives.js';
 import { checkBoolTensor, checkTensor, operand, type TensorLike } from './util.js';
 
-function arith(op: string, prim: Primitive<null>, a: TensorLike, b: TensorLike, opts: { floatOnly?: boolean; noBool?: boolean } = {}): Tensor {
+function arith(
+  op: string,
+  prim: Primitive<null>,
+  a: TensorLike,
+  b: TensorLike,
+  opts: { floatOnly?: boolean; noBool?: boolean } = {},
+): Tensor {
   const x = operand(op, 'a', a, b);
   const y = operand(op, 'b', b, x);
   const dtype = promote(x.dtype, y.dtype);
   if (dtype === null) {
-    throw new DTypeError(op, `dtypes differ (a is ${x.dtype}, b is ${y.dtype}); need equal dtypes (or float32 with float64): cast one of them`);
+    throw new DTypeError(
+      op,
+      `dtypes differ (a is ${x.dtype}, b is ${y.dtype}); need equal dtypes (or float32 with float64): cast one of them`,
+    );
   }
-  if (dtype === 'bool') throw new DTypeError(op, `a and b are bool; arithmetic on bool tensors is not defined: cast the masks to int32 or float32 first`);
-  if (opts.floatOnly && !isFloat(dtype)) throw new DTypeError(op, `a and b must be float, got ${dtype}; cast to float32 first`);
+  if (dtype === 'bool')
+    throw new DTypeError(
+      op,
+      `a and b are bool; arithmetic on bool tensors is not defined: cast the masks to int32 or float32 first`,
+    );
+  if (opts.floatOnly && !isFloat(dtype))
+    throw new DTypeError(op, `a and b must be float, got ${dtype}; cast to float32 first`);
   broadcastShapes(op, x.shape, y.shape); // throws a ShapeError naming the op
   return bind(prim, [x, y], null);
 }
@@ -83,7 +114,8 @@ export function where(cond: Tensor, a: TensorLike, b: TensorLike): Tensor {
 function compare(op: string, f: Binary, a: TensorLike, b: TensorLike): Tensor {
   const x = operand(op, 'a', a, b);
   const y = operand(op, 'b', b, x);
-  if (promote(x.dtype, y.dtype) === null) throw new DTypeError(op, `dtypes differ (a is ${x.dtype}, b is ${y.dtype}); cast one of them`);
+  if (promote(x.dtype, y.dtype) === null)
+    throw new DTypeError(op, `dtypes differ (a is ${x.dtype}, b is ${y.dtype}); cast one of them`);
   const shape = broadcastShapes(op, x.shape, y.shape);
   const out = allocate('bool', sizeOf(shape));
   mapBinary(unsafeData(x), x.shape, unsafeData(y), y.shape, shape, out, f);
@@ -91,11 +123,14 @@ function compare(op: string, f: Binary, a: TensorLike, b: TensorLike): Tensor {
 }
 
 export const equal = (a: TensorLike, b: TensorLike): Tensor => compare('equal', (u, v) => (u === v ? 1 : 0), a, b);
-export const notEqual = (a: TensorLike, b: TensorLike): Tensor => compare('notEqual', (u, v) => (u !== v ? 1 : 0), a, b);
+export const notEqual = (a: TensorLike, b: TensorLike): Tensor =>
+  compare('notEqual', (u, v) => (u !== v ? 1 : 0), a, b);
 export const less = (a: TensorLike, b: TensorLike): Tensor => compare('less', (u, v) => (u < v ? 1 : 0), a, b);
-export const lessEqual = (a: TensorLike, b: TensorLike): Tensor => compare('lessEqual', (u, v) => (u <= v ? 1 : 0), a, b);
+export const lessEqual = (a: TensorLike, b: TensorLike): Tensor =>
+  compare('lessEqual', (u, v) => (u <= v ? 1 : 0), a, b);
 export const greater = (a: TensorLike, b: TensorLike): Tensor => compare('greater', (u, v) => (u > v ? 1 : 0), a, b);
-export const greaterEqual = (a: TensorLike, b: TensorLike): Tensor => compare('greaterEqual', (u, v) => (u >= v ? 1 : 0), a, b);
+export const greaterEqual = (a: TensorLike, b: TensorLike): Tensor =>
+  compare('greaterEqual', (u, v) => (u >= v ? 1 : 0), a, b);
 
 function logical(op: string, f: Binary, a: Tensor, b: Tensor): Tensor {
   const x = checkBoolTensor(op, 'a', a);
@@ -139,7 +174,10 @@ export function cast(x: Tensor, dtype: DType): Tensor {
     for (let i = 0; i < d.length; i++) {
       const v = d[i]!;
       if (!(v > -2147483649 && v < 2147483648)) {
-        throw new ArgumentError('cast', `value ${v} at flat index ${i} of x does not fit in int32; need a finite value in (-2^31-1, 2^31)`);
+        throw new ArgumentError(
+          'cast',
+          `value ${v} at flat index ${i} of x does not fit in int32; need a finite value in (-2^31-1, 2^31)`,
+        );
       }
     }
   }

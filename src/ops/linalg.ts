@@ -27,13 +27,19 @@ export function matmul(a: Tensor, b: Tensor, opts?: MatmulOptions): Tensor {
     throw new DTypeError('matmul', `need float operands, got a ${x.dtype} and b ${y.dtype}`);
   }
   if (x.rank < 2 || y.rank < 2) {
-    throw new ShapeError('matmul', `need operands of rank >= 2, got a ${fmtShape(x.shape)} and b ${fmtShape(y.shape)}; use expandDims for vectors`);
+    throw new ShapeError(
+      'matmul',
+      `need operands of rank >= 2, got a ${fmtShape(x.shape)} and b ${fmtShape(y.shape)}; use expandDims for vectors`,
+    );
   }
   const ka = transA ? x.shape[x.rank - 2]! : x.shape[x.rank - 1]!;
   const kb = transB ? y.shape[y.rank - 1]! : y.shape[y.rank - 2]!;
   if (ka !== kb) {
     const need = `${transA ? 'a.shape[-2]' : 'a.shape[-1]'} === ${transB ? 'b.shape[-1]' : 'b.shape[-2]'}`;
-    throw new ShapeError('matmul', `inner dimensions differ (a is ${fmtShape(x.shape)}${transA ? ' transposed' : ''}, b is ${fmtShape(y.shape)}${transB ? ' transposed' : ''}; need ${need})`);
+    throw new ShapeError(
+      'matmul',
+      `inner dimensions differ (a is ${fmtShape(x.shape)}${transA ? ' transposed' : ''}, b is ${fmtShape(y.shape)}${transB ? ' transposed' : ''}; need ${need})`,
+    );
   }
   broadcastShapes('matmul', x.shape.slice(0, -2), y.shape.slice(0, -2));
   return bind(matmulP, [x, y], { transA, transB });

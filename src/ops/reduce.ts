@@ -20,7 +20,11 @@ export interface ReduceOptions {
   keepDims?: boolean;
 }
 
-function parse(op: string, x: Tensor, opts: ReduceOptions | undefined): { t: Tensor; axes: number[]; keepDims: boolean } {
+function parse(
+  op: string,
+  x: Tensor,
+  opts: ReduceOptions | undefined,
+): { t: Tensor; axes: number[]; keepDims: boolean } {
   const t = checkTensor(op, 'x', x);
   checkOptions(op, opts, ['axis', 'keepDims']);
   const axes = normalizeAxes(op, opts?.axis, t.rank);
@@ -33,7 +37,11 @@ function numeric(op: string, t: Tensor): void {
 
 function checkNonEmpty(op: string, t: Tensor, axes: readonly number[]): void {
   for (const a of axes) {
-    if (t.shape[a] === 0) throw new ShapeError(op, `cannot reduce the empty axis ${a} of shape [${t.shape.join(',')}]; the ${op} of nothing is undefined`);
+    if (t.shape[a] === 0)
+      throw new ShapeError(
+        op,
+        `cannot reduce the empty axis ${a} of shape [${t.shape.join(',')}]; the ${op} of nothing is undefined`,
+      );
   }
 }
 
@@ -71,7 +79,8 @@ export function min(x: Tensor, opts?: ReduceOptions): Tensor {
 
 function boolReduce(op: 'any' | 'all', x: Tensor, opts?: ReduceOptions): Tensor {
   const { t, axes, keepDims } = parse(op, x, opts);
-  if (t.dtype !== 'bool') throw new DTypeError(op, `x must be bool, got ${t.dtype}; compare first (e.g. greater(x, 0))`);
+  if (t.dtype !== 'bool')
+    throw new DTypeError(op, `x must be bool, got ${t.dtype}; compare first (e.g. greater(x, 0))`);
   return reduce(t, axes, keepDims, op);
 }
 
@@ -125,7 +134,14 @@ function argReduce(op: 'argmax' | 'argmin', x: Tensor, opts?: { axis?: number; k
   if (t.shape[axis] === 0) throw new ShapeError(op, `axis ${axis} is empty; the ${op} of nothing is undefined`);
   const keepDims = checkBoolean(op, 'keepDims', opts?.keepDims, false);
   const [outer, n, inner] = around(t.shape, axis);
-  const out = argReduceAxis(unsafeData(t), outer, n, inner, op === 'argmax' ? 'max' : 'min', new Int32Array(outer * inner));
+  const out = argReduceAxis(
+    unsafeData(t),
+    outer,
+    n,
+    inner,
+    op === 'argmax' ? 'max' : 'min',
+    new Int32Array(outer * inner),
+  );
   return wrap(out, reducedShape(t.shape, [axis], keepDims), 'int32');
 }
 

@@ -12,7 +12,8 @@ export function checkTensor(op: string, arg: string, x: unknown): Tensor {
 
 export function checkFloatTensor(op: string, arg: string, x: unknown): Tensor {
   const t = checkTensor(op, arg, x);
-  if (!isFloat(t.dtype)) throw new DTypeError(op, `${arg} must be float32 or float64, got ${t.dtype} ${describe(t)}; cast it first`);
+  if (!isFloat(t.dtype))
+    throw new DTypeError(op, `${arg} must be float32 or float64, got ${t.dtype} ${describe(t)}; cast it first`);
   return t;
 }
 
@@ -24,7 +25,8 @@ export function checkIntTensor(op: string, arg: string, x: unknown): Tensor {
 
 export function checkBoolTensor(op: string, arg: string, x: unknown): Tensor {
   const t = checkTensor(op, arg, x);
-  if (t.dtype !== 'bool') throw new DTypeError(op, `${arg} must be bool, got ${t.dtype}; compare or cast to get a mask`);
+  if (t.dtype !== 'bool')
+    throw new DTypeError(op, `${arg} must be bool, got ${t.dtype}; compare or cast to get a mask`);
   return t;
 }
 
@@ -43,9 +45,13 @@ export function operand(op: string, arg: string, x: unknown, other: unknown): Te
   if (typeof x === 'number') {
     const dtype: DType = isTensor(other) ? other.dtype : 'float32';
     if (dtype === 'int32' && !Number.isInteger(x)) {
-      throw new DTypeError(op, `${arg} is the non-integer number ${x} but the other operand is int32; cast the tensor to float32 first`);
+      throw new DTypeError(
+        op,
+        `${arg} is the non-integer number ${x} but the other operand is int32; cast the tensor to float32 first`,
+      );
     }
-    if (dtype === 'bool') throw new DTypeError(op, `${arg} is a number but the other operand is bool; cast the mask first`);
+    if (dtype === 'bool')
+      throw new DTypeError(op, `${arg} is a number but the other operand is bool; cast the mask first`);
     return scalar(x, dtype);
   }
   if (typeof x === 'boolean') return scalar(x, 'bool');

@@ -39,9 +39,27 @@ export interface OptimizerCommon {
   clipNorm?: number;
 }
 
-function checkNum(op: string, name: string, v: unknown, lo: number, hi: number, loOpen = false, hiOpen = false): number {
-  if (typeof v !== 'number' || !Number.isFinite(v) || v < lo || v > hi || (loOpen && v === lo) || (hiOpen && v === hi)) {
-    throw new ArgumentError(op, `${name} must be a number in ${loOpen ? '(' : '['}${lo}, ${hi}${hiOpen ? ')' : ']'}, got ${describe(v)}`);
+function checkNum(
+  op: string,
+  name: string,
+  v: unknown,
+  lo: number,
+  hi: number,
+  loOpen = false,
+  hiOpen = false,
+): number {
+  if (
+    typeof v !== 'number' ||
+    !Number.isFinite(v) ||
+    v < lo ||
+    v > hi ||
+    (loOpen && v === lo) ||
+    (hiOpen && v === hi)
+  ) {
+    throw new ArgumentError(
+      op,
+      `${name} must be a number in ${loOpen ? '(' : '['}${lo}, ${hi}${hiOpen ? ')' : ']'}, got ${describe(v)}`,
+    );
   }
   return v;
 }
@@ -71,14 +89,20 @@ abstract class Optimizer {
   protected tables = new Map<string, Float32Array[]>();
   private denseShapes: string[] | null = null;
 
-  constructor(protected readonly name: string, opts: OptimizerCommon, allowed: readonly string[] = []) {
-    if (opts === null || typeof opts !== 'object') throw new ArgumentError(name, `options must be an object, got ${describe(opts)}`);
+  constructor(
+    protected readonly name: string,
+    opts: OptimizerCommon,
+    allowed: readonly string[] = [],
+  ) {
+    if (opts === null || typeof opts !== 'object')
+      throw new ArgumentError(name, `options must be an object, got ${describe(opts)}`);
     const known = ['lr', 'clipNorm', ...allowed];
     for (const k of Object.keys(opts)) {
       if (!known.includes(k)) throw new ArgumentError(name, `unknown option "${k}"; allowed: ${known.join(', ')}`);
     }
     this.lr = checkNum(name, 'lr', opts.lr, 0, 1e6, true);
-    this.clipNorm = opts.clipNorm === undefined ? undefined : checkNum(name, 'clipNorm', opts.clipNorm, 0, Infinity, true);
+    this.clipNorm =
+      opts.clipNorm === undefined ? undefined : checkNum(name, 'clipNorm', opts.clipNorm, 0, Infinity, true);
   }
 
   /** Number of steps taken. */
@@ -87,7 +111,15 @@ abstract class Optimizer {
   }
 
   protected abstract slots(): number;
-  protected abstract update(theta: Float32Array | Float64Array, g: Float32Array, state: Float32Array[], scale: number, offset: number, length: number, gOffset: number): void;
+  protected abstract update(
+    theta: Float32Array | Float64Array,
+    g: Float32Array,
+    state: Float32Array[],
+    scale: number,
+    offset: number,
+    length: number,
+    gOffset: number,
+  ): void;
 
   /**
    * One step: returns the new dense parameters (same tree structure) and
@@ -99,54 +131,101 @@ abstract class Optimizer {
     const op = `${this.name}.step`;
     const p = flatten(op, params, 'params');
     const g = flatten(op, grads, 'grads');
-    if (p.leaves.length !== g.leaves.length) throw new ShapeError(op, `grads has ${g.leaves.length} tensors but params has ${p.leaves.length}; need the same tree`);
+    if (p.leaves.length !== g.leaves.length)
+      throw new ShapeError(
+        op,
+        `grads has ${g.leaves.length} tensors but params has ${p.leaves.length}; need the same tree`,
+      );
     const structure = (f: typeof p): string => JSON.stringify(f.rebuild(f.leaves.map((_, i) => i)));
-    if (structure(p) !== structure(g)) throw new ShapeError(op, `grads ${structure(g)} is not the same tree as params ${structure(p)} (leaf numbers shown); need the same keys and nesting`);
+    if (structure(p) !== structure(g))
+      throw new ShapeError(
+        op,
+        `grads ${structure(g)} is not the same tree as params ${structure(p)} (leaf numbers shown); need the same keys and nesting`,
+      );
     p.leaves.forEach((t, i) => {
       const gt = g.leaves[i]!;
-      if (!isFloat(t.dtype)) throw new ArgumentError(op, `parameter ${i} is ${t.dtype}; only float parameters can be optimised`);
-      if (!shapesEqual(t.shape, gt.shape)) throw new ShapeError(op, `gradient ${i} is ${fmtShape(gt.shape)} but its parameter is ${fmtShape(t.shape)}`);
+      if (!isFloat(t.dtype))
+        throw new ArgumentError(op, `parameter ${i} is ${t.dtype}; only float parameters can be optimised`);
+      if (!shapesEqual(t.shape, gt.shape))
+        throw new ShapeError(op, `gradient ${i} is ${fmtShape(gt.shape)} but its parameter is ${fmtShape(t.shape)}`);
     });
     const shapes = p.leaves.map((t) => fmtShape(t.shape));
     if (this.denseShapes !== null && shapes.join(';') !== this.denseShapes.join(';')) {
-      throw new ShapeError(op, `the parameter tree changed since the first step (${this.denseShapes.join(' ')} → ${shapes.join(' ')}); use one optimiser per model`);
+      throw new ShapeError(
+        op,
+        `the parameter tree changed since the first step (${this.denseShapes.join(' ')} → ${shapes.join(' ')}); use one optimiser per model`,
+      );
     }
-    if (sparse === null || typeof sparse !== 'object' || Array.isArray(sparse)) throw new ArgumentError(op, `sparse must be a record {name: {table, ids, grad}}, got ${describe(sparse)}`);
+    if (sparse === null || typeof sparse !== 'object' || Array.isArray(sparse))
+      throw new ArgumentError(op, `sparse must be a record {name: {table, ids, grad}}, got ${describe(sparse)}`);
     const sparseList = Object.entries(sparse);
     for (const [name, s] of sparseList) {
-      if (!s || !isTensor(s.grad) || !(s.ids instanceof Int32Array) || !(s.table?.data instanceof Float32Array)) throw new ArgumentError(op, `sparse.${name} must be {table, ids, grad}, got ${describe(s)}`);
-      if (!shapesEqual(s.grad.shape, [s.ids.length, s.table.dim])) throw new ShapeError(op, `sparse.${name}.grad is ${fmtShape(s.grad.shape)}; need [${s.ids.length}, ${s.table.dim}]`);
+      if (!s || !isTensor(s.grad) || !(s.ids instanceof Int32Array) || !(s.table?.data instanceof Float32Array))
+        throw new ArgumentError(op, `sparse.${name} must be {table, ids, grad}, got ${describe(s)}`);
+      if (!shapesEqual(s.grad.shape, [s.ids.length, s.table.dim]))
+        throw new ShapeError(
+          op,
+          `sparse.${name}.grad is ${fmtShape(s.grad.shape)}; need [${s.ids.length}, ${s.table.dim}]`,
+        );
       const seen = new Set<number>();
       for (const id of s.ids) {
-        if (!(id >= 0 && id < s.table.vocab)) throw new ArgumentError(op, `sparse.${name}.ids has ${id}; need 0 <= id < ${s.table.vocab}`);
-        if (seen.has(id)) throw new ArgumentError(op, `sparse.${name}.ids repeats ${id}; need distinct ids (sum their gradients first)`);
+        if (!(id >= 0 && id < s.table.vocab))
+          throw new ArgumentError(op, `sparse.${name}.ids has ${id}; need 0 <= id < ${s.table.vocab}`);
+        if (seen.has(id))
+          throw new ArgumentError(
+            op,
+            `sparse.${name}.ids repeats ${id}; need distinct ids (sum their gradients first)`,
+          );
         seen.add(id);
       }
     }
     // State restored by setState must fit what it is applied to (a short moment array would read undefined -> NaN).
     const fits = (slots: readonly Float32Array[] | undefined, size: number): boolean => {
       if (slots === undefined || slots.length !== this.slots()) return false;
-      for (let k = 0; k < slots.length; k++) if (!(slots[k] instanceof Float32Array) || slots[k]!.length !== size) return false;
+      for (let k = 0; k < slots.length; k++)
+        if (!(slots[k] instanceof Float32Array) || slots[k]!.length !== size) return false;
       return true;
     };
-    if (this.dense.length > 0 && (this.dense.length !== p.leaves.length || p.leaves.some((t, i) => !fits(this.dense[i], t.size)))) {
-      throw new ShapeError(op, `the optimiser's moments (${this.dense.length} parameters, restored by setState?) do not fit params (${p.leaves.length} tensors: ${shapes.join(' ')}); need the state of this model`);
+    if (
+      this.dense.length > 0 &&
+      (this.dense.length !== p.leaves.length || p.leaves.some((t, i) => !fits(this.dense[i], t.size)))
+    ) {
+      throw new ShapeError(
+        op,
+        `the optimiser's moments (${this.dense.length} parameters, restored by setState?) do not fit params (${p.leaves.length} tensors: ${shapes.join(' ')}); need the state of this model`,
+      );
     }
     for (const [name, s] of sparseList) {
       const st = this.tables.get(name);
-      if (st !== undefined && !fits(st, s.table.data.length)) throw new ShapeError(op, `the optimiser's moments of table "${name}" (restored by setState?) do not fit a [${s.table.vocab}, ${s.table.dim}] table`);
+      if (st !== undefined && !fits(st, s.table.data.length))
+        throw new ShapeError(
+          op,
+          `the optimiser's moments of table "${name}" (restored by setState?) do not fit a [${s.table.vocab}, ${s.table.dim}] table`,
+        );
     }
     const all = [...g.leaves, ...sparseList.map(([, s]) => s.grad)];
     all.forEach((t, i) => {
       const d = unsafeData(t);
-      for (let k = 0; k < d.length; k++) if (!Number.isFinite(d[k]!)) throw new NonFiniteError(op, `gradient ${i < g.leaves.length ? `of parameter ${i}` : `of table "${sparseList[i - g.leaves.length]![0]}"`} has ${d[k]} at flat index ${k}; the step was rejected`);
+      for (let k = 0; k < d.length; k++)
+        if (!Number.isFinite(d[k]!))
+          throw new NonFiniteError(
+            op,
+            `gradient ${i < g.leaves.length ? `of parameter ${i}` : `of table "${sparseList[i - g.leaves.length]![0]}"`} has ${d[k]} at flat index ${k}; the step was rejected`,
+          );
     });
 
     // All checks passed: mutate state.
     this.denseShapes = shapes;
     this.t++;
-    const scale = clipFactor(globalNorm(g.leaves, sparseList.map(([, s]) => s)), this.clipNorm);
-    if (this.dense.length === 0) this.dense = p.leaves.map((t) => Array.from({ length: this.slots() }, () => new Float32Array(t.size)));
+    const scale = clipFactor(
+      globalNorm(
+        g.leaves,
+        sparseList.map(([, s]) => s),
+      ),
+      this.clipNorm,
+    );
+    if (this.dense.length === 0)
+      this.dense = p.leaves.map((t) => Array.from({ length: this.slots() }, () => new Float32Array(t.size)));
     const next = p.leaves.map((t, i) => {
       // The parameter keeps its dtype (a float64 parameter must not come back as float32).
       const theta = t.dtype === 'float64' ? Float64Array.from(unsafeData(t)) : Float32Array.from(unsafeData(t));
@@ -155,7 +234,10 @@ abstract class Optimizer {
     });
     for (const [name, s] of sparseList) {
       let state = this.tables.get(name);
-      if (!state) { state = Array.from({ length: this.slots() }, () => new Float32Array(s.table.data.length)); this.tables.set(name, state); }
+      if (!state) {
+        state = Array.from({ length: this.slots() }, () => new Float32Array(s.table.data.length));
+        this.tables.set(name, state);
+      }
       const gd = Float32Array.from(unsafeData(s.grad));
       const dim = s.table.dim;
       for (let r = 0; r < s.ids.length; r++) this.update(s.table.data, gd, state, scale, s.ids[r]! * dim, dim, r * dim);
@@ -166,17 +248,26 @@ abstract class Optimizer {
   /** The optimiser state as named tensors (for checkpoints). */
   getState(): Record<string, Tensor> {
     const out: Record<string, Tensor> = { t: wrap(Int32Array.of(this.t), [], 'int32') };
-    this.dense.forEach((slots, i) => slots.forEach((s, k) => { out[`dense.${i}.${k}`] = wrap(s.slice(), [s.length], 'float32'); }));
-    for (const [name, slots] of this.tables) slots.forEach((s, k) => { out[`table.${name}.${k}`] = wrap(s.slice(), [s.length], 'float32'); });
+    this.dense.forEach((slots, i) =>
+      slots.forEach((s, k) => {
+        out[`dense.${i}.${k}`] = wrap(s.slice(), [s.length], 'float32');
+      }),
+    );
+    for (const [name, slots] of this.tables)
+      slots.forEach((s, k) => {
+        out[`table.${name}.${k}`] = wrap(s.slice(), [s.length], 'float32');
+      });
     return out;
   }
 
   /** Restores a state captured by getState. */
   setState(state: Record<string, Tensor>): void {
     const op = `${this.name}.setState`;
-    if (state === null || typeof state !== 'object') throw new ArgumentError(op, `state must be a record of tensors from getState, got ${describe(state)}`);
+    if (state === null || typeof state !== 'object')
+      throw new ArgumentError(op, `state must be a record of tensors from getState, got ${describe(state)}`);
     const t = state['t'];
-    if (!isTensor(t) || t.dtype !== 'int32' || t.size !== 1) throw new ArgumentError(op, 'state.t must be an int32 scalar');
+    if (!isTensor(t) || t.dtype !== 'int32' || t.size !== 1)
+      throw new ArgumentError(op, 'state.t must be an int32 scalar');
     const dense: Float32Array[][] = [];
     const tables = new Map<string, Float32Array[]>();
     for (const [key, v] of Object.entries(state)) {
@@ -184,9 +275,13 @@ abstract class Optimizer {
       const m = /^dense\.(\d+)\.(\d+)$/.exec(key) ?? null;
       const tm = /^table\.(.+)\.(\d+)$/.exec(key) ?? null;
       if (!isTensor(v) || v.dtype !== 'float32') throw new ArgumentError(op, `state.${key} must be a float32 tensor`);
-      if (m) { (dense[Number(m[1])] ??= [])[Number(m[2])] = Float32Array.from(unsafeData(v)); }
-      else if (tm) { const arr = tables.get(tm[1]!) ?? []; arr[Number(tm[2])] = Float32Array.from(unsafeData(v)); tables.set(tm[1]!, arr); }
-      else throw new ArgumentError(op, `unknown state entry "${key}"`);
+      if (m) {
+        (dense[Number(m[1])] ??= [])[Number(m[2])] = Float32Array.from(unsafeData(v));
+      } else if (tm) {
+        const arr = tables.get(tm[1]!) ?? [];
+        arr[Number(tm[2])] = Float32Array.from(unsafeData(v));
+        tables.set(tm[1]!, arr);
+      } else throw new ArgumentError(op, `unknown state entry "${key}"`);
     }
     this.t = unsafeData(t)[0]!;
     this.dense = dense;
@@ -209,7 +304,8 @@ export class SGD extends Optimizer {
   constructor(opts: SGDOptions) {
     super('SGD', opts, ['momentum', 'nesterov', 'weightDecay']);
     this.momentum = checkNum('SGD', 'momentum', opts.momentum ?? 0, 0, 1);
-    if (opts.nesterov !== undefined && typeof opts.nesterov !== 'boolean') throw new ArgumentError('SGD', `nesterov must be true or false, got ${describe(opts.nesterov)}`);
+    if (opts.nesterov !== undefined && typeof opts.nesterov !== 'boolean')
+      throw new ArgumentError('SGD', `nesterov must be true or false, got ${describe(opts.nesterov)}`);
     this.nesterov = opts.nesterov ?? false;
     this.weightDecay = checkNum('SGD', 'weightDecay', opts.weightDecay ?? 0, 0, 1e6);
   }
@@ -218,7 +314,15 @@ export class SGD extends Optimizer {
     return 1;
   }
 
-  protected update(theta: Float32Array | Float64Array, g: Float32Array, [buf]: Float32Array[], scale: number, off: number, len: number, goff: number): void {
+  protected update(
+    theta: Float32Array | Float64Array,
+    g: Float32Array,
+    [buf]: Float32Array[],
+    scale: number,
+    off: number,
+    len: number,
+    goff: number,
+  ): void {
     const { lr, momentum: mu, nesterov, weightDecay: wd } = this;
     for (let k = 0; k < len; k++) {
       const i = off + k;
@@ -261,9 +365,18 @@ export class Adam extends Optimizer {
     return 2;
   }
 
-  protected update(theta: Float32Array | Float64Array, g: Float32Array, [m, v]: Float32Array[], scale: number, off: number, len: number, goff: number): void {
+  protected update(
+    theta: Float32Array | Float64Array,
+    g: Float32Array,
+    [m, v]: Float32Array[],
+    scale: number,
+    off: number,
+    len: number,
+    goff: number,
+  ): void {
     const { lr, beta1: b1, beta2: b2, eps, weightDecay: wd } = this;
-    const c1 = 1 - Math.pow(b1, this.t), c2 = 1 - Math.pow(b2, this.t);
+    const c1 = 1 - Math.pow(b1, this.t),
+      c2 = 1 - Math.pow(b2, this.t);
     for (let k = 0; k < len; k++) {
       const i = off + k;
       const gi = g[goff + k]! * scale;
@@ -271,7 +384,7 @@ export class Adam extends Optimizer {
       const vi = b2 * v![i]! + (1 - b2) * gi * gi;
       m![i] = mi;
       v![i] = vi;
-      let th = theta[i]! - lr * (mi / c1) / (Math.sqrt(vi / c2) + eps);
+      let th = theta[i]! - (lr * (mi / c1)) / (Math.sqrt(vi / c2) + eps);
       if (wd > 0) th -= lr * wd * theta[i]!;
       theta[i] = th;
     }
@@ -281,7 +394,8 @@ export class Adam extends Optimizer {
 /** AdamW: Adam with decoupled weight decay (default λ = 0.01). */
 export class AdamW extends Adam {
   constructor(opts: AdamOptions) {
-    if (opts === null || typeof opts !== 'object') throw new ArgumentError('AdamW', `options must be an object, got ${describe(opts)}`);
+    if (opts === null || typeof opts !== 'object')
+      throw new ArgumentError('AdamW', `options must be an object, got ${describe(opts)}`);
     super({ ...opts, weightDecay: opts.weightDecay ?? 0.01 }, 'AdamW');
   }
 }

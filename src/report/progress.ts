@@ -123,15 +123,19 @@ export class ProgressReporter {
 
   constructor(opts: ProgressReporterOptions) {
     const op = 'ProgressReporter';
-    if (typeof opts !== 'object' || opts === null) throw new ArgumentError(op, `options must be an object, got ${describe(opts)}`);
-    if (typeof opts.write !== 'function') throw new ArgumentError(op, `write must be a function, got ${describe(opts.write)}`);
-    if (typeof opts.isTTY !== 'boolean') throw new ArgumentError(op, `isTTY must be a boolean, got ${describe(opts.isTTY)}`);
+    if (typeof opts !== 'object' || opts === null)
+      throw new ArgumentError(op, `options must be an object, got ${describe(opts)}`);
+    if (typeof opts.write !== 'function')
+      throw new ArgumentError(op, `write must be a function, got ${describe(opts.write)}`);
+    if (typeof opts.isTTY !== 'boolean')
+      throw new ArgumentError(op, `isTTY must be a boolean, got ${describe(opts.isTTY)}`);
     if (opts.totalSteps !== undefined && (!Number.isInteger(opts.totalSteps) || opts.totalSteps < 0)) {
       throw new ArgumentError(op, `totalSteps must be a non-negative integer, got ${describe(opts.totalSteps)}`);
     }
     const pos = (name: string, v: number | undefined, dflt: number): number => {
       const x = v ?? dflt;
-      if (typeof x !== 'number' || !(x > 0)) throw new ArgumentError(op, `${name} must be a positive number, got ${describe(x)}`);
+      if (typeof x !== 'number' || !(x > 0))
+        throw new ArgumentError(op, `${name} must be a positive number, got ${describe(x)}`);
       return x;
     };
     this.totalSteps = opts.totalSteps;
@@ -179,7 +183,9 @@ export class ProgressReporter {
     if (this.isTTY) {
       if (isLast || t - this.lastWriteT >= this.redrawMs) this.emit(t, step);
     } else if (
-      this.lastWriteStep < 0 || isLast || t - this.lastWriteT >= this.intervalMs ||
+      this.lastWriteStep < 0 ||
+      isLast ||
+      t - this.lastWriteT >= this.intervalMs ||
       step - this.lastWriteStep >= this.intervalSteps
     ) {
       if (step !== this.lastWriteStep || formatProgress(state) !== this.lastLine) this.emit(t, step);

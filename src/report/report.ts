@@ -60,7 +60,8 @@ export function meanSd(xs: readonly number[]): { mean: number; sd: number } {
   return { mean, sd };
 }
 
-const seedOf = (r: MethodSummary): number | undefined => (typeof r.config['seed'] === 'number' ? r.config['seed'] : undefined);
+const seedOf = (r: MethodSummary): number | undefined =>
+  typeof r.config['seed'] === 'number' ? r.config['seed'] : undefined;
 
 /**
  * Per method, over the seeds: mean ± sd of the final metrics, and the
@@ -74,18 +75,23 @@ export function acrossSeeds(results: readonly MethodSummary[]): string[] {
     return `${f(mean)} ± ${f(sd)}`;
   };
   // Paired differences: the seeds differ in subset and split, so per-seed differences are less noisy than the means.
-  const byMethod = new Map(methods.map((m) => [m, new Map(results.filter((r) => r.method === m).map((r) => [seedOf(r), r.final])) ]));
+  const byMethod = new Map(
+    methods.map((m) => [m, new Map(results.filter((r) => r.method === m).map((r) => [seedOf(r), r.final]))]),
+  );
   const pairs: string[] = [];
   for (let i = 0; i < methods.length; i++) {
     for (let j = i + 1; j < methods.length; j++) {
-      const a = byMethod.get(methods[i]!)!, b = byMethod.get(methods[j]!)!;
+      const a = byMethod.get(methods[i]!)!,
+        b = byMethod.get(methods[j]!)!;
       const common = seeds.filter((s) => a.has(s) && b.has(s));
       if (common.length < 2) continue;
       const d10 = common.map((s) => 100 * (a.get(s)!.recallAt10 - b.get(s)!.recallAt10));
       const dm = common.map((s) => a.get(s)!.mrr - b.get(s)!.mrr);
       const { mean, sd } = meanSd(d10);
       const m = meanSd(dm);
-      pairs.push(`| ${methods[i]} − ${methods[j]} | ${common.length} | ${fixed(mean, 2)} ± ${fixed(sd, 2)} | ${d10.filter((x) => x > 0).length} of ${common.length} | ${fixed(m.mean, 4)} ± ${fixed(m.sd, 4)} | ${d10.map((x) => fixed(x, 2)).join(' / ')} |`);
+      pairs.push(
+        `| ${methods[i]} − ${methods[j]} | ${common.length} | ${fixed(mean, 2)} ± ${fixed(sd, 2)} | ${d10.filter((x) => x > 0).length} of ${common.length} | ${fixed(m.mean, 4)} ± ${fixed(m.sd, 4)} | ${d10.map((x) => fixed(x, 2)).join(' / ')} |`,
+      );
     }
   }
   return [
@@ -96,14 +102,16 @@ export function acrossSeeds(results: readonly MethodSummary[]): string[] {
       const f = (k: 'recallAt1' | 'recallAt10' | 'recallAt100' | 'mrr'): number[] => rs.map((r) => r.final[k]);
       return `| ${m} | ${rs.length} | ${cell(f('recallAt1'), pct)} | ${cell(f('recallAt10'), pct)} | ${cell(f('recallAt100'), pct)} | ${cell(f('mrr'), (x) => fixed(x, 4))} | ${rs.map((r) => pct(r.final.recallAt10)).join(' / ')} |`;
     }),
-    ...(pairs.length > 0 ? [
-      '',
-      'Paired differences over the same seeds (first method minus second):',
-      '',
-      '| difference | seeds | recall@10, points | seeds where positive | MRR | recall@10 per seed, points |',
-      '|---|---|---|---|---|---|',
-      ...pairs,
-    ] : []),
+    ...(pairs.length > 0
+      ? [
+          '',
+          'Paired differences over the same seeds (first method minus second):',
+          '',
+          '| difference | seeds | recall@10, points | seeds where positive | MRR | recall@10 per seed, points |',
+          '|---|---|---|---|---|---|',
+          ...pairs,
+        ]
+      : []),
   ];
 }
 
@@ -112,39 +120,57 @@ export function buildReport(all: readonly MethodSummary[], meta: ReportMeta): Re
   const multi = seeds.length > 1;
   // With several seeds the plots show the first seed's runs; the tables show every run.
   const results = multi ? all.filter((r) => seedOf(r) === seeds[0]) : all;
-  const smooth = (pts: [number, number][]): [number, number][] => movingAverage(pts, Math.max(1, Math.floor(pts.length / 50)));
+  const smooth = (pts: [number, number][]): [number, number][] =>
+    movingAverage(pts, Math.max(1, Math.floor(pts.length / 50)));
   const svgs: Record<string, string> = {};
   svgs['loss.svg'] = lineChart({
     title: 'Training loss over steps (moving average)',
-    xLabel: 'step', yLabel: 'loss',
-    series: results.map((r) => ({ name: `${r.method}: training loss`, points: smooth(r.history.map((h) => [h.step, h.trainingLoss])) })),
+    xLabel: 'step',
+    yLabel: 'loss',
+    series: results.map((r) => ({
+      name: `${r.method}: training loss`,
+      points: smooth(r.history.map((h) => [h.step, h.trainingLoss])),
+    })),
   });
   svgs['interpretable_loss.svg'] = lineChart({
     title: 'Interpretable loss over steps (cache: -log probPos over the cache; others: their softmax cross-entropy)',
-    xLabel: 'step', yLabel: 'loss',
-    series: results.map((r) => ({ name: r.method, points: smooth(r.history.map((h) => [h.step, h.interpretableLoss])) })),
+    xLabel: 'step',
+    yLabel: 'loss',
+    series: results.map((r) => ({
+      name: r.method,
+      points: smooth(r.history.map((h) => [h.step, h.interpretableLoss])),
+    })),
   });
   const cache = results.filter((r) => r.history.some((h) => Number.isFinite(h.staleness)));
   if (cache.length > 0) {
     svgs['staleness.svg'] = lineChart({
       title: 'Staleness of the sampled cache embeddings: ||cached - fresh||² / ||fresh||²',
-      xLabel: 'step', yLabel: 'staleness', logY: true,
-      series: cache.map((r) => ({ name: r.method, points: smooth(r.history.filter((h) => h.staleness > 0).map((h) => [h.step, h.staleness])) })),
+      xLabel: 'step',
+      yLabel: 'staleness',
+      logY: true,
+      series: cache.map((r) => ({
+        name: r.method,
+        points: smooth(r.history.filter((h) => h.staleness > 0).map((h) => [h.step, h.staleness])),
+      })),
     });
   }
   svgs['recall10_time.svg'] = lineChart({
     title: 'Recall@10 on held-out queries over training time',
-    xLabel: 'training seconds', yLabel: 'recall@10',
+    xLabel: 'training seconds',
+    yLabel: 'recall@10',
     series: results.map((r) => ({ name: r.method, points: r.evals.map((e) => [e.time, e.recallAt10]) })),
   });
   svgs['recall10_steps.svg'] = lineChart({
     title: 'Recall@10 on held-out queries over steps',
-    xLabel: 'step', yLabel: 'recall@10',
+    xLabel: 'step',
+    yLabel: 'recall@10',
     series: results.map((r) => ({ name: r.method, points: r.evals.map((e) => [e.step, e.recallAt10]) })),
   });
 
-  const rows = all.map((r) =>
-    `| ${r.method}${multi ? ` | ${String(seedOf(r))}` : ''} | ${r.steps} | ${pct(r.final.recallAt1)} | ${pct(r.final.recallAt10)} | ${pct(r.final.recallAt100)} | ${fixed(r.final.mrr, 4)} | ${fixed(r.medianStepMs, 1)} | ${formatDuration(r.trainSeconds)} | ${formatDuration(r.totalSeconds)} | ${r.peakRssMB.toFixed(0)} |`);
+  const rows = all.map(
+    (r) =>
+      `| ${r.method}${multi ? ` | ${String(seedOf(r))}` : ''} | ${r.steps} | ${pct(r.final.recallAt1)} | ${pct(r.final.recallAt10)} | ${pct(r.final.recallAt100)} | ${fixed(r.final.mrr, 4)} | ${fixed(r.medianStepMs, 1)} | ${formatDuration(r.trainSeconds)} | ${formatDuration(r.totalSeconds)} | ${r.peakRssMB.toFixed(0)} |`,
+  );
   const md = [
     `# ${meta.title}`,
     '',
@@ -174,13 +200,24 @@ export function buildReport(all: readonly MethodSummary[], meta: ReportMeta): Re
     ...all.map((r) => `- ${r.method}: \`${JSON.stringify(r.config)}\``),
     '',
   ].join('\n');
-  const metrics = JSON.stringify({
-    meta,
-    results: all.map((r) => ({
-      method: r.method, config: r.config, steps: r.steps, trainSeconds: r.trainSeconds, totalSeconds: r.totalSeconds,
-      medianStepMs: r.medianStepMs, peakRssMB: r.peakRssMB, final: r.final, evals: r.evals,
-      history: downsample(r.history, 500),
-    })),
-  }, (_k, v) => (typeof v === 'number' && !Number.isFinite(v) ? null : v), 2);
+  const metrics = JSON.stringify(
+    {
+      meta,
+      results: all.map((r) => ({
+        method: r.method,
+        config: r.config,
+        steps: r.steps,
+        trainSeconds: r.trainSeconds,
+        totalSeconds: r.totalSeconds,
+        medianStepMs: r.medianStepMs,
+        peakRssMB: r.peakRssMB,
+        final: r.final,
+        evals: r.evals,
+        history: downsample(r.history, 500),
+      })),
+    },
+    (_k, v) => (typeof v === 'number' && !Number.isFinite(v) ? null : v),
+    2,
+  );
   return { markdown: md, metrics, svgs };
 }

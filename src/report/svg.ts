@@ -33,7 +33,18 @@ export interface LineChartOptions {
 }
 
 /** Tableau 10: distinct, colour-blind-friendly hues. Series beyond 10 reuse them with dashes. */
-const PALETTE = ['#4e79a7', '#f28e2b', '#e15759', '#76b7b2', '#59a14f', '#edc948', '#b07aa1', '#ff9da7', '#9c755f', '#bab0ac'];
+const PALETTE = [
+  '#4e79a7',
+  '#f28e2b',
+  '#e15759',
+  '#76b7b2',
+  '#59a14f',
+  '#edc948',
+  '#b07aa1',
+  '#ff9da7',
+  '#9c755f',
+  '#bab0ac',
+];
 const DASHES = ['', '6 3', '2 3', '8 3 2 3'];
 
 /**
@@ -43,7 +54,10 @@ const DASHES = ['', '6 3', '2 3', '8 3 2 3'];
  */
 export function escapeXml(s: string): string {
   return String(s)
-    .replace(/[\u0000-\u0008\u000b\u000c\u000e-\u001f\ufffe\uffff]|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g, '')
+    .replace(
+      /[\u0000-\u0008\u000b\u000c\u000e-\u001f\ufffe\uffff]|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g,
+      '',
+    )
     .replace(/&/g, '&amp;')
     .replace(/</g, '&lt;')
     .replace(/>/g, '&gt;')
@@ -57,7 +71,8 @@ export function escapeXml(s: string): string {
  * kept; the output has the same length as the input.
  */
 export function movingAverage(points: ReadonlyArray<readonly [number, number]>, window: number): [number, number][] {
-  if (!Array.isArray(points)) throw new ArgumentError('movingAverage', `points must be an array of [x, y], got ${describe(points)}`);
+  if (!Array.isArray(points))
+    throw new ArgumentError('movingAverage', `points must be an array of [x, y], got ${describe(points)}`);
   if (!Number.isInteger(window) || window < 1) {
     throw new ArgumentError('movingAverage', `window must be a positive integer, got ${describe(window)}`);
   }
@@ -101,8 +116,11 @@ function fmtNumber(v: number, step: number): string {
   if (v === 0 || Math.abs(v) < step * 1e-9) return '0';
   const a = Math.abs(v);
   if (a >= 1e6 || a < 1e-4) {
-    const digits = Math.max(0, Math.min(6, Math.ceil(Math.log10(a / step)) ));
-    return v.toExponential(digits).replace(/\.?0+e/, 'e').replace('e+', 'e');
+    const digits = Math.max(0, Math.min(6, Math.ceil(Math.log10(a / step))));
+    return v
+      .toExponential(digits)
+      .replace(/\.?0+e/, 'e')
+      .replace('e+', 'e');
   }
   const decimals = Math.max(0, Math.min(10, -Math.floor(Math.log10(step) + 1e-9)));
   return v.toFixed(decimals);
@@ -158,12 +176,18 @@ const f2 = (v: number): string => {
 /** Renders a line chart as a standalone SVG string. */
 export function lineChart(opts: LineChartOptions): string {
   const op = 'lineChart';
-  if (typeof opts !== 'object' || opts === null) throw new ArgumentError(op, `options must be an object, got ${describe(opts)}`);
+  if (typeof opts !== 'object' || opts === null)
+    throw new ArgumentError(op, `options must be an object, got ${describe(opts)}`);
   const { title, xLabel, yLabel, series } = opts;
-  for (const [k, v] of [['title', title], ['xLabel', xLabel], ['yLabel', yLabel]] as const) {
+  for (const [k, v] of [
+    ['title', title],
+    ['xLabel', xLabel],
+    ['yLabel', yLabel],
+  ] as const) {
     if (typeof v !== 'string') throw new ArgumentError(op, `${k} must be a string, got ${describe(v)}`);
   }
-  if (!Array.isArray(series)) throw new ArgumentError(op, `series must be an array of { name, points }, got ${describe(series)}`);
+  if (!Array.isArray(series))
+    throw new ArgumentError(op, `series must be an array of { name, points }, got ${describe(series)}`);
   series.forEach((s, i) => {
     if (typeof s !== 'object' || s === null || typeof s.name !== 'string' || !Array.isArray(s.points)) {
       throw new ArgumentError(op, `series[${i}] must be { name: string, points: [x, y][] }, got ${describe(s)}`);
@@ -186,9 +210,11 @@ export function lineChart(opts: LineChartOptions): string {
 
   // Drawable points in data space (y in log10 space when logY).
   // |values| above 1e300 are skipped too: ranges between them would overflow.
-  const usable = (x: number, y: number): boolean =>
-    Math.abs(x) <= 1e300 && Math.abs(y) <= 1e300 && (!logY || y > 0);
-  let xmin = Infinity, xmax = -Infinity, ymin = Infinity, ymax = -Infinity;
+  const usable = (x: number, y: number): boolean => Math.abs(x) <= 1e300 && Math.abs(y) <= 1e300 && (!logY || y > 0);
+  let xmin = Infinity,
+    xmax = -Infinity,
+    ymin = Infinity,
+    ymax = -Infinity;
   for (const s of series) {
     for (const [x, y] of s.points) {
       if (!usable(x, y)) continue;
@@ -209,7 +235,10 @@ export function lineChart(opts: LineChartOptions): string {
 
   const labelChars = Math.min(28, Math.max(0, ...series.map((s) => s.name.length)));
   const legendW = series.length > 0 ? Math.min(Math.round(width * 0.35), 40 + labelChars * 7) : 0;
-  const left = 72, right = 16 + legendW, top = 44, bottom = 54;
+  const left = 72,
+    right = 16 + legendW,
+    top = 44,
+    bottom = 54;
   const pw = Math.max(40, width - left - right);
   const ph = Math.max(40, height - top - bottom);
   const xAxis = linearAxis(xmin, xmax, Math.max(2, Math.min(10, Math.floor(pw / 80))));
@@ -224,19 +253,28 @@ export function lineChart(opts: LineChartOptions): string {
   );
   out.push(`<title>${escapeXml(title)}</title>`);
   out.push(`<rect x="0" y="0" width="${f2(width)}" height="${f2(height)}" fill="#ffffff"/>`);
-  out.push(`<text x="${f2(width / 2)}" y="24" text-anchor="middle" font-size="16" font-weight="bold">${escapeXml(title)}</text>`);
+  out.push(
+    `<text x="${f2(width / 2)}" y="24" text-anchor="middle" font-size="16" font-weight="bold">${escapeXml(title)}</text>`,
+  );
 
   // Gridlines and ticks.
   out.push('<g stroke="#e6e6e6" stroke-width="1">');
-  for (const m of yAxis.minor) out.push(`<line x1="${f2(left)}" y1="${f2(py(m))}" x2="${f2(left + pw)}" y2="${f2(py(m))}" stroke="#f3f3f3"/>`);
-  for (const t of xAxis.ticks) out.push(`<line x1="${f2(px(t))}" y1="${f2(top)}" x2="${f2(px(t))}" y2="${f2(top + ph)}"/>`);
-  for (const t of yAxis.ticks) out.push(`<line x1="${f2(left)}" y1="${f2(py(t))}" x2="${f2(left + pw)}" y2="${f2(py(t))}"/>`);
+  for (const m of yAxis.minor)
+    out.push(`<line x1="${f2(left)}" y1="${f2(py(m))}" x2="${f2(left + pw)}" y2="${f2(py(m))}" stroke="#f3f3f3"/>`);
+  for (const t of xAxis.ticks)
+    out.push(`<line x1="${f2(px(t))}" y1="${f2(top)}" x2="${f2(px(t))}" y2="${f2(top + ph)}"/>`);
+  for (const t of yAxis.ticks)
+    out.push(`<line x1="${f2(left)}" y1="${f2(py(t))}" x2="${f2(left + pw)}" y2="${f2(py(t))}"/>`);
   out.push('</g>');
   out.push(`<rect x="${f2(left)}" y="${f2(top)}" width="${f2(pw)}" height="${f2(ph)}" fill="none" stroke="#333333"/>`);
   out.push('<g fill="#333333">');
   xAxis.ticks.forEach((t, i) => {
-    out.push(`<line x1="${f2(px(t))}" y1="${f2(top + ph)}" x2="${f2(px(t))}" y2="${f2(top + ph + 5)}" stroke="#333333"/>`);
-    out.push(`<text x="${f2(px(t))}" y="${f2(top + ph + 18)}" text-anchor="middle">${escapeXml(xAxis.labels[i]!)}</text>`);
+    out.push(
+      `<line x1="${f2(px(t))}" y1="${f2(top + ph)}" x2="${f2(px(t))}" y2="${f2(top + ph + 5)}" stroke="#333333"/>`,
+    );
+    out.push(
+      `<text x="${f2(px(t))}" y="${f2(top + ph + 18)}" text-anchor="middle">${escapeXml(xAxis.labels[i]!)}</text>`,
+    );
   });
   yAxis.ticks.forEach((t, i) => {
     out.push(`<line x1="${f2(left - 5)}" y1="${f2(py(t))}" x2="${f2(left)}" y2="${f2(py(t))}" stroke="#333333"/>`);
@@ -248,7 +286,9 @@ export function lineChart(opts: LineChartOptions): string {
     `<text x="16" y="${f2(top + ph / 2)}" text-anchor="middle" transform="rotate(-90 16 ${f2(top + ph / 2)})">${escapeXml(yLabel)}</text>`,
   );
   if (empty) {
-    out.push(`<text x="${f2(left + pw / 2)}" y="${f2(top + ph / 2)}" text-anchor="middle" fill="#888888">no data</text>`);
+    out.push(
+      `<text x="${f2(left + pw / 2)}" y="${f2(top + ph / 2)}" text-anchor="middle" fill="#888888">no data</text>`,
+    );
   }
 
   // Series.

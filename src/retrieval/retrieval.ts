@@ -28,7 +28,10 @@ function checkScores(op: string, scores: unknown): { d: ArrayLike<number>; b: nu
   for (let i = 0; i < d.length; i++) {
     const v = d[i]!;
     if (v !== v || v === Infinity) {
-      throw new NonFiniteError(op, `scores[${Math.floor(i / n)}, ${i % n}] is ${v}; need finite scores (or -Infinity to exclude a candidate)`);
+      throw new NonFiniteError(
+        op,
+        `scores[${Math.floor(i / n)}, ${i % n}] is ${v}; need finite scores (or -Infinity to exclude a candidate)`,
+      );
     }
   }
   return { d, b, n };
@@ -42,7 +45,8 @@ function checkInvTemp(op: string, invTemp: unknown): number {
 }
 
 function checkRng(op: string, rng: unknown): Rng {
-  if (!(rng instanceof Rng)) throw new ArgumentError(op, `rng must be a seeded Rng (e.g. new Rng(0)), got ${describe(rng)}`);
+  if (!(rng instanceof Rng))
+    throw new ArgumentError(op, `rng must be a seeded Rng (e.g. new Rng(0)), got ${describe(rng)}`);
   return rng;
 }
 
@@ -52,8 +56,13 @@ export function maxScoreRetrievalFn(): RetrievalFn {
     const { d, b, n } = checkScores('maxScoreRetrieval', scores);
     const out = new Int32Array(b);
     for (let i = 0; i < b; i++) {
-      let best = -Infinity, arg = 0;
-      for (let j = 0; j < n; j++) if (d[i * n + j]! > best) { best = d[i * n + j]!; arg = j; }
+      let best = -Infinity,
+        arg = 0;
+      for (let j = 0; j < n; j++)
+        if (d[i * n + j]! > best) {
+          best = d[i * n + j]!;
+          arg = j;
+        }
       out[i] = arg;
     }
     return wrap(out, [b, 1], 'int32');
@@ -81,7 +90,8 @@ export interface SamplerOptions {
  */
 export function gumbelMaxRetrievalFn(opts: SamplerOptions): RetrievalFn {
   const op = 'gumbelMaxRetrieval';
-  if (opts === null || typeof opts !== 'object') throw new ArgumentError(op, `options must be {rng, invTemp?}, got ${describe(opts)}`);
+  if (opts === null || typeof opts !== 'object')
+    throw new ArgumentError(op, `options must be {rng, invTemp?}, got ${describe(opts)}`);
   const rng = checkRng(op, opts.rng);
   const invTemp = checkInvTemp(op, opts.invTemp ?? 1);
   return (scores) => {
@@ -89,12 +99,16 @@ export function gumbelMaxRetrievalFn(opts: SamplerOptions): RetrievalFn {
     const [k0, k1] = noiseKey(rng);
     const out = new Int32Array(b);
     for (let i = 0; i < b; i++) {
-      let best = -Infinity, arg = 0;
+      let best = -Infinity,
+        arg = 0;
       for (let j = 0; j < n; j++) {
         const s = d[i * n + j]!;
         if (s === -Infinity) continue;
         const v = invTemp * s + gumbelAt(k0, k1, i, j);
-        if (v > best) { best = v; arg = j; }
+        if (v > best) {
+          best = v;
+          arg = j;
+        }
       }
       out[i] = arg;
     }
@@ -110,7 +124,8 @@ export function gumbelMaxRetrievalFn(opts: SamplerOptions): RetrievalFn {
  */
 export function categoricalRetrievalFn(opts: SamplerOptions): RetrievalFn {
   const op = 'categoricalRetrieval';
-  if (opts === null || typeof opts !== 'object') throw new ArgumentError(op, `options must be {rng, invTemp?}, got ${describe(opts)}`);
+  if (opts === null || typeof opts !== 'object')
+    throw new ArgumentError(op, `options must be {rng, invTemp?}, got ${describe(opts)}`);
   const rng = checkRng(op, opts.rng);
   const invTemp = checkInvTemp(op, opts.invTemp ?? 1);
   return (scores) => {
@@ -122,7 +137,10 @@ export function categoricalRetrievalFn(opts: SamplerOptions): RetrievalFn {
       let m = -Infinity;
       // Skip excluded entries: with invTemp = 0, 0 · -Infinity would be NaN.
       for (let j = 0; j < n; j++) if (d[i * n + j]! !== -Infinity) m = Math.max(m, invTemp * d[i * n + j]!);
-      if (m === -Infinity) { out[i] = 0; continue; }
+      if (m === -Infinity) {
+        out[i] = 0;
+        continue;
+      }
       let total = 0;
       for (let j = 0; j < n; j++) {
         const s = d[i * n + j]!;
@@ -130,12 +148,17 @@ export function categoricalRetrievalFn(opts: SamplerOptions): RetrievalFn {
         total += p[j]!;
       }
       const target = u * total;
-      let acc = 0, arg = -1, last = 0;
+      let acc = 0,
+        arg = -1,
+        last = 0;
       for (let j = 0; j < n; j++) {
         if (p[j] === 0) continue;
         last = j;
         acc += p[j]!;
-        if (acc > target) { arg = j; break; }
+        if (acc > target) {
+          arg = j;
+          break;
+        }
       }
       out[i] = arg === -1 ? last : arg; // rounding at the very end of the row
     }

@@ -16,18 +16,24 @@ export function approximateTopKWithIndices(scores: Tensor, k: number): { values:
   if (!isFloat(scores.dtype)) throw new DTypeError(op, `scores must be float, got ${scores.dtype}`);
   if (scores.rank !== 2) throw new ShapeError(op, `scores must be [batch, n], got ${fmtShape(scores.shape)}`);
   const [b, n] = scores.shape as [number, number];
-  if (!Number.isInteger(k) || k < 1 || k > n) throw new ArgumentError(op, `k must be an integer in [1, ${n}], got ${describe(k)}`);
-  if (n % k !== 0) throw new ArgumentError(op, `n = ${n} is not divisible by k = ${k}; need n % k === 0 (groups of equal size n / k)`);
+  if (!Number.isInteger(k) || k < 1 || k > n)
+    throw new ArgumentError(op, `k must be an integer in [1, ${n}], got ${describe(k)}`);
+  if (n % k !== 0)
+    throw new ArgumentError(op, `n = ${n} is not divisible by k = ${k}; need n % k === 0 (groups of equal size n / k)`);
   const g = n / k;
   const d = unsafeData(scores);
   const idx = new Int32Array(b * k);
   for (let i = 0; i < b; i++) {
     for (let c = 0; c < k; c++) {
       const start = i * n + c * g;
-      let best = d[start]!, arg = 0;
+      let best = d[start]!,
+        arg = 0;
       for (let j = 1; j < g; j++) {
         const v = d[start + j]!;
-        if (v > best || (v !== v && best === best)) { best = v; arg = j; }
+        if (v > best || (v !== v && best === best)) {
+          best = v;
+          arg = j;
+        }
       }
       idx[i * k + c] = c * g + arg;
     }

@@ -11,7 +11,8 @@ import { wrap, type Tensor } from './tensor.js';
 export type NestedArray = number | boolean | readonly NestedArray[];
 
 function checkDType(op: string, dtype: unknown): DType {
-  if (!isDType(dtype)) throw new DTypeError(op, `dtype must be one of float32, float64, int32, bool; got ${describe(dtype)}`);
+  if (!isDType(dtype))
+    throw new DTypeError(op, `dtype must be one of float32, float64, int32, bool; got ${describe(dtype)}`);
   return dtype;
 }
 
@@ -20,11 +21,18 @@ function store(op: string, out: TypedArray, i: number, v: unknown, dtype: DType)
   if (dtype === 'bool') {
     if (typeof v === 'boolean') out[i] = v ? 1 : 0;
     else if (v === 0 || v === 1) out[i] = v;
-    else throw new ArgumentError(op, `value ${describe(v)} at flat index ${i} is not a boolean; bool tensors need true/false (or 0/1)`);
+    else
+      throw new ArgumentError(
+        op,
+        `value ${describe(v)} at flat index ${i} is not a boolean; bool tensors need true/false (or 0/1)`,
+      );
     return;
   }
   if (typeof v !== 'number') {
-    throw new ArgumentError(op, `value ${describe(v)} at flat index ${i} is not a number; ${dtype} tensors need numbers`);
+    throw new ArgumentError(
+      op,
+      `value ${describe(v)} at flat index ${i} is not a number; ${dtype} tensors need numbers`,
+    );
   }
   if (dtype === 'int32' && !(Number.isInteger(v) && v >= -2147483648 && v <= 2147483647)) {
     throw new ArgumentError(op, `value ${v} at flat index ${i} is not an int32; need an integer in [-2^31, 2^31-1]`);
@@ -42,9 +50,11 @@ export function tensor(values: NestedArray | TypedArray, dtype?: DType, shape?: 
   if (ArrayBuffer.isView(values)) {
     const d = checkDType(op, dtype ?? inferFromTyped(values));
     const s = shape === undefined ? [values.length] : checkShape(op, 'shape', shape);
-    if (sizeOf(s) !== values.length) throw new ShapeError(op, `shape ${fmtShape(s)} needs ${sizeOf(s)} values, got ${values.length}`);
+    if (sizeOf(s) !== values.length)
+      throw new ShapeError(op, `shape ${fmtShape(s)} needs ${sizeOf(s)} values, got ${values.length}`);
     const out = allocate(d, values.length);
-    for (let i = 0; i < values.length; i++) store(op, out, i, d === 'bool' ? (values[i] === 0 ? 0 : values[i] === 1 ? 1 : values[i]) : values[i], d);
+    for (let i = 0; i < values.length; i++)
+      store(op, out, i, d === 'bool' ? (values[i] === 0 ? 0 : values[i] === 1 ? 1 : values[i]) : values[i], d);
     return wrap(out, s, d);
   }
   const inferred = inferShape(values);
@@ -88,11 +98,18 @@ function inferShape(values: unknown): number[] {
   }
   const check = (x: unknown, depth: number, path: string): void => {
     if (depth === shape.length) {
-      if (Array.isArray(x)) throw new ShapeError('tensor', `ragged nested array: ${path} is an array but the shape ${fmtShape(shape)} says it should be a value`);
+      if (Array.isArray(x))
+        throw new ShapeError(
+          'tensor',
+          `ragged nested array: ${path} is an array but the shape ${fmtShape(shape)} says it should be a value`,
+        );
       return;
     }
     if (!Array.isArray(x) || x.length !== shape[depth]) {
-      throw new ShapeError('tensor', `ragged nested array: ${path} has ${Array.isArray(x) ? `length ${x.length}` : describe(x)}; need length ${shape[depth]} to match shape ${fmtShape(shape)}`);
+      throw new ShapeError(
+        'tensor',
+        `ragged nested array: ${path} has ${Array.isArray(x) ? `length ${x.length}` : describe(x)}; need length ${shape[depth]} to match shape ${fmtShape(shape)}`,
+      );
     }
     x.forEach((e, i) => check(e, depth + 1, `${path}[${i}]`));
   };
@@ -121,21 +138,31 @@ export function ones(shape: readonly number[], dtype: DType = 'float32'): Tensor
 
 /** [start, start+step, ...) below stop, like NumPy's arange. int32 by default when all arguments are integers. */
 export function arange(start: number, stop?: number, step = 1, dtype?: DType): Tensor {
-  if (stop === undefined) { stop = start; start = 0; }
-  for (const [name, v] of [['start', start], ['stop', stop], ['step', step]] as const) {
-    if (typeof v !== 'number' || !Number.isFinite(v)) throw new ArgumentError('arange', `${name} must be a finite number, got ${describe(v)}`);
+  if (stop === undefined) {
+    stop = start;
+    start = 0;
+  }
+  for (const [name, v] of [
+    ['start', start],
+    ['stop', stop],
+    ['step', step],
+  ] as const) {
+    if (typeof v !== 'number' || !Number.isFinite(v))
+      throw new ArgumentError('arange', `${name} must be a finite number, got ${describe(v)}`);
   }
   if (step === 0) throw new ArgumentError('arange', 'step must not be 0');
   const d = checkDType('arange', dtype ?? (Number.isInteger(start) && Number.isInteger(step) ? 'int32' : 'float32'));
   const n = Math.max(0, Math.ceil((stop - start) / step));
-  if (!(n <= 2 ** 31 - 1)) throw new ArgumentError('arange', `[${start}, ${stop}) with step ${step} has ${n} values; need at most 2^31-1`);
+  if (!(n <= 2 ** 31 - 1))
+    throw new ArgumentError('arange', `[${start}, ${stop}) with step ${step} has ${n} values; need at most 2^31-1`);
   const out = allocate(d, n);
   for (let i = 0; i < n; i++) store('arange', out, i, start + i * step, d);
   return wrap(out, [n], d);
 }
 
 function checkRng(op: string, g: unknown): Rng {
-  if (!(g instanceof Rng)) throw new ArgumentError(op, `rng must be a seeded Rng (e.g. new Rng(42)), got ${describe(g)}`);
+  if (!(g instanceof Rng))
+    throw new ArgumentError(op, `rng must be a seeded Rng (e.g. new Rng(42)), got ${describe(g)}`);
   return g;
 }
 
@@ -149,17 +176,23 @@ function checkOpts(op: string, opts: unknown, allowed: readonly string[]): void 
 }
 
 function checkFloatDType(op: string, dtype: DType): DType {
-  if (dtype !== 'float32' && dtype !== 'float64') throw new DTypeError(op, `dtype must be float32 or float64, got ${dtype}`);
+  if (dtype !== 'float32' && dtype !== 'float64')
+    throw new DTypeError(op, `dtype must be float32 or float64, got ${dtype}`);
   return dtype;
 }
 
 /** Uniform values in [low, high) drawn from `rng` in row-major order. */
-export function uniform(shape: readonly number[], rng: Rng, opts: { low?: number; high?: number; dtype?: DType } = {}): Tensor {
+export function uniform(
+  shape: readonly number[],
+  rng: Rng,
+  opts: { low?: number; high?: number; dtype?: DType } = {},
+): Tensor {
   const s = checkShape('uniform', 'shape', shape);
   const g = checkRng('uniform', rng);
   checkOpts('uniform', opts, ['low', 'high', 'dtype']);
   const d = checkFloatDType('uniform', opts.dtype ?? 'float32');
-  const low = opts.low ?? 0, high = opts.high ?? 1;
+  const low = opts.low ?? 0,
+    high = opts.high ?? 1;
   if (!Number.isFinite(low) || !Number.isFinite(high) || !(low <= high)) {
     throw new ArgumentError('uniform', `need finite low <= high, got low=${low}, high=${high}`);
   }
@@ -169,12 +202,17 @@ export function uniform(shape: readonly number[], rng: Rng, opts: { low?: number
 }
 
 /** Normal values with the given mean and standard deviation, drawn from `rng` in row-major order. */
-export function normal(shape: readonly number[], rng: Rng, opts: { mean?: number; std?: number; dtype?: DType } = {}): Tensor {
+export function normal(
+  shape: readonly number[],
+  rng: Rng,
+  opts: { mean?: number; std?: number; dtype?: DType } = {},
+): Tensor {
   const s = checkShape('normal', 'shape', shape);
   const g = checkRng('normal', rng);
   checkOpts('normal', opts, ['mean', 'std', 'dtype']);
   const d = checkFloatDType('normal', opts.dtype ?? 'float32');
-  const mean = opts.mean ?? 0, std = opts.std ?? 1;
+  const mean = opts.mean ?? 0,
+    std = opts.std ?? 1;
   if (!Number.isFinite(mean) || !Number.isFinite(std) || std < 0) {
     throw new ArgumentError('normal', `need finite mean and std >= 0, got mean=${mean}, std=${std}`);
   }

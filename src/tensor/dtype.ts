@@ -22,10 +22,14 @@ export function isFloat(dtype: DType): dtype is FloatDType {
 
 export function allocate(dtype: DType, size: number): TypedArray {
   switch (dtype) {
-    case 'float32': return new Float32Array(size);
-    case 'float64': return new Float64Array(size);
-    case 'int32': return new Int32Array(size);
-    case 'bool': return new Uint8Array(size);
+    case 'float32':
+      return new Float32Array(size);
+    case 'float64':
+      return new Float64Array(size);
+    case 'int32':
+      return new Int32Array(size);
+    case 'bool':
+      return new Uint8Array(size);
   }
 }
 

@@ -38,7 +38,10 @@ export class Rng {
 
   /** Next 32 random bits as an unsigned integer in [0, 2^32). */
   nextUint32(): number {
-    const s0 = this.s0, s1 = this.s1, s2 = this.s2, s3 = this.s3;
+    const s0 = this.s0,
+      s1 = this.s1,
+      s2 = this.s2,
+      s3 = this.s3;
     const r = Math.imul(rotl(Math.imul(s1, 5), 7), 9) >>> 0;
     const t = s1 << 9;
     let n2 = s2 ^ s0;
@@ -98,7 +101,12 @@ export class Rng {
 
   /** Restores a state captured with getState (for resuming). */
   setState(state: ArrayLike<number>): void {
-    if (state === null || typeof state !== 'object' || state.length !== 4 || !Array.from(state).every((v) => Number.isInteger(v) && v >= 0 && v < 2 ** 32)) {
+    if (
+      state === null ||
+      typeof state !== 'object' ||
+      state.length !== 4 ||
+      !Array.from(state).every((v) => Number.isInteger(v) && v >= 0 && v < 2 ** 32)
+    ) {
       const got = state !== null && typeof state === 'object' ? JSON.stringify(Array.from(state)) : String(state);
       throw new ArgumentError('Rng.setState', `state must be 4 unsigned 32-bit integers, got ${got}`);
     }

@@ -32,7 +32,11 @@ export function isDim(d: unknown): d is number {
 /** A value as JSON for error messages; never throws (BigInt, symbols and unprintable objects included). */
 export function showJson(x: unknown): string {
   try {
-    return JSON.stringify(x, (_k, v: unknown) => (typeof v === 'bigint' ? `${v}n` : typeof v === 'symbol' ? v.toString() : v)) ?? describe(x);
+    return (
+      JSON.stringify(x, (_k, v: unknown) =>
+        typeof v === 'bigint' ? `${v}n` : typeof v === 'symbol' ? v.toString() : v,
+      ) ?? describe(x)
+    );
   } catch {
     return describe(x);
   }
@@ -51,7 +55,10 @@ export function checkShape(op: string, arg: string, shape: unknown): number[] {
 /** Resolves a possibly negative axis against a rank; throws naming the op. */
 export function normalizeAxis(op: string, axis: unknown, rank: number, arg = 'axis'): number {
   if (typeof axis !== 'number' || !Number.isInteger(axis) || axis < -rank || axis >= rank) {
-    throw new ArgumentError(op, `${arg} ${String(axis)} is out of range for a tensor of rank ${rank}; need an integer in [${-rank}, ${rank - 1}]`);
+    throw new ArgumentError(
+      op,
+      `${arg} ${String(axis)} is out of range for a tensor of rank ${rank}; need an integer in [${-rank}, ${rank - 1}]`,
+    );
   }
   return axis < 0 ? axis + rank : axis;
 }
@@ -60,10 +67,12 @@ export function normalizeAxis(op: string, axis: unknown, rank: number, arg = 'ax
 export function normalizeAxes(op: string, axis: number | readonly number[] | undefined, rank: number): number[] {
   if (axis === undefined) return Array.from({ length: rank }, (_, i) => i);
   const list = typeof axis === 'number' ? [axis] : axis;
-  if (!Array.isArray(list)) throw new ArgumentError(op, `axis must be a number or an array of numbers, got ${showJson(axis)}`);
+  if (!Array.isArray(list))
+    throw new ArgumentError(op, `axis must be a number or an array of numbers, got ${showJson(axis)}`);
   const out = list.map((a) => normalizeAxis(op, a, rank));
   const unique = [...new Set(out)].sort((x, y) => x - y);
-  if (unique.length !== out.length) throw new ArgumentError(op, `axis ${showJson(axis)} repeats an axis; each axis may appear once`);
+  if (unique.length !== out.length)
+    throw new ArgumentError(op, `axis ${showJson(axis)} repeats an axis; each axis may appear once`);
   return unique;
 }
 
@@ -77,7 +86,10 @@ export function broadcastShapes(op: string, a: Shape, b: Shape): number[] {
     if (da === db || db === 1) out[i] = da;
     else if (da === 1) out[i] = db;
     else {
-      throw new ShapeError(op, `shapes ${fmtShape(a)} and ${fmtShape(b)} do not broadcast (axis ${i - rank}: ${da} vs ${db}; need equal sizes or one of them 1)`);
+      throw new ShapeError(
+        op,
+        `shapes ${fmtShape(a)} and ${fmtShape(b)} do not broadcast (axis ${i - rank}: ${da} vs ${db}; need equal sizes or one of them 1)`,
+      );
     }
   }
   return out;

@@ -75,7 +75,10 @@ export class Tensor {
   /** The single value of a one-element tensor. */
   item(): number | boolean {
     if (this.size !== 1) {
-      throw new ArgumentError('item', `tensor has shape ${fmtShape(this.shape)} (${this.size} elements); need exactly one element`);
+      throw new ArgumentError(
+        'item',
+        `tensor has shape ${fmtShape(this.shape)} (${this.size} elements); need exactly one element`,
+      );
     }
     return this.dtype === 'bool' ? this.#data[0] !== 0 : this.#data[0]!;
   }

@@ -12,7 +12,13 @@ import { tower, type DualEncoder } from './model.js';
 import type { Tensor } from '../tensor/tensor.js';
 
 /** Embeddings of documents (or queries) `examples`, in chunks, without gradient. */
-export function embedAll(model: DualEncoder, side: 'query' | 'doc', corpus: Corpus, examples: ArrayLike<number>, chunk = 8192): Float32Array {
+export function embedAll(
+  model: DualEncoder,
+  side: 'query' | 'doc',
+  corpus: Corpus,
+  examples: ArrayLike<number>,
+  chunk = 8192,
+): Float32Array {
   const dim = model.config.dim;
   const out = new Float32Array(examples.length * dim);
   const offsets = side === 'query' ? corpus.queryOffsets : corpus.docOffsets;
@@ -38,10 +44,22 @@ export interface EvalResult {
 }
 
 /** Ranks each query's own document (query i's positive is document i) among all documents. */
-export function evaluate(model: DualEncoder, corpus: Corpus, queries: ArrayLike<number>, docEmbeddings?: Float32Array): EvalResult {
+export function evaluate(
+  model: DualEncoder,
+  corpus: Corpus,
+  queries: ArrayLike<number>,
+  docEmbeddings?: Float32Array,
+): EvalResult {
   const dim = model.config.dim;
   const nDocs = corpus.docs.length;
-  const allDocs = docEmbeddings ?? embedAll(model, 'doc', corpus, Int32Array.from({ length: nDocs }, (_, i) => i));
+  const allDocs =
+    docEmbeddings ??
+    embedAll(
+      model,
+      'doc',
+      corpus,
+      Int32Array.from({ length: nDocs }, (_, i) => i),
+    );
   const D: Tensor = wrap(allDocs, [nDocs, dim], 'float32');
   const ranks = new Int32Array(queries.length);
   const chunk = 256;
@@ -49,7 +67,8 @@ export function evaluate(model: DualEncoder, corpus: Corpus, queries: ArrayLike<
     const part = Array.from({ length: Math.min(chunk, queries.length - s) }, (_, i) => queries[s + i]!);
     const q = wrap(embedAll(model, 'query', corpus, part), [part.length, dim], 'float32');
     const scores = unsafeData(matmul(q, D, { transposeB: true })) as Float32Array;
-    for (let i = 0; i < part.length; i++) ranks[s + i] = rankOfTarget(scores.subarray(i * nDocs, (i + 1) * nDocs), part[i]!);
+    for (let i = 0; i < part.length; i++)
+      ranks[s + i] = rankOfTarget(scores.subarray(i * nDocs, (i + 1) * nDocs), part[i]!);
   }
   const r = summarizeRanks(ranks);
   return { recallAt1: r.recallAt1, recallAt10: r.recallAt10, recallAt100: r.recallAt100, mrr: r.mrr, count: r.count };

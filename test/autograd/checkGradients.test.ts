@@ -28,7 +28,13 @@ function scaleWith(c: number[], rule: (ct: Float64Array | Float32Array) => numbe
 
 describe('checkGradients', () => {
   const c = [1, 2, 3, 4, 5, 6];
-  const x = tensor([[0.5, -1, 2], [1, 0.25, -3]], 'float64');
+  const x = tensor(
+    [
+      [0.5, -1, 2],
+      [1, 0.25, -3],
+    ],
+    'float64',
+  );
 
   it('passes a correct rule, with adjoint + full-Jacobian checks counted', () => {
     const good = scaleWith(c, (ct) => Array.from(ct, (v, i) => v * c[i]!));
@@ -53,13 +59,21 @@ describe('checkGradients', () => {
   });
 
   it('fails a rule that routes the cotangent to the wrong elements (transposition bug), on random shapes', () => {
-    fc.assert(fc.property(shapeArb({ minRank: 1, maxSize: 12 }).filter((s) => s.reduce((p, d) => p * d, 1) >= 2).chain((s) => arrOfShape(s)), (a) => {
-      const n = a.data.length;
-      const cs = Array.from({ length: n }, (_, i) => i + 1);
-      const swapped = scaleWith(cs, (ct) => Array.from(ct, (_, i) => ct[n - 1 - i]! * cs[n - 1 - i]!));
-      const r = checkGradients((t) => bind(swapped, [t], null), [toTensor(a, 'float64')]);
-      expect(r.ok).toBe(false);
-    }), params(100));
+    fc.assert(
+      fc.property(
+        shapeArb({ minRank: 1, maxSize: 12 })
+          .filter((s) => s.reduce((p, d) => p * d, 1) >= 2)
+          .chain((s) => arrOfShape(s)),
+        (a) => {
+          const n = a.data.length;
+          const cs = Array.from({ length: n }, (_, i) => i + 1);
+          const swapped = scaleWith(cs, (ct) => Array.from(ct, (_, i) => ct[n - 1 - i]! * cs[n - 1 - i]!));
+          const r = checkGradients((t) => bind(swapped, [t], null), [toTensor(a, 'float64')]);
+          expect(r.ok).toBe(false);
+        },
+      ),
+      params(100),
+    );
   });
 
   it('the adjoint check alone catches an error when the Jacobian check is disabled', () => {
@@ -72,7 +86,10 @@ describe('checkGradients', () => {
 
   it('skips int32 inputs and checks a closure over float32 constants in float64', () => {
     const w = tensor([1.5, -2, 0.25]);
-    const r = checkGradients((t, idx) => mul(exp(gather(t, idx)), w), [tensor([0.1, 0.2, 0.3, 0.4]), tensor([3, 0, 3], 'int32')]);
+    const r = checkGradients(
+      (t, idx) => mul(exp(gather(t, idx)), w),
+      [tensor([0.1, 0.2, 0.3, 0.4]), tensor([3, 0, 3], 'int32')],
+    );
     expect(r.ok, r.summary).toBe(true);
     expect(r.checks).toBe(3 + 4 * 3);
   });

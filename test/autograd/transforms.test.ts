@@ -9,8 +9,29 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import {
-  add, argmax, cast, exp, gather, grad, greater, log, logSumExp, matmul, mul, sigmoid, softmax, stopGradient, sub, sum, tanh, tensor, valueAndGrad,
-  vjp, where, zeros, type Tensor,
+  add,
+  argmax,
+  cast,
+  exp,
+  gather,
+  grad,
+  greater,
+  log,
+  logSumExp,
+  matmul,
+  mul,
+  sigmoid,
+  softmax,
+  stopGradient,
+  sub,
+  sum,
+  tanh,
+  tensor,
+  valueAndGrad,
+  vjp,
+  where,
+  zeros,
+  type Tensor,
 } from '../../src/index.js';
 import { params } from '../util/props.js';
 import * as O from '../util/oracle.js';
@@ -21,11 +42,19 @@ const vec = (o: O.ValueOpts = {}) => shapeArb({ minRank: 1, maxRank: 3, maxSize:
 
 describe('fan-out accumulates', () => {
   it('x used several times: d/dx Σ(x·x + x + exp(x)·x + tanh(x)) = 2x + 1 + eˣ(1+x) + 1 - tanh²x', () => {
-    fc.assert(fc.property(vec({ min: -2, max: 2 }), (x) => {
-      const f = (t: Tensor) => sum(add(add(add(mul(t, t), t), mul(exp(t), t)), tanh(t)));
-      const g = grad(f)(toTensor(x, 'float64'));
-      expectClose(g, O.map1(x, (v) => 2 * v + 1 + Math.exp(v) * (1 + v) + 1 - Math.tanh(v) ** 2), C64, 'fan-out');
-    }), params(150));
+    fc.assert(
+      fc.property(vec({ min: -2, max: 2 }), (x) => {
+        const f = (t: Tensor) => sum(add(add(add(mul(t, t), t), mul(exp(t), t)), tanh(t)));
+        const g = grad(f)(toTensor(x, 'float64'));
+        expectClose(
+          g,
+          O.map1(x, (v) => 2 * v + 1 + Math.exp(v) * (1 + v) + 1 - Math.tanh(v) ** 2),
+          C64,
+          'fan-out',
+        );
+      }),
+      params(150),
+    );
   });
 
   it('the same tensor in both operands and through two branches of a diamond', () => {
@@ -41,19 +70,26 @@ describe('fan-out accumulates', () => {
 
 describe('idempotence and purity', () => {
   it('grad called twice gives bit-identical results, and the inputs are unchanged', () => {
-    fc.assert(fc.property(fc.integer({ min: 1, max: 4 }).chain((n) => fc.tuple(arrOfShape([n, 3]), arrOfShape([3, 2]))), ([a, b]) => {
-      const f = (x: Tensor, w: Tensor) => logSumExp(softmax(matmul(x, w)));
-      const x = toTensor(a), w = toTensor(b);
-      const g = grad(f, { argnums: [0, 1] });
-      const [g1, h1] = g(x, w) as Tensor[];
-      const [g2, h2] = g(x, w) as Tensor[];
-      expect(g2!.dataSync()).toEqual(g1!.dataSync());
-      expect(h2!.dataSync()).toEqual(h1!.dataSync());
-      const vg = valueAndGrad(f)(x, w);
-      expect(vg.grad.dataSync()).toEqual(g1!.dataSync());
-      expectExact(x, a);
-      expectExact(w, b);
-    }), params(100));
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 1, max: 4 }).chain((n) => fc.tuple(arrOfShape([n, 3]), arrOfShape([3, 2]))),
+        ([a, b]) => {
+          const f = (x: Tensor, w: Tensor) => logSumExp(softmax(matmul(x, w)));
+          const x = toTensor(a),
+            w = toTensor(b);
+          const g = grad(f, { argnums: [0, 1] });
+          const [g1, h1] = g(x, w) as Tensor[];
+          const [g2, h2] = g(x, w) as Tensor[];
+          expect(g2!.dataSync()).toEqual(g1!.dataSync());
+          expect(h2!.dataSync()).toEqual(h1!.dataSync());
+          const vg = valueAndGrad(f)(x, w);
+          expect(vg.grad.dataSync()).toEqual(g1!.dataSync());
+          expectExact(x, a);
+          expectExact(w, b);
+        },
+      ),
+      params(100),
+    );
   });
 });
 
@@ -73,20 +109,27 @@ describe('deep graphs', () => {
 
 describe('constants', () => {
   it('closed-over tensors are constants: the gradient of Σ x·w w.r.t. x is w, and w gets none', () => {
-    fc.assert(fc.property(vec().chain((x) => fc.tuple(fc.constant(x), arrOfShape(x.shape))), ([x, w]) => {
-      const wt = toTensor(w, 'float64');
-      const g = grad((t: Tensor) => sum(mul(t, wt)))(toTensor(x, 'float64'));
-      expectExact(g, w);
-      // vjp over x only: one gradient, for x
-      const { vjp: pull } = vjp((t: Tensor) => mul(t, wt), toTensor(x, 'float64'));
-      expect(pull(toTensor(O.filled(x.shape, 1), 'float64'))).toHaveLength(1);
-    }), params(100));
+    fc.assert(
+      fc.property(
+        vec().chain((x) => fc.tuple(fc.constant(x), arrOfShape(x.shape))),
+        ([x, w]) => {
+          const wt = toTensor(w, 'float64');
+          const g = grad((t: Tensor) => sum(mul(t, wt)))(toTensor(x, 'float64'));
+          expectExact(g, w);
+          // vjp over x only: one gradient, for x
+          const { vjp: pull } = vjp((t: Tensor) => mul(t, wt), toTensor(x, 'float64'));
+          expect(pull(toTensor(O.filled(x.shape, 1), 'float64'))).toHaveLength(1);
+        },
+      ),
+      params(100),
+    );
   });
 
   it('an argument that does not influence the output gets zeros of its shape and dtype', () => {
-    const [gx, gy, gz] = grad((x: Tensor, _y: Tensor, z: Tensor) => add(sum(x), sum(cast(cast(z, 'int32'), 'float32'))), { argnums: [0, 1, 2] })(
-      tensor([1, 2]), zeros([2, 3], 'float64'), tensor([1.5]),
-    ) as Tensor[];
+    const [gx, gy, gz] = grad(
+      (x: Tensor, _y: Tensor, z: Tensor) => add(sum(x), sum(cast(cast(z, 'int32'), 'float32'))),
+      { argnums: [0, 1, 2] },
+    )(tensor([1, 2]), zeros([2, 3], 'float64'), tensor([1.5])) as Tensor[];
     expect(gx!.toArray()).toEqual([1, 1]);
     expect(gy!.shape).toEqual([2, 3]);
     expect(gy!.dtype).toBe('float64');
@@ -106,37 +149,60 @@ describe('constants', () => {
 
 describe('stopGradient', () => {
   it('keeps the value, blocks the gradient; the gradient of Σ x·stopGradient(x) is x', () => {
-    fc.assert(fc.property(vec(), (x) => {
-      const t = toTensor(x, 'float64');
-      expectExact(stopGradient(t), x);
-      expectExact(grad((u: Tensor) => sum(mul(u, stopGradient(u))))(t), x);
-      expectExact(grad((u: Tensor) => sum(exp(stopGradient(u))))(t), O.filled(x.shape, 0));
-      // inside a larger graph: d/dx Σ (x - sg(x)) ⊙ exp(x)... at the point the first factor is 0, so grad = exp(x)·1
-      const g = grad((u: Tensor) => sum(mul(sub(u, stopGradient(u)), exp(u))))(t);
-      expectClose(g, O.map1(x, Math.exp), C64, 'straight-through');
-    }), params(100));
+    fc.assert(
+      fc.property(vec(), (x) => {
+        const t = toTensor(x, 'float64');
+        expectExact(stopGradient(t), x);
+        expectExact(grad((u: Tensor) => sum(mul(u, stopGradient(u))))(t), x);
+        expectExact(grad((u: Tensor) => sum(exp(stopGradient(u))))(t), O.filled(x.shape, 0));
+        // inside a larger graph: d/dx Σ (x - sg(x)) ⊙ exp(x)... at the point the first factor is 0, so grad = exp(x)·1
+        const g = grad((u: Tensor) => sum(mul(sub(u, stopGradient(u)), exp(u))))(t);
+        expectClose(g, O.map1(x, Math.exp), C64, 'straight-through');
+      }),
+      params(100),
+    );
   });
 });
 
 describe('the VJP', () => {
   it('is linear in the cotangent: vjp(a·u + b·w) = a·vjp(u) + b·vjp(w)', () => {
-    const arb = fc.integer({ min: 1, max: 3 }).chain((m) => fc.record({
-      x: arrOfShape([m, 3]), w: arrOfShape([3, 4]),
-      u: arrOfShape([m, 4]), v: arrOfShape([m, 4]),
-      a: fc.double({ min: -2, max: 2, noNaN: true }), b: fc.double({ min: -2, max: 2, noNaN: true }),
-    }));
-    fc.assert(fc.property(arb, ({ x, w, u, v, a, b }) => {
-      const f = (p: Tensor, q: Tensor) => sigmoid(mul(softmax(matmul(p, q)), log(add(exp(matmul(p, q)), 1))));
-      const { vjp: pull } = vjp(f, toTensor(x, 'float64'), toTensor(w, 'float64'));
-      const combo = O.arr(u.shape, u.data.map((ui, i) => a * ui + b * v.data[i]!));
-      const lhs = pull(toTensor(combo, 'float64')) as Tensor[];
-      const gu = pull(toTensor(u, 'float64')) as Tensor[];
-      const gv = pull(toTensor(v, 'float64')) as Tensor[];
-      lhs.forEach((l, i) => {
-        const ru = fromTensor(gu[i]!), rv = fromTensor(gv[i]!);
-        expectClose(l, O.arr(ru.shape, ru.data.map((p, k) => a * p + b * rv.data[k]!)), { rtol: 1e-12, atol: 1e-13 }, `linearity input ${i}`);
-      });
-    }), params(150));
+    const arb = fc.integer({ min: 1, max: 3 }).chain((m) =>
+      fc.record({
+        x: arrOfShape([m, 3]),
+        w: arrOfShape([3, 4]),
+        u: arrOfShape([m, 4]),
+        v: arrOfShape([m, 4]),
+        a: fc.double({ min: -2, max: 2, noNaN: true }),
+        b: fc.double({ min: -2, max: 2, noNaN: true }),
+      }),
+    );
+    fc.assert(
+      fc.property(arb, ({ x, w, u, v, a, b }) => {
+        const f = (p: Tensor, q: Tensor) => sigmoid(mul(softmax(matmul(p, q)), log(add(exp(matmul(p, q)), 1))));
+        const { vjp: pull } = vjp(f, toTensor(x, 'float64'), toTensor(w, 'float64'));
+        const combo = O.arr(
+          u.shape,
+          u.data.map((ui, i) => a * ui + b * v.data[i]!),
+        );
+        const lhs = pull(toTensor(combo, 'float64')) as Tensor[];
+        const gu = pull(toTensor(u, 'float64')) as Tensor[];
+        const gv = pull(toTensor(v, 'float64')) as Tensor[];
+        lhs.forEach((l, i) => {
+          const ru = fromTensor(gu[i]!),
+            rv = fromTensor(gv[i]!);
+          expectClose(
+            l,
+            O.arr(
+              ru.shape,
+              ru.data.map((p, k) => a * p + b * rv.data[k]!),
+            ),
+            { rtol: 1e-12, atol: 1e-13 },
+            `linearity input ${i}`,
+          );
+        });
+      }),
+      params(150),
+    );
   });
 
   it('can be called many times, with the same results each time', () => {
@@ -171,7 +237,10 @@ describe('non-float values carry no gradient', () => {
       return add(sum(picked), sum(where(mask, t, 0)));
     })(x);
     expect(g.toArray()).toEqual([1, 2, 0]);
-    const [gx, gi] = grad((t: Tensor, idx: Tensor) => sum(gather(t, idx)), { argnums: [0, 1] })(x, tensor([2, 2], 'int32')) as [Tensor, null];
+    const [gx, gi] = grad((t: Tensor, idx: Tensor) => sum(gather(t, idx)), { argnums: [0, 1] })(
+      x,
+      tensor([2, 2], 'int32'),
+    ) as [Tensor, null];
     expect(gx.toArray()).toEqual([0, 0, 2]);
     expect(gi).toBeNull();
     // the int32 result of a cast of a tracked float is a plain constant
@@ -190,26 +259,40 @@ describe('valueAndGrad, trees and argnums', () => {
   });
 
   it('a record/array tree of parameters gets a gradient tree of the same structure (int leaves null)', () => {
-    fc.assert(fc.property(arrOfShape([2, 3]), arrOfShape([3]), arrOfShape([2]), (w, b, v) => {
-      const params0 = { dense: { w: toTensor(w, 'float64'), b: toTensor(b, 'float64') }, extra: [toTensor(v, 'float64'), tensor([1], 'int32')] };
-      const f = (p: typeof params0) => add(sum(add(matmul(tensor([[1, 1]], 'float64'), p.dense.w), p.dense.b)), sum(mul(p.extra[0]!, p.extra[0]!)));
-      const { value, grad: g } = valueAndGrad(f)(params0);
-      expect(Object.keys(g).sort()).toEqual(['dense', 'extra']);
-      expect(Object.keys(g.dense).sort()).toEqual(['b', 'w']);
-      expect(Array.isArray(g.extra)).toBe(true);
-      expect(g.extra).toHaveLength(2);
-      expect(g.extra[1]).toBeNull();
-      expectExact(g.dense.w, O.filled([2, 3], 1));
-      expectExact(g.dense.b, O.filled([3], 1));
-      expectClose(g.extra[0], O.map1(v, (x) => 2 * x), C64);
-      const want = w.data.reduce((s, x) => s + x, 0) + b.data.reduce((s, x) => s + x, 0) + v.data.reduce((s, x) => s + x * x, 0);
-      expect(Math.abs((value.item() as number) - want)).toBeLessThan(1e-9);
-    }), params(100));
+    fc.assert(
+      fc.property(arrOfShape([2, 3]), arrOfShape([3]), arrOfShape([2]), (w, b, v) => {
+        const params0 = {
+          dense: { w: toTensor(w, 'float64'), b: toTensor(b, 'float64') },
+          extra: [toTensor(v, 'float64'), tensor([1], 'int32')],
+        };
+        const f = (p: typeof params0) =>
+          add(sum(add(matmul(tensor([[1, 1]], 'float64'), p.dense.w), p.dense.b)), sum(mul(p.extra[0]!, p.extra[0]!)));
+        const { value, grad: g } = valueAndGrad(f)(params0);
+        expect(Object.keys(g).sort()).toEqual(['dense', 'extra']);
+        expect(Object.keys(g.dense).sort()).toEqual(['b', 'w']);
+        expect(Array.isArray(g.extra)).toBe(true);
+        expect(g.extra).toHaveLength(2);
+        expect(g.extra[1]).toBeNull();
+        expectExact(g.dense.w, O.filled([2, 3], 1));
+        expectExact(g.dense.b, O.filled([3], 1));
+        expectClose(
+          g.extra[0],
+          O.map1(v, (x) => 2 * x),
+          C64,
+        );
+        const want =
+          w.data.reduce((s, x) => s + x, 0) + b.data.reduce((s, x) => s + x, 0) + v.data.reduce((s, x) => s + x * x, 0);
+        expect(Math.abs((value.item() as number) - want)).toBeLessThan(1e-9);
+      }),
+      params(100),
+    );
   });
 
   it('argnums arrays return gradients in the requested order; a number returns a single gradient', () => {
     const f = (a: Tensor, b: Tensor, c: Tensor) => sum(mul(mul(a, b), c));
-    const a = tensor([2], 'float64'), b = tensor([3], 'float64'), c = tensor([5], 'float64');
+    const a = tensor([2], 'float64'),
+      b = tensor([3], 'float64'),
+      c = tensor([5], 'float64');
     const [gc, ga] = grad(f, { argnums: [2, 0] })(a, b, c) as Tensor[];
     expect(gc!.toArray()).toEqual([6]);
     expect(ga!.toArray()).toEqual([15]);

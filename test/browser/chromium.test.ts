@@ -26,8 +26,14 @@ import { decodePng } from './png.js';
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 const CHROMIUM = process.env['NEGCACHE_CHROMIUM'] ?? '/usr/bin/chromium';
 const CHROMIUM_ARGS = [
-  '--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update',
-  '--disable-sync', '--no-first-run', '--disable-quic',
+  '--headless',
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+  '--no-first-run',
+  '--disable-quic',
 ];
 
 let server: StaticServer | null = null;
@@ -38,13 +44,18 @@ let starting: Promise<{ server: StaticServer; browser: Browser }> | null = null;
 function environment(): Promise<{ server: StaticServer; browser: Browser }> {
   starting ??= (async () => {
     if (!existsSync(CHROMIUM)) {
-      throw new Error(`Chromium not found at ${CHROMIUM}. The browser tests need Debian's chromium: run \`apt-get update && apt-get install -y chromium\` (CI's .ci/run installs it), or point NEGCACHE_CHROMIUM at a Chromium binary. Do not use \`npx playwright install\`.`);
+      throw new Error(
+        `Chromium not found at ${CHROMIUM}. The browser tests need Debian's chromium: run \`apt-get update && apt-get install -y chromium\` (CI's .ci/run installs it), or point NEGCACHE_CHROMIUM at a Chromium binary. Do not use \`npx playwright install\`.`,
+      );
     }
-    if (!existsSync(join(ROOT, 'dist/src/index.js'))) throw new Error('dist/src/index.js is missing: run `npm run build` first (npm test builds first)');
+    if (!existsSync(join(ROOT, 'dist/src/index.js')))
+      throw new Error('dist/src/index.js is missing: run `npm run build` first (npm test builds first)');
     server = await startStaticServer({ root: ROOT });
     const t0 = performance.now();
     browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS, timeout: 30_000 });
-    console.log(`chromium ${browser.version()} launched in ${(performance.now() - t0).toFixed(0)} ms; serving ${ROOT} at ${server.url}`);
+    console.log(
+      `chromium ${browser.version()} launched in ${(performance.now() - t0).toFixed(0)} ms; serving ${ROOT} at ${server.url}`,
+    );
     return { server, browser };
   })();
   return starting;
@@ -60,11 +71,17 @@ async function openPage(b: Browser): Promise<{ page: Page; problems: string[] }>
   const page = await b.newPage({ viewport: { width: 860, height: 720 }, deviceScaleFactor: 1 });
   const problems: string[] = [];
   // The browser must never load the Node-only code.
-  page.on('request', (r) => { if (/\/dist\/src\/(node|cli)\//.test(r.url())) problems.push(`loaded Node-only code: ${r.url()}`); });
-  page.on('console', (m) => { if (m.type() === 'error') problems.push(`console error: ${m.text()}`); });
+  page.on('request', (r) => {
+    if (/\/dist\/src\/(node|cli)\//.test(r.url())) problems.push(`loaded Node-only code: ${r.url()}`);
+  });
+  page.on('console', (m) => {
+    if (m.type() === 'error') problems.push(`console error: ${m.text()}`);
+  });
   page.on('pageerror', (e) => problems.push(`page error: ${e.stack ?? e.message}`));
   page.on('requestfailed', (r) => problems.push(`request failed: ${r.url()} (${r.failure()?.errorText ?? '?'})`));
-  page.on('response', (r) => { if (r.status() >= 400) problems.push(`HTTP ${r.status()} for ${r.url()}`); });
+  page.on('response', (r) => {
+    if (r.status() >= 400) problems.push(`HTTP ${r.status()} for ${r.url()}`);
+  });
   return { page, problems };
 }
 
@@ -82,7 +99,12 @@ describe('negcache in headless Chromium', () => {
     await page.goto(`${server.url}/test/browser/pages/determinism.html`);
     await page.waitForFunction('window.__determinism !== undefined', null, { timeout: 50_000, polling: 100 });
     expect(await page.evaluate('window.__wasm'), 'initWasm() resolved true in Chromium (WebAssembly SIMD)').toBe(true);
-    const inBrowser = (await page.evaluate('window.__determinism')) as { ok: boolean; ms: number; result: DeterminismResult; error?: string };
+    const inBrowser = (await page.evaluate('window.__determinism')) as {
+      ok: boolean;
+      ms: number;
+      result: DeterminismResult;
+      error?: string;
+    };
     const userAgent = (await page.evaluate('navigator.userAgent')) as string;
     const tBrowser = performance.now() - t0;
     await page.close();
@@ -94,9 +116,12 @@ describe('negcache in headless Chromium', () => {
     const t1 = performance.now();
     const inNode = runDeterminism();
     const tNode = performance.now() - t1;
-    console.log(`determinism: browser run ${inBrowser.ms.toFixed(0)} ms (page ${tBrowser.toFixed(0)} ms), node run ${tNode.toFixed(0)} ms; digests ${inBrowser.result.digest} / ${inNode.digest}`);
+    console.log(
+      `determinism: browser run ${inBrowser.ms.toFixed(0)} ms (page ${tBrowser.toFixed(0)} ms), node run ${tNode.toFixed(0)} ms; digests ${inBrowser.result.digest} / ${inNode.digest}`,
+    );
 
-    const b = inBrowser.result, n = inNode;
+    const b = inBrowser.result,
+      n = inNode;
     expect(b.config).toEqual(n.config);
     // The run is not degenerate: every step recorded, real sampling, and the model learned.
     expect(n.trainingLoss).toHaveLength(n.config.steps);
@@ -107,15 +132,25 @@ describe('negcache in headless Chromium', () => {
     // Bit for bit, step by step (hex of the IEEE-754 words), then the final parameters and cache.
     for (const key of ['trainingLoss', 'interpretableLoss', 'staleness', 'indices'] as const) {
       const at = firstDifference(b[key] as unknown[], n[key] as unknown[]);
-      expect(at, `${key} first differs at step ${at}: browser ${JSON.stringify(b[key][at])} vs node ${JSON.stringify(n[key][at])}`).toBe(-1);
+      expect(
+        at,
+        `${key} first differs at step ${at}: browser ${JSON.stringify(b[key][at])} vs node ${JSON.stringify(n[key][at])}`,
+      ).toBe(-1);
     }
     expect(Object.keys(b.params).sort()).toEqual(Object.keys(n.params).sort());
     for (const [name, hex] of Object.entries(n.params)) {
       const other = b.params[name]!;
       expect(other.length, `${name}: length`).toBe(hex.length);
       let word = -1;
-      for (let i = 0; i < hex.length; i += 8) if (hex.slice(i, i + 8) !== other.slice(i, i + 8)) { word = i / 8; break; }
-      expect(word, `${name} first differs at element ${word}: browser 0x${other.slice(word * 8, word * 8 + 8)} vs node 0x${hex.slice(word * 8, word * 8 + 8)}`).toBe(-1);
+      for (let i = 0; i < hex.length; i += 8)
+        if (hex.slice(i, i + 8) !== other.slice(i, i + 8)) {
+          word = i / 8;
+          break;
+        }
+      expect(
+        word,
+        `${name} first differs at element ${word}: browser 0x${other.slice(word * 8, word * 8 + 8)} vs node 0x${hex.slice(word * 8, word * 8 + 8)}`,
+      ).toBe(-1);
     }
     expect(b.digest).toBe(n.digest);
     expect(problems).toEqual([]);
@@ -128,12 +163,21 @@ describe('negcache in headless Chromium', () => {
     const t0 = performance.now();
     await page.goto(`${server.url}/examples/browser/?steps=${total}`);
     // Live: the page reports progress before it is done.
-    await page.waitForFunction('window.__negcacheDemo && (window.__negcacheDemo.steps > 0 || window.__negcacheDemo.error)', null, { timeout: 20_000, polling: 50 });
-    const early = (await page.evaluate('({ steps: window.__negcacheDemo.steps, done: window.__negcacheDemo.done, status: document.getElementById("status").textContent })')) as { steps: number; done: boolean; status: string };
+    await page.waitForFunction(
+      'window.__negcacheDemo && (window.__negcacheDemo.steps > 0 || window.__negcacheDemo.error)',
+      null,
+      { timeout: 20_000, polling: 50 },
+    );
+    const early = (await page.evaluate(
+      '({ steps: window.__negcacheDemo.steps, done: window.__negcacheDemo.done, status: document.getElementById("status").textContent })',
+    )) as { steps: number; done: boolean; status: string };
     expect(early.done).toBe(false);
     expect(early.steps).toBeLessThan(total);
     expect(early.status).toMatch(/^step \d+\/300/);
-    await page.waitForFunction('window.__negcacheDemo.done || window.__negcacheDemo.error', null, { timeout: 50_000, polling: 100 });
+    await page.waitForFunction('window.__negcacheDemo.done || window.__negcacheDemo.error', null, {
+      timeout: 50_000,
+      polling: 100,
+    });
     const tTrain = performance.now() - t0;
     const state = (await page.evaluate(`(() => {
       const d = window.__negcacheDemo;
@@ -145,9 +189,15 @@ describe('negcache in headless Chromium', () => {
         canvas: { x: r.left + c.clientLeft, y: r.top + c.clientTop, width: c.clientWidth, height: c.clientHeight, backing: [c.width, c.height] },
       };
     })()`)) as {
-      steps: number; done: boolean; error: string | null; losses: number[]; smoothed: number[];
+      steps: number;
+      done: boolean;
+      error: string | null;
+      losses: number[];
+      smoothed: number[];
       plot: { left: number; top: number; right: number; bottom: number; xMax: number; yMin: number; yMax: number };
-      curveColor: string; recall: { recallAt10: number } | null; status: string;
+      curveColor: string;
+      recall: { recallAt10: number } | null;
+      status: string;
       canvas: { x: number; y: number; width: number; height: number; backing: [number, number] };
     };
     expect(state.error).toBe(null);
@@ -170,23 +220,34 @@ describe('negcache in headless Chromium', () => {
     expect(img.width).toBe(860);
     const hex = state.curveColor.replace('#', '');
     const curve = [0, 2, 4].map((k) => parseInt(hex.slice(k, k + 2), 16));
-    const isCurve = (r: number, g: number, b: number): boolean => Math.abs(r - curve[0]!) <= 40 && Math.abs(g - curve[1]!) <= 40 && Math.abs(b - curve[2]!) <= 40;
+    const isCurve = (r: number, g: number, b: number): boolean =>
+      Math.abs(r - curve[0]!) <= 40 && Math.abs(g - curve[1]!) <= 40 && Math.abs(b - curve[2]!) <= 40;
     const { plot, canvas } = state;
     const pixel = (cx: number, cy: number): [number, number, number] => {
-      const x = Math.round(canvas.x + cx), y = Math.round(canvas.y + cy);
+      const x = Math.round(canvas.x + cx),
+        y = Math.round(canvas.y + cy);
       if (x < 0 || y < 0 || x >= img.width || y >= img.height) return [255, 255, 255];
       const i = (y * img.width + x) * 4;
       return [img.rgba[i]!, img.rgba[i + 1]!, img.rgba[i + 2]!];
     };
-    let inside = 0, outside = 0, white = 0, area = 0;
+    let inside = 0,
+      outside = 0,
+      white = 0,
+      area = 0;
     const columns = new Set<number>();
     for (let cy = 0; cy < canvas.height; cy++) {
       for (let cx = 0; cx < canvas.width; cx++) {
         const [r, g, b] = pixel(cx, cy);
         const inPlot = cx >= plot.left - 3 && cx <= plot.right + 3 && cy >= plot.top - 3 && cy <= plot.bottom + 3;
-        if (inPlot) { area++; if (r > 240 && g > 240 && b > 240) white++; }
+        if (inPlot) {
+          area++;
+          if (r > 240 && g > 240 && b > 240) white++;
+        }
         if (!isCurve(r, g, b)) continue;
-        if (inPlot) { inside++; columns.add(cx); } else outside++;
+        if (inPlot) {
+          inside++;
+          columns.add(cx);
+        } else outside++;
       }
     }
     // The curve spans the whole x range (every step is drawn), stays inside the axes, and the plot is mostly background.
@@ -205,15 +266,19 @@ describe('negcache in headless Chromium', () => {
     for (let s = 1; s <= total; s += s === 1 ? 14 : 15) {
       const [x, y] = toCanvas(s, state.smoothed[s - 1]!);
       let hit = false;
-      for (let dy = -3; dy <= 3 && !hit; dy++) for (let dx = -3; dx <= 3 && !hit; dx++) hit = isCurve(...pixel(x + dx, y + dy));
+      for (let dy = -3; dy <= 3 && !hit; dy++)
+        for (let dx = -3; dx <= 3 && !hit; dx++) hit = isCurve(...pixel(x + dx, y + dy));
       if (!hit) missing.push(`step ${s} at (${x.toFixed(1)}, ${y.toFixed(1)})`);
     }
     expect(missing).toEqual([]);
     // The axes are drawn: a dark vertical line at plot.left and a horizontal one at plot.bottom.
     const dark = (p: [number, number, number]): boolean => p[0] < 100 && p[1] < 100 && p[2] < 100;
-    let axisY = 0, axisX = 0;
-    for (let cy = Math.ceil(plot.top); cy < plot.bottom; cy++) if (dark(pixel(plot.left, cy)) || dark(pixel(plot.left + 1, cy))) axisY++;
-    for (let cx = Math.ceil(plot.left); cx < plot.right; cx++) if (dark(pixel(cx, plot.bottom)) || dark(pixel(cx, plot.bottom + 1))) axisX++;
+    let axisY = 0,
+      axisX = 0;
+    for (let cy = Math.ceil(plot.top); cy < plot.bottom; cy++)
+      if (dark(pixel(plot.left, cy)) || dark(pixel(plot.left + 1, cy))) axisY++;
+    for (let cx = Math.ceil(plot.left); cx < plot.right; cx++)
+      if (dark(pixel(cx, plot.bottom)) || dark(pixel(cx, plot.bottom + 1))) axisX++;
     expect(axisY / (plot.bottom - plot.top)).toBeGreaterThan(0.9);
     expect(axisX / (plot.right - plot.left)).toBeGreaterThan(0.9);
 
@@ -230,7 +295,9 @@ describe('negcache in headless Chromium', () => {
     expect(inCanvas).toBeGreaterThan(plot.right - plot.left);
     expect(inside / inCanvas).toBeGreaterThan(0.8);
     expect(inside / inCanvas).toBeLessThan(1.25);
-    console.log(`example page: ${total} steps trained and plotted in ${tTrain.toFixed(0)} ms; ${inside} curve pixels in the screenshot, ${inCanvas} in the canvas; ${state.status.split('\n').pop()}`);
+    console.log(
+      `example page: ${total} steps trained and plotted in ${tTrain.toFixed(0)} ms; ${inside} curve pixels in the screenshot, ${inCanvas} in the canvas; ${state.status.split('\n').pop()}`,
+    );
     await page.close();
     expect(problems).toEqual([]);
   });

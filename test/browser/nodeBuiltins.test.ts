@@ -33,8 +33,45 @@ export function stripSource(src: string): { code: string; strings: { value: stri
   let lastSignificant = '';
   let lastWord = '';
   const n = src.length;
-  const regexAllowedAfter = new Set(['', '(', ',', '=', ':', '[', '!', '&', '|', '?', '{', '}', ';', '+', '-', '*', '%', '<', '>', '~', '^']);
-  const regexKeywords = new Set(['return', 'typeof', 'instanceof', 'in', 'of', 'new', 'delete', 'void', 'throw', 'case', 'do', 'else', 'yield', 'await']);
+  const regexAllowedAfter = new Set([
+    '',
+    '(',
+    ',',
+    '=',
+    ':',
+    '[',
+    '!',
+    '&',
+    '|',
+    '?',
+    '{',
+    '}',
+    ';',
+    '+',
+    '-',
+    '*',
+    '%',
+    '<',
+    '>',
+    '~',
+    '^',
+  ]);
+  const regexKeywords = new Set([
+    'return',
+    'typeof',
+    'instanceof',
+    'in',
+    'of',
+    'new',
+    'delete',
+    'void',
+    'throw',
+    'case',
+    'do',
+    'else',
+    'yield',
+    'await',
+  ]);
   // Template literal nesting: each entry counts open braces inside a ${ } expression.
   const templateDepth: number[] = [];
   const readString = (quote: string): void => {
@@ -42,7 +79,11 @@ export function stripSource(src: string): { code: string; strings: { value: stri
     i++;
     let value = '';
     while (i < n && src[i] !== quote && src[i] !== '\n') {
-      if (src[i] === '\\') { value += src[i]! + (src[i + 1] ?? ''); i += 2; continue; }
+      if (src[i] === '\\') {
+        value += src[i]! + (src[i + 1] ?? '');
+        i += 2;
+        continue;
+      }
       value += src[i];
       i++;
     }
@@ -56,9 +97,26 @@ export function stripSource(src: string): { code: string; strings: { value: stri
   const readTemplateChunk = (): void => {
     while (i < n) {
       const ch = src[i]!;
-      if (ch === '\\') { out += '  '; i += 2; continue; }
-      if (ch === '`') { out += '`'; i++; lastSignificant = '`'; lastWord = ''; return; }
-      if (ch === '$' && src[i + 1] === '{') { out += '${'; i += 2; templateDepth.push(0); lastSignificant = '{'; lastWord = ''; return; }
+      if (ch === '\\') {
+        out += '  ';
+        i += 2;
+        continue;
+      }
+      if (ch === '`') {
+        out += '`';
+        i++;
+        lastSignificant = '`';
+        lastWord = '';
+        return;
+      }
+      if (ch === '$' && src[i + 1] === '{') {
+        out += '${';
+        i += 2;
+        templateDepth.push(0);
+        lastSignificant = '{';
+        lastWord = '';
+        return;
+      }
       out += ch === '\n' ? '\n' : ' ';
       i++;
     }
@@ -77,20 +135,36 @@ export function stripSource(src: string): { code: string; strings: { value: stri
       i = stop;
       continue;
     }
-    if (ch === '\'' || ch === '"') { readString(ch); continue; }
-    if (ch === '`') { out += '`'; i++; readTemplateChunk(); continue; }
+    if (ch === "'" || ch === '"') {
+      readString(ch);
+      continue;
+    }
+    if (ch === '`') {
+      out += '`';
+      i++;
+      readTemplateChunk();
+      continue;
+    }
     if (templateDepth.length > 0 && (ch === '{' || ch === '}')) {
       const top = templateDepth.length - 1;
       if (ch === '{') templateDepth[top]!++;
-      else if (templateDepth[top] === 0) { templateDepth.pop(); out += '}'; i++; readTemplateChunk(); continue; }
-      else templateDepth[top]!--;
+      else if (templateDepth[top] === 0) {
+        templateDepth.pop();
+        out += '}';
+        i++;
+        readTemplateChunk();
+        continue;
+      } else templateDepth[top]!--;
     }
     if (ch === '/' && (regexAllowedAfter.has(lastSignificant) || regexKeywords.has(lastWord))) {
       // A regular expression literal: skip to its closing slash (respecting classes and escapes), then its flags.
       let j = i + 1;
       let inClass = false;
       while (j < n && src[j] !== '\n') {
-        if (src[j] === '\\') { j += 2; continue; }
+        if (src[j] === '\\') {
+          j += 2;
+          continue;
+        }
         if (src[j] === '[') inClass = true;
         else if (src[j] === ']') inClass = false;
         else if (src[j] === '/' && !inClass) break;
@@ -148,15 +222,21 @@ export function importsOf(src: string): { imports: ImportRef[]; nonLiteralDynami
     if (m[2] === 'export' && !m[5]) continue; // e.g. export const s = '...'
     if (m[2] === 'import' && !m[5] && head.trim() !== '') continue; // import x = ... (not ESM)
     const braces = /\{([^}]*)\}/.exec(head);
-    const allTypeSpecifiers = braces !== null && !/^\s*[\w$]/.test(head.replace(braces[0], '').replace(/,/g, ''))
-      && braces[1]!.split(',').map((s) => s.trim()).filter(Boolean).every((s) => s.startsWith('type '));
+    const allTypeSpecifiers =
+      braces !== null &&
+      !/^\s*[\w$]/.test(head.replace(braces[0], '').replace(/,/g, '')) &&
+      braces[1]!
+        .split(',')
+        .map((s) => s.trim())
+        .filter(Boolean)
+        .every((s) => s.startsWith('type '));
     imports.push({ specifier: value, dynamic: false, typeOnly: m[3] !== undefined || allTypeSpecifiers });
   }
   let nonLiteralDynamic = 0;
   const dynamic = /(?<![\w$.])import\s*\(\s*(['"`]?)/g;
   while ((m = dynamic.exec(code)) !== null) {
     const quoteAt = m.index + m[0].length - 1;
-    const value = m[1] === '\'' || m[1] === '"' ? stringAt.get(quoteAt) : undefined;
+    const value = m[1] === "'" || m[1] === '"' ? stringAt.get(quoteAt) : undefined;
     if (value === undefined) nonLiteralDynamic++;
     else imports.push({ specifier: value, dynamic: true, typeOnly: false });
   }
@@ -209,9 +289,15 @@ function walk(entry: string, resolveSpec: (from: string, spec: string) => string
     const file = queue.shift()!;
     if (reached.has(file)) continue;
     reached.add(file);
-    if (!existsSync(file)) { problems.push(`${chain(file)}: the imported file does not exist`); continue; }
+    if (!existsSync(file)) {
+      problems.push(`${chain(file)}: the imported file does not exist`);
+      continue;
+    }
     const { imports, nonLiteralDynamic, code } = importsOf(readFileSync(file, 'utf8'));
-    if (nonLiteralDynamic > 0) problems.push(`${chain(file)}: ${nonLiteralDynamic} dynamic import() with a computed specifier (cannot be checked; use a literal relative path)`);
+    if (nonLiteralDynamic > 0)
+      problems.push(
+        `${chain(file)}: ${nonLiteralDynamic} dynamic import() with a computed specifier (cannot be checked; use a literal relative path)`,
+      );
     for (const use of nodeGlobalUses(code)) problems.push(`${chain(file)}: uses the Node global ${use}`);
     for (const imp of imports) {
       if (imp.typeOnly && !followTypeOnly) continue;
@@ -221,9 +307,13 @@ function walk(entry: string, resolveSpec: (from: string, spec: string) => string
         if (!via.has(target) && target !== entry) via.set(target, file);
         if (!reached.has(target)) queue.push(target);
       } else if (isBuiltin(imp.specifier)) {
-        problems.push(`${chain(file)}: imports the Node built-in '${imp.specifier}'${imp.dynamic ? ' (dynamically)' : ''}`);
+        problems.push(
+          `${chain(file)}: imports the Node built-in '${imp.specifier}'${imp.dynamic ? ' (dynamically)' : ''}`,
+        );
       } else {
-        problems.push(`${chain(file)}: imports the bare specifier '${imp.specifier}' (a browser cannot resolve it, and negcache has no runtime dependencies)`);
+        problems.push(
+          `${chain(file)}: imports the bare specifier '${imp.specifier}' (a browser cannot resolve it, and negcache has no runtime dependencies)`,
+        );
       }
     }
   }
@@ -267,19 +357,28 @@ describe('the scanner itself', () => {
       'const r = /\\/\\/ process.exit /g;',
       'const half = shape[axis]! / 2; const third = (n) / 3;',
       "const k = await import('./k.js');",
-      "const l = await import(name);",
+      'const l = await import(name);',
       "const ratio = a / b / c; import('node:os');",
       "export const q = 'y';",
     ].join('\n');
     const { imports, nonLiteralDynamic, code } = importsOf(src);
     expect(imports.map((i) => `${i.specifier}${i.typeOnly ? ' (type)' : ''}${i.dynamic ? ' (dynamic)' : ''}`)).toEqual([
-      './a.js', './c.js (type)', './d.js (type)', './e.js', './side.js', './f.js', './g.js', './h.js (type)',
-      './k.js (dynamic)', 'node:os (dynamic)',
+      './a.js',
+      './c.js (type)',
+      './d.js (type)',
+      './e.js',
+      './side.js',
+      './f.js',
+      './g.js',
+      './h.js (type)',
+      './k.js (dynamic)',
+      'node:os (dynamic)',
     ]);
     expect(nonLiteralDynamic).toBe(1);
     expect(nodeGlobalUses(code)).toEqual([]);
-    expect(nodeGlobalUses(stripSource("const x = process.env.HOME; Buffer.from('a'); const y = require('fs');").code))
-      .toEqual(['Buffer at line 1', 'process at line 1', 'require() at line 1']);
+    expect(
+      nodeGlobalUses(stripSource("const x = process.env.HOME; Buffer.from('a'); const y = require('fs');").code),
+    ).toEqual(['Buffer at line 1', 'process at line 1', 'require() at line 1']);
     expect(nodeGlobalUses(stripSource('obj.process.x; myBuffer.from(1); const processed = 1;').code)).toEqual([]);
   });
 
@@ -297,7 +396,9 @@ describe('the browser-safe core entry', () => {
   });
 
   it('reaches no Node built-in, bare specifier or Node global from the built dist/src/index.js', () => {
-    expect(existsSync(DIST_ENTRY), 'dist/src/index.js is missing: run `npm run build` (npm test builds first)').toBe(true);
+    expect(existsSync(DIST_ENTRY), 'dist/src/index.js is missing: run `npm run build` (npm test builds first)').toBe(
+      true,
+    );
     const w = walk(DIST_ENTRY, fromBuilt, true);
     expect(w.reached.size).toBeGreaterThan(30);
     expect(w.problems).toEqual([]);
@@ -309,7 +410,10 @@ describe('the browser-safe core entry', () => {
     expect(nodeOnly.length).toBeGreaterThan(0);
     expect(nodeOnly.filter((f) => src.has(f)).map(rel)).toEqual([]);
     const dist = walk(DIST_ENTRY, fromBuilt, true).reached;
-    const builtNodeOnly = [...filesUnder(join(ROOT, 'dist/src/node'), '.js'), ...filesUnder(join(ROOT, 'dist/src/cli'), '.js')];
+    const builtNodeOnly = [
+      ...filesUnder(join(ROOT, 'dist/src/node'), '.js'),
+      ...filesUnder(join(ROOT, 'dist/src/cli'), '.js'),
+    ];
     expect(builtNodeOnly.length).toBeGreaterThan(0);
     expect(builtNodeOnly.filter((f) => dist.has(f)).map(rel)).toEqual([]);
     // Every reached source file lies in src/, outside the Node-only folders.
@@ -318,11 +422,12 @@ describe('the browser-safe core entry', () => {
 
   it('is the package\'s "." export, with the Node-only parts exported separately as "./node"', () => {
     const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as {
-      main?: string; exports: Record<string, string | { default?: string; types?: string; import?: string }>;
+      main?: string;
+      exports: Record<string, string | { default?: string; types?: string; import?: string }>;
     };
     const target = (key: string): string | undefined => {
       const e = pkg.exports[key];
-      return typeof e === 'string' ? e : e?.default ?? e?.import;
+      return typeof e === 'string' ? e : (e?.default ?? e?.import);
     };
     expect(target('.')).toBe('./dist/src/index.js');
     expect(target('./node')).toBe('./dist/src/node/index.js');

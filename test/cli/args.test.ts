@@ -29,8 +29,13 @@ function usageError(argv: string[]): string {
 
 describe('parseFlags accepts', () => {
   it('--name value and --name=value for every kind', () => {
-    expect(parseFlags(['--steps', '5', '--lr=0.5', '--sampler', 'gumbel', '--out=a=b', '--quiet'], SPECS))
-      .toEqual({ steps: 5, lr: 0.5, sampler: 'gumbel', out: 'a=b', quiet: true });
+    expect(parseFlags(['--steps', '5', '--lr=0.5', '--sampler', 'gumbel', '--out=a=b', '--quiet'], SPECS)).toEqual({
+      steps: 5,
+      lr: 0.5,
+      sampler: 'gumbel',
+      out: 'a=b',
+      quiet: true,
+    });
     expect(parseFlags(['--steps=5', '--lr', '0.5'], SPECS)).toEqual({ steps: 5, lr: 0.5 });
     expect(parseFlags(['--quiet=false'], SPECS)).toEqual({ quiet: false });
     expect(parseFlags(['--quiet=true'], SPECS)).toEqual({ quiet: true });
@@ -43,18 +48,30 @@ describe('parseFlags accepts', () => {
   });
 
   it('property: both spellings give the same result', () => {
-    fc.assert(fc.property(fc.integer({ min: 1, max: 1e6 }), fc.double({ min: 0, max: 10, noNaN: true }), fc.constantFrom('gumbel', 'categorical'), (steps, lr, sampler) => {
-      const spaced = parseFlags(['--steps', String(steps), '--lr', String(lr), '--sampler', sampler], SPECS);
-      const joined = parseFlags([`--steps=${steps}`, `--lr=${lr}`, `--sampler=${sampler}`], SPECS);
-      expect(joined).toEqual(spaced);
-      expect(spaced).toEqual({ steps, lr, sampler });
-    }), params(50));
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 1, max: 1e6 }),
+        fc.double({ min: 0, max: 10, noNaN: true }),
+        fc.constantFrom('gumbel', 'categorical'),
+        (steps, lr, sampler) => {
+          const spaced = parseFlags(['--steps', String(steps), '--lr', String(lr), '--sampler', sampler], SPECS);
+          const joined = parseFlags([`--steps=${steps}`, `--lr=${lr}`, `--sampler=${sampler}`], SPECS);
+          expect(joined).toEqual(spaced);
+          expect(spaced).toEqual({ steps, lr, sampler });
+        },
+      ),
+      params(50),
+    );
   });
 });
 
 describe('parseFlags rejects, with a UsageError naming the problem', () => {
   const cases: [string, string[], RegExp][] = [
-    ['an unknown flag', ['--nope', '1'], /^unknown flag --nope; known flags: --steps, --lr, --shift, --sampler, --out, --quiet, --max-docs$/],
+    [
+      'an unknown flag',
+      ['--nope', '1'],
+      /^unknown flag --nope; known flags: --steps, --lr, --shift, --sampler, --out, --quiet, --max-docs$/,
+    ],
     ['an unknown flag with =', ['--nope=1'], /^unknown flag --nope;/],
     ['Object.prototype names', ['--constructor', '1'], /^unknown flag --constructor;/],
     ['toString', ['--toString=1'], /^unknown flag --toString;/],

@@ -36,20 +36,56 @@ function expectNoStack(s: string): void {
 describe('negcache CLI: bad usage exits 2 with a clear message and no stack trace', () => {
   const cases: [string, string[], RegExp][] = [
     ['train without --loss', ['train', '--steps', '3'], /^negcache train: train needs --loss cache\|inbatch\|full\n/],
-    ['a non-number', ['train', '--loss', 'inbatch', '--batch', 'abc'], /^negcache train: --batch needs a number, got "abc"\n/],
-    ['an unknown flag', ['train', '--loss', 'inbatch', '--nope'], /^negcache train: unknown flag --nope; known flags: --loss, --steps,/],
-    ['a bad choice', ['train', '--loss', 'cache', '--sampler', 'bad'], /^negcache train: --sampler must be one of gumbel, categorical, got "bad"\n/],
-    ['a bad --loss', ['train', '--loss', 'softmax'], /^negcache train: --loss must be one of cache, inbatch, full, got "softmax"\n/],
+    [
+      'a non-number',
+      ['train', '--loss', 'inbatch', '--batch', 'abc'],
+      /^negcache train: --batch needs a number, got "abc"\n/,
+    ],
+    [
+      'an unknown flag',
+      ['train', '--loss', 'inbatch', '--nope'],
+      /^negcache train: unknown flag --nope; known flags: --loss, --steps,/,
+    ],
+    [
+      'a bad choice',
+      ['train', '--loss', 'cache', '--sampler', 'bad'],
+      /^negcache train: --sampler must be one of gumbel, categorical, got "bad"\n/,
+    ],
+    [
+      'a bad --loss',
+      ['train', '--loss', 'softmax'],
+      /^negcache train: --loss must be one of cache, inbatch, full, got "softmax"\n/,
+    ],
     ['an unknown command', ['frobnicate', '--steps', '3'], /^negcache: unknown command "frobnicate"\n/],
     ['a value out of range', ['compare', '--steps', '0'], /^negcache compare: --steps must be at least 1, got 0\n/],
     ['a duplicate flag', ['demo', '--seed', '1', '--seed=2'], /^negcache demo: --seed is given twice\n/],
-    ['bad --seeds', ['compare', '--seeds', '0,x', '--steps', '1'], /^negcache compare: --seeds needs comma-separated whole numbers >= 0, got "0,x"\n/],
-    ['a repeated seed', ['compare', '--seeds', '1,2,1', '--steps', '1'], /^negcache compare: --seeds has a repeated seed: "1,2,1"\n/],
-    ['--seed with --seeds', ['compare', '--seed', '1', '--seeds', '1,2', '--steps', '1'], /^negcache compare: give --seed or --seeds, not both\n/],
+    [
+      'bad --seeds',
+      ['compare', '--seeds', '0,x', '--steps', '1'],
+      /^negcache compare: --seeds needs comma-separated whole numbers >= 0, got "0,x"\n/,
+    ],
+    [
+      'a repeated seed',
+      ['compare', '--seeds', '1,2,1', '--steps', '1'],
+      /^negcache compare: --seeds has a repeated seed: "1,2,1"\n/,
+    ],
+    [
+      '--seed with --seeds',
+      ['compare', '--seed', '1', '--seeds', '1,2', '--steps', '1'],
+      /^negcache compare: give --seed or --seeds, not both\n/,
+    ],
     ['--seeds on train', ['train', '--loss', 'full', '--seeds', '1,2'], /^negcache train: unknown flag --seeds;/],
     ['a missing value', ['compare', '--out'], /^negcache compare: --out needs a value/],
-    ['top-k not dividing cache-size', ['compare', '--cache-size', '100', '--top-k', '3'], /^negcache compare: --top-k 3 must divide --cache-size 100\n/],
-    ['batch larger than the cache', ['train', '--loss', 'cache', '--batch', '64', '--cache-size', '32'], /^negcache train: --batch 64 is larger than --cache-size 32\n/],
+    [
+      'top-k not dividing cache-size',
+      ['compare', '--cache-size', '100', '--top-k', '3'],
+      /^negcache compare: --top-k 3 must divide --cache-size 100\n/,
+    ],
+    [
+      'batch larger than the cache',
+      ['train', '--loss', 'cache', '--batch', '64', '--cache-size', '32'],
+      /^negcache train: --batch 64 is larger than --cache-size 32\n/,
+    ],
   ];
   for (const [name, args, msg] of cases) {
     it(`${name}: negcache ${args.join(' ')}`, () => {
@@ -64,7 +100,22 @@ describe('negcache CLI: bad usage exits 2 with a clear message and no stack trac
   }
 
   it('a config the trainer rejects (lr 0) is reported the same way', () => {
-    const r = cli(['train', '--loss', 'inbatch', '--data', 'synthetic', '--max-docs', '50', '--lr', '0', '--steps', '2', '--quiet', '--out', join(tmp, 'never')]);
+    const r = cli([
+      'train',
+      '--loss',
+      'inbatch',
+      '--data',
+      'synthetic',
+      '--max-docs',
+      '50',
+      '--lr',
+      '0',
+      '--steps',
+      '2',
+      '--quiet',
+      '--out',
+      join(tmp, 'never'),
+    ]);
     expect(r.status, r.stderr).toBe(2);
     expect(r.stderr).toMatch(/^negcache train: train: lr must be a number > 0, got 0\n$/);
     expectNoStack(r.stderr);
@@ -86,12 +137,34 @@ describe('negcache CLI: bad usage exits 2 with a clear message and no stack trac
 describe('negcache train: a tiny successful run', () => {
   it('writes report.md, metrics.json and the SVG plots', () => {
     const out = join(tmp, 'report');
-    const r = cli(['train', '--loss', 'inbatch', '--data', 'synthetic', '--max-docs', '300', '--steps', '30', '--eval-every', '0', '--quiet', '--out', out]);
+    const r = cli([
+      'train',
+      '--loss',
+      'inbatch',
+      '--data',
+      'synthetic',
+      '--max-docs',
+      '300',
+      '--steps',
+      '30',
+      '--eval-every',
+      '0',
+      '--quiet',
+      '--out',
+      out,
+    ]);
     expect(r.status, r.stderr).toBe(0);
     expect(r.stderr).toBe('');
     expect(r.stdout).toContain(`report written to ${out}/report.md`);
     const files = readdirSync(out).sort();
-    expect(files).toEqual(['interpretable_loss.svg', 'loss.svg', 'metrics.json', 'recall10_steps.svg', 'recall10_time.svg', 'report.md']);
+    expect(files).toEqual([
+      'interpretable_loss.svg',
+      'loss.svg',
+      'metrics.json',
+      'recall10_steps.svg',
+      'recall10_time.svg',
+      'report.md',
+    ]);
     for (const f of files.filter((x) => x.endsWith('.svg'))) {
       const svg = readFileSync(join(out, f), 'utf8');
       expect(svg.startsWith('<svg') || svg.startsWith('<?xml'), f).toBe(true);
@@ -103,9 +176,18 @@ describe('negcache train: a tiny successful run', () => {
     expect(md).toContain('synthetic reverse dictionary, 300 documents');
     for (const f of files.filter((x) => x.endsWith('.svg'))) expect(md).toContain(`![${f}](${f})`);
     const metrics = JSON.parse(readFileSync(join(out, 'metrics.json'), 'utf8')) as {
-      meta: { command: string }; results: { method: string; steps: number; history: unknown[]; final: { count: number; recallAt10: number }; config: Record<string, unknown> }[];
+      meta: { command: string };
+      results: {
+        method: string;
+        steps: number;
+        history: unknown[];
+        final: { count: number; recallAt10: number };
+        config: Record<string, unknown>;
+      }[];
     };
-    expect(metrics.meta.command).toBe(`negcache train --loss inbatch --data synthetic --max-docs 300 --steps 30 --eval-every 0 --quiet --out ${out}`);
+    expect(metrics.meta.command).toBe(
+      `negcache train --loss inbatch --data synthetic --max-docs 300 --steps 30 --eval-every 0 --quiet --out ${out}`,
+    );
     expect(metrics.results).toHaveLength(1);
     const [res] = metrics.results;
     expect(res!.method).toBe('inbatch');
@@ -120,10 +202,40 @@ describe('negcache train: a tiny successful run', () => {
 describe('negcache compare --seeds: one run per seed and method, and the across-seeds table', () => {
   it('runs 2 seeds × 3 methods and reports mean ± sd', () => {
     const out = join(tmp, 'seeds');
-    const r = cli(['compare', '--data', 'synthetic', '--max-docs', '200', '--steps', '8', '--batch', '16', '--cache-size', '64', '--seeds', '3,4', '--eval-every', '0', '--eval-every-steps', '4', '--quiet', '--out', out]);
+    const r = cli([
+      'compare',
+      '--data',
+      'synthetic',
+      '--max-docs',
+      '200',
+      '--steps',
+      '8',
+      '--batch',
+      '16',
+      '--cache-size',
+      '64',
+      '--seeds',
+      '3,4',
+      '--eval-every',
+      '0',
+      '--eval-every-steps',
+      '4',
+      '--quiet',
+      '--out',
+      out,
+    ]);
     expect(r.status, r.stderr).toBe(0);
-    const metrics = JSON.parse(readFileSync(join(out, 'metrics.json'), 'utf8')) as { results: { method: string; config: { seed: number }; evals: { step: number }[] }[] };
-    expect(metrics.results.map((x) => `${x.method}:${x.config.seed}`)).toEqual(['cache:3', 'inbatch:3', 'full:3', 'cache:4', 'inbatch:4', 'full:4']);
+    const metrics = JSON.parse(readFileSync(join(out, 'metrics.json'), 'utf8')) as {
+      results: { method: string; config: { seed: number }; evals: { step: number }[] }[];
+    };
+    expect(metrics.results.map((x) => `${x.method}:${x.config.seed}`)).toEqual([
+      'cache:3',
+      'inbatch:3',
+      'full:3',
+      'cache:4',
+      'inbatch:4',
+      'full:4',
+    ]);
     for (const x of metrics.results) expect(x.evals.map((e) => e.step)).toEqual([0, 4, 8]);
     const md = readFileSync(join(out, 'report.md'), 'utf8');
     expect(md).toContain('## Across seeds (mean ± sample standard deviation)');

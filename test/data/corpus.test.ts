@@ -23,10 +23,12 @@ const fixture = (name: string): string => readFileSync(FIXTURES + name, 'utf8');
 describe('stripExamples', () => {
   it('removes ;-separated quoted examples', () => {
     expect(stripExamples('informal term for a man; "you lucky dog"')).toBe('informal term for a man');
-    expect(stripExamples('draw air into, and expel out of, the lungs; "I can breathe"; "The patient is respiring"')).toBe(
-      'draw air into, and expel out of, the lungs',
+    expect(
+      stripExamples('draw air into, and expel out of, the lungs; "I can breathe"; "The patient is respiring"'),
+    ).toBe('draw air into, and expel out of, the lungs');
+    expect(stripExamples('occurs in many breeds; often kept; "the dog barked"')).toBe(
+      'occurs in many breeds; often kept',
     );
-    expect(stripExamples('occurs in many breeds; often kept; "the dog barked"')).toBe('occurs in many breeds; often kept');
     expect(stripExamples('no examples here')).toBe('no examples here');
     expect(stripExamples('')).toBe('');
     expect(stripExamples('"only an example"')).toBe('');
@@ -64,7 +66,13 @@ describe('parseDataFile on real WordNet 3.1 lines', () => {
   it('parses nouns (hex w_cnt, multi-word and apostrophe lemmas)', () => {
     const s = parseDataFile(fixture('data.noun'), 'n');
     expect(s.map((x) => x.id)).toEqual([
-      'n00001740', 'n00075610', 'n00186627', 'n02086723', 'n03596028', 'n07206789', 'n10042764',
+      'n00001740',
+      'n00075610',
+      'n00186627',
+      'n02086723',
+      'n03596028',
+      'n07206789',
+      'n10042764',
     ]);
     expect(s.every((x) => x.pos === 'n')).toBe(true);
     expect(s[0]).toEqual({
@@ -74,7 +82,17 @@ describe('parseDataFile on real WordNet 3.1 lines', () => {
       gloss: 'that which is perceived or known or inferred to have its own distinct existence (living or nonliving)',
     });
     expect(s[1]!.lemmas).toEqual([
-      'blunder', 'blooper', 'bloomer', 'bungle', 'pratfall', 'foul-up', 'fuckup', 'flub', 'botch', 'boner', 'boo-boo',
+      'blunder',
+      'blooper',
+      'bloomer',
+      'bungle',
+      'pratfall',
+      'foul-up',
+      'fuckup',
+      'flub',
+      'botch',
+      'boner',
+      'boo-boo',
     ]);
     expect(s[1]!.gloss).toBe('an embarrassing mistake');
     expect(s[2]!.lemmas.length).toBe(13);
@@ -88,14 +106,24 @@ describe('parseDataFile on real WordNet 3.1 lines', () => {
         'since prehistoric times; occurs in many breeds',
     });
     expect(s[4]!.lemmas).toEqual(["jack-o'-lantern"]);
-    expect(s[5]).toEqual({ id: 'n07206789', pos: 'n', lemmas: ['call', 'claim'], gloss: 'a demand especially in the phrase "the call of duty"' });
+    expect(s[5]).toEqual({
+      id: 'n07206789',
+      pos: 'n',
+      lemmas: ['call', 'claim'],
+      gloss: 'a demand especially in the phrase "the call of duty"',
+    });
     expect(s[6]).toEqual({ id: 'n10042764', pos: 'n', lemmas: ['dog'], gloss: 'informal term for a man' });
   });
 
   it('parses verbs with frames', () => {
     const s = parseDataFile(fixture('data.verb'), 'v');
     expect(s).toEqual([
-      { id: 'v00001740', pos: 'v', lemmas: ['breathe', 'take_a_breath', 'respire', 'suspire'], gloss: 'draw air into, and expel out of, the lungs' },
+      {
+        id: 'v00001740',
+        pos: 'v',
+        lemmas: ['breathe', 'take_a_breath', 'respire', 'suspire'],
+        gloss: 'draw air into, and expel out of, the lungs',
+      },
       { id: 'v00002573', pos: 'v', lemmas: ['respire'], gloss: 'breathe easily again, as after exertion or anxiety' },
       { id: 'v01380788', pos: 'v', lemmas: ['strew', 'straw'], gloss: 'spread by scattering ("straw" is archaic)' },
     ]);
@@ -108,7 +136,8 @@ describe('parseDataFile on real WordNet 3.1 lines', () => {
         id: 'a00001740',
         pos: 'a',
         lemmas: ['able'],
-        gloss: "(usually followed by `to') having the necessary means or skill or know-how or authority to do something",
+        gloss:
+          "(usually followed by `to') having the necessary means or skill or know-how or authority to do something",
       },
       { id: 's00014377', pos: 's', lemmas: ['abounding', 'galore'], gloss: 'existing in abundance' },
       { id: 's00019769', pos: 's', lemmas: ['handy', 'ready_to_hand'], gloss: 'easy to reach' },
@@ -134,12 +163,16 @@ describe('parseDataFile on real WordNet 3.1 lines', () => {
     const text = fixture('data.adv').replace(/\n/g, '\r\n');
     expect(parseDataFile(text)).toEqual(parseDataFile(fixture('data.adv'), 'r'));
     expect(parseDataFile('')).toEqual([]);
-    expect(parseDataFile('00000001 00 n 01 x 0 000 | \n')).toEqual([{ id: 'n00000001', pos: 'n', lemmas: ['x'], gloss: '' }]);
+    expect(parseDataFile('00000001 00 n 01 x 0 000 | \n')).toEqual([
+      { id: 'n00000001', pos: 'n', lemmas: ['x'], gloss: '' },
+    ]);
   });
 
   it('rejects malformed lines with the line number', () => {
     expect(() => parseDataFile(fixture('data.adv'), 'n')).toThrow(/line 4: ss_type r does not belong/);
-    expect(() => parseDataFile('  header\n00000001 00 n 01 x 0 000 no bar\n')).toThrow(/line 2: missing the " \| " gloss separator/);
+    expect(() => parseDataFile('  header\n00000001 00 n 01 x 0 000 no bar\n')).toThrow(
+      /line 2: missing the " \| " gloss separator/,
+    );
     expect(() => parseDataFile('00000001 00 n 03 x 0 000 | g\n')).toThrow(/too few fields/);
     expect(() => parseDataFile('00000001 00 n 01 x 0 002 @ 00000002 n 0000 | g\n')).toThrow(/pointers/);
     expect(() => parseDataFile('0001 00 n 01 x 0 000 | g\n')).toThrow(ArgumentError);
@@ -183,8 +216,12 @@ describe('buildCorpus', () => {
     expect(c.featureBuckets).toBe(4096);
     expect(c.seed).toBe(9);
     for (let i = 0; i < syn.length; i++) {
-      expect(Array.from(csrRow(c.docOffsets, c.docIds, i))).toEqual(Array.from(docFeatures(syn[i]!.lemmas, { buckets: 4096, seed: 9 })));
-      expect(Array.from(csrRow(c.queryOffsets, c.queryIds, i))).toEqual(Array.from(queryFeatures(syn[i]!.gloss, { buckets: 4096, seed: 9 })));
+      expect(Array.from(csrRow(c.docOffsets, c.docIds, i))).toEqual(
+        Array.from(docFeatures(syn[i]!.lemmas, { buckets: 4096, seed: 9 })),
+      );
+      expect(Array.from(csrRow(c.queryOffsets, c.queryIds, i))).toEqual(
+        Array.from(queryFeatures(syn[i]!.gloss, { buckets: 4096, seed: 9 })),
+      );
     }
     // Split is by hash of the id, and covers every query exactly once.
     const test = new Set(c.testQueries);
@@ -315,7 +352,8 @@ describe('corpus split on the real WordNet', () => {
     const mark = new Uint8Array(n);
     for (const i of c.trainQueries) mark[i]! += 1;
     for (const i of c.testQueries) mark[i]! += 2;
-    let both = 0, none = 0;
+    let both = 0,
+      none = 0;
     for (let i = 0; i < n; i++) {
       if (mark[i] === 3) both++;
       if (mark[i] === 0 && c.docs[i]!.gloss !== '') none++;

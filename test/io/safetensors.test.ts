@@ -27,7 +27,8 @@ function bytesOf(t: Tensor): Uint8Array {
 }
 
 function sameTensor(a: Tensor, b: Tensor): boolean {
-  if (a.dtype !== b.dtype || a.shape.length !== b.shape.length || a.shape.some((d, i) => d !== b.shape[i])) return false;
+  if (a.dtype !== b.dtype || a.shape.length !== b.shape.length || a.shape.some((d, i) => d !== b.shape[i]))
+    return false;
   const x = bytesOf(a);
   const y = bytesOf(b);
   return x.length === y.length && x.every((v, i) => v === y[i]);
@@ -41,7 +42,8 @@ function sameTensors(a: Record<string, Tensor>, b: Record<string, Tensor>): bool
 
 function record<T>(entries: Iterable<readonly [string, T]>): Record<string, T> {
   const out: Record<string, T> = {};
-  for (const [k, v] of entries) Object.defineProperty(out, k, { value: v, enumerable: true, writable: true, configurable: true });
+  for (const [k, v] of entries)
+    Object.defineProperty(out, k, { value: v, enumerable: true, writable: true, configurable: true });
   return out;
 }
 
@@ -103,9 +105,18 @@ const entry = (dtype: string, shape: unknown, offsets: unknown): object => ({ dt
 // ---------------------------------------------------------------------------
 // arbitraries
 
-const F32_SPECIAL = [0x7fc00000, 0xffc00000, 0x7f800001, 0x7fbfffff, 0x7f800000, 0xff800000, 0x80000000, 0, 1, 0x807fffff, 0x7f7fffff];
+const F32_SPECIAL = [
+  0x7fc00000, 0xffc00000, 0x7f800001, 0x7fbfffff, 0x7f800000, 0xff800000, 0x80000000, 0, 1, 0x807fffff, 0x7f7fffff,
+];
 const F64_SPECIAL: [number, number][] = [
-  [0, 0x7ff80000], [1, 0x7ff00000], [0, 0x7ff00000], [0, 0xfff00000], [0, 0x80000000], [1, 0], [0xffffffff, 0x7fefffff], [0x12345678, 0xfff80000],
+  [0, 0x7ff80000],
+  [1, 0x7ff00000],
+  [0, 0x7ff00000],
+  [0, 0xfff00000],
+  [0, 0x80000000],
+  [1, 0],
+  [0xffffffff, 0x7fefffff],
+  [0x12345678, 0xfff80000],
 ];
 const INT_SPECIAL = [2 ** 24 + 1, -(2 ** 24) - 1, 2 ** 31 - 1, -(2 ** 31), -1, 0, 123456789];
 
@@ -228,7 +239,11 @@ describe('encodeSafetensors byte layout', () => {
   it('keeps special float and int values bit-exactly', () => {
     const f = new Float32Array(new Uint32Array(F32_SPECIAL).buffer);
     const d = new Float64Array(new Uint32Array(F64_SPECIAL.flat()).buffer);
-    const t = { f: wrap(f, [f.length], 'float32'), d: wrap(d, [d.length], 'float64'), i: i32(INT_SPECIAL, [INT_SPECIAL.length]) };
+    const t = {
+      f: wrap(f, [f.length], 'float32'),
+      d: wrap(d, [d.length], 'float64'),
+      i: i32(INT_SPECIAL, [INT_SPECIAL.length]),
+    };
     for (const portable of [false, true]) {
       const prev = _setPortableByteOrderForTests(portable);
       try {
@@ -323,7 +338,8 @@ describe('decodeSafetensors accepts what the reference accepts', () => {
       expect(out.tensors.empty1!.shape).toEqual([0, 5]);
       expect(out.metadata).toEqual({});
     }
-    const spaced = '{ "x" : { "data_offsets" : [ 0 , 4 ] , "shape" : [ 1 ] , "dtype" : "\\u0049\\u0033\\u0032" } ,\n\t"__metadata__":{"k\\n":"\\ud83d\\ude00"}}';
+    const spaced =
+      '{ "x" : { "data_offsets" : [ 0 , 4 ] , "shape" : [ 1 ] , "dtype" : "\\u0049\\u0033\\u0032" } ,\n\t"__metadata__":{"k\\n":"\\ud83d\\ude00"}}';
     const out = decodeSafetensors(file(spaced, [5, 0, 0, 0]));
     expect(out.tensors.x!.toArray()).toEqual([5]);
     expect(out.metadata).toEqual({ 'k\n': '😀' });
@@ -350,14 +366,18 @@ describe('decodeSafetensors accepts what the reference accepts', () => {
 });
 
 describe('decodeSafetensors rejects malformed files with ArgumentError', () => {
-  const one = (dtype = 'F32', shape: unknown = [1], offsets: unknown = [0, 4]): object => ({ x: entry(dtype, shape, offsets) });
+  const one = (dtype = 'F32', shape: unknown = [1], offsets: unknown = [0, 4]): object => ({
+    x: entry(dtype, shape, offsets),
+  });
   const four = [0, 0, 0, 0];
 
   it('bad arguments', () => {
     rejects(new ArrayBuffer(16) as unknown as Uint8Array, /bytes must be a Uint8Array, got/);
     rejects([1, 2, 3] as unknown as Uint8Array, /bytes must be a Uint8Array/);
     rejects(new Uint8Array(16), /options must be an object/, 5 as unknown as DecodeSafetensorsOptions);
-    rejects(new Uint8Array(16), /options.verifyChecksum must be a boolean/, { verifyChecksum: 1 as unknown as boolean });
+    rejects(new Uint8Array(16), /options.verifyChecksum must be a boolean/, {
+      verifyChecksum: 1 as unknown as boolean,
+    });
   });
 
   it('files shorter than 8 bytes', () => {
@@ -387,7 +407,10 @@ describe('decodeSafetensors rejects malformed files with ArgumentError', () => {
     rejects(file(' {}'), /header starts with ' '; need '\{'/);
     rejects(file('[]'), /header starts with '\['; need '\{'/);
     rejects(file('"x"'), /header starts with '"'/);
-    rejects(file('{"x":'), /header JSON is invalid at character \d+: unexpected the end of the header; need a JSON value/);
+    rejects(
+      file('{"x":'),
+      /header JSON is invalid at character \d+: unexpected the end of the header; need a JSON value/,
+    );
     rejects(file('{"x":{}} x'), /unexpected 'x' after the end of the header object; need only whitespace padding/);
     rejects(file('{}\u0000\u0000\u0000\u0000\u0000\u0000'), /unexpected U\+0000 after the end of the header object/);
     rejects(file("{'x':1}"), /need a quoted key/);
@@ -404,7 +427,13 @@ describe('decodeSafetensors rejects malformed files with ArgumentError', () => {
     rejects(file('{"x":tru}'), /need a JSON value/);
     const deep = `{"x":${'['.repeat(5000)}${']'.repeat(5000)}}`;
     rejects(file(deep), /nesting deeper than 64 levels/);
-    rejects(file('{"x":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"x":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}}', new Uint8Array(8)), /duplicate key "x"; keys must be unique/);
+    rejects(
+      file(
+        '{"x":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"x":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}}',
+        new Uint8Array(8),
+      ),
+      /duplicate key "x"; keys must be unique/,
+    );
   });
 
   it('entries that are not objects, miss keys or have extra keys', () => {
@@ -413,14 +442,20 @@ describe('decodeSafetensors rejects malformed files with ArgumentError', () => {
     rejects(file({ x: { shape: [1], data_offsets: [0, 4] } }, four), /tensor "x": missing "dtype"/);
     rejects(file({ x: { dtype: 'F32', data_offsets: [0, 4] } }, four), /tensor "x": missing "shape"/);
     rejects(file({ x: { dtype: 'F32', shape: [1] } }, four), /tensor "x": missing "data_offsets"/);
-    rejects(file({ x: { ...entry('F32', [1], [0, 4]), offsets: 1 } }, four), /tensor "x": unexpected key "offsets"; need exactly dtype, shape, data_offsets/);
+    rejects(
+      file({ x: { ...entry('F32', [1], [0, 4]), offsets: 1 } }, four),
+      /tensor "x": unexpected key "offsets"; need exactly dtype, shape, data_offsets/,
+    );
   });
 
   it('dtypes that are unknown or not representable, naming them', () => {
     rejects(file(one('F33'), four), /tensor "x": unknown dtype "F33"; need one of "F32", "F64", "I32", "BOOL"/);
     rejects(file(one('f32'), four), /unknown dtype "f32"/);
     for (const dt of ['F16', 'BF16', 'I64', 'U8', 'I8', 'U64', 'F8_E4M3']) {
-      rejects(file(one(dt), four), new RegExp(`tensor "x": dtype "${dt}" is a safetensors dtype negcache cannot represent`));
+      rejects(
+        file(one(dt), four),
+        new RegExp(`tensor "x": dtype "${dt}" is a safetensors dtype negcache cannot represent`),
+      );
     }
     rejects(file(one(7 as unknown as string), four), /tensor "x": dtype is 7; need one of/);
   });
@@ -429,13 +464,22 @@ describe('decodeSafetensors rejects malformed files with ArgumentError', () => {
     rejects(file(one('F32', 4), four), /tensor "x": shape is 4; need an array of non-negative integers/);
     rejects(file(one('F32', [-1]), four), /tensor "x": shape\[0\] is -1; need a non-negative integer/);
     rejects(file(one('F32', [1, 1.5]), four), /shape\[1\] is 1.5; need a non-negative integer/);
-    rejects(file('{"x":{"dtype":"F32","shape":[1e0],"data_offsets":[0,4]}}', four), /shape\[0\] is 1e0; need a non-negative integer/);
+    rejects(
+      file('{"x":{"dtype":"F32","shape":[1e0],"data_offsets":[0,4]}}', four),
+      /shape\[0\] is 1e0; need a non-negative integer/,
+    );
     rejects(file('{"x":{"dtype":"F32","shape":[1.0],"data_offsets":[0,4]}}', four), /shape\[0\] is 1.0/);
     rejects(file('{"x":{"dtype":"F32","shape":[-0],"data_offsets":[0,0]}}'), /shape\[0\] is -0/);
-    rejects(file('{"x":{"dtype":"F32","shape":[9007199254740993],"data_offsets":[0,4]}}', four), /shape\[0\] is 9007199254740993/);
+    rejects(
+      file('{"x":{"dtype":"F32","shape":[9007199254740993],"data_offsets":[0,4]}}', four),
+      /shape\[0\] is 9007199254740993/,
+    );
     rejects(file(one('F32', ['1']), four), /shape\[0\] is "1"/);
     rejects(file(one('F32', [null]), four), /shape\[0\] is null/);
-    rejects(file(one('BOOL', [65536, 65536], [0, 0])), /shape \[65536,65536\] has 4294967296 elements; need at most 2\^31-1/);
+    rejects(
+      file(one('BOOL', [65536, 65536], [0, 0])),
+      /shape \[65536,65536\] has 4294967296 elements; need at most 2\^31-1/,
+    );
   });
 
   it('data_offsets that are not two integers with begin <= end', () => {
@@ -448,29 +492,56 @@ describe('decodeSafetensors rejects malformed files with ArgumentError', () => {
   });
 
   it('byte lengths that do not match the shape and dtype', () => {
-    rejects(file(one('F32', [2], [0, 4]), four), /data_offsets \[0, 4\] span 4 bytes; need 8 for shape \[2\] F32 \(2 elements x 4 bytes\)/);
+    rejects(
+      file(one('F32', [2], [0, 4]), four),
+      /data_offsets \[0, 4\] span 4 bytes; need 8 for shape \[2\] F32 \(2 elements x 4 bytes\)/,
+    );
     rejects(file(one('F64', [1], [0, 4]), four), /span 4 bytes; need 8 for shape \[1\] F64/);
     rejects(file(one('BOOL', [3], [0, 4]), four), /span 4 bytes; need 3/);
   });
 
   it('offsets outside the data buffer', () => {
-    rejects(file(one('F32', [1], [0, 4]), [0, 0]), /data_offsets \[0, 4\] lie outside the data buffer \(2 bytes; file truncated\?\); need end <= 2/);
+    rejects(
+      file(one('F32', [1], [0, 4]), [0, 0]),
+      /data_offsets \[0, 4\] lie outside the data buffer \(2 bytes; file truncated\?\); need end <= 2/,
+    );
     rejects(file(one('F32', [0], [9, 9]), four), /data_offsets \[9, 9\] lie outside the data buffer/);
   });
 
   it('overlapping ranges, gaps, trailing bytes', () => {
     const eight = new Uint8Array(8);
-    rejects(file({ a: entry('F32', [1], [0, 4]), b: entry('F32', [1], [0, 4]) }, four), /tensors "a" \[0, 4\] and "b" \[0, 4\] overlap/);
-    rejects(file({ a: entry('F64', [1], [0, 8]), b: entry('F32', [1], [4, 8]) }, eight), /tensors "a" \[0, 8\] and "b" \[4, 8\] overlap; need disjoint, contiguous data ranges/);
-    rejects(file({ a: entry('F64', [1], [0, 8]), b: entry('F32', [0], [4, 4]) }, eight), /tensors "a" \[0, 8\] and "b" \[4, 4\] overlap/);
-    rejects(file({ a: entry('F32', [1], [4, 8]) }, eight), /data bytes \[0, 4\) belong to no tensor \(gap before "a"\)/);
-    rejects(file({ a: entry('F32', [1], [0, 4]), b: entry('BOOL', [1], [5, 6]) }, new Uint8Array(6)), /data bytes \[4, 5\) belong to no tensor \(gap before "b"\)/);
-    rejects(file({ a: entry('F32', [1], [0, 4]) }, eight), /data bytes \[4, 8\) at the end of the file belong to no tensor \(4 trailing bytes\)/);
+    rejects(
+      file({ a: entry('F32', [1], [0, 4]), b: entry('F32', [1], [0, 4]) }, four),
+      /tensors "a" \[0, 4\] and "b" \[0, 4\] overlap/,
+    );
+    rejects(
+      file({ a: entry('F64', [1], [0, 8]), b: entry('F32', [1], [4, 8]) }, eight),
+      /tensors "a" \[0, 8\] and "b" \[4, 8\] overlap; need disjoint, contiguous data ranges/,
+    );
+    rejects(
+      file({ a: entry('F64', [1], [0, 8]), b: entry('F32', [0], [4, 4]) }, eight),
+      /tensors "a" \[0, 8\] and "b" \[4, 4\] overlap/,
+    );
+    rejects(
+      file({ a: entry('F32', [1], [4, 8]) }, eight),
+      /data bytes \[0, 4\) belong to no tensor \(gap before "a"\)/,
+    );
+    rejects(
+      file({ a: entry('F32', [1], [0, 4]), b: entry('BOOL', [1], [5, 6]) }, new Uint8Array(6)),
+      /data bytes \[4, 5\) belong to no tensor \(gap before "b"\)/,
+    );
+    rejects(
+      file({ a: entry('F32', [1], [0, 4]) }, eight),
+      /data bytes \[4, 8\) at the end of the file belong to no tensor \(4 trailing bytes\)/,
+    );
     rejects(file({}, [1]), /data bytes \[0, 1\) at the end of the file belong to no tensor/);
   });
 
   it('__metadata__ that does not map strings to strings', () => {
-    rejects(file({ __metadata__: [] }), /__metadata__ is an array of length 0; need an object mapping strings to strings/);
+    rejects(
+      file({ __metadata__: [] }),
+      /__metadata__ is an array of length 0; need an object mapping strings to strings/,
+    );
     rejects(file({ __metadata__: 'x' }), /__metadata__ is "x"; need an object/);
     rejects(file({ __metadata__: { a: 1 } }), /__metadata__\["a"\] is 1; need a string/);
     rejects(file({ __metadata__: { a: null } }), /__metadata__\["a"\] is null; need a string/);
@@ -478,7 +549,10 @@ describe('decodeSafetensors rejects malformed files with ArgumentError', () => {
   });
 
   it('bool bytes other than 0 or 1', () => {
-    rejects(file({ m: entry('BOOL', [3], [0, 3]) }, [1, 0, 2]), /tensor "m": bool element 2 is stored as byte 2; need 0 or 1/);
+    rejects(
+      file({ m: entry('BOOL', [3], [0, 3]) }, [1, 0, 2]),
+      /tensor "m": bool element 2 is stored as byte 2; need 0 or 1/,
+    );
   });
 
   it('bad, mismatched or missing checksums', () => {
@@ -488,29 +562,66 @@ describe('decodeSafetensors rejects malformed files with ArgumentError', () => {
     const upper = file(text.replace(hex, hex.toUpperCase()).trimEnd(), good.subarray(8 + good[0]!));
     rejects(upper, /__metadata__\["negcache.crc32"\] is "[0-9A-F]{8}"; need 8 lowercase hex digits/);
     rejects(file({ __metadata__: { 'negcache.crc32': '1234' } }), /need 8 lowercase hex digits/);
-    rejects(file('{"__metadata__":{"negcache.crc32":"\\u00300000000"}}'), /need 8 lowercase hex digits, written without escapes/);
+    rejects(
+      file('{"__metadata__":{"negcache.crc32":"\\u00300000000"}}'),
+      /need 8 lowercase hex digits, written without escapes/,
+    );
     const wrong = good.slice();
     const at = 8 + text.indexOf(hex);
     wrong[at] = wrong[at] === 0x30 ? 0x31 : 0x30;
-    rejects(wrong, /checksum mismatch: negcache.crc32 says [0-9a-f]{8}, the file hashes to [0-9a-f]{8}; the file is corrupted/);
-    rejects(encodeSafetensors({ x: f32([1], [1]) }, {}, { checksum: false }), /no "negcache.crc32" in __metadata__ but requireChecksum is set/, { requireChecksum: true });
+    rejects(
+      wrong,
+      /checksum mismatch: negcache.crc32 says [0-9a-f]{8}, the file hashes to [0-9a-f]{8}; the file is corrupted/,
+    );
+    rejects(
+      encodeSafetensors({ x: f32([1], [1]) }, {}, { checksum: false }),
+      /no "negcache.crc32" in __metadata__ but requireChecksum is set/,
+      { requireChecksum: true },
+    );
   });
 });
 
 describe('encodeSafetensors rejects bad input with ArgumentError', () => {
   it('names each problem', () => {
-    encodeRejects(() => encodeSafetensors(null as unknown as Record<string, Tensor>), /tensors must be an object mapping names to tensors, got null/);
-    encodeRejects(() => encodeSafetensors([f32([1], [1])] as unknown as Record<string, Tensor>), /tensors must be an object/);
-    encodeRejects(() => encodeSafetensors(f32([1], [1]) as unknown as Record<string, Tensor>), /tensors must be an object/);
+    encodeRejects(
+      () => encodeSafetensors(null as unknown as Record<string, Tensor>),
+      /tensors must be an object mapping names to tensors, got null/,
+    );
+    encodeRejects(
+      () => encodeSafetensors([f32([1], [1])] as unknown as Record<string, Tensor>),
+      /tensors must be an object/,
+    );
+    encodeRejects(
+      () => encodeSafetensors(f32([1], [1]) as unknown as Record<string, Tensor>),
+      /tensors must be an object/,
+    );
     encodeRejects(() => encodeSafetensors(new Map() as unknown as Record<string, Tensor>), /tensors must be an object/);
-    encodeRejects(() => encodeSafetensors({ w: new Float32Array(2) as unknown as Tensor }), /tensors\["w"\] must be a Tensor, got a Float32Array/);
+    encodeRejects(
+      () => encodeSafetensors({ w: new Float32Array(2) as unknown as Tensor }),
+      /tensors\["w"\] must be a Tensor, got a Float32Array/,
+    );
     encodeRejects(() => encodeSafetensors({ __metadata__: f32([1], [1]) }), /tensor name "__metadata__" is reserved/);
     encodeRejects(() => encodeSafetensors({ ['a\ud800']: f32([1], [1]) }), /contains an unpaired UTF-16 surrogate/);
-    encodeRejects(() => encodeSafetensors({}, 'x' as unknown as Record<string, string>), /metadata must be an object mapping strings to strings, got "x"/);
-    encodeRejects(() => encodeSafetensors({}, { n: 5 as unknown as string }), /metadata\["n"\] must be a string, got 5/);
-    encodeRejects(() => encodeSafetensors({}, { [SAFETENSORS_CHECKSUM_KEY]: 'x' }), /metadata key "negcache.crc32" is reserved/);
-    encodeRejects(() => encodeSafetensors({}, { k: '\udc00' }), /metadata entry "k" contains an unpaired UTF-16 surrogate/);
-    encodeRejects(() => encodeSafetensors({}, {}, { checksum: 'yes' as unknown as boolean }), /options.checksum must be a boolean, got "yes"/);
+    encodeRejects(
+      () => encodeSafetensors({}, 'x' as unknown as Record<string, string>),
+      /metadata must be an object mapping strings to strings, got "x"/,
+    );
+    encodeRejects(
+      () => encodeSafetensors({}, { n: 5 as unknown as string }),
+      /metadata\["n"\] must be a string, got 5/,
+    );
+    encodeRejects(
+      () => encodeSafetensors({}, { [SAFETENSORS_CHECKSUM_KEY]: 'x' }),
+      /metadata key "negcache.crc32" is reserved/,
+    );
+    encodeRejects(
+      () => encodeSafetensors({}, { k: '\udc00' }),
+      /metadata entry "k" contains an unpaired UTF-16 surrogate/,
+    );
+    encodeRejects(
+      () => encodeSafetensors({}, {}, { checksum: 'yes' as unknown as boolean }),
+      /options.checksum must be a boolean, got "yes"/,
+    );
     encodeRejects(() => encodeSafetensors({}, {}, 3 as unknown as { checksum: boolean }), /options must be an object/);
   });
 });
@@ -545,27 +656,37 @@ describe('corruption never decodes silently into different tensors', () => {
 
   it('several random byte changes are rejected when the checksum is required', () => {
     fc.assert(
-      fc.property(fileArb, fc.array(fc.tuple(fc.nat(), fc.integer({ min: 1, max: 255 })), { minLength: 2, maxLength: 6 }), ({ bytes }, flips) => {
-        const bad = bytes.slice();
-        for (const [where, xor] of flips) bad[where % bad.length] ^= xor;
-        fc.pre(bad.some((b, i) => b !== bytes[i]));
-        expect(() => decodeSafetensors(bad, { requireChecksum: true })).toThrow(ArgumentError);
-      }),
+      fc.property(
+        fileArb,
+        fc.array(fc.tuple(fc.nat(), fc.integer({ min: 1, max: 255 })), { minLength: 2, maxLength: 6 }),
+        ({ bytes }, flips) => {
+          const bad = bytes.slice();
+          for (const [where, xor] of flips) bad[where % bad.length] ^= xor;
+          fc.pre(bad.some((b, i) => b !== bytes[i]));
+          expect(() => decodeSafetensors(bad, { requireChecksum: true })).toThrow(ArgumentError);
+        },
+      ),
       params(200),
     );
   });
 
   it('truncation and appended bytes are always rejected, with or without a checksum', () => {
     fc.assert(
-      fc.property(tensorsArb, fc.boolean(), fc.nat(), fc.uint8Array({ minLength: 1, maxLength: 16 }), (tensors, checksum, cut, extra) => {
-        const bytes = encodeSafetensors(tensors, undefined, { checksum });
-        const short = bytes.subarray(0, cut % bytes.length);
-        expect(() => decodeSafetensors(short)).toThrow(ArgumentError);
-        const long = new Uint8Array(bytes.length + extra.length);
-        long.set(bytes);
-        long.set(extra, bytes.length);
-        expect(() => decodeSafetensors(long)).toThrow(ArgumentError);
-      }),
+      fc.property(
+        tensorsArb,
+        fc.boolean(),
+        fc.nat(),
+        fc.uint8Array({ minLength: 1, maxLength: 16 }),
+        (tensors, checksum, cut, extra) => {
+          const bytes = encodeSafetensors(tensors, undefined, { checksum });
+          const short = bytes.subarray(0, cut % bytes.length);
+          expect(() => decodeSafetensors(short)).toThrow(ArgumentError);
+          const long = new Uint8Array(bytes.length + extra.length);
+          long.set(bytes);
+          long.set(extra, bytes.length);
+          expect(() => decodeSafetensors(long)).toThrow(ArgumentError);
+        },
+      ),
       params(200),
     );
   });
@@ -663,53 +784,67 @@ function hexOf(b: Uint8Array): string {
 describe('cross-check with an independent Python reader/writer (json + struct + numpy)', () => {
   const probe = spawnSync('python3', ['-c', 'import numpy, json, struct, zlib'], { encoding: 'utf8' });
   const havePython = probe.status === 0;
-  if (!havePython) console.warn(`NOTE: python3 with numpy not found; skipping the Python cross-check (${probe.error?.message ?? probe.stderr})`);
+  if (!havePython)
+    console.warn(
+      `NOTE: python3 with numpy not found; skipping the Python cross-check (${probe.error?.message ?? probe.stderr})`,
+    );
   const dir = mkdtempSync(join(tmpdir(), 'negcache-safetensors-'));
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-  it.runIf(havePython)('Python reads files written by encodeSafetensors with the same values, and verifies negcache.crc32', () => {
-    const samples = fc.sample(fc.tuple(tensorsArb, metadataArb), { numRuns: 30, seed: 20241126 });
-    samples.push([
-      { w: f32([1.5, -0, Infinity, NaN, 1e-40, -3.25], [2, 3]), ids: i32(INT_SPECIAL, [INT_SPECIAL.length]), m: bool([true, false], [2, 1]), s: wrap(new Float64Array([Math.PI]), [], 'float64'), e: f32([], [0, 4]) },
-      { format: 'negcache', 'caf\u00e9': '\u{1F600}' },
-    ]);
-    const paths = samples.map(([t, m], i) => {
-      const p = join(dir, `f${i}.safetensors`);
-      writeFileSync(p, encodeSafetensors(t, m, { checksum: i % 3 !== 2 }));
-      return p;
-    });
-    const run = spawnSync('python3', ['-c', PYTHON_READER, ...paths], { encoding: 'utf8', maxBuffer: 64 << 20 });
-    expect(run.stderr).toBe('');
-    expect(run.status).toBe(0);
-    const results = JSON.parse(run.stdout) as {
-      metadata: Record<string, string>;
-      tensors: Record<string, { dtype: string; shape: number[]; hex: string; values: unknown[] }>;
-      crc_ok: boolean | null;
-      covered: boolean;
-      aligned: boolean;
-    }[];
-    expect(results.length).toBe(samples.length);
-    const ST = { float32: 'F32', float64: 'F64', int32: 'I32', bool: 'BOOL' } as const;
-    results.forEach((r, i) => {
-      const [tensors, metadata] = samples[i]!;
-      expect(r.crc_ok).toBe(i % 3 !== 2 ? true : null);
-      expect(r.covered).toBe(true);
-      expect(r.aligned).toBe(true);
-      const { [SAFETENSORS_CHECKSUM_KEY]: _crc, ...meta } = r.metadata;
-      expect(meta).toEqual({ ...metadata });
-      expect(Object.keys(r.tensors).sort()).toEqual(Object.keys(tensors).sort());
-      for (const [name, t] of Object.entries(tensors)) {
-        const py = r.tensors[name]!;
-        expect(py.dtype).toBe(ST[t.dtype]);
-        expect(py.shape).toEqual([...t.shape]);
-        expect(py.hex).toBe(hexOf(bytesOf(t)));
-        const values = py.values.map(pyValue);
-        const expected = t.dtype === 'bool' ? [...unsafeData(t)].map((b) => b !== 0) : [...unsafeData(t)];
-        expect(values.length).toBe(expected.length);
-        values.forEach((v, k) => expect(Object.is(v, expected[k]) || (Number.isNaN(v) && Number.isNaN(expected[k] as number))).toBe(true));
-      }
-    });
-  });
+  it.runIf(havePython)(
+    'Python reads files written by encodeSafetensors with the same values, and verifies negcache.crc32',
+    () => {
+      const samples = fc.sample(fc.tuple(tensorsArb, metadataArb), { numRuns: 30, seed: 20241126 });
+      samples.push([
+        {
+          w: f32([1.5, -0, Infinity, NaN, 1e-40, -3.25], [2, 3]),
+          ids: i32(INT_SPECIAL, [INT_SPECIAL.length]),
+          m: bool([true, false], [2, 1]),
+          s: wrap(new Float64Array([Math.PI]), [], 'float64'),
+          e: f32([], [0, 4]),
+        },
+        { format: 'negcache', 'caf\u00e9': '\u{1F600}' },
+      ]);
+      const paths = samples.map(([t, m], i) => {
+        const p = join(dir, `f${i}.safetensors`);
+        writeFileSync(p, encodeSafetensors(t, m, { checksum: i % 3 !== 2 }));
+        return p;
+      });
+      const run = spawnSync('python3', ['-c', PYTHON_READER, ...paths], { encoding: 'utf8', maxBuffer: 64 << 20 });
+      expect(run.stderr).toBe('');
+      expect(run.status).toBe(0);
+      const results = JSON.parse(run.stdout) as {
+        metadata: Record<string, string>;
+        tensors: Record<string, { dtype: string; shape: number[]; hex: string; values: unknown[] }>;
+        crc_ok: boolean | null;
+        covered: boolean;
+        aligned: boolean;
+      }[];
+      expect(results.length).toBe(samples.length);
+      const ST = { float32: 'F32', float64: 'F64', int32: 'I32', bool: 'BOOL' } as const;
+      results.forEach((r, i) => {
+        const [tensors, metadata] = samples[i]!;
+        expect(r.crc_ok).toBe(i % 3 !== 2 ? true : null);
+        expect(r.covered).toBe(true);
+        expect(r.aligned).toBe(true);
+        const { [SAFETENSORS_CHECKSUM_KEY]: _crc, ...meta } = r.metadata;
+        expect(meta).toEqual({ ...metadata });
+        expect(Object.keys(r.tensors).sort()).toEqual(Object.keys(tensors).sort());
+        for (const [name, t] of Object.entries(tensors)) {
+          const py = r.tensors[name]!;
+          expect(py.dtype).toBe(ST[t.dtype]);
+          expect(py.shape).toEqual([...t.shape]);
+          expect(py.hex).toBe(hexOf(bytesOf(t)));
+          const values = py.values.map(pyValue);
+          const expected = t.dtype === 'bool' ? [...unsafeData(t)].map((b) => b !== 0) : [...unsafeData(t)];
+          expect(values.length).toBe(expected.length);
+          values.forEach((v, k) =>
+            expect(Object.is(v, expected[k]) || (Number.isNaN(v) && Number.isNaN(expected[k] as number))).toBe(true),
+          );
+        }
+      });
+    },
+  );
 
   it.runIf(havePython)('decodeSafetensors reads a file written by the independent Python writer', () => {
     const p = join(dir, 'py.safetensors');
@@ -729,12 +864,17 @@ describe('cross-check with an independent Python reader/writer (json + struct + 
     expect(Number.isNaN(wv[3])).toBe(true);
     expect(wv[4]).toBe(Math.fround(1e-40));
     expect(out.tensors.ids!.toArray()).toEqual([2 ** 31 - 1, -(2 ** 31), 16777217, -16777217, 0]);
-    expect(out.tensors.mask!.toArray()).toEqual([[true, false], [false, true]]);
+    expect(out.tensors.mask!.toArray()).toEqual([
+      [true, false],
+      [false, true],
+    ]);
     expect(out.tensors.pi!.shape).toEqual([]);
     expect(out.tensors.pi!.item()).toBe(Math.PI);
     expect(out.tensors.empty!.shape).toEqual([0, 3]);
     expect(out.tensors['b.bias']!.toArray()).toEqual([-1e300, 5e-324]);
     // and re-encoding keeps the values (negcache writes its own order)
-    expect(sameTensors(decodeSafetensors(encodeSafetensors(out.tensors, out.metadata)).tensors, out.tensors)).toBe(true);
+    expect(sameTensors(decodeSafetensors(encodeSafetensors(out.tensors, out.metadata)).tensors, out.tensors)).toBe(
+      true,
+    );
   });
 });

@@ -32,8 +32,27 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import {
-  CacheClassificationLoss, Rng, add, concat, div, gather, grad, logSumExp, matmul, mul, normal, reshape, scaleTransform,
-  stopGradient, sub, sum, tanh, tensor, type NegativeCache, type ScoreTransform, type Tensor,
+  CacheClassificationLoss,
+  Rng,
+  add,
+  concat,
+  div,
+  gather,
+  grad,
+  logSumExp,
+  matmul,
+  mul,
+  normal,
+  reshape,
+  scaleTransform,
+  stopGradient,
+  sub,
+  sum,
+  tanh,
+  tensor,
+  type NegativeCache,
+  type ScoreTransform,
+  type Tensor,
 } from '../../src/index.js';
 import { params } from '../util/props.js';
 
@@ -92,10 +111,12 @@ function setup(sc: Scenario) {
     ...(sc.docKind === '2-layer' ? { w2: normal([H, sc.d], rng, { ...f64, std: 0.7 }) } : {}),
   };
   const queryTower = (q: Params): Tensor => tanh(matmul(xq, q.wq));
-  const docNet = (q: Params) => (features: Record<string, Tensor>): Tensor => {
-    const x = features.feat!;
-    return q.w2 ? matmul(tanh(matmul(x, q.w1)), q.w2) : matmul(x, q.w1);
-  };
+  const docNet =
+    (q: Params) =>
+    (features: Record<string, Tensor>): Tensor => {
+      const x = features.feat!;
+      return q.w2 ? matmul(tanh(matmul(x, q.w1)), q.w2) : matmul(x, q.w1);
+    };
   return { xq, xc, p, queryTower, docNet };
 }
 
@@ -106,10 +127,13 @@ const rows = (t: Tensor): number[][] => t.toArray() as number[][];
  * and each candidate's column in the cache. Plain float64 from the tower outputs.
  */
 function candidates(sc: Scenario, qv: number[][], cv: number[][]): { logits: number[][]; cols: number[][] } {
-  const logits: number[][] = [], cols: number[][] = [];
+  const logits: number[][] = [],
+    cols: number[][] = [];
   for (let i = 0; i < sc.b; i++) {
     const s = cv.map((c, j) => {
-      const excluded = (sc.maskEmptySlots && sc.valid !== undefined && !sc.valid[j]) || (sc.ids !== undefined && sc.ids.cache[j] === sc.ids.pos[i]);
+      const excluded =
+        (sc.maskEmptySlots && sc.valid !== undefined && !sc.valid[j]) ||
+        (sc.ids !== undefined && sc.ids.cache[j] === sc.ids.pos[i]);
       return excluded ? -Infinity : sc.transform.num(c.reduce((acc, v, k) => acc + v * qv[i]![k]!, 0));
     });
     if (sc.topK === undefined) {
@@ -117,7 +141,8 @@ function candidates(sc: Scenario, qv: number[][], cv: number[][]): { logits: num
       cols.push(s.map((_, j) => j));
     } else {
       const g = sc.n / sc.topK;
-      const l: number[] = [], c: number[] = [];
+      const l: number[] = [],
+        c: number[] = [];
       for (let grp = 0; grp < sc.topK; grp++) {
         let best = grp * g;
         for (let j = grp * g + 1; j < (grp + 1) * g; j++) if (s[j]! > s[best]!) best = j;
@@ -147,17 +172,30 @@ function makeCache(sc: Scenario, emb: Tensor, xc: Tensor): NegativeCache {
       ...(sc.ids ? { id: tensor(sc.ids.cache, 'int32', [sc.n]) } : {}),
     },
     age: tensor(new Array<number>(sc.n).fill(0), 'int32', [sc.n]),
-    ...(sc.valid ? { valid: tensor(sc.valid.map((v) => (v ? 1 : 0)), 'bool', [sc.n]) } : {}),
+    ...(sc.valid
+      ? {
+          valid: tensor(
+            sc.valid.map((v) => (v ? 1 : 0)),
+            'bool',
+            [sc.n],
+          ),
+        }
+      : {}),
   };
 }
 
 /** Runs one scenario; returns the library and reference gradients (and asserts the side facts). */
-function compare(sc: Scenario, opts: { stale?: number } = {}): { lib: Record<string, Tensor>; ref: Record<string, Tensor> } {
+function compare(
+  sc: Scenario,
+  opts: { stale?: number } = {},
+): { lib: Record<string, Tensor>; ref: Record<string, Tensor> } {
   const { xc, p, queryTower, docNet } = setup(sc);
   const qv = rows(queryTower(p));
   const freshCv = docNet(p)({ feat: xc });
   // A stale cache (negative control only): embeddings perturbed by `stale`.
-  const staleShift = opts.stale ? normal([sc.n, sc.d], new Rng(sc.seed + 1), { dtype: 'float64', std: opts.stale }) : null;
+  const staleShift = opts.stale
+    ? normal([sc.n, sc.d], new Rng(sc.seed + 1), { dtype: 'float64', std: opts.stale })
+    : null;
   const cv = rows(staleShift ? add(freshCv, staleShift) : freshCv);
   const { logits, cols } = candidates(sc, qv, cv);
   const width = logits[0]!.length;
@@ -191,10 +229,16 @@ function compare(sc: Scenario, opts: { stale?: number } = {}): { lib: Record<str
       injected = c;
       const out = loss.call(doc, queryTower(q), q.pos, cache, callOpts);
       expect(out.trainingLoss.shape).toEqual([sc.b]);
-      const w = tensor(P.map((row) => row[c]!), 'float64', [sc.b]);
+      const w = tensor(
+        P.map((row) => row[c]!),
+        'float64',
+        [sc.b],
+      );
       total = add(total, sum(mul(out.trainingLoss, w)));
       interpretable = Array.from(out.interpretableLoss.dataSync() as Float64Array);
-      expect(Array.from(out.hasNegative.dataSync() as Uint8Array)).toEqual(logits.map((l) => (l.some((v) => v !== -Infinity) ? 1 : 0)));
+      expect(Array.from(out.hasNegative.dataSync() as Uint8Array)).toEqual(
+        logits.map((l) => (l.some((v) => v !== -Infinity) ? 1 : 0)),
+      );
       const idx = Array.from(out.retrievedIndices.dataSync() as Int32Array);
       expect(idx).toEqual(cols.map((cc) => cc[c]!));
     }
@@ -214,7 +258,13 @@ function compare(sc: Scenario, opts: { stale?: number } = {}): { lib: Record<str
       const allowed = cols[i]!.filter((_, c) => logits[i]![c] !== -Infinity);
       if (allowed.length === 0) continue; // -log softmax([s⁺])₀ = 0
       const pos = gather(sPos, tensor([i], 'int32'));
-      const neg = gather(S, tensor(allowed.map((j) => i * sc.n + j), 'int32'));
+      const neg = gather(
+        S,
+        tensor(
+          allowed.map((j) => i * sc.n + j),
+          'int32',
+        ),
+      );
       total = add(total, sub(logSumExp(concat([pos, neg])), reshape(pos, [])));
     }
     const out = div(total, sc.b);
@@ -228,11 +278,13 @@ function compare(sc: Scenario, opts: { stale?: number } = {}): { lib: Record<str
   // The retrieval function saw exactly the logits P was computed from (so a
   // sampler that draws from softmax(its input) makes the estimate unbiased).
   for (const s of seenScores) {
-    s.forEach((row, i) => row.forEach((v, c) => {
-      const want = logits[i]![c]!;
-      if (want === -Infinity) expect(v).toBe(-Infinity);
-      else expect(Math.abs(v - want)).toBeLessThanOrEqual(1e-12 * Math.max(1, Math.abs(want)));
-    }));
+    s.forEach((row, i) =>
+      row.forEach((v, c) => {
+        const want = logits[i]![c]!;
+        if (want === -Infinity) expect(v).toBe(-Infinity);
+        else expect(Math.abs(v - want)).toBeLessThanOrEqual(1e-12 * Math.max(1, Math.abs(want)));
+      }),
+    );
   }
   // With a fresh cache the (constant) interpretable loss is the full softmax loss's value.
   if (!opts.stale) {
@@ -253,7 +305,9 @@ function expectGradsClose(lib: Record<string, Tensor>, ref: Record<string, Tenso
     r.forEach((want, e) => {
       const err = Math.abs(a[e]! - want);
       if (!(err <= RTOL * scale + ATOL)) {
-        throw new Error(`${label}: d/d${k}[${e}] = ${a[e]} (expected gradient of trainingLoss) vs ${want} (full softmax); |diff| ${err.toExponential(2)} > ${RTOL}·${scale.toExponential(2)} + ${ATOL}`);
+        throw new Error(
+          `${label}: d/d${k}[${e}] = ${a[e]} (expected gradient of trainingLoss) vs ${want} (full softmax); |diff| ${err.toExponential(2)} > ${RTOL}·${scale.toExponential(2)} + ${ATOL}`,
+        );
       }
     });
   }
@@ -264,62 +318,83 @@ const label = (sc: Scenario): string =>
 
 /** Scenario generator; `features` selects topK and masking. */
 function scenarioArb(features: { topK: boolean; mask: boolean }): fc.Arbitrary<Scenario> {
-  return fc.record({
-    b: fc.integer({ min: 1, max: 4 }),
-    n: fc.integer({ min: 2, max: 8 }),
-    d: fc.integer({ min: 1, max: 4 }),
-    transform: fc.constantFrom(...TRANSFORMS),
-    docKind: fc.constantFrom<DocKind>('linear', '2-layer'),
-    seed: fc.integer({ min: 0, max: 2 ** 30 }),
-  }).chain((base) => {
-    const divisors = Array.from({ length: base.n }, (_, i) => i + 1).filter((k) => base.n % k === 0);
-    return fc.record({
-      topK: features.topK ? fc.constantFrom(...divisors) : fc.constant(undefined),
-      maskEmptySlots: features.mask ? fc.boolean() : fc.constant(true),
-      valid: features.mask ? fc.option(fc.array(fc.boolean(), { minLength: base.n, maxLength: base.n }), { nil: undefined }) : fc.constant(undefined),
-      ids: features.mask
-        ? fc.option(fc.record({
-          cache: fc.array(fc.integer({ min: 0, max: 3 }), { minLength: base.n, maxLength: base.n }),
-          pos: fc.array(fc.integer({ min: 0, max: 3 }), { minLength: base.b, maxLength: base.b }),
-        }), { nil: undefined })
-        : fc.constant(undefined),
-    }).map((extra) => {
-      const sc: Scenario = { ...base, maskEmptySlots: extra.maskEmptySlots };
-      if (extra.topK !== undefined) sc.topK = extra.topK;
-      if (extra.valid !== undefined) sc.valid = extra.valid;
-      if (extra.ids !== undefined) sc.ids = extra.ids;
-      return sc;
+  return fc
+    .record({
+      b: fc.integer({ min: 1, max: 4 }),
+      n: fc.integer({ min: 2, max: 8 }),
+      d: fc.integer({ min: 1, max: 4 }),
+      transform: fc.constantFrom(...TRANSFORMS),
+      docKind: fc.constantFrom<DocKind>('linear', '2-layer'),
+      seed: fc.integer({ min: 0, max: 2 ** 30 }),
+    })
+    .chain((base) => {
+      const divisors = Array.from({ length: base.n }, (_, i) => i + 1).filter((k) => base.n % k === 0);
+      return fc
+        .record({
+          topK: features.topK ? fc.constantFrom(...divisors) : fc.constant(undefined),
+          maskEmptySlots: features.mask ? fc.boolean() : fc.constant(true),
+          valid: features.mask
+            ? fc.option(fc.array(fc.boolean(), { minLength: base.n, maxLength: base.n }), { nil: undefined })
+            : fc.constant(undefined),
+          ids: features.mask
+            ? fc.option(
+                fc.record({
+                  cache: fc.array(fc.integer({ min: 0, max: 3 }), { minLength: base.n, maxLength: base.n }),
+                  pos: fc.array(fc.integer({ min: 0, max: 3 }), { minLength: base.b, maxLength: base.b }),
+                }),
+                { nil: undefined },
+              )
+            : fc.constant(undefined),
+        })
+        .map((extra) => {
+          const sc: Scenario = { ...base, maskEmptySlots: extra.maskEmptySlots };
+          if (extra.topK !== undefined) sc.topK = extra.topK;
+          if (extra.valid !== undefined) sc.valid = extra.valid;
+          if (extra.ids !== undefined) sc.ids = extra.ids;
+          return sc;
+        });
     });
-  });
 }
 
 describe('CacheClassificationLoss is unbiased (exact expectation over the sampled index)', () => {
   it('E[∇ trainingLoss] = ∇ full softmax loss: query tower, positives, doc network (property)', () => {
-    fc.assert(fc.property(scenarioArb({ topK: false, mask: false }), (sc) => {
-      const { lib, ref } = compare(sc);
-      expectGradsClose(lib, ref, label(sc));
-    }), params(300));
+    fc.assert(
+      fc.property(scenarioArb({ topK: false, mask: false }), (sc) => {
+        const { lib, ref } = compare(sc);
+        expectGradsClose(lib, ref, label(sc));
+      }),
+      params(300),
+    );
   });
 
   it('with topK: equals the gradient of the full softmax over [s⁺, the k group maxima] (property)', () => {
-    fc.assert(fc.property(scenarioArb({ topK: true, mask: false }), (sc) => {
-      const { lib, ref } = compare(sc);
-      expectGradsClose(lib, ref, label(sc));
-    }), params(200));
+    fc.assert(
+      fc.property(scenarioArb({ topK: true, mask: false }), (sc) => {
+        const { lib, ref } = compare(sc);
+        expectGradsClose(lib, ref, label(sc));
+      }),
+      params(200),
+    );
   });
 
   it('with masking (maskEmptySlots, falseNegativeKey): the reference leaves the masked rows out (property)', () => {
-    fc.assert(fc.property(scenarioArb({ topK: false, mask: true }), (sc) => {
-      const { lib, ref } = compare(sc);
-      expectGradsClose(lib, ref, label(sc));
-    }), params(200));
+    fc.assert(
+      fc.property(scenarioArb({ topK: false, mask: true }), (sc) => {
+        const { lib, ref } = compare(sc);
+        expectGradsClose(lib, ref, label(sc));
+      }),
+      params(200),
+    );
   });
 
   it('with topK and masking together (property)', () => {
-    fc.assert(fc.property(scenarioArb({ topK: true, mask: true }), (sc) => {
-      const { lib, ref } = compare(sc);
-      expectGradsClose(lib, ref, label(sc));
-    }), params(150));
+    fc.assert(
+      fc.property(scenarioArb({ topK: true, mask: true }), (sc) => {
+        const { lib, ref } = compare(sc);
+        expectGradsClose(lib, ref, label(sc));
+      }),
+      params(150),
+    );
   });
 
   it('explicit: every transform and doc network on one mid-sized case, with non-trivial gradients', () => {
@@ -329,19 +404,33 @@ describe('CacheClassificationLoss is unbiased (exact expectation over the sample
         const { lib, ref } = compare(sc);
         expectGradsClose(lib, ref, label(sc));
         for (const k of Object.keys(ref)) {
-          expect(Math.max(...Array.from(ref[k]!.dataSync() as Float64Array, Math.abs)), `${k} gradient is trivially zero`).toBeGreaterThan(1e-3);
+          expect(
+            Math.max(...Array.from(ref[k]!.dataSync() as Float64Array, Math.abs)),
+            `${k} gradient is trivially zero`,
+          ).toBeGreaterThan(1e-3);
         }
       }
     }
   });
 
   it('control: with a STALE cache the expected gradient differs from the full softmax gradient (so the test can fail)', () => {
-    const sc: Scenario = { b: 3, n: 6, d: 2, transform: TRANSFORMS[1]!, docKind: 'linear', maskEmptySlots: true, seed: 7 };
+    const sc: Scenario = {
+      b: 3,
+      n: 6,
+      d: 2,
+      transform: TRANSFORMS[1]!,
+      docKind: 'linear',
+      maskEmptySlots: true,
+      seed: 7,
+    };
     const { lib, ref } = compare(sc, { stale: 0.5 });
-    const diff = Math.max(...Object.keys(ref).flatMap((k) => {
-      const a = lib[k]!.dataSync() as Float64Array, r = ref[k]!.dataSync() as Float64Array;
-      return Array.from(r, (v, e) => Math.abs(a[e]! - v));
-    }));
+    const diff = Math.max(
+      ...Object.keys(ref).flatMap((k) => {
+        const a = lib[k]!.dataSync() as Float64Array,
+          r = ref[k]!.dataSync() as Float64Array;
+        return Array.from(r, (v, e) => Math.abs(a[e]! - v));
+      }),
+    );
     expect(diff).toBeGreaterThan(1e-3);
   });
 });

@@ -11,14 +11,24 @@ import { params } from '../util/props.js';
 
 describe('glorotUniform', () => {
   it('has shape [fanIn, fanOut], float32, every value in [-a, a], and is reproducible from the seed', () => {
-    fc.assert(fc.property(fc.integer({ min: 0, max: 2 ** 31 - 1 }), fc.integer({ min: 1, max: 40 }), fc.integer({ min: 1, max: 40 }), (seed, fanIn, fanOut) => {
-      const t = glorotUniform(new Rng(seed), fanIn, fanOut);
-      expect(t.shape).toEqual([fanIn, fanOut]);
-      expect(t.dtype).toBe('float32');
-      const a = Math.sqrt(6 / (fanIn + fanOut));
-      for (const v of unsafeData(t)) expect(Math.abs(v)).toBeLessThanOrEqual(Math.fround(a));
-      expect(Array.from(unsafeData(glorotUniform(new Rng(seed), fanIn, fanOut)))).toEqual(Array.from(unsafeData(t)));
-    }), params(40));
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 0, max: 2 ** 31 - 1 }),
+        fc.integer({ min: 1, max: 40 }),
+        fc.integer({ min: 1, max: 40 }),
+        (seed, fanIn, fanOut) => {
+          const t = glorotUniform(new Rng(seed), fanIn, fanOut);
+          expect(t.shape).toEqual([fanIn, fanOut]);
+          expect(t.dtype).toBe('float32');
+          const a = Math.sqrt(6 / (fanIn + fanOut));
+          for (const v of unsafeData(t)) expect(Math.abs(v)).toBeLessThanOrEqual(Math.fround(a));
+          expect(Array.from(unsafeData(glorotUniform(new Rng(seed), fanIn, fanOut)))).toEqual(
+            Array.from(unsafeData(t)),
+          );
+        },
+      ),
+      params(40),
+    );
   });
 
   it('different seeds give different values; the moments are those of U(-a, a)', () => {
@@ -26,13 +36,21 @@ describe('glorotUniform', () => {
     const u = unsafeData(glorotUniform(new Rng(2), 100, 200));
     expect(Array.from(t)).not.toEqual(Array.from(u));
     const a = Math.sqrt(6 / 300);
-    let s = 0, s2 = 0, mx = -Infinity, mn = Infinity;
-    for (const v of t) { s += v; s2 += v * v; mx = Math.max(mx, v); mn = Math.min(mn, v); }
+    let s = 0,
+      s2 = 0,
+      mx = -Infinity,
+      mn = Infinity;
+    for (const v of t) {
+      s += v;
+      s2 += v * v;
+      mx = Math.max(mx, v);
+      mn = Math.min(mn, v);
+    }
     const n = t.length;
     // n = 20000: the sample mean has sd a/sqrt(3n) ≈ 0.0006; the variance a²/3 = 0.00667 within ±3%.
     expect(Math.abs(s / n)).toBeLessThan(0.003);
-    expect(s2 / n / (a * a / 3)).toBeGreaterThan(0.97);
-    expect(s2 / n / (a * a / 3)).toBeLessThan(1.03);
+    expect(s2 / n / ((a * a) / 3)).toBeGreaterThan(0.97);
+    expect(s2 / n / ((a * a) / 3)).toBeLessThan(1.03);
     // The extremes come close to ±a (the support is the whole interval).
     expect(mx).toBeGreaterThan(0.99 * a);
     expect(mn).toBeLessThan(-0.99 * a);

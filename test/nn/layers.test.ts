@@ -9,8 +9,24 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import {
-  ArgumentError, Rng, RowSpace, add, ShapeError, checkGradients, embeddingBag, grad, initLinear, l2Normalize, linear,
-  makeBags, matmul, mul, sum, tensor, type Bags, type Tensor,
+  ArgumentError,
+  Rng,
+  RowSpace,
+  add,
+  ShapeError,
+  checkGradients,
+  embeddingBag,
+  grad,
+  initLinear,
+  l2Normalize,
+  linear,
+  makeBags,
+  matmul,
+  mul,
+  sum,
+  tensor,
+  type Bags,
+  type Tensor,
 } from '../../src/index.js';
 import { unsafeData } from '../../src/tensor/tensor.js';
 import { params } from '../util/props.js';
@@ -23,7 +39,13 @@ function randTensor(rng: Rng, shape: number[], dtype: 'float32' | 'float64' = 'f
 }
 
 /** A random CSR feature matrix: `rowsCount` rows, each with 0..maxLen ids in [0, vocab) (repeats allowed). */
-function randomCsr(rng: Rng, rowsCount: number, vocab: number, maxLen: number, minLen = 0): { offsets: Int32Array; ids: Int32Array } {
+function randomCsr(
+  rng: Rng,
+  rowsCount: number,
+  vocab: number,
+  maxLen: number,
+  minLen = 0,
+): { offsets: Int32Array; ids: Int32Array } {
   const offsets = new Int32Array(rowsCount + 1);
   const ids: number[] = [];
   for (let r = 0; r < rowsCount; r++) {
@@ -42,18 +64,44 @@ const seedArb = fc.integer({ min: 0, max: 2 ** 31 - 1 });
 
 describe('linear', () => {
   it('computes x·w + b (hand-computed)', () => {
-    const p = { w: tensor([[1, 2, 3], [4, 5, 6]]), b: tensor([0.5, -1, 0]) };
-    const y = linear(p, tensor([[1, -1], [2, 0.5]]));
+    const p = {
+      w: tensor([
+        [1, 2, 3],
+        [4, 5, 6],
+      ]),
+      b: tensor([0.5, -1, 0]),
+    };
+    const y = linear(
+      p,
+      tensor([
+        [1, -1],
+        [2, 0.5],
+      ]),
+    );
     expect(y.shape).toEqual([2, 3]);
-    expect(y.toArray()).toEqual([[-2.5, -4, -3], [4.5, 5.5, 9]]);
+    expect(y.toArray()).toEqual([
+      [-2.5, -4, -3],
+      [4.5, 5.5, 9],
+    ]);
   });
 
   it('gradients (x, w, b) pass checkGradients over random shapes', () => {
-    fc.assert(fc.property(seedArb, fc.integer({ min: 1, max: 4 }), fc.integer({ min: 1, max: 4 }), fc.integer({ min: 1, max: 4 }), (seed, batch, inDim, outDim) => {
-      const rng = new Rng(seed);
-      const x = randTensor(rng, [batch, inDim]), w = randTensor(rng, [inDim, outDim]), b = randTensor(rng, [outDim]);
-      expectOk(checkGradients((xx, ww, bb) => linear({ w: ww!, b: bb! }, xx!), [x, w, b], { rng }));
-    }), params(25));
+    fc.assert(
+      fc.property(
+        seedArb,
+        fc.integer({ min: 1, max: 4 }),
+        fc.integer({ min: 1, max: 4 }),
+        fc.integer({ min: 1, max: 4 }),
+        (seed, batch, inDim, outDim) => {
+          const rng = new Rng(seed);
+          const x = randTensor(rng, [batch, inDim]),
+            w = randTensor(rng, [inDim, outDim]),
+            b = randTensor(rng, [outDim]);
+          expectOk(checkGradients((xx, ww, bb) => linear({ w: ww!, b: bb! }, xx!), [x, w, b], { rng }));
+        },
+      ),
+      params(25),
+    );
   });
 
   it('initLinear: glorot weights, zero bias; shape errors name the op', () => {
@@ -69,7 +117,12 @@ describe('linear', () => {
 
 describe('l2Normalize', () => {
   it('rows have unit norm and keep their direction', () => {
-    const y = l2Normalize(tensor([[3, 4], [0, -2]]));
+    const y = l2Normalize(
+      tensor([
+        [3, 4],
+        [0, -2],
+      ]),
+    );
     const d = unsafeData(y);
     expect(d[0]).toBeCloseTo(0.6, 6);
     expect(d[1]).toBeCloseTo(0.8, 6);
@@ -78,21 +131,44 @@ describe('l2Normalize', () => {
   });
 
   it('gradients pass checkGradients over random shapes (rank 1 to 3)', () => {
-    fc.assert(fc.property(seedArb, fc.array(fc.integer({ min: 1, max: 4 }), { minLength: 1, maxLength: 3 }), (seed, shape) => {
-      const rng = new Rng(seed);
-      // Entries are ±(0.5 + |N(0,1)|) so no row is near the origin, where the map is ill-conditioned for differences.
-      const x = tensor(Float64Array.from(unsafeData(randTensor(rng, shape)), (v) => Math.sign(v || 1) * (0.5 + Math.abs(v))), 'float64', shape);
-      expectOk(checkGradients((t) => l2Normalize(t!), [x], { rng }));
-    }), params(25));
+    fc.assert(
+      fc.property(seedArb, fc.array(fc.integer({ min: 1, max: 4 }), { minLength: 1, maxLength: 3 }), (seed, shape) => {
+        const rng = new Rng(seed);
+        // Entries are ±(0.5 + |N(0,1)|) so no row is near the origin, where the map is ill-conditioned for differences.
+        const x = tensor(
+          Float64Array.from(unsafeData(randTensor(rng, shape)), (v) => Math.sign(v || 1) * (0.5 + Math.abs(v))),
+          'float64',
+          shape,
+        );
+        expectOk(checkGradients((t) => l2Normalize(t!), [x], { rng }));
+      }),
+      params(25),
+    );
   });
 
   it('the zero vector stays finite: value 0 and a finite gradient (float32 and float64)', () => {
     for (const dtype of ['float32', 'float64'] as const) {
-      const x = tensor([[0, 0, 0], [1, 2, 2]], dtype);
+      const x = tensor(
+        [
+          [0, 0, 0],
+          [1, 2, 2],
+        ],
+        dtype,
+      );
       const y = l2Normalize(x);
       expect(Array.from(unsafeData(y)).slice(0, 3)).toEqual([0, 0, 0]);
-      expect(Array.from(unsafeData(y)).slice(3).map((v) => Number(v.toFixed(6)))).toEqual([0.333333, 0.666667, 0.666667]);
-      const c = tensor([[0.3, -0.2, 0.1], [1, 1, 1]], dtype);
+      expect(
+        Array.from(unsafeData(y))
+          .slice(3)
+          .map((v) => Number(v.toFixed(6))),
+      ).toEqual([0.333333, 0.666667, 0.666667]);
+      const c = tensor(
+        [
+          [0.3, -0.2, 0.1],
+          [1, 1, 1],
+        ],
+        dtype,
+      );
       const g = grad((t: Tensor) => sum(mul(l2Normalize(t), c)))(x) as Tensor;
       for (const v of unsafeData(g)) expect(Number.isFinite(v)).toBe(true);
       // At 0 the map is x / sqrt(eps): the gradient is c / sqrt(1e-12) = 1e6 · c.
@@ -137,7 +213,9 @@ describe('RowSpace and makeBags', () => {
     makeBags(offsets, ids, [2], 10, space);
     const before = Array.from(space.ids());
     expect(() => makeBags(offsets, ids, [0, 3], 9, space)).toThrow(ArgumentError);
-    expect(() => makeBags(offsets, ids, [0, 3], 9, space)).toThrow(/makeBags: feature id 9 of example 3 is out of range for a vocabulary of 9/);
+    expect(() => makeBags(offsets, ids, [0, 3], 9, space)).toThrow(
+      /makeBags: feature id 9 of example 3 is out of range for a vocabulary of 9/,
+    );
     expect(() => makeBags(offsets, Int32Array.from([5, 2, 5, 7, -1, 9]), [0, 3], 10, space)).toThrow(ArgumentError);
     expect(() => makeBags(offsets, ids, [0, 4], 10, space)).toThrow(/examples\[1\] = 4 is out of range/);
     expect(() => makeBags(offsets, ids, [-1], 10, space)).toThrow(ArgumentError);
@@ -159,71 +237,119 @@ function randomBagsCase(seed: number) {
 
 describe('embeddingBag', () => {
   it('sum and mean of hand-made bags (empty bag → zeros)', () => {
-    const rows = tensor([[1, 2], [10, 20], [100, 200]]);
-    const bags: Bags = { local: Int32Array.from([0, 2, 2, 1]), segment: Int32Array.from([0, 0, 0, 2]), count: 3, sizes: Int32Array.from([3, 0, 1]) };
-    expect(embeddingBag(rows, bags, 'sum').toArray()).toEqual([[201, 402], [0, 0], [10, 20]]);
-    expect(embeddingBag(rows, bags, 'mean').toArray()).toEqual([[67, 134], [0, 0], [10, 20]]);
-    expect(embeddingBag(rows, bags).toArray()).toEqual([[67, 134], [0, 0], [10, 20]]);
+    const rows = tensor([
+      [1, 2],
+      [10, 20],
+      [100, 200],
+    ]);
+    const bags: Bags = {
+      local: Int32Array.from([0, 2, 2, 1]),
+      segment: Int32Array.from([0, 0, 0, 2]),
+      count: 3,
+      sizes: Int32Array.from([3, 0, 1]),
+    };
+    expect(embeddingBag(rows, bags, 'sum').toArray()).toEqual([
+      [201, 402],
+      [0, 0],
+      [10, 20],
+    ]);
+    expect(embeddingBag(rows, bags, 'mean').toArray()).toEqual([
+      [67, 134],
+      [0, 0],
+      [10, 20],
+    ]);
+    expect(embeddingBag(rows, bags).toArray()).toEqual([
+      [67, 134],
+      [0, 0],
+      [10, 20],
+    ]);
   });
 
   it('gradients with respect to the rows pass checkGradients (sum and mean, random bags)', () => {
-    fc.assert(fc.property(seedArb, fc.constantFrom('sum' as const, 'mean' as const), (seed, mode) => {
-      const { rng, vocab, dim, csr, examples } = randomBagsCase(seed);
-      const space = new RowSpace();
-      const bags = makeBags(csr.offsets, csr.ids, examples, vocab, space);
-      if (space.size === 0) return; // every chosen bag empty: nothing to differentiate
-      const rows = randTensor(rng, [space.size, dim]);
-      expectOk(checkGradients((r) => embeddingBag(r!, bags, mode), [rows], { rng }));
-    }), params(30));
+    fc.assert(
+      fc.property(seedArb, fc.constantFrom('sum' as const, 'mean' as const), (seed, mode) => {
+        const { rng, vocab, dim, csr, examples } = randomBagsCase(seed);
+        const space = new RowSpace();
+        const bags = makeBags(csr.offsets, csr.ids, examples, vocab, space);
+        if (space.size === 0) return; // every chosen bag empty: nothing to differentiate
+        const rows = randTensor(rng, [space.size, dim]);
+        expectOk(checkGradients((r) => embeddingBag(r!, bags, mode), [rows], { rng }));
+      }),
+      params(30),
+    );
   });
 
   it('the sparse row-block gradient equals the dense one-hot·table gradient restricted to the RowSpace ids', () => {
-    fc.assert(fc.property(seedArb, fc.constantFrom('sum' as const, 'mean' as const), fc.constantFrom('float32' as const, 'float64' as const), (seed, mode, dtype) => {
-      const { rng, vocab, dim, csr, examples } = randomBagsCase(seed);
-      // Two bag sets in one space (as the trainer's positives and negatives).
-      const examples2 = Array.from({ length: 1 + rng.int(3) }, () => rng.int(csr.offsets.length - 1));
-      const space = new RowSpace();
-      const bags1 = makeBags(csr.offsets, csr.ids, examples, vocab, space);
-      const bags2 = makeBags(csr.offsets, csr.ids, examples2, vocab, space);
-      const ids = space.ids();
-      const table = randTensor(rng, [vocab, dim], dtype);
-      const w1 = randTensor(rng, [examples.length, dim], dtype), w2 = randTensor(rng, [examples2.length, dim], dtype);
-      // Sparse: differentiate with respect to the row block table[ids].
-      const tdata = unsafeData(table);
-      const block = tensor(dtype === 'float64' ? new Float64Array(ids.length * dim) : new Float32Array(ids.length * dim), dtype, [ids.length, dim]);
-      const bd = unsafeData(block);
-      ids.forEach((id, r) => { for (let j = 0; j < dim; j++) bd[r * dim + j] = tdata[id * dim + j]!; });
-      const fSparse = (rows: Tensor): Tensor =>
-        add(sum(mul(embeddingBag(rows, bags1, mode), w1)), sum(mul(embeddingBag(rows, bags2, mode), w2)));
-      const gSparse = unsafeData(grad(fSparse)(block) as Tensor);
-      // Dense reference: count matrices [examples, vocab] (divided by the bag size for the mean) · full table.
-      const counts = (ex: number[]): Tensor => {
-        const c = new Float64Array(ex.length * vocab);
-        ex.forEach((e, i) => {
-          const lo = csr.offsets[e]!, hi = csr.offsets[e + 1]!;
-          for (let k = lo; k < hi; k++) c[i * vocab + csr.ids[k]!] += mode === 'mean' ? 1 / (hi - lo) : 1;
-        });
-        return tensor(dtype === 'float64' ? c : Float32Array.from(c), dtype, [ex.length, vocab]);
-      };
-      const c1 = counts(examples), c2 = counts(examples2);
-      const fDense = (t: Tensor): Tensor => add(sum(mul(matmul(c1, t), w1)), sum(mul(matmul(c2, t), w2)));
-      const gDense = unsafeData(grad(fDense)(table) as Tensor);
-      // Forward values agree too.
-      const yS = unsafeData(embeddingBag(block, bags1, mode)), yD = unsafeData(matmul(c1, table));
-      const tol = dtype === 'float64' ? 1e-12 : 1e-5;
-      yS.forEach((v, i) => expect(Math.abs(v - yD[i]!)).toBeLessThanOrEqual(tol * Math.max(1, Math.abs(yD[i]!))));
-      // Row r of the sparse gradient is row ids[r] of the dense one; the dense gradient is zero elsewhere.
-      const inSpace = new Set(ids);
-      for (let v = 0; v < vocab; v++) {
-        const r = ids.indexOf(v);
-        for (let j = 0; j < dim; j++) {
-          const dense = gDense[v * dim + j]!;
-          if (!inSpace.has(v)) { expect(dense).toBe(0); continue; }
-          const sparse = gSparse[r * dim + j]!;
-          expect(Math.abs(sparse - dense), `row ${v} col ${j}: sparse ${sparse} dense ${dense}`).toBeLessThanOrEqual(tol * Math.max(1, Math.abs(dense)));
-        }
-      }
-    }), params(40));
+    fc.assert(
+      fc.property(
+        seedArb,
+        fc.constantFrom('sum' as const, 'mean' as const),
+        fc.constantFrom('float32' as const, 'float64' as const),
+        (seed, mode, dtype) => {
+          const { rng, vocab, dim, csr, examples } = randomBagsCase(seed);
+          // Two bag sets in one space (as the trainer's positives and negatives).
+          const examples2 = Array.from({ length: 1 + rng.int(3) }, () => rng.int(csr.offsets.length - 1));
+          const space = new RowSpace();
+          const bags1 = makeBags(csr.offsets, csr.ids, examples, vocab, space);
+          const bags2 = makeBags(csr.offsets, csr.ids, examples2, vocab, space);
+          const ids = space.ids();
+          const table = randTensor(rng, [vocab, dim], dtype);
+          const w1 = randTensor(rng, [examples.length, dim], dtype),
+            w2 = randTensor(rng, [examples2.length, dim], dtype);
+          // Sparse: differentiate with respect to the row block table[ids].
+          const tdata = unsafeData(table);
+          const block = tensor(
+            dtype === 'float64' ? new Float64Array(ids.length * dim) : new Float32Array(ids.length * dim),
+            dtype,
+            [ids.length, dim],
+          );
+          const bd = unsafeData(block);
+          ids.forEach((id, r) => {
+            for (let j = 0; j < dim; j++) bd[r * dim + j] = tdata[id * dim + j]!;
+          });
+          const fSparse = (rows: Tensor): Tensor =>
+            add(sum(mul(embeddingBag(rows, bags1, mode), w1)), sum(mul(embeddingBag(rows, bags2, mode), w2)));
+          const gSparse = unsafeData(grad(fSparse)(block) as Tensor);
+          // Dense reference: count matrices [examples, vocab] (divided by the bag size for the mean) · full table.
+          const counts = (ex: number[]): Tensor => {
+            const c = new Float64Array(ex.length * vocab);
+            ex.forEach((e, i) => {
+              const lo = csr.offsets[e]!,
+                hi = csr.offsets[e + 1]!;
+              for (let k = lo; k < hi; k++) c[i * vocab + csr.ids[k]!] += mode === 'mean' ? 1 / (hi - lo) : 1;
+            });
+            return tensor(dtype === 'float64' ? c : Float32Array.from(c), dtype, [ex.length, vocab]);
+          };
+          const c1 = counts(examples),
+            c2 = counts(examples2);
+          const fDense = (t: Tensor): Tensor => add(sum(mul(matmul(c1, t), w1)), sum(mul(matmul(c2, t), w2)));
+          const gDense = unsafeData(grad(fDense)(table) as Tensor);
+          // Forward values agree too.
+          const yS = unsafeData(embeddingBag(block, bags1, mode)),
+            yD = unsafeData(matmul(c1, table));
+          const tol = dtype === 'float64' ? 1e-12 : 1e-5;
+          yS.forEach((v, i) => expect(Math.abs(v - yD[i]!)).toBeLessThanOrEqual(tol * Math.max(1, Math.abs(yD[i]!))));
+          // Row r of the sparse gradient is row ids[r] of the dense one; the dense gradient is zero elsewhere.
+          const inSpace = new Set(ids);
+          for (let v = 0; v < vocab; v++) {
+            const r = ids.indexOf(v);
+            for (let j = 0; j < dim; j++) {
+              const dense = gDense[v * dim + j]!;
+              if (!inSpace.has(v)) {
+                expect(dense).toBe(0);
+                continue;
+              }
+              const sparse = gSparse[r * dim + j]!;
+              expect(
+                Math.abs(sparse - dense),
+                `row ${v} col ${j}: sparse ${sparse} dense ${dense}`,
+              ).toBeLessThanOrEqual(tol * Math.max(1, Math.abs(dense)));
+            }
+          }
+        },
+      ),
+      params(40),
+    );
   });
 
   it('shape and mode errors', () => {

@@ -17,11 +17,19 @@ describe('EmbeddingTable', () => {
     const r = t.rows(Int32Array.from([2, 0, 2]));
     expect(r.shape).toEqual([3, 2]);
     expect(r.dtype).toBe('float32');
-    expect(r.toArray()).toEqual([[5, 6], [1, 2], [5, 6]]);
+    expect(r.toArray()).toEqual([
+      [5, 6],
+      [1, 2],
+      [5, 6],
+    ]);
     expect(t.rows(new Int32Array(0)).shape).toEqual([0, 2]);
     // A copy: writing the table afterwards does not change the tensor already handed out.
     t.applyRows(Int32Array.from([2]), Float32Array.from([50, 60]));
-    expect(r.toArray()).toEqual([[5, 6], [1, 2], [5, 6]]);
+    expect(r.toArray()).toEqual([
+      [5, 6],
+      [1, 2],
+      [5, 6],
+    ]);
     expect(t.rows(Int32Array.from([2])).toArray()).toEqual([[50, 60]]);
   });
 
@@ -35,14 +43,18 @@ describe('EmbeddingTable', () => {
     const t = table3x2();
     expect(() => t.applyRows(Int32Array.from([0]), Float32Array.from([1, 2, 3]))).toThrow(ShapeError);
     expect(() => t.applyRows(Int32Array.from([0, 3]), Float32Array.from([9, 9, 9, 9]))).toThrow(ArgumentError);
-    expect(() => t.applyRows(Int32Array.from([0, -1]), Float32Array.from([9, 9, 9, 9]))).toThrow(/EmbeddingTable.applyRows: ids\[1\] = -1 is out of range/);
+    expect(() => t.applyRows(Int32Array.from([0, -1]), Float32Array.from([9, 9, 9, 9]))).toThrow(
+      /EmbeddingTable.applyRows: ids\[1\] = -1 is out of range/,
+    );
     expect(Array.from(t.data)).toEqual([1, 2, 3, 4, 5, 6]);
   });
 
   it('rows rejects out-of-range ids', () => {
     const t = table3x2();
     expect(() => t.rows(Int32Array.from([0, 3]))).toThrow(ArgumentError);
-    expect(() => t.rows(Int32Array.from([-1]))).toThrow(/EmbeddingTable.rows: ids\[0\] = -1 is out of range; need 0 <= id < 3/);
+    expect(() => t.rows(Int32Array.from([-1]))).toThrow(
+      /EmbeddingTable.rows: ids\[0\] = -1 is out of range; need 0 <= id < 3/,
+    );
   });
 
   it('snapshot is an independent copy; load restores it exactly', () => {
@@ -61,17 +73,27 @@ describe('EmbeddingTable', () => {
   });
 
   it('seeded initialisation is reproducible: N(0, std²) from the given Rng, std = 1/sqrt(dim) by default', () => {
-    fc.assert(fc.property(fc.integer({ min: 0, max: 2 ** 31 - 1 }), fc.integer({ min: 1, max: 20 }), fc.integer({ min: 1, max: 8 }), (seed, vocab, dim) => {
-      const a = new EmbeddingTable(vocab, dim, { rng: new Rng(seed) });
-      const b = new EmbeddingTable(vocab, dim, { rng: new Rng(seed) });
-      expect(Array.from(a.data)).toEqual(Array.from(b.data));
-      const r = new Rng(seed);
-      const want = Array.from({ length: vocab * dim }, () => Math.fround(r.normal() / Math.sqrt(dim)));
-      expect(Array.from(a.data)).toEqual(want);
-    }), params(30));
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 0, max: 2 ** 31 - 1 }),
+        fc.integer({ min: 1, max: 20 }),
+        fc.integer({ min: 1, max: 8 }),
+        (seed, vocab, dim) => {
+          const a = new EmbeddingTable(vocab, dim, { rng: new Rng(seed) });
+          const b = new EmbeddingTable(vocab, dim, { rng: new Rng(seed) });
+          expect(Array.from(a.data)).toEqual(Array.from(b.data));
+          const r = new Rng(seed);
+          const want = Array.from({ length: vocab * dim }, () => Math.fround(r.normal() / Math.sqrt(dim)));
+          expect(Array.from(a.data)).toEqual(want);
+        },
+      ),
+      params(30),
+    );
     const c = new EmbeddingTable(4, 2, { rng: new Rng(1), std: 0 });
     expect(Array.from(c.data).every((v) => v === 0)).toBe(true); // std 0: all zeros (±0)
-    expect(Array.from(new EmbeddingTable(4, 2, { rng: new Rng(2) }).data)).not.toEqual(Array.from(new EmbeddingTable(4, 2, { rng: new Rng(3) }).data));
+    expect(Array.from(new EmbeddingTable(4, 2, { rng: new Rng(2) }).data)).not.toEqual(
+      Array.from(new EmbeddingTable(4, 2, { rng: new Rng(3) }).data),
+    );
   });
 
   it('constructor errors', () => {

@@ -161,7 +161,11 @@ describe.each(variants)('writeFileAtomic / readFileStrict (%s)', (kind, write, r
       const err = e as FileIOError;
       expect(err.code).toBe('EIO');
       expect(err.message).toContain(`injected EIO at ${step}`);
-      expect(err.message).toMatch(new RegExp(`could not write ".*old\\.bin": ${text} ".*\\.old\\.bin\\.${process.pid}\\.\\d+\\.tmp" failed: injected EIO`));
+      expect(err.message).toMatch(
+        new RegExp(
+          `could not write ".*old\\.bin": ${text} ".*\\.old\\.bin\\.${process.pid}\\.\\d+\\.tmp" failed: injected EIO`,
+        ),
+      );
       expect(seen[seen.length - 1]).toBe(step);
       expect(await read(p)).toEqual(filled(100, 0xaa));
       expect(listing()).toEqual(['old.bin']);
@@ -185,7 +189,9 @@ describe.each(variants)('writeFileAtomic / readFileStrict (%s)', (kind, write, r
     });
     const e = await caught(() => write(p, bytes(7)));
     expect(e).toBeInstanceOf(FileIOError);
-    expect((e as Error).message).toMatch(/but flushing \(fsync\) the directory .* failed: disk on fire; the new content is in place/);
+    expect((e as Error).message).toMatch(
+      /but flushing \(fsync\) the directory .* failed: disk on fire; the new content is in place/,
+    );
     expect([...(await read(p))]).toEqual([7]);
     expect(listing()).toEqual(['e.bin']);
   });
@@ -222,7 +228,9 @@ describe('concurrent writers', () => {
     let reads = 0;
     while (writing) {
       const got = fs.readFileSync(p);
-      const ok = (got.length === A.length && got.every((b) => b === 0xaa)) || (got.length === B.length && got.every((b) => b === 0xbb));
+      const ok =
+        (got.length === A.length && got.every((b) => b === 0xaa)) ||
+        (got.length === B.length && got.every((b) => b === 0xbb));
       expect(ok).toBe(true);
       reads++;
       await new Promise((r) => setImmediate(r));
@@ -266,7 +274,9 @@ describe('saveSafetensors / loadSafetensors', () => {
     for (const load of [loadSafetensors, loadSafetensorsSync]) {
       const e = await caught(() => load(p));
       expect(e).toBeInstanceOf(ArgumentError);
-      expect((e as ArgumentError).message).toContain(`${JSON.stringify(p)} is not a valid checkpoint: decodeSafetensors: checksum mismatch`);
+      expect((e as ArgumentError).message).toContain(
+        `${JSON.stringify(p)} is not a valid checkpoint: decodeSafetensors: checksum mismatch`,
+      );
       expect((e as ArgumentError).cause).toBeInstanceOf(ArgumentError);
     }
     const truncated = join(dir, 'short.safetensors');

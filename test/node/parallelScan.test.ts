@@ -10,10 +10,20 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ArgumentError, ShapeError } from '../../src/errors.js';
 import type { NegativeCache } from '../../src/cache/negativeCache.js';
 import { CacheClassificationLoss } from '../../src/losses/cacheClassificationLoss.js';
-import { createParallelScan, DEFAULT_MIN_ROWS, DEFAULT_MIN_WORK, ParallelScanError, type ParallelScan } from '../../src/node/parallelScan.js';
+import {
+  createParallelScan,
+  DEFAULT_MIN_ROWS,
+  DEFAULT_MIN_WORK,
+  ParallelScanError,
+  type ParallelScan,
+} from '../../src/node/parallelScan.js';
 import { matmul } from '../../src/ops/index.js';
 import {
-  SCAN_BLOCK, categoricalUniformCount, type FusedScanArgs, type FusedScanResult, type ScanSampler,
+  SCAN_BLOCK,
+  categoricalUniformCount,
+  type FusedScanArgs,
+  type FusedScanResult,
+  type ScanSampler,
 } from '../../src/tensor/kernels/fusedScan.js';
 import { fusedCacheScan, initWasm } from '../../src/tensor/kernels/wasm/index.js';
 import { Rng } from '../../src/tensor/random.js';
@@ -63,8 +73,13 @@ function makeArgs(s: Spec): FusedScanArgs {
   const rng = new Rng(s.seed);
   const val = (): number => (s.integer ? rng.int(7) - 3 : rng.uniform() * 2 - 1);
   const args: FusedScanArgs = {
-    queries: new Float32Array(s.b * s.d).map(val), b: s.b, d: s.d,
-    cache: new Float32Array(s.n * s.d).map(val), n: s.n, scale: s.scale, sampler: s.sampler,
+    queries: new Float32Array(s.b * s.d).map(val),
+    b: s.b,
+    d: s.d,
+    cache: new Float32Array(s.n * s.d).map(val),
+    n: s.n,
+    scale: s.scale,
+    sampler: s.sampler,
   };
   if (s.pValid < 1) args.rowValid = new Uint8Array(s.n).map(() => (rng.uniform() < s.pValid ? 1 : 0));
   if (s.ids) {
@@ -81,19 +96,23 @@ function makeArgs(s: Spec): FusedScanArgs {
   return args;
 }
 
-const specArb = (nMin = 512, nMax = 4096): fc.Arbitrary<Spec> => fc.record({
-  b: fc.integer({ min: 1, max: 12 }),
-  d: fc.integer({ min: 1, max: 9 }),
-  n: fc.oneof(fc.integer({ min: nMin, max: nMax }), fc.integer({ min: nMin / SCAN_BLOCK, max: nMax / SCAN_BLOCK }).map((x) => x * SCAN_BLOCK)),
-  seed: fc.integer({ min: 0, max: 1e9 }),
-  sampler: fc.constantFrom<ScanSampler>('none', 'gumbel', 'categorical'),
-  integer: fc.boolean(),
-  pValid: fc.constantFrom(1, 0.8, 0.3, 0.01, 0),
-  ids: fc.boolean(),
-  idRange: fc.constantFrom(0, 0, 2, 5),
-  topKIndex: fc.integer({ min: -4, max: 8 }),
-  scale: fc.constantFrom(1, 0.5, 3, -1),
-});
+const specArb = (nMin = 512, nMax = 4096): fc.Arbitrary<Spec> =>
+  fc.record({
+    b: fc.integer({ min: 1, max: 12 }),
+    d: fc.integer({ min: 1, max: 9 }),
+    n: fc.oneof(
+      fc.integer({ min: nMin, max: nMax }),
+      fc.integer({ min: nMin / SCAN_BLOCK, max: nMax / SCAN_BLOCK }).map((x) => x * SCAN_BLOCK),
+    ),
+    seed: fc.integer({ min: 0, max: 1e9 }),
+    sampler: fc.constantFrom<ScanSampler>('none', 'gumbel', 'categorical'),
+    integer: fc.boolean(),
+    pValid: fc.constantFrom(1, 0.8, 0.3, 0.01, 0),
+    ids: fc.boolean(),
+    idRange: fc.constantFrom(0, 0, 2, 5),
+    topKIndex: fc.integer({ min: -4, max: 8 }),
+    scale: fc.constantFrom(1, 0.5, 3, -1),
+  });
 
 /** Max, samples and group results bit-identical; logSumExp to float64 rounding (`exactLse`: bit-identical). */
 function expectSame(got: FusedScanResult, want: FusedScanResult, exactLse = false): void {
@@ -110,7 +129,8 @@ function expectSame(got: FusedScanResult, want: FusedScanResult, exactLse = fals
   }
   expect(got.logSumExp.length).toBe(want.logSumExp.length);
   for (let i = 0; i < want.logSumExp.length; i++) {
-    const g = got.logSumExp[i]!, w = want.logSumExp[i]!;
+    const g = got.logSumExp[i]!,
+      w = want.logSumExp[i]!;
     if (exactLse || !Number.isFinite(w)) {
       expect(g).toBe(w);
     } else if (Math.abs(g - w) > 1e-13 * Math.max(1, Math.abs(w))) {
@@ -124,22 +144,25 @@ describe('createParallelScan: identical to fusedCacheScan', () => {
     const two = scanner({ minRows: 0 });
     const three = scanner({ minRows: 0, workers: 2 });
     let parallelRuns = 0;
-    fc.assert(fc.property(specArb(), (spec) => {
-      const args = makeArgs(spec);
-      const want = fusedCacheScan(args);
-      for (const p of [two, three]) {
-        expectSame(p.scan(args), want);
-        expect(p.lastStats.parallel).toBe(true);
-        const r = p.lastStats.ranges;
-        expect(r[0]![0]).toBe(0);
-        expect(r[r.length - 1]![1]).toBe(args.n);
-        for (let q = 0; q < r.length; q++) {
-          expect(r[q]![0] % SCAN_BLOCK).toBe(0);
-          if (q > 0) expect(r[q]![0]).toBe(r[q - 1]![1]);
+    fc.assert(
+      fc.property(specArb(), (spec) => {
+        const args = makeArgs(spec);
+        const want = fusedCacheScan(args);
+        for (const p of [two, three]) {
+          expectSame(p.scan(args), want);
+          expect(p.lastStats.parallel).toBe(true);
+          const r = p.lastStats.ranges;
+          expect(r[0]![0]).toBe(0);
+          expect(r[r.length - 1]![1]).toBe(args.n);
+          for (let q = 0; q < r.length; q++) {
+            expect(r[q]![0] % SCAN_BLOCK).toBe(0);
+            if (q > 0) expect(r[q]![0]).toBe(r[q - 1]![1]);
+          }
+          parallelRuns++;
         }
-        parallelRuns++;
-      }
-    }), params(60));
+      }),
+      params(60),
+    );
     expect(parallelRuns).toBeGreaterThan(0);
   });
 
@@ -147,7 +170,18 @@ describe('createParallelScan: identical to fusedCacheScan', () => {
     const p = scanner({ minRows: 0, workers: 2 });
     for (const n of [257, 300, 511, 512, 513, 767, 769]) {
       for (const sampler of ['none', 'gumbel', 'categorical'] as const) {
-        const args = makeArgs({ b: 5, d: 7, n, seed: n, sampler, integer: false, pValid: 0.7, ids: true, topKIndex: -1, scale: 2 });
+        const args = makeArgs({
+          b: 5,
+          d: 7,
+          n,
+          seed: n,
+          sampler,
+          integer: false,
+          pValid: 0.7,
+          ids: true,
+          topKIndex: -1,
+          scale: 2,
+        });
         expectSame(p.scan(args), fusedCacheScan(args));
         expect(p.lastStats.ranges.length).toBe(Math.min(3, Math.ceil(n / SCAN_BLOCK)));
       }
@@ -156,7 +190,18 @@ describe('createParallelScan: identical to fusedCacheScan', () => {
 
   it('a cache backed by a SharedArrayBuffer is handed over without a copy', () => {
     const p = scanner({ minRows: 0 });
-    const args = makeArgs({ b: 4, d: 8, n: 2000, seed: 5, sampler: 'gumbel', integer: false, pValid: 1, ids: false, topKIndex: -1, scale: 1 });
+    const args = makeArgs({
+      b: 4,
+      d: 8,
+      n: 2000,
+      seed: 5,
+      sampler: 'gumbel',
+      integer: false,
+      pValid: 1,
+      ids: false,
+      topKIndex: -1,
+      scale: 1,
+    });
     const shared = new Float32Array(new SharedArrayBuffer(args.cache.byteLength + 64), 16, args.cache.length);
     shared.set(args.cache);
     const sharedArgs = { ...args, cache: shared };
@@ -171,7 +216,18 @@ describe('createParallelScan: identical to fusedCacheScan', () => {
     setFlagsFromString('--expose-gc');
     const gc = runInNewContext('gc') as () => void;
     const p = scanner({ minRows: 0 });
-    const base = makeArgs({ b: 2, d: 16, n: 65536, seed: 9, sampler: 'none', integer: false, pValid: 1, ids: false, topKIndex: -1, scale: 1 });
+    const base = makeArgs({
+      b: 2,
+      d: 16,
+      n: 65536,
+      seed: 9,
+      sampler: 'none',
+      integer: false,
+      pValid: 1,
+      ids: false,
+      topKIndex: -1,
+      scale: 1,
+    });
     p.scan(base);
     gc();
     const before = process.memoryUsage().arrayBuffers;
@@ -188,8 +244,24 @@ describe('createParallelScan: identical to fusedCacheScan', () => {
 describe('createParallelScan: size threshold', () => {
   it('below minRows the main thread scans alone (exactly fusedCacheScan); from minRows on, in parallel', () => {
     const p = scanner({ minRows: 1024 });
-    for (const [n, parallel] of [[1023, false], [512, false], [1024, true], [3000, true]] as const) {
-      const args = makeArgs({ b: 6, d: 5, n, seed: n, sampler: 'categorical', integer: false, pValid: 0.9, ids: true, topKIndex: -1, scale: 1 });
+    for (const [n, parallel] of [
+      [1023, false],
+      [512, false],
+      [1024, true],
+      [3000, true],
+    ] as const) {
+      const args = makeArgs({
+        b: 6,
+        d: 5,
+        n,
+        seed: n,
+        sampler: 'categorical',
+        integer: false,
+        pValid: 0.9,
+        ids: true,
+        topKIndex: -1,
+        scale: 1,
+      });
       const got = p.scan(args);
       expect(p.lastStats.parallel).toBe(parallel);
       expectSame(got, fusedCacheScan(args), !parallel);
@@ -200,10 +272,20 @@ describe('createParallelScan: size threshold', () => {
     const p = scanner({ workers: 1 });
     expect(p.minRows).toBe('auto');
     expect(scanner().workers).toBe(availableParallelism() > 1 ? 1 : 0);
-    const spec = { seed: 1, sampler: 'gumbel' as const, integer: false, pValid: 1, ids: false, topKIndex: -1, scale: 1 };
+    const spec = {
+      seed: 1,
+      sampler: 'gumbel' as const,
+      integer: false,
+      pValid: 1,
+      ids: false,
+      topKIndex: -1,
+      scale: 1,
+    };
     const cases: [b: number, d: number, n: number][] = [
-      [128, 128, DEFAULT_MIN_ROWS - 1], [128, 128, DEFAULT_MIN_ROWS], // enough work, but under two blocks
-      [16, 32, DEFAULT_MIN_WORK / 512 - 1], [16, 32, DEFAULT_MIN_WORK / 512], // n large enough, little work per row
+      [128, 128, DEFAULT_MIN_ROWS - 1],
+      [128, 128, DEFAULT_MIN_ROWS], // enough work, but under two blocks
+      [16, 32, DEFAULT_MIN_WORK / 512 - 1],
+      [16, 32, DEFAULT_MIN_WORK / 512], // n large enough, little work per row
     ];
     for (const [b, d, n] of cases) {
       const args = makeArgs({ ...spec, b, d, n });
@@ -211,7 +293,12 @@ describe('createParallelScan: size threshold', () => {
       expectSame(p.scan(args), fusedCacheScan(args), !parallel);
       expect(p.lastStats.parallel).toBe(parallel);
     }
-    expect(cases.map(([b, d, n]) => n >= DEFAULT_MIN_ROWS && b * n * d >= DEFAULT_MIN_WORK)).toEqual([false, true, false, true]);
+    expect(cases.map(([b, d, n]) => n >= DEFAULT_MIN_ROWS && b * n * d >= DEFAULT_MIN_WORK)).toEqual([
+      false,
+      true,
+      false,
+      true,
+    ]);
 
     const big = makeArgs({ ...spec, b: 3, d: 4, n: 3000 });
     const none = scanner({ workers: 0, minRows: 0 });
@@ -221,8 +308,23 @@ describe('createParallelScan: size threshold', () => {
 
   it('b = 0, d = 0 and n = 0 take the single-thread path', () => {
     const p = scanner({ minRows: 0 });
-    for (const [b, d, n] of [[0, 3, 1000], [2, 0, 1000], [2, 3, 0]] as const) {
-      const args = makeArgs({ b, d, n, seed: 3, sampler: 'gumbel', integer: false, pValid: 1, ids: false, topKIndex: -1, scale: 1 });
+    for (const [b, d, n] of [
+      [0, 3, 1000],
+      [2, 0, 1000],
+      [2, 3, 0],
+    ] as const) {
+      const args = makeArgs({
+        b,
+        d,
+        n,
+        seed: 3,
+        sampler: 'gumbel',
+        integer: false,
+        pValid: 1,
+        ids: false,
+        topKIndex: -1,
+        scale: 1,
+      });
       expectSame(p.scan(args), fusedCacheScan(args), true);
       expect(p.lastStats.parallel).toBe(false);
     }
@@ -233,7 +335,17 @@ describe('createParallelScan: reuse across calls', () => {
   it('many calls with changing and repeated cache arrays give the right results (no stale copies)', () => {
     for (const cacheCopies of [0, 1, 2]) {
       const p = scanner({ minRows: 0, cacheCopies });
-      const base = { b: 5, d: 6, n: 1500, sampler: 'gumbel' as const, integer: false, pValid: 1, ids: false, topKIndex: -1, scale: 1 };
+      const base = {
+        b: 5,
+        d: 6,
+        n: 1500,
+        sampler: 'gumbel' as const,
+        integer: false,
+        pValid: 1,
+        ids: false,
+        topKIndex: -1,
+        scale: 1,
+      };
       const arrays = [0, 1, 2].map((s) => makeArgs({ ...base, seed: 100 + s }));
       const order = [0, 0, 1, 0, 0, 2, 1, 2, 2, 0, 1, 1, 0];
       // the model: identity-keyed copies, least recently used evicted
@@ -254,18 +366,23 @@ describe('createParallelScan: reuse across calls', () => {
 
   it('inputs of different sizes and kinds in sequence (buffers grow and shrink)', () => {
     const p = scanner({ minRows: 0 });
-    fc.assert(fc.property(fc.array(specArb(256, 2048), { minLength: 2, maxLength: 6 }), (specs) => {
-      for (const s of specs) {
-        const args = makeArgs(s);
-        expectSame(p.scan(args), fusedCacheScan(args));
-      }
-    }), params(8));
+    fc.assert(
+      fc.property(fc.array(specArb(256, 2048), { minLength: 2, maxLength: 6 }), (specs) => {
+        for (const s of specs) {
+          const args = makeArgs(s);
+          expectSame(p.scan(args), fusedCacheScan(args));
+        }
+      }),
+      params(8),
+    );
   });
 
   it('as the scanner of CacheClassificationLoss: the same samples and losses as the default scanner', () => {
     const p = scanner({ minRows: 0 });
     const rng = new Rng(9);
-    const B = 8, D = 16, N = 3000;
+    const B = 8,
+      D = 16,
+      N = 3000;
     const rnd = (len: number): Float32Array => new Float32Array(len).map(() => rng.uniform() - 0.5);
     const q = tensor(rnd(B * D), 'float32', [B, D]);
     const pos = tensor(rnd(B * D), 'float32', [B, D]);
@@ -280,23 +397,42 @@ describe('createParallelScan: reuse across calls', () => {
     };
     for (const sampler of ['gumbel', 'categorical'] as const) {
       for (const topK of [undefined, 10]) {
-        const mk = (scan?: ParallelScan['scan']) => new CacheClassificationLoss({
-          embeddingKey: 'emb', dataKeys: ['feat'], rng: new Rng(4), sampler, reducer: 'none',
-          ...(topK !== undefined ? { topK } : {}), ...(scan ? { scanner: scan } : {}),
-        });
+        const mk = (scan?: ParallelScan['scan']) =>
+          new CacheClassificationLoss({
+            embeddingKey: 'emb',
+            dataKeys: ['feat'],
+            rng: new Rng(4),
+            sampler,
+            reducer: 'none',
+            ...(topK !== undefined ? { topK } : {}),
+            ...(scan ? { scanner: scan } : {}),
+          });
         const a = mk().call((f) => matmul(f['feat']!, w), q, pos, cache);
         const b = mk(p.scan).call((f) => matmul(f['feat']!, w), q, pos, cache);
         expect(p.lastStats.parallel).toBe(true);
         expect(Array.from(unsafeData(b.retrievedIndices))).toEqual(Array.from(unsafeData(a.retrievedIndices)));
-        const la = unsafeData(a.trainingLoss), lb = unsafeData(b.trainingLoss);
-        for (let i = 0; i < B; i++) expect(Math.abs(lb[i]! - la[i]!)).toBeLessThanOrEqual(1e-6 * (1 + Math.abs(la[i]!)));
+        const la = unsafeData(a.trainingLoss),
+          lb = unsafeData(b.trainingLoss);
+        for (let i = 0; i < B; i++)
+          expect(Math.abs(lb[i]! - la[i]!)).toBeLessThanOrEqual(1e-6 * (1 + Math.abs(la[i]!)));
       }
     }
   });
 });
 
 describe('createParallelScan: failures', () => {
-  const args = makeArgs({ b: 4, d: 8, n: 2048, seed: 7, sampler: 'gumbel', integer: false, pValid: 1, ids: false, topKIndex: -1, scale: 1 });
+  const args = makeArgs({
+    b: 4,
+    d: 8,
+    n: 2048,
+    seed: 7,
+    sampler: 'gumbel',
+    integer: false,
+    pValid: 1,
+    ids: false,
+    topKIndex: -1,
+    scale: 1,
+  });
 
   function failure(p: ParallelScan): { error: ParallelScanError; ms: number } {
     const t0 = performance.now();
@@ -315,7 +451,9 @@ describe('createParallelScan: failures', () => {
     p._injectFault('throw');
     const { error } = failure(p);
     expect(error.reason).toBe('threw');
-    expect(error.message).toMatch(/^parallelScan: scan worker 0 threw while scanning rows \[1024, 2048\): Error: injected fault/);
+    expect(error.message).toMatch(
+      /^parallelScan: scan worker 0 threw while scanning rows \[1024, 2048\): Error: injected fault/,
+    );
     expectSame(p.scan(args), fusedCacheScan(args));
     expect(p.lastStats.parallel).toBe(true);
   });
@@ -380,7 +518,9 @@ describe('createParallelScan: failures', () => {
     expect(() => createParallelScan({ workers: -1 })).toThrow(ArgumentError);
     expect(() => createParallelScan({ minRows: 1.5 })).toThrow(ArgumentError);
     expect(() => createParallelScan({ timeoutMs: 0 })).toThrow(ArgumentError);
-    expect(() => createParallelScan({ workerEntry: join(ROOT, 'no-such-worker.js') })).toThrow(/does not exist; build first/);
+    expect(() => createParallelScan({ workerEntry: join(ROOT, 'no-such-worker.js') })).toThrow(
+      /does not exist; build first/,
+    );
   });
 
   it('the workers do not keep the process alive: a script that never calls close() exits', () => {
@@ -392,7 +532,10 @@ describe('createParallelScan: failures', () => {
       const r = p.scan({ queries: new Float32Array(b * d).fill(1), b, d, cache: new Float32Array(n * d).map((_, i) => i % 5), n, scale: 1, sampler: 'none' });
       console.log(JSON.stringify({ parallel: p.lastStats.parallel, max: Array.from(r.max) }));
     `;
-    const out = execFileSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', timeout: 30_000 });
+    const out = execFileSync(process.execPath, ['--input-type=module', '-e', script], {
+      encoding: 'utf8',
+      timeout: 30_000,
+    });
     expect(JSON.parse(out.trim())).toEqual({ parallel: true, max: [10, 10] });
   });
 });

@@ -26,8 +26,19 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import {
-  Adam, AdamW, ArgumentError, EmbeddingTable, NonFiniteError, Rng, SGD, ShapeError, clipFactor, globalNorm, tensor,
-  type SparseGrad, type Tensor,
+  Adam,
+  AdamW,
+  ArgumentError,
+  EmbeddingTable,
+  NonFiniteError,
+  Rng,
+  SGD,
+  ShapeError,
+  clipFactor,
+  globalNorm,
+  tensor,
+  type SparseGrad,
+  type Tensor,
 } from '../../src/index.js';
 import { unsafeData } from '../../src/tensor/tensor.js';
 import { params } from '../util/props.js';
@@ -43,7 +54,8 @@ function vals(t: Tensor): number[] {
 
 function expectNear(got: ArrayLike<number>, want: number[], tol = 1e-6): void {
   expect(got.length).toBe(want.length);
-  for (let i = 0; i < want.length; i++) expect(Math.abs(got[i]! - want[i]!), `element ${i}: got ${got[i]}, want ${want[i]}`).toBeLessThanOrEqual(tol);
+  for (let i = 0; i < want.length; i++)
+    expect(Math.abs(got[i]! - want[i]!), `element ${i}: got ${got[i]}, want ${want[i]}`).toBeLessThanOrEqual(tol);
 }
 
 /** Two steps on the 2-element parameter; returns θ after each. */
@@ -57,13 +69,43 @@ function twoSteps(opt: Opt): [number[], number[]] {
 
 const CASES: { name: string; make: () => Opt; step1: number[]; step2: number[] }[] = [
   { name: 'SGD', make: () => new SGD({ lr: 0.1 }), step1: [0.95, -2.01], step2: [0.975, -2.03] },
-  { name: 'SGD momentum 0.9', make: () => new SGD({ lr: 0.1, momentum: 0.9 }), step1: [0.95, -2.01], step2: [0.93, -2.039] },
-  { name: 'SGD Nesterov 0.9', make: () => new SGD({ lr: 0.1, momentum: 0.9, nesterov: true }), step1: [0.905, -2.019], step2: [0.912, -2.0651] },
-  { name: 'SGD weight decay 0.1', make: () => new SGD({ lr: 0.1, weightDecay: 0.1 }), step1: [0.94, -1.99], step2: [0.94 - 0.1 * (-0.25 + 0.094), -1.99 - 0.1 * (0.2 - 0.199)] },
-  { name: 'SGD weight decay 0.1 + momentum 0.9', make: () => new SGD({ lr: 0.1, weightDecay: 0.1, momentum: 0.9 }), step1: [0.94, -1.99], step2: [0.9016, -1.9811] },
+  {
+    name: 'SGD momentum 0.9',
+    make: () => new SGD({ lr: 0.1, momentum: 0.9 }),
+    step1: [0.95, -2.01],
+    step2: [0.93, -2.039],
+  },
+  {
+    name: 'SGD Nesterov 0.9',
+    make: () => new SGD({ lr: 0.1, momentum: 0.9, nesterov: true }),
+    step1: [0.905, -2.019],
+    step2: [0.912, -2.0651],
+  },
+  {
+    name: 'SGD weight decay 0.1',
+    make: () => new SGD({ lr: 0.1, weightDecay: 0.1 }),
+    step1: [0.94, -1.99],
+    step2: [0.94 - 0.1 * (-0.25 + 0.094), -1.99 - 0.1 * (0.2 - 0.199)],
+  },
+  {
+    name: 'SGD weight decay 0.1 + momentum 0.9',
+    make: () => new SGD({ lr: 0.1, weightDecay: 0.1, momentum: 0.9 }),
+    step1: [0.94, -1.99],
+    step2: [0.9016, -1.9811],
+  },
   { name: 'Adam', make: () => new Adam({ lr: 0.1 }), step1: [0.9, -2.1], step2: [0.8733663, -2.1965182] },
-  { name: 'AdamW (default λ 0.01)', make: () => new AdamW({ lr: 0.1 }), step1: [0.899, -2.098], step2: [0.8714673, -2.1924202] },
-  { name: 'Adam with weightDecay 0.01 = AdamW', make: () => new Adam({ lr: 0.1, weightDecay: 0.01 }), step1: [0.899, -2.098], step2: [0.8714673, -2.1924202] },
+  {
+    name: 'AdamW (default λ 0.01)',
+    make: () => new AdamW({ lr: 0.1 }),
+    step1: [0.899, -2.098],
+    step2: [0.8714673, -2.1924202],
+  },
+  {
+    name: 'Adam with weightDecay 0.01 = AdamW',
+    make: () => new Adam({ lr: 0.1, weightDecay: 0.01 }),
+    step1: [0.899, -2.098],
+    step2: [0.8714673, -2.1924202],
+  },
 ];
 
 describe('one and two steps against hand-computed values', () => {
@@ -109,7 +151,11 @@ describe('one and two steps against hand-computed values', () => {
 
 describe('sparse table updates', () => {
   const base = (): Float32Array => Float32Array.from([0, 0, 1, -2, 3, 3, -1, 0.5, 7, 7]); // 5 rows × 2
-  const sparseGrad = (table: EmbeddingTable, ids: number[], g: number[]): SparseGrad => ({ table, ids: Int32Array.from(ids), grad: tensor(g, 'float32', [ids.length, table.dim]) });
+  const sparseGrad = (table: EmbeddingTable, ids: number[], g: number[]): SparseGrad => ({
+    table,
+    ids: Int32Array.from(ids),
+    grad: tensor(g, 'float32', [ids.length, table.dim]),
+  });
 
   for (const c of CASES) {
     it(`${c.name}: only the touched rows change, exactly as the dense update would change them`, () => {
@@ -124,7 +170,15 @@ describe('sparse table updates', () => {
       expect(after.slice(4, 6)).toEqual([3, 3]);
       expect(after.slice(8, 10)).toEqual([7, 7]);
       // Dense reference: the same rows as one dense [2, 2] parameter, same gradient.
-      const dense = c.make().step({ w: tensor([[1, -2], [-1, 0.5]]) }, { w: tensor([g1, g2]) });
+      const dense = c.make().step(
+        {
+          w: tensor([
+            [1, -2],
+            [-1, 0.5],
+          ]),
+        },
+        { w: tensor([g1, g2]) },
+      );
       expect([...after.slice(2, 4), ...after.slice(6, 8)]).toEqual(vals(dense.w));
       expectNear(after.slice(2, 4), c.step1);
     });
@@ -164,23 +218,37 @@ describe('sparse table updates', () => {
   });
 
   it('property: step 1 on random rows equals the dense update of those rows, for every optimiser', () => {
-    fc.assert(fc.property(fc.integer({ min: 0, max: 2 ** 31 - 1 }), fc.integer({ min: 0, max: CASES.length - 1 }), (seed, ci) => {
-      const rng = new Rng(seed);
-      const vocab = 2 + rng.int(8), dim = 1 + rng.int(4);
-      const table = new EmbeddingTable(vocab, dim, { rng });
-      const before = table.data.slice();
-      const ids = Array.from({ length: vocab }, (_, i) => i).filter(() => rng.uniform() < 0.5);
-      if (ids.length === 0) ids.push(rng.int(vocab));
-      const g = Array.from({ length: ids.length * dim }, () => rng.normal());
-      CASES[ci]!.make().step({}, {}, { t: sparseGrad(table, ids, g) });
-      const rows = tensor(Float32Array.from(ids.flatMap((id) => Array.from(before.slice(id * dim, (id + 1) * dim)))), 'float32', [ids.length, dim]);
-      const dense = vals(CASES[ci]!.make().step({ w: rows }, { w: tensor(g, 'float32', [ids.length, dim]) }).w);
-      for (let v = 0; v < vocab; v++) {
-        const k = ids.indexOf(v);
-        const got = Array.from(table.data.slice(v * dim, (v + 1) * dim));
-        expect(got).toEqual(k < 0 ? Array.from(before.slice(v * dim, (v + 1) * dim)) : dense.slice(k * dim, (k + 1) * dim));
-      }
-    }), params(40));
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 0, max: 2 ** 31 - 1 }),
+        fc.integer({ min: 0, max: CASES.length - 1 }),
+        (seed, ci) => {
+          const rng = new Rng(seed);
+          const vocab = 2 + rng.int(8),
+            dim = 1 + rng.int(4);
+          const table = new EmbeddingTable(vocab, dim, { rng });
+          const before = table.data.slice();
+          const ids = Array.from({ length: vocab }, (_, i) => i).filter(() => rng.uniform() < 0.5);
+          if (ids.length === 0) ids.push(rng.int(vocab));
+          const g = Array.from({ length: ids.length * dim }, () => rng.normal());
+          CASES[ci]!.make().step({}, {}, { t: sparseGrad(table, ids, g) });
+          const rows = tensor(
+            Float32Array.from(ids.flatMap((id) => Array.from(before.slice(id * dim, (id + 1) * dim)))),
+            'float32',
+            [ids.length, dim],
+          );
+          const dense = vals(CASES[ci]!.make().step({ w: rows }, { w: tensor(g, 'float32', [ids.length, dim]) }).w);
+          for (let v = 0; v < vocab; v++) {
+            const k = ids.indexOf(v);
+            const got = Array.from(table.data.slice(v * dim, (v + 1) * dim));
+            expect(got).toEqual(
+              k < 0 ? Array.from(before.slice(v * dim, (v + 1) * dim)) : dense.slice(k * dim, (k + 1) * dim),
+            );
+          }
+        },
+      ),
+      params(40),
+    );
   });
 });
 
@@ -200,7 +268,11 @@ describe('clipping by global norm (dense and sparse together)', () => {
   it('dense g = [3, 0] and sparse row g = [0, 4] have norm 5; clipNorm 1 scales both by 0.2', () => {
     const t = new EmbeddingTable(3, 2, Float32Array.from([1, 1, 1, 1, 1, 1]));
     const opt = new SGD({ lr: 1, clipNorm: 1 });
-    const p = opt.step({ a: tensor([1, 1]) }, { a: tensor([3, 0]) }, { t: { table: t, ids: Int32Array.from([2]), grad: tensor([[0, 4]]) } });
+    const p = opt.step(
+      { a: tensor([1, 1]) },
+      { a: tensor([3, 0]) },
+      { t: { table: t, ids: Int32Array.from([2]), grad: tensor([[0, 4]]) } },
+    );
     expectNear(vals(p.a), [1 - 0.6, 1]);
     expectNear(t.data, [1, 1, 1, 1, 1, 1 - 0.8]);
   });
@@ -208,7 +280,11 @@ describe('clipping by global norm (dense and sparse together)', () => {
   it('a norm under clipNorm is left alone', () => {
     const t = new EmbeddingTable(3, 2, Float32Array.from([1, 1, 1, 1, 1, 1]));
     const opt = new SGD({ lr: 1, clipNorm: 10 });
-    const p = opt.step({ a: tensor([1, 1]) }, { a: tensor([3, 0]) }, { t: { table: t, ids: Int32Array.from([0]), grad: tensor([[0, 4]]) } });
+    const p = opt.step(
+      { a: tensor([1, 1]) },
+      { a: tensor([3, 0]) },
+      { t: { table: t, ids: Int32Array.from([0]), grad: tensor([[0, 4]]) } },
+    );
     expectNear(vals(p.a), [-2, 1]);
     expectNear(t.data, [1, -3, 1, 1, 1, 1]);
   });
@@ -228,38 +304,143 @@ describe('validation: rejected steps change nothing', () => {
   function setup() {
     const table = new EmbeddingTable(4, 2, Float32Array.from([1, 2, 3, 4, 5, 6, 7, 8]));
     const opt = new Adam({ lr: 0.1 });
-    const p = opt.step({ w: tensor([1, -2]) }, { w: tensor(g1) }, { e: { table, ids: Int32Array.from([0, 2]), grad: tensor([[1, 1], [1, 1]]) } });
+    const p = opt.step(
+      { w: tensor([1, -2]) },
+      { w: tensor(g1) },
+      {
+        e: {
+          table,
+          ids: Int32Array.from([0, 2]),
+          grad: tensor([
+            [1, 1],
+            [1, 1],
+          ]),
+        },
+      },
+    );
     return { table, opt, p, state: opt.getState(), data: Array.from(table.data) };
   }
-  const stateValues = (s: Record<string, Tensor>): Record<string, number[]> => Object.fromEntries(Object.entries(s).map(([k, v]) => [k, vals(v)]));
+  const stateValues = (s: Record<string, Tensor>): Record<string, number[]> =>
+    Object.fromEntries(Object.entries(s).map(([k, v]) => [k, vals(v)]));
 
-  const bad: { name: string; err: new (...a: never[]) => Error; msg: RegExp; run: (o: ReturnType<typeof setup>) => unknown }[] = [
-    { name: 'NaN in a dense gradient', err: NonFiniteError, msg: /Adam.step: gradient of parameter 0 has NaN at flat index 1; the step was rejected/,
-      run: ({ opt, p, table }) => opt.step(p, { w: tensor([0.1, NaN]) }, { e: { table, ids: Int32Array.from([1]), grad: tensor([[1, 1]]) } }) },
-    { name: 'Infinity in a sparse gradient', err: NonFiniteError, msg: /gradient of table "e" has Infinity/,
-      run: ({ opt, p, table }) => opt.step(p, { w: tensor([0.1, 0.2]) }, { e: { table, ids: Int32Array.from([1, 3]), grad: tensor([[1, 1], [Infinity, 1]]) } }) },
-    { name: 'gradient shape mismatch', err: ShapeError, msg: /gradient 0 is \[3\] but its parameter is \[2\]/,
-      run: ({ opt, p }) => opt.step(p, { w: tensor([0.1, 0.2, 0.3]) }) },
-    { name: 'sparse gradient shape mismatch', err: ShapeError, msg: /sparse.e.grad is \[1,2\]; need \[2, 2\]/,
-      run: ({ opt, p, table }) => opt.step(p, { w: tensor([0.1, 0.2]) }, { e: { table, ids: Int32Array.from([1, 3]), grad: tensor([[1, 1]]) } }) },
-    { name: 'repeated sparse ids', err: ArgumentError, msg: /sparse.e.ids repeats 1; need distinct ids/,
-      run: ({ opt, p, table }) => opt.step(p, { w: tensor([0.1, 0.2]) }, { e: { table, ids: Int32Array.from([1, 3, 1]), grad: tensor([[1, 1], [1, 1], [1, 1]]) } }) },
-    { name: 'sparse id out of range', err: ArgumentError, msg: /sparse.e.ids has 4; need 0 <= id < 4/,
-      run: ({ opt, p, table }) => opt.step(p, { w: tensor([0.1, 0.2]) }, { e: { table, ids: Int32Array.from([4]), grad: tensor([[1, 1]]) } }) },
-    { name: 'sparse entry without ids', err: ArgumentError, msg: /sparse.e must be \{table, ids, grad\}/,
-      run: ({ opt, p, table }) => opt.step(p, { w: tensor([0.1, 0.2]) }, { e: { table, ids: [1] as never, grad: tensor([[1, 1]]) } }) },
-    { name: 'sparse entry without a table', err: ArgumentError, msg: /sparse.e must be \{table, ids, grad\}/,
-      run: ({ opt, p }) => opt.step(p, { w: tensor([0.1, 0.2]) }, { e: { ids: Int32Array.from([1]), grad: tensor([[1, 1]]) } as never }) },
-    { name: 'changed parameter tree (a new shape)', err: ShapeError, msg: /the parameter tree changed since the first step \(\[2\] → \[3\]\)/,
-      run: ({ opt }) => opt.step({ w: tensor([1, 2, 3]) }, { w: tensor([0.1, 0.2, 0.3]) }) },
-    { name: 'changed parameter tree (an extra leaf)', err: ShapeError, msg: /the parameter tree changed/,
-      run: ({ opt }) => opt.step({ w: tensor([1, 2]), x: tensor([1]) }, { w: tensor([0.1, 0.2]), x: tensor([1]) }) },
-    { name: 'grads with a different number of tensors', err: ShapeError, msg: /grads has 2 tensors but params has 1/,
-      run: ({ opt, p }) => opt.step(p, { w: tensor([0.1, 0.2]), x: tensor([1]) }) },
-    { name: 'integer parameter', err: ArgumentError, msg: /parameter 0 is int32; only float parameters can be optimised/,
-      run: ({ opt }) => opt.step({ w: tensor([1, 2], 'int32') }, { w: tensor([0.1, 0.2]) }) },
-    { name: 'a non-tensor in the tree', err: ArgumentError, msg: /Adam.step: grads.w\[0\] must be a Tensor/,
-      run: ({ opt, p }) => opt.step(p, { w: [0.1, 0.2] }) },
+  const bad: {
+    name: string;
+    err: new (...a: never[]) => Error;
+    msg: RegExp;
+    run: (o: ReturnType<typeof setup>) => unknown;
+  }[] = [
+    {
+      name: 'NaN in a dense gradient',
+      err: NonFiniteError,
+      msg: /Adam.step: gradient of parameter 0 has NaN at flat index 1; the step was rejected/,
+      run: ({ opt, p, table }) =>
+        opt.step(p, { w: tensor([0.1, NaN]) }, { e: { table, ids: Int32Array.from([1]), grad: tensor([[1, 1]]) } }),
+    },
+    {
+      name: 'Infinity in a sparse gradient',
+      err: NonFiniteError,
+      msg: /gradient of table "e" has Infinity/,
+      run: ({ opt, p, table }) =>
+        opt.step(
+          p,
+          { w: tensor([0.1, 0.2]) },
+          {
+            e: {
+              table,
+              ids: Int32Array.from([1, 3]),
+              grad: tensor([
+                [1, 1],
+                [Infinity, 1],
+              ]),
+            },
+          },
+        ),
+    },
+    {
+      name: 'gradient shape mismatch',
+      err: ShapeError,
+      msg: /gradient 0 is \[3\] but its parameter is \[2\]/,
+      run: ({ opt, p }) => opt.step(p, { w: tensor([0.1, 0.2, 0.3]) }),
+    },
+    {
+      name: 'sparse gradient shape mismatch',
+      err: ShapeError,
+      msg: /sparse.e.grad is \[1,2\]; need \[2, 2\]/,
+      run: ({ opt, p, table }) =>
+        opt.step(p, { w: tensor([0.1, 0.2]) }, { e: { table, ids: Int32Array.from([1, 3]), grad: tensor([[1, 1]]) } }),
+    },
+    {
+      name: 'repeated sparse ids',
+      err: ArgumentError,
+      msg: /sparse.e.ids repeats 1; need distinct ids/,
+      run: ({ opt, p, table }) =>
+        opt.step(
+          p,
+          { w: tensor([0.1, 0.2]) },
+          {
+            e: {
+              table,
+              ids: Int32Array.from([1, 3, 1]),
+              grad: tensor([
+                [1, 1],
+                [1, 1],
+                [1, 1],
+              ]),
+            },
+          },
+        ),
+    },
+    {
+      name: 'sparse id out of range',
+      err: ArgumentError,
+      msg: /sparse.e.ids has 4; need 0 <= id < 4/,
+      run: ({ opt, p, table }) =>
+        opt.step(p, { w: tensor([0.1, 0.2]) }, { e: { table, ids: Int32Array.from([4]), grad: tensor([[1, 1]]) } }),
+    },
+    {
+      name: 'sparse entry without ids',
+      err: ArgumentError,
+      msg: /sparse.e must be \{table, ids, grad\}/,
+      run: ({ opt, p, table }) =>
+        opt.step(p, { w: tensor([0.1, 0.2]) }, { e: { table, ids: [1] as never, grad: tensor([[1, 1]]) } }),
+    },
+    {
+      name: 'sparse entry without a table',
+      err: ArgumentError,
+      msg: /sparse.e must be \{table, ids, grad\}/,
+      run: ({ opt, p }) =>
+        opt.step(p, { w: tensor([0.1, 0.2]) }, { e: { ids: Int32Array.from([1]), grad: tensor([[1, 1]]) } as never }),
+    },
+    {
+      name: 'changed parameter tree (a new shape)',
+      err: ShapeError,
+      msg: /the parameter tree changed since the first step \(\[2\] → \[3\]\)/,
+      run: ({ opt }) => opt.step({ w: tensor([1, 2, 3]) }, { w: tensor([0.1, 0.2, 0.3]) }),
+    },
+    {
+      name: 'changed parameter tree (an extra leaf)',
+      err: ShapeError,
+      msg: /the parameter tree changed/,
+      run: ({ opt }) => opt.step({ w: tensor([1, 2]), x: tensor([1]) }, { w: tensor([0.1, 0.2]), x: tensor([1]) }),
+    },
+    {
+      name: 'grads with a different number of tensors',
+      err: ShapeError,
+      msg: /grads has 2 tensors but params has 1/,
+      run: ({ opt, p }) => opt.step(p, { w: tensor([0.1, 0.2]), x: tensor([1]) }),
+    },
+    {
+      name: 'integer parameter',
+      err: ArgumentError,
+      msg: /parameter 0 is int32; only float parameters can be optimised/,
+      run: ({ opt }) => opt.step({ w: tensor([1, 2], 'int32') }, { w: tensor([0.1, 0.2]) }),
+    },
+    {
+      name: 'a non-tensor in the tree',
+      err: ArgumentError,
+      msg: /Adam.step: grads.w\[0\] must be a Tensor/,
+      run: ({ opt, p }) => opt.step(p, { w: [0.1, 0.2] }),
+    },
   ];
 
   for (const b of bad) {
@@ -274,8 +455,16 @@ describe('validation: rejected steps change nothing', () => {
       expect(vals(o.p.w)).toEqual(pBefore);
       // The optimiser continues exactly as if the rejected step never happened.
       const ref = setup();
-      const next = o.opt.step(o.p, { w: tensor(g2) }, { e: { table: o.table, ids: Int32Array.from([2]), grad: tensor([[0.5, -0.5]]) } });
-      const want = ref.opt.step(ref.p, { w: tensor(g2) }, { e: { table: ref.table, ids: Int32Array.from([2]), grad: tensor([[0.5, -0.5]]) } });
+      const next = o.opt.step(
+        o.p,
+        { w: tensor(g2) },
+        { e: { table: o.table, ids: Int32Array.from([2]), grad: tensor([[0.5, -0.5]]) } },
+      );
+      const want = ref.opt.step(
+        ref.p,
+        { w: tensor(g2) },
+        { e: { table: ref.table, ids: Int32Array.from([2]), grad: tensor([[0.5, -0.5]]) } },
+      );
       expect(vals(next.w)).toEqual(vals(want.w));
       expect(Array.from(o.table.data)).toEqual(Array.from(ref.table.data));
     });
@@ -297,12 +486,23 @@ describe('validation: rejected steps change nothing', () => {
 });
 
 describe('getState / setState', () => {
-  const run = (opt: Opt, p: { a: Tensor; b: Tensor }, t: EmbeddingTable, k: number, n: number, rng: Rng): { a: Tensor; b: Tensor } => {
+  const run = (
+    opt: Opt,
+    p: { a: Tensor; b: Tensor },
+    t: EmbeddingTable,
+    k: number,
+    n: number,
+    rng: Rng,
+  ): { a: Tensor; b: Tensor } => {
     for (let s = 0; s < n; s++) {
       const ga = tensor(Array.from({ length: 3 }, () => rng.normal()));
       const gb = tensor([[rng.normal(), rng.normal()]]);
       const ids = Int32Array.from([(k + s) % t.vocab, (k + s + 2) % t.vocab]);
-      const gt = tensor(Array.from({ length: 2 * t.dim }, () => rng.normal()), 'float32', [2, t.dim]);
+      const gt = tensor(
+        Array.from({ length: 2 * t.dim }, () => rng.normal()),
+        'float32',
+        [2, t.dim],
+      );
       p = opt.step(p, { a: ga, b: gb }, { tab: { table: t, ids, grad: gt } });
     }
     return p;
@@ -319,9 +519,11 @@ describe('getState / setState', () => {
       const p = run(a, { a: tensor([0.1, 0.2, 0.3]), b: tensor([[1, -1]]) }, table, 0, 3, rng);
       const state = a.getState();
       const snap = table.snapshot();
-      expect(Object.keys(state).sort()).toEqual(name.startsWith('SGD')
-        ? ['dense.0.0', 'dense.1.0', 't', 'table.tab.0']
-        : ['dense.0.0', 'dense.0.1', 'dense.1.0', 'dense.1.1', 't', 'table.tab.0', 'table.tab.1']);
+      expect(Object.keys(state).sort()).toEqual(
+        name.startsWith('SGD')
+          ? ['dense.0.0', 'dense.1.0', 't', 'table.tab.0']
+          : ['dense.0.0', 'dense.0.1', 'dense.1.0', 'dense.1.1', 't', 'table.tab.0', 'table.tab.1'],
+      );
       const rngState = rng.getState();
       const pA = run(a, p, table, 3, 3, rng);
       const dataA = Array.from(table.data);
@@ -353,7 +555,9 @@ describe('getState / setState', () => {
 describe('optimiser options', () => {
   it('unknown option keys are rejected by name (a misspelt momentum would otherwise be ignored)', () => {
     expect(() => new SGD({ lr: 0.1, momentun: 0.9 } as never)).toThrow(ArgumentError);
-    expect(() => new SGD({ lr: 0.1, momentun: 0.9 } as never)).toThrow(/^SGD: unknown option "momentun"; allowed: lr, clipNorm, momentum, nesterov, weightDecay/);
+    expect(() => new SGD({ lr: 0.1, momentun: 0.9 } as never)).toThrow(
+      /^SGD: unknown option "momentun"; allowed: lr, clipNorm, momentum, nesterov, weightDecay/,
+    );
     expect(() => new Adam({ lr: 0.1, beta: 0.9 } as never)).toThrow(/^Adam: unknown option "beta"/);
     expect(() => new AdamW({ lr: 0.1, decay: 0.1 } as never)).toThrow(/^AdamW: unknown option "decay"/);
     expect(new AdamW({ lr: 0.1, weightDecay: 0.1, beta1: 0.8, beta2: 0.99, eps: 1e-6, clipNorm: 1 }).beta1).toBe(0.8);

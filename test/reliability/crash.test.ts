@@ -21,7 +21,16 @@ import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'n
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DEFAULT_CONFIG, Rng, Trainer, syntheticCorpus, train, type Corpus, type Tensor, type TrainConfig } from '../../src/index.js';
+import {
+  DEFAULT_CONFIG,
+  Rng,
+  Trainer,
+  syntheticCorpus,
+  train,
+  type Corpus,
+  type Tensor,
+  type TrainConfig,
+} from '../../src/index.js';
 import { loadSafetensorsSync } from '../../src/node/atomicFile.js';
 import { runs } from '../util/props.js';
 import { ROOT, ensureBuilt } from './build.js';
@@ -51,7 +60,11 @@ class Reference {
   private readonly metrics: string[] = [];
   private readonly states = new Map<number, Record<string, Tensor>>();
   private readonly claims = new Map<number, string[]>();
-  constructor(readonly corpus: Corpus, readonly config: TrainConfig, private readonly keepStates: boolean) {
+  constructor(
+    readonly corpus: Corpus,
+    readonly config: TrainConfig,
+    private readonly keepStates: boolean,
+  ) {
     this.trainer = new Trainer(corpus, config);
     if (keepStates) this.states.set(0, this.trainer.getState());
   }
@@ -73,7 +86,8 @@ class Reference {
     this.advanceTo(step);
     const kept = this.states.get(step);
     if (kept) return kept;
-    if (this.trainer.stepCount !== step) throw new Error(`internal: the reference is at step ${this.trainer.stepCount}, asked for ${step}`);
+    if (this.trainer.stepCount !== step)
+      throw new Error(`internal: the reference is at step ${this.trainer.stepCount}, asked for ${step}`);
     return this.trainer.getState();
   }
 
@@ -97,7 +111,10 @@ class Reference {
     for (const [step, list] of [...this.claims.entries()].sort((a, b) => a[0] - b[0])) {
       this.advanceTo(step);
       for (const c of list) {
-        expect(c.slice(0, c.indexOf('   <- ')), `a resumed run's metrics at step ${step} (${c.slice(c.indexOf('<- ') + 3)})`).toBe(this.metrics[step - 1]);
+        expect(
+          c.slice(0, c.indexOf('   <- ')),
+          `a resumed run's metrics at step ${step} (${c.slice(c.indexOf('<- ') + 3)})`,
+        ).toBe(this.metrics[step - 1]);
         n++;
       }
     }
@@ -123,7 +140,8 @@ interface Outcome {
 function runAndKill(args: readonly string[], delayMs: number, fromSpawn: boolean): Promise<Outcome> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, args, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '', stderr = '';
+    let stdout = '',
+      stderr = '';
     let timer: NodeJS.Timeout | null = null;
     let killed = false;
     const kill = (): void => {
@@ -132,13 +150,17 @@ function runAndKill(args: readonly string[], delayMs: number, fromSpawn: boolean
         child.kill('SIGKILL');
       }
     };
-    const arm = (): void => { if (timer === null) timer = setTimeout(kill, delayMs); };
+    const arm = (): void => {
+      if (timer === null) timer = setTimeout(kill, delayMs);
+    };
     const guard = setTimeout(kill, 60_000); // never hang the suite
     child.stdout.on('data', (b: Buffer) => {
       stdout += b.toString();
       if (!fromSpawn && stdout.includes('ready')) arm();
     });
-    child.stderr.on('data', (b: Buffer) => { stderr += b.toString(); });
+    child.stderr.on('data', (b: Buffer) => {
+      stderr += b.toString();
+    });
     if (fromSpawn) arm();
     child.on('error', reject);
     child.on('exit', (code) => {
@@ -168,10 +190,25 @@ interface Tally {
   resumedSteps: number;
 }
 
-const newTally = (): Tally => ({ trials: 0, found: 0, none: 0, killedMidRun: 0, completed: 0, leftoverTmp: new Set(), resumedSteps: 0 });
+const newTally = (): Tally => ({
+  trials: 0,
+  found: 0,
+  none: 0,
+  killedMidRun: 0,
+  completed: 0,
+  leftoverTmp: new Set(),
+  resumedSteps: 0,
+});
 
 /** Inspects the folder after a kill; returns the step of the checkpoint found (or the previous step if none). */
-function verifyAfterKill(chain: Chain, ref: Reference, label: string, tally: Tally, resumeSteps: number, lastStep: number): number {
+function verifyAfterKill(
+  chain: Chain,
+  ref: Reference,
+  label: string,
+  tally: Tally,
+  resumeSteps: number,
+  lastStep: number,
+): number {
   const files = readdirSync(chain.dir);
   for (const f of files) if (f.endsWith('.tmp')) tally.leftoverTmp.add(join(chain.dir, f));
   if (!files.includes(CHECKPOINT)) {
@@ -184,11 +221,19 @@ function verifyAfterKill(chain: Chain, ref: Reference, label: string, tally: Tal
   expect(checksum).toBe('verified');
   tally.found++;
   const step = tensors['train.step']!.item() as number;
-  expect(step, `${label}: the checkpoint went back from step ${chain.step} to ${step}`).toBeGreaterThanOrEqual(chain.step);
+  expect(step, `${label}: the checkpoint went back from step ${chain.step} to ${step}`).toBeGreaterThanOrEqual(
+    chain.step,
+  );
   // The file is the uninterrupted run's state at that step, bit for bit, with its metrics history.
-  expect(stateDiff(tensors, ref.stateAt(step)), `${label}: tensors differing from the uninterrupted run at step ${step}`).toEqual([]);
+  expect(
+    stateDiff(tensors, ref.stateAt(step)),
+    `${label}: tensors differing from the uninterrupted run at step ${step}`,
+  ).toEqual([]);
   const revive = (_k: string, v: unknown): unknown => (v === 'NaN' ? NaN : v === 'Infinity' ? Infinity : v);
-  expect(metricsOf(JSON.parse(metadata['negcache.history']!, revive)), `${label}: the history in the checkpoint`).toEqual(ref.metricsUpTo(step));
+  expect(
+    metricsOf(JSON.parse(metadata['negcache.history']!, revive)),
+    `${label}: the history in the checkpoint`,
+  ).toEqual(ref.metricsUpTo(step));
   const saved = JSON.parse(metadata['negcache.config']!, revive) as TrainConfig;
   expect({ ...saved, steps: 0 }).toEqual({ ...ref.config, steps: 0 });
   // Resume in-process for a few steps: the metrics are claimed against the reference.
@@ -219,7 +264,11 @@ describe('crash safety: SIGKILL at random moments, restart from disk, repeat', (
     const LAST = 40;
     const configs: [string, TrainConfig, number][] = [
       ['cache', { ...BASE, method: 'cache', steps: LAST }, 1],
-      ['cache gumbel topK', { ...BASE, method: 'cache', sampler: 'gumbel', topK: 4, clipNorm: 0.5, seed: 5, steps: LAST }, 2],
+      [
+        'cache gumbel topK',
+        { ...BASE, method: 'cache', sampler: 'gumbel', topK: 4, clipNorm: 0.5, seed: 5, steps: LAST },
+        2,
+      ],
       ['inbatch', { ...BASE, method: 'inbatch', seed: 1, steps: LAST }, 1],
       ['full', { ...BASE, method: 'full', seed: 2, steps: LAST }, 2],
     ];
@@ -240,7 +289,11 @@ describe('crash safety: SIGKILL at random moments, restart from disk, repeat', (
       const early = rng.uniform() < 0.2;
       const delay = early ? rng.uniform() * 150 : rng.uniform() * 250;
       const json = JSON.stringify(config, (_k, v) => (v === Infinity ? 'Infinity' : v));
-      const out = await runAndKill([FIXTURE, chain.dir, json, JSON.stringify(corpusOptions), String(every)], delay, early);
+      const out = await runAndKill(
+        [FIXTURE, chain.dir, json, JSON.stringify(corpusOptions), String(every)],
+        delay,
+        early,
+      );
       tally.trials++;
       if (out.killed) tally.killedMidRun++;
       else {
@@ -263,7 +316,13 @@ describe('crash safety: SIGKILL at random moments, restart from disk, repeat', (
     // What `negcache train --loss cache --data synthetic --max-docs 300 ...` builds (src/cli/main.ts).
     const corpus = syntheticCorpus({ numDocs: 300, vocab: 450, seed: 0 });
     const config: TrainConfig = {
-      ...DEFAULT_CONFIG, method: 'cache', steps: 100000, timeBudgetSeconds: Infinity, batch: 8, cacheSize: 64, evalEverySeconds: 0,
+      ...DEFAULT_CONFIG,
+      method: 'cache',
+      steps: 100000,
+      timeBudgetSeconds: Infinity,
+      batch: 8,
+      cacheSize: 64,
+      evalEverySeconds: 0,
     };
     const ref = new Reference(corpus, config, false);
     const dir = mkdtempSync(join(work, 'cli-'));
@@ -271,8 +330,28 @@ describe('crash safety: SIGKILL at random moments, restart from disk, repeat', (
     const rng = new Rng(SEED + 1);
     const tally = newTally();
     const trials = runs(8);
-    const flags = ['train', '--loss', 'cache', '--data', 'synthetic', '--max-docs', '300', '--steps', '100000', '--batch', '8', '--cache-size', '64',
-      '--checkpoint-every', '1', '--eval-every', '0', '--quiet', '--out', dir];
+    const flags = [
+      'train',
+      '--loss',
+      'cache',
+      '--data',
+      'synthetic',
+      '--max-docs',
+      '300',
+      '--steps',
+      '100000',
+      '--batch',
+      '8',
+      '--cache-size',
+      '64',
+      '--checkpoint-every',
+      '1',
+      '--eval-every',
+      '0',
+      '--quiet',
+      '--out',
+      dir,
+    ];
     for (let trial = 0; trial < trials; trial++) {
       const delay = 300 + rng.uniform() * 1500;
       const args = [CLI, ...flags, ...(chain.step > 0 ? ['--resume', dir] : [])];
@@ -280,7 +359,14 @@ describe('crash safety: SIGKILL at random moments, restart from disk, repeat', (
       tally.trials++;
       expect(out.killed, `the CLI exited by itself (code ${out.exitCode}): ${out.stderr}`).toBe(true);
       tally.killedMidRun++;
-      chain.step = verifyAfterKill(chain, ref, `CLI trial ${trial} (killed ${delay.toFixed(0)} ms after spawn)`, tally, 2, Infinity);
+      chain.step = verifyAfterKill(
+        chain,
+        ref,
+        `CLI trial ${trial} (killed ${delay.toFixed(0)} ms after spawn)`,
+        tally,
+        2,
+        Infinity,
+      );
     }
     const claims = ref.settle();
     report('CLI', tally, claims, `; reached step ${chain.step} over ${trials} restarts (25 MB checkpoints)`);
@@ -290,13 +376,26 @@ describe('crash safety: SIGKILL at random moments, restart from disk, repeat', (
     const file = join(dir, CHECKPOINT);
     const good = readFileSync(file);
     for (const [what, bytes] of [
-      ['one byte flipped', (() => { const b = Uint8Array.from(good); b[Math.floor(good.length / 2)] ^= 0x10; return b; })()],
+      [
+        'one byte flipped',
+        (() => {
+          const b = Uint8Array.from(good);
+          b[Math.floor(good.length / 2)] ^= 0x10;
+          return b;
+        })(),
+      ],
       ['truncated', good.subarray(0, good.length - 1000)],
     ] as const) {
       writeFileSync(file, bytes);
-      const r = spawnSync(process.execPath, [CLI, ...flags, '--resume', dir], { cwd: ROOT, encoding: 'utf8', timeout: 60_000 });
+      const r = spawnSync(process.execPath, [CLI, ...flags, '--resume', dir], {
+        cwd: ROOT,
+        encoding: 'utf8',
+        timeout: 60_000,
+      });
       expect(r.status, `${what}: ${r.stderr}`).toBe(2);
-      expect(r.stderr, what).toMatch(/^negcache train: loadSafetensorsSync: ".*checkpoint\.safetensors" is not a valid checkpoint: decodeSafetensors: /);
+      expect(r.stderr, what).toMatch(
+        /^negcache train: loadSafetensorsSync: ".*checkpoint\.safetensors" is not a valid checkpoint: decodeSafetensors: /,
+      );
       expect(Buffer.compare(readFileSync(file), Buffer.from(bytes)), `${what}: the file was changed`).toBe(0);
       expect(readdirSync(dir).includes('report.md'), `${what}: a run started`).toBe(false);
     }

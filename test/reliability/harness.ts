@@ -62,21 +62,65 @@ export function withValue(t: Tensor, v: number, at: number): Tensor {
 
 /** Values of the wrong kind for any argument: nothing here is a Tensor. */
 export const GARBAGE: readonly unknown[] = [
-  undefined, null, 'abc', '', '2', 0, -1, 1.5, NaN, Infinity, -Infinity, 2 ** 31, 2 ** 53, 1e300, -0, true, false,
-  3n, Symbol('s'), [], [1, 2], [[1], [2, 3]], {}, { shape: [2], dtype: 'float32', size: 2 }, () => 0,
-  new Float32Array(2), new Int32Array([1, 2]), new Map(), Object.create(null), new Date(0),
+  undefined,
+  null,
+  'abc',
+  '',
+  '2',
+  0,
+  -1,
+  1.5,
+  NaN,
+  Infinity,
+  -Infinity,
+  2 ** 31,
+  2 ** 53,
+  1e300,
+  -0,
+  true,
+  false,
+  3n,
+  Symbol('s'),
+  [],
+  [1, 2],
+  [[1], [2, 3]],
+  {},
+  { shape: [2], dtype: 'float32', size: 2 },
+  () => 0,
+  new Float32Array(2),
+  new Int32Array([1, 2]),
+  new Map(),
+  Object.create(null),
+  new Date(0),
 ];
 
 /** Not a valid size / index / axis / count (wrong kind or out of every range). */
 export const BAD_NUMBERS: readonly unknown[] = [
-  -1, -(2 ** 31), 1.5, -0.5, NaN, Infinity, -Infinity, 2 ** 31, 2 ** 32, 2 ** 53, 1e300, '1', null, 3n, true, {}, [1],
+  -1,
+  -(2 ** 31),
+  1.5,
+  -0.5,
+  NaN,
+  Infinity,
+  -Infinity,
+  2 ** 31,
+  2 ** 32,
+  2 ** 53,
+  1e300,
+  '1',
+  null,
+  3n,
+  true,
+  {},
+  [1],
 ];
 
 export const garbage = (): fc.Arbitrary<unknown> => fc.constantFrom(...GARBAGE);
 export const badNumber = (): fc.Arbitrary<unknown> => fc.constantFrom(...BAD_NUMBERS);
 export const nonFinite = (): fc.Arbitrary<number> => fc.constantFrom(NaN, Infinity, -Infinity);
 export const seed = (): fc.Arbitrary<number> => fc.integer({ min: 0, max: 1 << 20 });
-export const smallShape = (maxRank = 3, maxDim = 4): fc.Arbitrary<number[]> => fc.array(fc.integer({ min: 0, max: maxDim }), { maxLength: maxRank });
+export const smallShape = (maxRank = 3, maxDim = 4): fc.Arbitrary<number[]> =>
+  fc.array(fc.integer({ min: 0, max: maxDim }), { maxLength: maxRank });
 export const posShape = (minRank = 1, maxRank = 3, maxDim = 4): fc.Arbitrary<number[]> =>
   fc.array(fc.integer({ min: 1, max: maxDim }), { minLength: minRank, maxLength: maxRank });
 export const dtype = (): fc.Arbitrary<DType> => fc.constantFrom(...DTYPES);
@@ -122,7 +166,8 @@ export function snap(x: unknown, seen: Set<unknown> = new Set()): unknown {
     if (x instanceof EmbeddingTable) return { table: snap(x.snapshot(), seen) };
     if (x instanceof RowSpace) return { rowSpace: Array.from(x.ids()) };
     if (x instanceof SGD || x instanceof Adam) return { optimizer: snap(x.getState(), seen), steps: x.steps };
-    if (x instanceof CacheLossHandler || x instanceof MultiCacheLossHandler) return { handler: snap(x.cache, seen), step: x.step };
+    if (x instanceof CacheLossHandler || x instanceof MultiCacheLossHandler)
+      return { handler: snap(x.cache, seen), step: x.step };
     if (x instanceof CacheManager) return { manager: snap(x.specs, seen), size: x.cacheSize, lru: x.useLru };
     if (x instanceof Map) return { map: [...x.entries()].map(([k, v]) => [snap(k, seen), snap(v, seen)]) };
     if (x instanceof Date) return `D:${x.getTime()}`;
@@ -169,9 +214,19 @@ export interface Def {
 }
 
 /** One generated call per value of `arb`; `build` must create fresh stateful objects on every invocation. */
-export function def<T>(entry: string, kind: string, mode: Mode, arb: fc.Arbitrary<T>, build: (v: T) => Call, runs = 20): Def {
+export function def<T>(
+  entry: string,
+  kind: string,
+  mode: Mode,
+  arb: fc.Arbitrary<T>,
+  build: (v: T) => Call,
+  runs = 20,
+): Def {
   return {
-    entry, kind, mode, runs,
+    entry,
+    kind,
+    mode,
+    runs,
     arb: arb.map((v) => ({ label: safeStringify(v), build: () => build(v) })),
   };
 }
@@ -198,13 +253,20 @@ export const STATS = new Map<string, PairStats>();
 function record(entry: string, kind: string, mode: Mode, outcome: 'rejected' | 'accepted', cls?: string): void {
   const key = `${entry} | ${kind}`;
   let s = STATS.get(key);
-  if (!s) { s = { mode, calls: 0, rejected: 0, accepted: 0, classes: new Set() }; STATS.set(key, s); }
+  if (!s) {
+    s = { mode, calls: 0, rejected: 0, accepted: 0, classes: new Set() };
+    STATS.set(key, s);
+  }
   s.calls++;
-  if (outcome === 'rejected') { s.rejected++; s.classes.add(cls!); } else s.accepted++;
+  if (outcome === 'rejected') {
+    s.rejected++;
+    s.classes.add(cls!);
+  } else s.accepted++;
 }
 
 function errorText(e: unknown): string {
-  if (e instanceof Error) return `${e.constructor.name}: ${e.message}\n${(e.stack ?? '').split('\n').slice(1, 6).join('\n')}`;
+  if (e instanceof Error)
+    return `${e.constructor.name}: ${e.message}\n${(e.stack ?? '').split('\n').slice(1, 6).join('\n')}`;
   try {
     return `non-Error thrown: ${String(e)}`;
   } catch {
@@ -234,10 +296,14 @@ export function attempt(d: Def, l: Labeled): void {
   }
   if (threw) {
     if (!(error instanceof NegcacheError)) {
-      expect.fail(`${where}: threw a plain ${errorText(error)}\n(need a NegcacheError: ShapeError, DTypeError, ArgumentError or NonFiniteError)`);
+      expect.fail(
+        `${where}: threw a plain ${errorText(error)}\n(need a NegcacheError: ShapeError, DTypeError, ArgumentError or NonFiniteError)`,
+      );
     }
     const ne = error as NegcacheError;
-    expect(ne.message.startsWith(`${ne.op}: `), `${where}: message does not start with its op: ${ne.message}`).toBe(true);
+    expect(ne.message.startsWith(`${ne.op}: `), `${where}: message does not start with its op: ${ne.message}`).toBe(
+      true,
+    );
     if (call.errorClass) expect(error, `${where}: ${errorText(error)}`).toBeInstanceOf(call.errorClass);
     if (d.mode === 'valid') expect.fail(`${where}: a valid baseline call was rejected: ${errorText(error)}`);
     record(d.entry, d.kind, d.mode, 'rejected', ne.constructor.name);
@@ -256,14 +322,20 @@ export function runDefs(defs: readonly Def[], scaled: (n: number) => fc.Paramete
   const failures: string[] = [];
   for (const d of defs) {
     try {
-      fc.assert(fc.property(d.arb, (l) => attempt(d, l)), scaled(d.runs) as fc.Parameters<[Labeled]>);
+      fc.assert(
+        fc.property(d.arb, (l) => attempt(d, l)),
+        scaled(d.runs) as fc.Parameters<[Labeled]>,
+      );
     } catch (e) {
       const cause = e instanceof Error && e.cause instanceof Error ? `\n${e.cause.message}` : '';
       const text = e instanceof Error ? e.message.replace(/\nHint: .*/s, '') : String(e);
       failures.push(`--- ${d.entry} [${d.kind}]\n${text.slice(0, 1500)}${cause.slice(0, 1500)}`);
     }
   }
-  if (failures.length > 0) throw new Error(`${failures.length} of ${defs.length} (entry point, malformation) pairs failed:\n${failures.join('\n')}`);
+  if (failures.length > 0)
+    throw new Error(
+      `${failures.length} of ${defs.length} (entry point, malformation) pairs failed:\n${failures.join('\n')}`,
+    );
 }
 
 // ---------------------------------------------------------------------------------------------- result checks
@@ -272,7 +344,10 @@ export function runDefs(defs: readonly Def[], scaled: (n: number) => fc.Paramete
 export function expectWellFormed(x: unknown, what = 'result'): void {
   expect(x, `${what} is not a Tensor`).toBeInstanceOf(Tensor);
   const t = x as Tensor;
-  expect(t.shape.every((v) => Number.isInteger(v) && v >= 0), `${what} has shape [${t.shape.join(',')}]`).toBe(true);
+  expect(
+    t.shape.every((v) => Number.isInteger(v) && v >= 0),
+    `${what} has shape [${t.shape.join(',')}]`,
+  ).toBe(true);
   expect(t.dataSync().length).toBe(t.shape.reduce((p, v) => p * v, 1));
   expect(DTYPES).toContain(t.dtype);
 }
@@ -291,5 +366,6 @@ export function expectWellFormedTree(x: unknown, what = 'result'): void {
 export function expectNoNaN(x: unknown, what = 'result'): void {
   expectWellFormed(x, what);
   const d = unsafeData(x as Tensor);
-  for (let i = 0; i < d.length; i++) if (Number.isNaN(d[i]!)) expect.fail(`${what} has NaN at flat index ${i} although every input was finite`);
+  for (let i = 0; i < d.length; i++)
+    if (Number.isNaN(d[i]!)) expect.fail(`${what} has NaN at flat index ${i} although every input was finite`);
 }

@@ -15,7 +15,15 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ArgumentError, Trainer, decodeSafetensors, encodeSafetensors, train, type TrainConfig, type TrainResult } from '../../src/index.js';
+import {
+  ArgumentError,
+  Trainer,
+  decodeSafetensors,
+  encodeSafetensors,
+  train,
+  type TrainConfig,
+  type TrainResult,
+} from '../../src/index.js';
 import type { Checkpoint } from '../../src/train/trainer.js';
 import { loadSafetensorsSync, saveSafetensorsSync } from '../../src/node/atomicFile.js';
 import { params } from '../util/props.js';
@@ -25,14 +33,32 @@ const corpus = tinyCorpus();
 const K = 10; // the epoch is 13 steps: the resumed part crosses an epoch boundary (a reshuffle)
 const M = 9;
 
-function run(config: Omit<TrainConfig, 'steps'>, steps: number, resume?: Checkpoint): { result: TrainResult; last: Checkpoint } {
+function run(
+  config: Omit<TrainConfig, 'steps'>,
+  steps: number,
+  resume?: Checkpoint,
+): { result: TrainResult; last: Checkpoint } {
   let last: Checkpoint | undefined;
-  const result = train(corpus, { ...config, steps }, { checkpointEvery: steps, onCheckpoint: (c) => { last = c; }, ...(resume ? { resume } : {}) });
+  const result = train(
+    corpus,
+    { ...config, steps },
+    {
+      checkpointEvery: steps,
+      onCheckpoint: (c) => {
+        last = c;
+      },
+      ...(resume ? { resume } : {}),
+    },
+  );
   expect(last, 'onCheckpoint was not called after the last step').toBeDefined();
   return { result, last: last! };
 }
 
-function expectSameRun(a: { result: TrainResult; last: Checkpoint }, b: { result: TrainResult; last: Checkpoint }, what: string): void {
+function expectSameRun(
+  a: { result: TrainResult; last: Checkpoint },
+  b: { result: TrainResult; last: Checkpoint },
+  what: string,
+): void {
   expect(metricsOf(a.result.history), `${what}: per-step metrics`).toEqual(metricsOf(b.result.history));
   expectSameState(a.last.tensors, b.last.tensors, what);
   expect(a.result.steps).toBe(b.result.steps);
@@ -40,7 +66,8 @@ function expectSameRun(a: { result: TrainResult; last: Checkpoint }, b: { result
   // The checkpoint's own record of the run: same config, same metrics history.
   expect(Object.keys(a.last.metadata).sort()).toEqual(Object.keys(b.last.metadata).sort());
   expect(a.last.metadata['negcache.config']).toBe(b.last.metadata['negcache.config']);
-  const hist = (c: Checkpoint): string[] => metricsOf(JSON.parse(c.metadata['negcache.history']!, (_k, v) => (v === 'NaN' ? NaN : v)));
+  const hist = (c: Checkpoint): string[] =>
+    metricsOf(JSON.parse(c.metadata['negcache.history']!, (_k, v) => (v === 'NaN' ? NaN : v)));
   expect(hist(a.last), `${what}: the history in the checkpoint`).toEqual(hist(b.last));
 }
 
@@ -59,7 +86,8 @@ describe.each(CONFIGS)('resume is bit-for-bit: %s', (_name, config) => {
     expect(resumed.result.history.length).toBe(K + M);
     expectSameRun(resumed, straight, 'resumed in memory');
     if (config.method === 'cache') {
-      for (const k of ['cache.data.embedding', 'cache.data.docId', 'cache.age', 'cache.valid']) expect(resumed.last.tensors[k], k).toBeDefined();
+      for (const k of ['cache.data.embedding', 'cache.data.docId', 'cache.age', 'cache.valid'])
+        expect(resumed.last.tensors[k], k).toBeDefined();
     }
   });
 
@@ -84,10 +112,20 @@ describe.each(CONFIGS)('resume is bit-for-bit: %s', (_name, config) => {
 describe('a checkpoint from another run is refused with an ArgumentError', () => {
   const config = CONFIGS[0]![1];
   let first: ReturnType<typeof run>;
-  beforeAll(() => { first = run(config, 4); });
+  beforeAll(() => {
+    first = run(config, 4);
+  });
   const changes: [string, Partial<TrainConfig>][] = [
-    ['batch', { batch: 4 }], ['cacheSize', { cacheSize: 64 }], ['dim', { dim: 16 }], ['lr', { lr: 0.0205 }], ['scale', { scale: 10 }],
-    ['weightDecay', { weightDecay: 0.1 }], ['sampler', { sampler: 'gumbel' }], ['topK', { topK: 8 }], ['seed', { seed: 5 }], ['method', { method: 'inbatch' }],
+    ['batch', { batch: 4 }],
+    ['cacheSize', { cacheSize: 64 }],
+    ['dim', { dim: 16 }],
+    ['lr', { lr: 0.0205 }],
+    ['scale', { scale: 10 }],
+    ['weightDecay', { weightDecay: 0.1 }],
+    ['sampler', { sampler: 'gumbel' }],
+    ['topK', { topK: 8 }],
+    ['seed', { seed: 5 }],
+    ['method', { method: 'inbatch' }],
   ];
   it.each(changes)('a different %s', (key, change) => {
     let caught: unknown;
@@ -97,25 +135,66 @@ describe('a checkpoint from another run is refused with an ArgumentError', () =>
       caught = e;
     }
     expect(caught).toBeInstanceOf(ArgumentError);
-    expect((caught as Error).message).toMatch(new RegExp(`^train: cannot resume: the checkpoint was trained with ${key} = `));
+    expect((caught as Error).message).toMatch(
+      new RegExp(`^train: cannot resume: the checkpoint was trained with ${key} = `),
+    );
   });
 
   it('another corpus, another format, missing tensors, bad metadata', () => {
     const other = tinyCorpus(4);
     const cases: [string, () => unknown, RegExp][] = [
-      ['corpus', () => train(other, { ...config, steps: 8 }, { resume: first.last }), /^Trainer\.setState: train\.order has \d+ entries; this corpus has \d+ training queries/],
-      ['format', () => train(corpus, { ...config, steps: 8 }, { resume: { ...first.last, metadata: { ...first.last.metadata, 'negcache.format': 'v0' } } }), /^train: not a negcache trainer checkpoint/],
-      ['tensor', () => {
-        const { 'model.docTable': _drop, ...tensors } = first.last.tensors;
-        void _drop;
-        return train(corpus, { ...config, steps: 8 }, { resume: { ...first.last, tensors } });
-      }, /^Trainer\.setState: the checkpoint has no tensor "model\.docTable"/],
-      ['history', () => train(corpus, { ...config, steps: 8 }, { resume: { ...first.last, metadata: { ...first.last.metadata, 'negcache.history': '[{' } } }), /^train: the checkpoint's metadata "negcache\.history" is not valid JSON/],
-      ['config', () => train(corpus, { ...config, steps: 8 }, { resume: { ...first.last, metadata: { ...first.last.metadata, 'negcache.config': 'nope' } } }), /^train: /],
+      [
+        'corpus',
+        () => train(other, { ...config, steps: 8 }, { resume: first.last }),
+        /^Trainer\.setState: train\.order has \d+ entries; this corpus has \d+ training queries/,
+      ],
+      [
+        'format',
+        () =>
+          train(
+            corpus,
+            { ...config, steps: 8 },
+            { resume: { ...first.last, metadata: { ...first.last.metadata, 'negcache.format': 'v0' } } },
+          ),
+        /^train: not a negcache trainer checkpoint/,
+      ],
+      [
+        'tensor',
+        () => {
+          const { 'model.docTable': _drop, ...tensors } = first.last.tensors;
+          void _drop;
+          return train(corpus, { ...config, steps: 8 }, { resume: { ...first.last, tensors } });
+        },
+        /^Trainer\.setState: the checkpoint has no tensor "model\.docTable"/,
+      ],
+      [
+        'history',
+        () =>
+          train(
+            corpus,
+            { ...config, steps: 8 },
+            { resume: { ...first.last, metadata: { ...first.last.metadata, 'negcache.history': '[{' } } },
+          ),
+        /^train: the checkpoint's metadata "negcache\.history" is not valid JSON/,
+      ],
+      [
+        'config',
+        () =>
+          train(
+            corpus,
+            { ...config, steps: 8 },
+            { resume: { ...first.last, metadata: { ...first.last.metadata, 'negcache.config': 'nope' } } },
+          ),
+        /^train: /,
+      ],
     ];
     for (const [what, f, re] of cases) {
       let caught: unknown;
-      try { f(); } catch (e) { caught = e; }
+      try {
+        f();
+      } catch (e) {
+        caught = e;
+      }
       expect(caught, what).toBeInstanceOf(ArgumentError);
       expect((caught as Error).message, what).toMatch(re);
     }
@@ -153,22 +232,38 @@ describe('a corrupted checkpoint file is rejected by loadSafetensorsSync with a 
     }
     expect(out, `${what}: a corrupted file was loaded`).toBeUndefined();
     expect(caught, `${what}: ${String(caught)}`).toBeInstanceOf(ArgumentError);
-    expect((caught as Error).message, what).toMatch(/^loadSafetensorsSync: ".*bad\.safetensors" is not a valid checkpoint: decodeSafetensors: /);
+    expect((caught as Error).message, what).toMatch(
+      /^loadSafetensorsSync: ".*bad\.safetensors" is not a valid checkpoint: decodeSafetensors: /,
+    );
   };
 
   it('any single byte changed (header, metadata, CRC digits or tensor data)', () => {
-    fc.assert(fc.property(fc.nat(bytes.length - 1), fc.integer({ min: 1, max: 255 }), (at, xor) => {
-      const m = Uint8Array.from(bytes);
-      m[at] ^= xor;
-      rejects(m, `byte ${at} ^ ${xor}`);
-    }), params(120));
+    fc.assert(
+      fc.property(fc.nat(bytes.length - 1), fc.integer({ min: 1, max: 255 }), (at, xor) => {
+        const m = Uint8Array.from(bytes);
+        m[at] ^= xor;
+        rejects(m, `byte ${at} ^ ${xor}`);
+      }),
+      params(120),
+    );
   });
 
   it('every region: the length prefix, the JSON header, the CRC field, the first and last data byte', () => {
     const headerLength = Number(new DataView(bytes.buffer, bytes.byteOffset, 8).getBigUint64(0, true));
     const header = bytes.subarray(8, 8 + headerLength).toString();
     const crcAt = 8 + header.indexOf('"negcache.crc32":"') + '"negcache.crc32":"'.length;
-    for (const at of [0, 3, 7, 8, 9, 8 + Math.floor(headerLength / 2), crcAt, crcAt + 7, 8 + headerLength, bytes.length - 1]) {
+    for (const at of [
+      0,
+      3,
+      7,
+      8,
+      9,
+      8 + Math.floor(headerLength / 2),
+      crcAt,
+      crcAt + 7,
+      8 + headerLength,
+      bytes.length - 1,
+    ]) {
       const m = Uint8Array.from(bytes);
       m[at] ^= 0x01;
       rejects(m, `byte ${at}`);
@@ -176,45 +271,63 @@ describe('a corrupted checkpoint file is rejected by loadSafetensorsSync with a 
   });
 
   it('truncated anywhere, or with bytes appended', () => {
-    fc.assert(fc.property(fc.nat(bytes.length - 1), (len) => rejects(bytes.subarray(0, len), `truncated to ${len} bytes`)), params(60));
+    fc.assert(
+      fc.property(fc.nat(bytes.length - 1), (len) => rejects(bytes.subarray(0, len), `truncated to ${len} bytes`)),
+      params(60),
+    );
     for (const len of [0, 7, 8, 9, bytes.length - 1]) rejects(bytes.subarray(0, len), `truncated to ${len} bytes`);
-    fc.assert(fc.property(fc.uint8Array({ minLength: 1, maxLength: 16 }), (extra) => {
-      const m = new Uint8Array(bytes.length + extra.length);
-      m.set(bytes);
-      m.set(extra, bytes.length);
-      rejects(m, `${extra.length} bytes appended`);
-    }), params(20));
+    fc.assert(
+      fc.property(fc.uint8Array({ minLength: 1, maxLength: 16 }), (extra) => {
+        const m = new Uint8Array(bytes.length + extra.length);
+        m.set(bytes);
+        m.set(extra, bytes.length);
+        rejects(m, `${extra.length} bytes appended`);
+      }),
+      params(20),
+    );
   });
 });
 
 describe('a full Trainer state survives encode/decode exactly (property)', () => {
   it('random method, sizes, seed and number of steps: getState -> safetensors -> getState is bit-identical, and restores into a fresh Trainer', () => {
-    fc.assert(fc.property(
-      fc.record({
-        method: fc.constantFrom<TrainConfig['method']>('cache', 'inbatch', 'full'),
-        dim: fc.integer({ min: 1, max: 8 }),
-        batch: fc.integer({ min: 1, max: 8 }),
-        cacheFactor: fc.integer({ min: 1, max: 4 }),
-        seed: fc.integer({ min: 0, max: 2 ** 31 }),
-        steps: fc.integer({ min: 0, max: 5 }),
-        sampler: fc.constantFrom<TrainConfig['sampler']>('categorical', 'gumbel'),
-      }),
-      (r) => {
-        const config: TrainConfig = { ...BASE, method: r.method, dim: r.dim, batch: r.batch, cacheSize: r.batch * r.cacheFactor, seed: r.seed, sampler: r.sampler, steps: 100 };
-        const t = new Trainer(corpus, config);
-        for (let i = 0; i < r.steps; i++) t.step();
-        const state = t.getState();
-        const decoded = decodeSafetensors(encodeSafetensors(state, { note: 'x' }), { requireChecksum: true });
-        expect(stateDiff(decoded.tensors, state)).toEqual([]);
-        expect(decoded.metadata).toEqual({ note: 'x' });
-        const fresh = new Trainer(corpus, config);
-        fresh.setState(decoded.tensors);
-        expect(stateDiff(fresh.getState(), state)).toEqual([]);
-        // and both continue identically
-        const [x, y] = [fresh.step(), t.step()];
-        expect(metricsOf([{ step: 0, ...x }])).toEqual(metricsOf([{ step: 0, ...y }]));
-        expect(stateDiff(fresh.getState(), t.getState())).toEqual([]);
-      },
-    ), params(25));
+    fc.assert(
+      fc.property(
+        fc.record({
+          method: fc.constantFrom<TrainConfig['method']>('cache', 'inbatch', 'full'),
+          dim: fc.integer({ min: 1, max: 8 }),
+          batch: fc.integer({ min: 1, max: 8 }),
+          cacheFactor: fc.integer({ min: 1, max: 4 }),
+          seed: fc.integer({ min: 0, max: 2 ** 31 }),
+          steps: fc.integer({ min: 0, max: 5 }),
+          sampler: fc.constantFrom<TrainConfig['sampler']>('categorical', 'gumbel'),
+        }),
+        (r) => {
+          const config: TrainConfig = {
+            ...BASE,
+            method: r.method,
+            dim: r.dim,
+            batch: r.batch,
+            cacheSize: r.batch * r.cacheFactor,
+            seed: r.seed,
+            sampler: r.sampler,
+            steps: 100,
+          };
+          const t = new Trainer(corpus, config);
+          for (let i = 0; i < r.steps; i++) t.step();
+          const state = t.getState();
+          const decoded = decodeSafetensors(encodeSafetensors(state, { note: 'x' }), { requireChecksum: true });
+          expect(stateDiff(decoded.tensors, state)).toEqual([]);
+          expect(decoded.metadata).toEqual({ note: 'x' });
+          const fresh = new Trainer(corpus, config);
+          fresh.setState(decoded.tensors);
+          expect(stateDiff(fresh.getState(), state)).toEqual([]);
+          // and both continue identically
+          const [x, y] = [fresh.step(), t.step()];
+          expect(metricsOf([{ step: 0, ...x }])).toEqual(metricsOf([{ step: 0, ...y }]));
+          expect(stateDiff(fresh.getState(), t.getState())).toEqual([]);
+        },
+      ),
+      params(25),
+    );
   });
 });

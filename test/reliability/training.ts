@@ -26,7 +26,10 @@ export const BASE: Omit<TrainConfig, 'method' | 'steps'> = {
 /** The configurations resume must reproduce: every method, both samplers, top-k, clipping and weight decay. */
 export const CONFIGS: readonly [string, Omit<TrainConfig, 'steps'>][] = [
   ['cache (categorical)', { ...BASE, method: 'cache' }],
-  ['cache (gumbel, topK 4, clipNorm, weightDecay)', { ...BASE, method: 'cache', sampler: 'gumbel', topK: 4, clipNorm: 0.5, weightDecay: 0.01, seed: 7 }],
+  [
+    'cache (gumbel, topK 4, clipNorm, weightDecay)',
+    { ...BASE, method: 'cache', sampler: 'gumbel', topK: 4, clipNorm: 0.5, weightDecay: 0.01, seed: 7 },
+  ],
   ['inbatch', { ...BASE, method: 'inbatch', seed: 1 }],
   ['full', { ...BASE, method: 'full', seed: 2, lr: 0.01 }],
 ];
@@ -37,7 +40,9 @@ export function exact(v: number): string {
 }
 
 /** The metrics of a step that must be bit-identical across runs (not stepMs / time). */
-export function metricsOf(h: readonly { step: number; trainingLoss: number; interpretableLoss: number; staleness: number }[]): string[] {
+export function metricsOf(
+  h: readonly { step: number; trainingLoss: number; interpretableLoss: number; staleness: number }[],
+): string[] {
   return h.map((r) => `${r.step}: ${exact(r.trainingLoss)} ${exact(r.interpretableLoss)} ${exact(r.staleness)}`);
 }
 
@@ -50,10 +55,18 @@ function bytesOf(t: Tensor): Uint8Array {
 export function stateDiff(a: Readonly<Record<string, Tensor>>, b: Readonly<Record<string, Tensor>>): string[] {
   const out: string[] = [];
   for (const k of new Set([...Object.keys(a), ...Object.keys(b)])) {
-    const x = a[k], y = b[k];
-    if (x === undefined || y === undefined) { out.push(`${k} (only in ${x === undefined ? 'the second' : 'the first'})`); continue; }
-    if (x.dtype !== y.dtype || x.shape.join() !== y.shape.join()) { out.push(`${k} (${x.dtype} [${x.shape}] vs ${y.dtype} [${y.shape}])`); continue; }
-    const p = bytesOf(x), q = bytesOf(y);
+    const x = a[k],
+      y = b[k];
+    if (x === undefined || y === undefined) {
+      out.push(`${k} (only in ${x === undefined ? 'the second' : 'the first'})`);
+      continue;
+    }
+    if (x.dtype !== y.dtype || x.shape.join() !== y.shape.join()) {
+      out.push(`${k} (${x.dtype} [${x.shape}] vs ${y.dtype} [${y.shape}])`);
+      continue;
+    }
+    const p = bytesOf(x),
+      q = bytesOf(y);
     let i = 0;
     while (i < p.length && p[i] === q[i]) i++;
     if (i < p.length) out.push(`${k} (first differing byte ${i})`);
@@ -61,11 +74,29 @@ export function stateDiff(a: Readonly<Record<string, Tensor>>, b: Readonly<Recor
   return out.sort();
 }
 
-export function expectSameState(a: Readonly<Record<string, Tensor>>, b: Readonly<Record<string, Tensor>>, what: string): void {
+export function expectSameState(
+  a: Readonly<Record<string, Tensor>>,
+  b: Readonly<Record<string, Tensor>>,
+  what: string,
+): void {
   expect(stateDiff(a, b), `${what}: tensors that differ`).toEqual([]);
   // The groups the resume contract names, so a missing group cannot pass silently.
   const keys = Object.keys(a);
-  for (const prefix of ['model.queryTable', 'model.docTable', 'model.dense.', 'optim.t', 'optim.dense.', 'optim.table.', 'rng.', 'train.order', 'train.cursor', 'train.step']) {
-    expect(keys.some((k) => k.startsWith(prefix)), `${what}: the state has no ${prefix}*`).toBe(true);
+  for (const prefix of [
+    'model.queryTable',
+    'model.docTable',
+    'model.dense.',
+    'optim.t',
+    'optim.dense.',
+    'optim.table.',
+    'rng.',
+    'train.order',
+    'train.cursor',
+    'train.step',
+  ]) {
+    expect(
+      keys.some((k) => k.startsWith(prefix)),
+      `${what}: the state has no ${prefix}*`,
+    ).toBe(true);
   }
 }

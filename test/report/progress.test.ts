@@ -113,7 +113,12 @@ describe('ProgressReporter in a log file (not a terminal)', () => {
     }
     rep.finish();
     expect(out.every((s) => s.endsWith('\n') && !s.includes('\r') && !s.includes('\x1b'))).toBe(true);
-    expect(out.map((s) => s.trimEnd().split('  ')[0])).toEqual(['step 0/100', 'step 40/100', 'step 80/100', 'step 100/100']);
+    expect(out.map((s) => s.trimEnd().split('  ')[0])).toEqual([
+      'step 0/100',
+      'step 40/100',
+      'step 80/100',
+      'step 100/100',
+    ]);
     expect(out[1]).toBe('step 40/100  4.00 steps/s  ETA 15s  loss 0.025\n');
     expect(out[3]).toBe('step 100/100  4.00 steps/s  ETA 0s  loss 0.010\n');
   });
@@ -134,7 +139,9 @@ describe('ProgressReporter in a log file (not a terminal)', () => {
   it('validates options', () => {
     expect(() => new ProgressReporter({ isTTY: false, write: 3 as unknown as (s: string) => void })).toThrow(/write/);
     expect(() => new ProgressReporter({ isTTY: 'yes' as unknown as boolean, write: () => {} })).toThrow(/isTTY/);
-    expect(() => new ProgressReporter({ isTTY: false, write: () => {}, intervalSeconds: 0 })).toThrow(/intervalSeconds/);
+    expect(() => new ProgressReporter({ isTTY: false, write: () => {}, intervalSeconds: 0 })).toThrow(
+      /intervalSeconds/,
+    );
     const r = new ProgressReporter({ isTTY: false, write: () => {} });
     expect(() => r.update(-1)).toThrow(ArgumentError);
   });

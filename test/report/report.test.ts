@@ -5,25 +5,50 @@
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { acrossSeeds, buildReport, downsample, meanSd, type MethodSummary, type ReportMeta } from '../../src/report/report.js';
+import {
+  acrossSeeds,
+  buildReport,
+  downsample,
+  meanSd,
+  type MethodSummary,
+  type ReportMeta,
+} from '../../src/report/report.js';
 import { params } from '../util/props.js';
 
 function summary(method: string, n: number, opts: { cache?: boolean; evals?: number } = {}): MethodSummary {
   const history = Array.from({ length: n }, (_, i) => ({
-    step: i + 1, time: (i + 1) * 0.01, trainingLoss: 3 / (1 + i), interpretableLoss: 4 / (1 + i),
+    step: i + 1,
+    time: (i + 1) * 0.01,
+    trainingLoss: 3 / (1 + i),
+    interpretableLoss: 4 / (1 + i),
     staleness: opts.cache ? 0.1 / (1 + i) : NaN,
   }));
-  const evals = Array.from({ length: opts.evals ?? 3 }, (_, i) => ({ step: i * 10, time: i * 0.1, recallAt10: 0.1 * i }));
+  const evals = Array.from({ length: opts.evals ?? 3 }, (_, i) => ({
+    step: i * 10,
+    time: i * 0.1,
+    recallAt10: 0.1 * i,
+  }));
   return {
     method,
     config: { method, batch: 32, lr: 0.02, timeBudgetSeconds: Infinity, topK: undefined },
-    steps: n, trainSeconds: n * 0.01, totalSeconds: n * 0.01 + 0.5, medianStepMs: 10, peakRssMB: 123.4,
+    steps: n,
+    trainSeconds: n * 0.01,
+    totalSeconds: n * 0.01 + 0.5,
+    medianStepMs: 10,
+    peakRssMB: 123.4,
     final: { recallAt1: 0.25, recallAt10: 0.5, recallAt100: 0.875, mrr: 0.33333, count: 40 },
-    history, evals,
+    history,
+    evals,
   };
 }
 
-const meta: ReportMeta = { title: 'negcache: test report', command: 'negcache compare --steps 5', date: '2024-01-01T00:00:00.000Z', machine: '2 × cpu', corpus: 'synthetic, 300 documents' };
+const meta: ReportMeta = {
+  title: 'negcache: test report',
+  command: 'negcache compare --steps 5',
+  date: '2024-01-01T00:00:00.000Z',
+  machine: '2 × cpu',
+  corpus: 'synthetic, 300 documents',
+};
 
 describe('buildReport', () => {
   const results = [summary('cache', 1200, { cache: true }), summary('inbatch', 40), summary('full', 3, { evals: 0 })];
@@ -33,10 +58,14 @@ describe('buildReport', () => {
     const md = r.markdown;
     expect(md.startsWith('# negcache: test report\n')).toBe(true);
     expect(md).toContain('- Command: `negcache compare --steps 5`');
-    expect(md).toContain('| method | steps | recall@1 % | recall@10 % | recall@100 % | MRR | median step ms | train time | total time | peak RSS MB |');
+    expect(md).toContain(
+      '| method | steps | recall@1 % | recall@10 % | recall@100 % | MRR | median step ms | train time | total time | peak RSS MB |',
+    );
     const rows = md.split('\n').filter((l) => /^\| (cache|inbatch|full) \|/.test(l));
     expect(rows.map((l) => l.split('|')[1]!.trim())).toEqual(['cache', 'inbatch', 'full']);
-    expect(rows[0]).toMatch(/^\| cache \| 1200 \| 25\.00 \| 50\.00 \| 87\.50 \| 0\.3333 \| 10\.0 \| .+ \| .+ \| 123 \|$/);
+    expect(rows[0]).toMatch(
+      /^\| cache \| 1200 \| 25\.00 \| 50\.00 \| 87\.50 \| 0\.3333 \| 10\.0 \| .+ \| .+ \| 123 \|$/,
+    );
     expect(rows[2]).toMatch(/^\| full \| 3 \| /);
     expect(md).toContain('## Notes\n\n- equal steps');
     for (const name of Object.keys(r.svgs)) expect(md).toContain(`![${name}](${name})`);
@@ -44,7 +73,13 @@ describe('buildReport', () => {
   });
 
   it('produces the expected plots, each an SVG document', () => {
-    expect(Object.keys(r.svgs).sort()).toEqual(['interpretable_loss.svg', 'loss.svg', 'recall10_steps.svg', 'recall10_time.svg', 'staleness.svg']);
+    expect(Object.keys(r.svgs).sort()).toEqual([
+      'interpretable_loss.svg',
+      'loss.svg',
+      'recall10_steps.svg',
+      'recall10_time.svg',
+      'staleness.svg',
+    ]);
     for (const [name, svg] of Object.entries(r.svgs)) {
       expect(svg.startsWith('<svg') || svg.startsWith('<?xml'), name).toBe(true);
       expect(svg.trimEnd().endsWith('</svg>'), name).toBe(true);
@@ -54,14 +89,29 @@ describe('buildReport', () => {
 
   it('no staleness plot without a cache method; no notes section without notes', () => {
     const noCache = buildReport([summary('inbatch', 10)], meta);
-    expect(Object.keys(noCache.svgs).sort()).toEqual(['interpretable_loss.svg', 'loss.svg', 'recall10_steps.svg', 'recall10_time.svg']);
+    expect(Object.keys(noCache.svgs).sort()).toEqual([
+      'interpretable_loss.svg',
+      'loss.svg',
+      'recall10_steps.svg',
+      'recall10_time.svg',
+    ]);
     expect(noCache.markdown).not.toContain('staleness.svg');
     expect(noCache.markdown).not.toContain('## Notes');
   });
 
   it('metrics.json parses, has no NaN/Infinity (they become null) and downsamples the history keeping the last point', () => {
     expect(r.metrics).not.toMatch(/NaN|Infinity/);
-    const m = JSON.parse(r.metrics) as { meta: ReportMeta; results: { method: string; config: Record<string, unknown>; history: { step: number; staleness: number | null }[]; evals: unknown[]; final: unknown; steps: number }[] };
+    const m = JSON.parse(r.metrics) as {
+      meta: ReportMeta;
+      results: {
+        method: string;
+        config: Record<string, unknown>;
+        history: { step: number; staleness: number | null }[];
+        evals: unknown[];
+        final: unknown;
+        steps: number;
+      }[];
+    };
     expect(m.meta).toEqual({ ...meta, notes: ['equal steps'] });
     expect(m.results.map((x) => x.method)).toEqual(['cache', 'inbatch', 'full']);
     const [cache, inbatch, full] = m.results;
@@ -104,16 +154,19 @@ describe('downsample', () => {
   });
 
   it('property: at most max points, increasing original order, first and last kept', () => {
-    fc.assert(fc.property(fc.integer({ min: 0, max: 3000 }), fc.integer({ min: 2, max: 600 }), (n, max) => {
-      const xs = Array.from({ length: n }, (_, i) => i);
-      const d = downsample(xs, max);
-      expect(d.length).toBe(Math.min(n, max));
-      for (let i = 1; i < d.length; i++) expect(d[i]!).toBeGreaterThan(d[i - 1]!);
-      if (n > 0) {
-        expect(d[0]).toBe(0);
-        expect(d.at(-1)).toBe(n - 1);
-      }
-    }), params(60));
+    fc.assert(
+      fc.property(fc.integer({ min: 0, max: 3000 }), fc.integer({ min: 2, max: 600 }), (n, max) => {
+        const xs = Array.from({ length: n }, (_, i) => i);
+        const d = downsample(xs, max);
+        expect(d.length).toBe(Math.min(n, max));
+        for (let i = 1; i < d.length; i++) expect(d[i]!).toBeGreaterThan(d[i - 1]!);
+        if (n > 0) {
+          expect(d[0]).toBe(0);
+          expect(d.at(-1)).toBe(n - 1);
+        }
+      }),
+      params(60),
+    );
   });
 });
 
@@ -131,8 +184,10 @@ describe('several seeds', () => {
     return { ...s, config: { ...s.config, seed }, final: { ...s.final, recallAt10: r10, mrr } };
   };
   const runs = [
-    withSeed('cache', 0, 0.05, 0.03), withSeed('inbatch', 0, 0.04, 0.02),
-    withSeed('cache', 1, 0.03, 0.01), withSeed('inbatch', 1, 0.02, 0.02),
+    withSeed('cache', 0, 0.05, 0.03),
+    withSeed('inbatch', 0, 0.04, 0.02),
+    withSeed('cache', 1, 0.03, 0.01),
+    withSeed('inbatch', 1, 0.02, 0.02),
   ];
 
   it('meanSd: mean and sample standard deviation', () => {
@@ -142,12 +197,16 @@ describe('several seeds', () => {
 
   it('acrossSeeds: one row per method with mean ± sd and the per-seed recall@10', () => {
     const rows = acrossSeeds(runs);
-    expect(rows[0]).toBe('| method | seeds | recall@1 % | recall@10 % | recall@100 % | MRR | recall@10 % per seed (0, 1) |');
+    expect(rows[0]).toBe(
+      '| method | seeds | recall@1 % | recall@10 % | recall@100 % | MRR | recall@10 % per seed (0, 1) |',
+    );
     // cache recall@10: 5 % and 3 % -> mean 4.00, sd sqrt(2) = 1.41; MRR 0.03 and 0.01 -> 0.0200 ± 0.0141
     expect(rows[2]).toBe('| cache | 2 | 25.00 ± 0.00 | 4.00 ± 1.41 | 87.50 ± 0.00 | 0.0200 ± 0.0141 | 5.00 / 3.00 |');
     expect(rows[3]).toBe('| inbatch | 2 | 25.00 ± 0.00 | 3.00 ± 1.41 | 87.50 ± 0.00 | 0.0200 ± 0.0000 | 4.00 / 2.00 |');
     // Paired: cache − inbatch recall@10 is +1 point on both seeds (sd 0); MRR +0.01 and -0.01.
-    expect(rows.find((l) => l.startsWith('| cache − inbatch'))).toBe('| cache − inbatch | 2 | 1.00 ± 0.00 | 2 of 2 | 0.0000 ± 0.0141 | 1.00 / 1.00 |');
+    expect(rows.find((l) => l.startsWith('| cache − inbatch'))).toBe(
+      '| cache − inbatch | 2 | 1.00 ± 0.00 | 2 of 2 | 0.0000 ± 0.0141 | 1.00 / 1.00 |',
+    );
     expect(rows.filter((l) => l.includes(' − '))).toHaveLength(1);
   });
 
@@ -157,7 +216,9 @@ describe('several seeds', () => {
     expect(r.markdown.split('\n').filter((l) => /^\| (cache|inbatch) \| [01] \| 10 \|/.test(l))).toHaveLength(4);
     expect(r.markdown).toContain('## Across seeds (mean ± sample standard deviation)');
     expect(r.markdown).toContain('The plots show seed 0.');
-    expect((r.svgs['recall10_steps.svg']!.match(/cache/g) ?? []).length).toBe((buildReport(runs.slice(0, 2), meta).svgs['recall10_steps.svg']!.match(/cache/g) ?? []).length);
+    expect((r.svgs['recall10_steps.svg']!.match(/cache/g) ?? []).length).toBe(
+      (buildReport(runs.slice(0, 2), meta).svgs['recall10_steps.svg']!.match(/cache/g) ?? []).length,
+    );
     expect(JSON.parse(r.metrics).results).toHaveLength(4);
     // One seed: no seed column, no across-seeds table.
     const one = buildReport(runs.slice(0, 2), meta).markdown;

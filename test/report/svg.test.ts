@@ -83,8 +83,24 @@ describe('lineChart', () => {
     const svg = lineChart({
       ...base,
       series: [
-        { name: 'cache loss', points: [[0, 2.5], [100, 1.2], [200, 0.8], [300, 0.65]] },
-        { name: 'in-batch <baseline> & co', points: [[0, 2.6], [100, 1.6], [200, 1.1], [300, 0.9]] },
+        {
+          name: 'cache loss',
+          points: [
+            [0, 2.5],
+            [100, 1.2],
+            [200, 0.8],
+            [300, 0.65],
+          ],
+        },
+        {
+          name: 'in-batch <baseline> & co',
+          points: [
+            [0, 2.6],
+            [100, 1.6],
+            [200, 1.1],
+            [300, 0.9],
+          ],
+        },
       ],
     });
     const names = checkXml(svg);
@@ -109,7 +125,20 @@ describe('lineChart', () => {
   it('skips NaN and infinite points and breaks the line there', () => {
     const svg = lineChart({
       ...base,
-      series: [{ name: 's', points: [[0, 1], [1, NaN], [2, 3], [3, 4], [Infinity, 2], [5, -Infinity], [6, 2]] }],
+      series: [
+        {
+          name: 's',
+          points: [
+            [0, 1],
+            [1, NaN],
+            [2, 3],
+            [3, 4],
+            [Infinity, 2],
+            [5, -Infinity],
+            [6, 2],
+          ],
+        },
+      ],
     });
     checkXml(svg);
     expect(numbersAreFinite(svg)).toBe(true);
@@ -121,9 +150,29 @@ describe('lineChart', () => {
   it('handles a single point, constant series, empty series and no series', () => {
     const cases: Series[][] = [
       [{ name: 'one', points: [[5, 7]] }],
-      [{ name: 'flat', points: [[0, 3], [1, 3], [2, 3]] }],
-      [{ name: 'zero', points: [[0, 0], [0, 0]] }],
-      [{ name: 'empty', points: [] }, { name: 'nan', points: [[NaN, NaN]] }],
+      [
+        {
+          name: 'flat',
+          points: [
+            [0, 3],
+            [1, 3],
+            [2, 3],
+          ],
+        },
+      ],
+      [
+        {
+          name: 'zero',
+          points: [
+            [0, 0],
+            [0, 0],
+          ],
+        },
+      ],
+      [
+        { name: 'empty', points: [] },
+        { name: 'nan', points: [[NaN, NaN]] },
+      ],
       [],
     ];
     for (const series of cases) {
@@ -142,7 +191,19 @@ describe('lineChart', () => {
     const svg = lineChart({
       ...base,
       logY: true,
-      series: [{ name: 'loss', points: [[0, 100], [1, 10], [2, 0.5], [3, 0], [4, -1], [5, 0.02]] }],
+      series: [
+        {
+          name: 'loss',
+          points: [
+            [0, 100],
+            [1, 10],
+            [2, 0.5],
+            [3, 0],
+            [4, -1],
+            [5, 0.02],
+          ],
+        },
+      ],
     });
     checkXml(svg);
     expect(numbersAreFinite(svg)).toBe(true);
@@ -163,20 +224,25 @@ describe('lineChart', () => {
       { maxLength: 13 },
     );
     fc.assert(
-      fc.property(series, fc.boolean(), fc.string({ maxLength: 20 }).filter((s) => !/NaN|Infinity/.test(s)), (ss, logY, title) => {
-        const svg = lineChart({ title, xLabel: 'x', yLabel: 'y', series: ss, logY });
-        checkXml(svg);
-        expect(numbersAreFinite(svg)).toBe(true);
-      }),
+      fc.property(
+        series,
+        fc.boolean(),
+        fc.string({ maxLength: 20 }).filter((s) => !/NaN|Infinity/.test(s)),
+        (ss, logY, title) => {
+          const svg = lineChart({ title, xLabel: 'x', yLabel: 'y', series: ss, logY });
+          checkXml(svg);
+          expect(numbersAreFinite(svg)).toBe(true);
+        },
+      ),
       params(150),
     );
   });
 
   it('validates its options', () => {
     expect(() => lineChart({ ...base, series: 'x' as unknown as Series[] })).toThrow(ArgumentError);
-    expect(() => lineChart({ ...base, series: [{ name: 'a', points: [[1]] as unknown as [number, number][] }] })).toThrow(
-      /series\[0\]\.points\[0\]/,
-    );
+    expect(() =>
+      lineChart({ ...base, series: [{ name: 'a', points: [[1]] as unknown as [number, number][] }] }),
+    ).toThrow(/series\[0\]\.points\[0\]/);
     expect(() => lineChart({ ...base, series: [], width: NaN })).toThrow(/width/);
     expect(() => lineChart({ ...base, title: 3 as unknown as string, series: [] })).toThrow(/title/);
   });
@@ -184,8 +250,20 @@ describe('lineChart', () => {
 
 describe('movingAverage', () => {
   it('averages the trailing window of finite values', () => {
-    const pts: [number, number][] = [[0, 1], [1, 3], [2, NaN], [3, 5], [4, 7]];
-    expect(movingAverage(pts, 2)).toEqual([[0, 1], [1, 2], [2, 3], [3, 5], [4, 6]]);
+    const pts: [number, number][] = [
+      [0, 1],
+      [1, 3],
+      [2, NaN],
+      [3, 5],
+      [4, 7],
+    ];
+    expect(movingAverage(pts, 2)).toEqual([
+      [0, 1],
+      [1, 2],
+      [2, 3],
+      [3, 5],
+      [4, 6],
+    ]);
     expect(movingAverage(pts, 1).map((p) => p[1])).toEqual([1, 3, NaN, 5, 7]);
     expect(movingAverage([], 3)).toEqual([]);
     expect(() => movingAverage(pts, 0)).toThrow(ArgumentError);
@@ -193,17 +271,21 @@ describe('movingAverage', () => {
 
   it('matches a direct computation', () => {
     fc.assert(
-      fc.property(fc.array(fc.oneof(fc.integer({ min: -100, max: 100 }), fc.constant(NaN)), { maxLength: 40 }), fc.integer({ min: 1, max: 10 }), (ys, w) => {
-        const pts = ys.map((y, i) => [i, y] as [number, number]);
-        const got = movingAverage(pts, w);
-        ys.forEach((_, i) => {
-          const win = ys.slice(Math.max(0, i - w + 1), i + 1).filter((v) => Number.isFinite(v));
-          const want = win.length ? win.reduce((a, b) => a + b, 0) / win.length : NaN;
-          if (Number.isNaN(want)) expect(got[i]![1]).toBeNaN();
-          else expect(got[i]![1]).toBeCloseTo(want, 9);
-          expect(got[i]![0]).toBe(i);
-        });
-      }),
+      fc.property(
+        fc.array(fc.oneof(fc.integer({ min: -100, max: 100 }), fc.constant(NaN)), { maxLength: 40 }),
+        fc.integer({ min: 1, max: 10 }),
+        (ys, w) => {
+          const pts = ys.map((y, i) => [i, y] as [number, number]);
+          const got = movingAverage(pts, w);
+          ys.forEach((_, i) => {
+            const win = ys.slice(Math.max(0, i - w + 1), i + 1).filter((v) => Number.isFinite(v));
+            const want = win.length ? win.reduce((a, b) => a + b, 0) / win.length : NaN;
+            if (Number.isNaN(want)) expect(got[i]![1]).toBeNaN();
+            else expect(got[i]![1]).toBeCloseTo(want, 9);
+            expect(got[i]![0]).toBe(i);
+          });
+        },
+      ),
       params(150),
     );
   });

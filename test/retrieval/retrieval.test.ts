@@ -11,8 +11,17 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import {
-  ArgumentError, DTypeError, NonFiniteError, Rng, ShapeError, categoricalRetrievalFn, gumbelMaxRetrievalFn, maxScoreRetrievalFn, tensor,
-  type RetrievalFn, type Tensor,
+  ArgumentError,
+  DTypeError,
+  NonFiniteError,
+  Rng,
+  ShapeError,
+  categoricalRetrievalFn,
+  gumbelMaxRetrievalFn,
+  maxScoreRetrievalFn,
+  tensor,
+  type RetrievalFn,
+  type Tensor,
 } from '../../src/index.js';
 import { fmix32, gumbelAt, noiseKey, uniformAt } from '../../src/tensor/kernels/noise.js';
 import { params } from '../util/props.js';
@@ -27,10 +36,17 @@ function chiSquareCritical(df: number): number {
 /** Chi-square statistic of counts against probabilities (sum 1), pooling bins with expected < 5. */
 function chiSquare(counts: readonly number[], probs: readonly number[]): { stat: number; df: number } {
   const total = counts.reduce((a, b) => a + b, 0);
-  let stat = 0, bins = 0, poolObs = 0, poolExp = 0;
+  let stat = 0,
+    bins = 0,
+    poolObs = 0,
+    poolExp = 0;
   counts.forEach((c, k) => {
     const e = probs[k]! * total;
-    if (e < 5) { poolObs += c; poolExp += e; return; }
+    if (e < 5) {
+      poolObs += c;
+      poolExp += e;
+      return;
+    }
     stat += (c - e) ** 2 / e;
     bins++;
   });
@@ -45,7 +61,10 @@ function expectFits(counts: readonly number[], probs: readonly number[], label: 
   const { stat, df } = chiSquare(counts, probs);
   if (df === 0) return; // one bin: nothing to test
   const crit = chiSquareCritical(df);
-  expect(stat, `${label}: chi-square ${stat.toFixed(2)} with df ${df} exceeds ${crit.toFixed(2)}; counts ${counts.join(',')}`).toBeLessThan(crit);
+  expect(
+    stat,
+    `${label}: chi-square ${stat.toFixed(2)} with df ${df} exceeds ${crit.toFixed(2)}; counts ${counts.join(',')}`,
+  ).toBeLessThan(crit);
 }
 
 function softmaxRow(row: readonly number[], invTemp: number): number[] {
@@ -82,43 +101,76 @@ const SAMPLERS: { name: string; make: (rng: Rng, invTemp: number) => RetrievalFn
 ];
 
 describe.each(SAMPLERS)('$name', ({ name, make }) => {
-  it.each([0, 0.5, 1, 3])('frequencies match softmax(invTemp · scores), invTemp = %s (chi-square, seed 11, 12000 draws per row)', (invTemp) => {
-    const counts = sampleCounts(make(new Rng(11), invTemp), 12000);
-    ROWS.forEach((row, k) => {
-      const p = softmaxRow(row, invTemp);
-      row.forEach((s, j) => {
-        if (s === -Infinity) expect(counts[k]![j], `${name}: row ${k} sampled the -Infinity column ${j}`).toBe(0);
+  it.each([0, 0.5, 1, 3])(
+    'frequencies match softmax(invTemp · scores), invTemp = %s (chi-square, seed 11, 12000 draws per row)',
+    (invTemp) => {
+      const counts = sampleCounts(make(new Rng(11), invTemp), 12000);
+      ROWS.forEach((row, k) => {
+        const p = softmaxRow(row, invTemp);
+        row.forEach((s, j) => {
+          if (s === -Infinity) expect(counts[k]![j], `${name}: row ${k} sampled the -Infinity column ${j}`).toBe(0);
+        });
+        expectFits(counts[k]!, p, `${name} invTemp ${invTemp} row ${k}`);
       });
-      expectFits(counts[k]!, p, `${name} invTemp ${invTemp} row ${k}`);
-    });
-  });
+    },
+  );
 
   it('defaults to invTemp = 1 and draws from the given generator (same seed, same indices)', () => {
     const a = sampleCounts(make(new Rng(5), 1), 300);
-    const b = sampleCounts(name === 'gumbelMaxRetrievalFn' ? gumbelMaxRetrievalFn({ rng: new Rng(5) }) : categoricalRetrievalFn({ rng: new Rng(5) }), 300);
+    const b = sampleCounts(
+      name === 'gumbelMaxRetrievalFn'
+        ? gumbelMaxRetrievalFn({ rng: new Rng(5) })
+        : categoricalRetrievalFn({ rng: new Rng(5) }),
+      300,
+    );
     expect(a).toEqual(b);
   });
 
   it('returns 0 for rows with no finite score, and never an excluded index (property)', () => {
-    fc.assert(fc.property(
-      fc.integer({ min: 1, max: 5 }).chain((n) => fc.array(fc.array(fc.oneof(fc.constant(-Infinity), fc.double({ min: -5, max: 5, noNaN: true })), { minLength: n, maxLength: n }), { minLength: 1, maxLength: 6 })),
-      fc.integer({ min: 0, max: 1000 }),
-      (rows, seed) => {
-        const n = rows[0]!.length;
-        const out = make(new Rng(seed), 1)(tensor(rows.flat(), 'float64', [rows.length, n])).dataSync() as Int32Array;
-        rows.forEach((row, i) => {
-          if (row.every((s) => s === -Infinity)) expect(out[i]).toBe(0);
-          else expect(row[out[i]!]).not.toBe(-Infinity);
-        });
-      },
-    ), params(100));
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 1, max: 5 }).chain((n) =>
+          fc.array(
+            fc.array(fc.oneof(fc.constant(-Infinity), fc.double({ min: -5, max: 5, noNaN: true })), {
+              minLength: n,
+              maxLength: n,
+            }),
+            { minLength: 1, maxLength: 6 },
+          ),
+        ),
+        fc.integer({ min: 0, max: 1000 }),
+        (rows, seed) => {
+          const n = rows[0]!.length;
+          const out = make(new Rng(seed), 1)(tensor(rows.flat(), 'float64', [rows.length, n])).dataSync() as Int32Array;
+          rows.forEach((row, i) => {
+            if (row.every((s) => s === -Infinity)) expect(out[i]).toBe(0);
+            else expect(row[out[i]!]).not.toBe(-Infinity);
+          });
+        },
+      ),
+      params(100),
+    );
   });
 
   it('rejects NaN and +Infinity scores with NonFiniteError naming the entry', () => {
     const fn = make(new Rng(0), 1);
     const op = name === 'gumbelMaxRetrievalFn' ? 'gumbelMaxRetrieval' : 'categoricalRetrieval';
-    expect(() => fn(tensor([[0, 1, 2], [0, NaN, 1]]))).toThrow(NonFiniteError);
-    expect(() => fn(tensor([[0, 1, 2], [0, NaN, 1]]))).toThrow(`${op}: scores[1, 1] is NaN`);
+    expect(() =>
+      fn(
+        tensor([
+          [0, 1, 2],
+          [0, NaN, 1],
+        ]),
+      ),
+    ).toThrow(NonFiniteError);
+    expect(() =>
+      fn(
+        tensor([
+          [0, 1, 2],
+          [0, NaN, 1],
+        ]),
+      ),
+    ).toThrow(`${op}: scores[1, 1] is NaN`);
     expect(() => fn(tensor([[Infinity, 1]]))).toThrow(`${op}: scores[0, 0] is Infinity`);
   });
 
@@ -135,15 +187,28 @@ describe.each(SAMPLERS)('$name', ({ name, make }) => {
 
 describe('maxScoreRetrievalFn', () => {
   it('picks the first arg-max of each row (property with many ties and -Infinity)', () => {
-    fc.assert(fc.property(
-      fc.integer({ min: 1, max: 7 }).chain((n) => fc.array(fc.array(fc.constantFrom(-Infinity, -1, 0, 0.5, 2), { minLength: n, maxLength: n }), { minLength: 1, maxLength: 6 })),
-      (rows) => {
-        const n = rows[0]!.length;
-        const out = Array.from(maxScoreRetrievalFn()(tensor(rows.flat(), 'float32', [rows.length, n])).dataSync() as Int32Array);
-        const want = rows.map((row) => { const m = Math.max(...row); return m === -Infinity ? 0 : row.indexOf(m); });
-        expect(out).toEqual(want);
-      },
-    ), params(200));
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 1, max: 7 }).chain((n) =>
+          fc.array(fc.array(fc.constantFrom(-Infinity, -1, 0, 0.5, 2), { minLength: n, maxLength: n }), {
+            minLength: 1,
+            maxLength: 6,
+          }),
+        ),
+        (rows) => {
+          const n = rows[0]!.length;
+          const out = Array.from(
+            maxScoreRetrievalFn()(tensor(rows.flat(), 'float32', [rows.length, n])).dataSync() as Int32Array,
+          );
+          const want = rows.map((row) => {
+            const m = Math.max(...row);
+            return m === -Infinity ? 0 : row.indexOf(m);
+          });
+          expect(out).toEqual(want);
+        },
+      ),
+      params(200),
+    );
   });
 
   it('rejects NaN / +Infinity', () => {
@@ -157,7 +222,8 @@ describe('counter-based noise (noise.ts)', () => {
 
   it('U(key, i, j) is uniform: top 4 bits and low 4 bits, 256 x 256 counters per key (chi-square, df 15)', () => {
     for (const [k0, k1] of KEYS) {
-      const hi = new Array<number>(16).fill(0), lo = new Array<number>(16).fill(0);
+      const hi = new Array<number>(16).fill(0),
+        lo = new Array<number>(16).fill(0);
       let badBits = 0;
       for (let i = 0; i < 256; i++) {
         for (let j = 0; j < 256; j++) {
@@ -175,7 +241,8 @@ describe('counter-based noise (noise.ts)', () => {
 
   it('neighbouring counters are independent: pairs (i, j)/(i, j+1) and (i, j)/(i+1, j) over a 4 x 4 grid (chi-square, df 15)', () => {
     for (const [k0, k1] of KEYS) {
-      const alongJ = new Array<number>(16).fill(0), alongI = new Array<number>(16).fill(0);
+      const alongJ = new Array<number>(16).fill(0),
+        alongI = new Array<number>(16).fill(0);
       const q = (b: number): number => Math.floor(((b + 0.5) / 2 ** 32) * 4);
       for (let i = 0; i < 128; i++) {
         for (let j = 0; j < 128; j++) {
@@ -191,19 +258,23 @@ describe('counter-based noise (noise.ts)', () => {
 
   it('different keys give unrelated noise; Gumbel noise has mean γ and variance π²/6 (65536 draws, tolerance 6σ)', () => {
     let same = 0;
-    let s = 0, s2 = 0, nonFinite = 0;
+    let s = 0,
+      s2 = 0,
+      nonFinite = 0;
     const N = 256 * 256;
     for (let i = 0; i < 256; i++) {
       for (let j = 0; j < 256; j++) {
         if (uniformAt(1, 2, i, j) === uniformAt(1, 3, i, j)) same++;
         const g = gumbelAt(7, 9, i, j);
         if (!Number.isFinite(g)) nonFinite++;
-        s += g; s2 += g * g;
+        s += g;
+        s2 += g * g;
       }
     }
     expect(nonFinite).toBe(0);
     expect(same).toBeLessThan(3);
-    const mean = s / N, variance = s2 / N - mean * mean;
+    const mean = s / N,
+      variance = s2 / N - mean * mean;
     // sd of the mean: sqrt(π²/6 / N) = 0.005; sd of the variance estimate: sqrt((μ4 - σ⁴)/N) with μ4 = 14.6 → 0.0135
     expect(Math.abs(mean - 0.5772156649)).toBeLessThan(0.03);
     expect(Math.abs(variance - Math.PI ** 2 / 6)).toBeLessThan(0.081);
@@ -211,42 +282,57 @@ describe('counter-based noise (noise.ts)', () => {
   });
 
   it('gumbelMaxRetrievalFn depends only on the key: it is argmax_j(invTemp·s_ij + gumbelAt(key, i, j)) with the key drawn from the rng', () => {
-    fc.assert(fc.property(
-      fc.integer({ min: 1, max: 6 }), fc.integer({ min: 1, max: 6 }), fc.integer({ min: 0, max: 2 ** 31 }), fc.constantFrom(0.5, 1, 4),
-      fc.integer({ min: 0, max: 2 ** 31 }),
-      (b, n, seed, invTemp, dataSeed) => {
-        const r = new Rng(dataSeed);
-        const scores = Array.from({ length: b * n }, () => (r.uniform() < 0.15 ? -Infinity : r.normal()));
-        const t = tensor(scores, 'float64', [b, n]);
-        const rng = new Rng(seed);
-        const twin = rng.clone();
-        const other = new Rng(seed); // a different object in the same state
-        const got = Array.from(gumbelMaxRetrievalFn({ rng, invTemp })(t).dataSync() as Int32Array);
-        expect(Array.from(gumbelMaxRetrievalFn({ rng: other, invTemp })(t).dataSync() as Int32Array)).toEqual(got);
-        const [k0, k1] = noiseKey(twin); // exactly the two draws the call made
-        expect(rng.getState()).toEqual(twin.getState());
-        const want = [];
-        for (let i = 0; i < b; i++) {
-          let best = -Infinity, arg = 0;
-          for (let j = 0; j < n; j++) {
-            const s = scores[i * n + j]!;
-            if (s === -Infinity) continue;
-            const v = invTemp * s + gumbelAt(k0, k1, i, j);
-            if (v > best) { best = v; arg = j; }
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 1, max: 6 }),
+        fc.integer({ min: 1, max: 6 }),
+        fc.integer({ min: 0, max: 2 ** 31 }),
+        fc.constantFrom(0.5, 1, 4),
+        fc.integer({ min: 0, max: 2 ** 31 }),
+        (b, n, seed, invTemp, dataSeed) => {
+          const r = new Rng(dataSeed);
+          const scores = Array.from({ length: b * n }, () => (r.uniform() < 0.15 ? -Infinity : r.normal()));
+          const t = tensor(scores, 'float64', [b, n]);
+          const rng = new Rng(seed);
+          const twin = rng.clone();
+          const other = new Rng(seed); // a different object in the same state
+          const got = Array.from(gumbelMaxRetrievalFn({ rng, invTemp })(t).dataSync() as Int32Array);
+          expect(Array.from(gumbelMaxRetrievalFn({ rng: other, invTemp })(t).dataSync() as Int32Array)).toEqual(got);
+          const [k0, k1] = noiseKey(twin); // exactly the two draws the call made
+          expect(rng.getState()).toEqual(twin.getState());
+          const want = [];
+          for (let i = 0; i < b; i++) {
+            let best = -Infinity,
+              arg = 0;
+            for (let j = 0; j < n; j++) {
+              const s = scores[i * n + j]!;
+              if (s === -Infinity) continue;
+              const v = invTemp * s + gumbelAt(k0, k1, i, j);
+              if (v > best) {
+                best = v;
+                arg = j;
+              }
+            }
+            want.push(arg);
           }
-          want.push(arg);
-        }
-        expect(got).toEqual(want);
-        // a row's draw does not depend on the rows after it (same key, prefix of the batch)
-        const prefix = Array.from(gumbelMaxRetrievalFn({ rng: new Rng(seed), invTemp })(tensor(scores.slice(0, n), 'float64', [1, n])).dataSync() as Int32Array);
-        expect(prefix).toEqual(got.slice(0, 1));
-        // float32 scores equal to the float64 ones give the same draws
-        const f32 = tensor(Float32Array.from(scores), 'float32', [b, n]);
-        const t32 = tensor(Array.from(Float32Array.from(scores)), 'float64', [b, n]);
-        expect(Array.from(gumbelMaxRetrievalFn({ rng: new Rng(seed), invTemp })(f32).dataSync() as Int32Array))
-          .toEqual(Array.from(gumbelMaxRetrievalFn({ rng: new Rng(seed), invTemp })(t32).dataSync() as Int32Array));
-      },
-    ), params(100));
+          expect(got).toEqual(want);
+          // a row's draw does not depend on the rows after it (same key, prefix of the batch)
+          const prefix = Array.from(
+            gumbelMaxRetrievalFn({ rng: new Rng(seed), invTemp })(
+              tensor(scores.slice(0, n), 'float64', [1, n]),
+            ).dataSync() as Int32Array,
+          );
+          expect(prefix).toEqual(got.slice(0, 1));
+          // float32 scores equal to the float64 ones give the same draws
+          const f32 = tensor(Float32Array.from(scores), 'float32', [b, n]);
+          const t32 = tensor(Array.from(Float32Array.from(scores)), 'float64', [b, n]);
+          expect(
+            Array.from(gumbelMaxRetrievalFn({ rng: new Rng(seed), invTemp })(f32).dataSync() as Int32Array),
+          ).toEqual(Array.from(gumbelMaxRetrievalFn({ rng: new Rng(seed), invTemp })(t32).dataSync() as Int32Array));
+        },
+      ),
+      params(100),
+    );
   });
 
   it('successive calls use fresh keys (the same uniform row gives different draws)', () => {

@@ -48,7 +48,10 @@ function refNext(st: bigint[]): bigint {
   const n0 = s0 ^ n3;
   n2 ^= t;
   n3 = rotlB(n3, 11n);
-  st[0] = n0; st[1] = n1; st[2] = n2; st[3] = n3;
+  st[0] = n0;
+  st[1] = n1;
+  st[2] = n2;
+  st[3] = n3;
   return result;
 }
 
@@ -73,7 +76,11 @@ function chiSquare(counts: readonly number[]): number {
   return counts.reduce((s, c) => s + ((c - e) * (c - e)) / e, 0);
 }
 
-const seedArb = fc.oneof(fc.integer({ min: -(2 ** 31), max: 2 ** 31 }), fc.maxSafeInteger(), fc.maxSafeNat().map((v) => -v));
+const seedArb = fc.oneof(
+  fc.integer({ min: -(2 ** 31), max: 2 ** 31 }),
+  fc.maxSafeInteger(),
+  fc.maxSafeNat().map((v) => -v),
+);
 
 describe('known answers', () => {
   it('xoshiro128** from state [1,2,3,4] gives the hand-computed 11520, 0, 5927040', () => {
@@ -100,9 +107,12 @@ describe('known answers', () => {
   });
 
   it('any seed (negative, above 2^32, up to 2^53) matches the reference', () => {
-    fc.assert(fc.property(seedArb, (seed) => {
-      expect(draws(new Rng(seed), 8)).toEqual(refStream(seed, 8));
-    }), params(100));
+    fc.assert(
+      fc.property(seedArb, (seed) => {
+        expect(draws(new Rng(seed), 8)).toEqual(refStream(seed, 8));
+      }),
+      params(100),
+    );
   });
 });
 
@@ -114,16 +124,22 @@ const KNOWN_42 = [2837322924, 544945897, 479756282, 3500138142];
 
 describe('determinism and state', () => {
   it('same seed, same stream (also through rng())', () => {
-    fc.assert(fc.property(seedArb, (seed) => {
-      expect(draws(new Rng(seed), 20)).toEqual(draws(makeRng(seed), 20));
-    }), params(50));
+    fc.assert(
+      fc.property(seedArb, (seed) => {
+        expect(draws(new Rng(seed), 20)).toEqual(draws(makeRng(seed), 20));
+      }),
+      params(50),
+    );
   });
 
   it('different seeds give different streams', () => {
-    fc.assert(fc.property(seedArb, seedArb, (a, b) => {
-      fc.pre(a !== b);
-      expect(draws(new Rng(a), 4)).not.toEqual(draws(new Rng(b), 4));
-    }), params(100));
+    fc.assert(
+      fc.property(seedArb, seedArb, (a, b) => {
+        fc.pre(a !== b);
+        expect(draws(new Rng(a), 4)).not.toEqual(draws(new Rng(b), 4));
+      }),
+      params(100),
+    );
     // nearby seeds are unrelated: no shared outputs among the first 64 draws of seeds 0..31
     const seen = new Set<number>();
     for (let s = 0; s < 32; s++) for (const v of draws(new Rng(s), 64)) seen.add(v);
@@ -131,28 +147,33 @@ describe('determinism and state', () => {
   });
 
   it('getState/setState/fromState/clone resume exactly', () => {
-    fc.assert(fc.property(seedArb, fc.nat({ max: 50 }), (seed, skip) => {
-      const r = new Rng(seed);
-      draws(r, skip);
-      r.normal(); // mixed calls advance the same state
-      const state = r.getState();
-      const copy = r.clone();
-      const resumed = Rng.fromState(state);
-      const other = new Rng(seed + 1);
-      other.setState(state);
-      const want = draws(r, 10);
-      expect(draws(copy, 10)).toEqual(want);
-      expect(draws(resumed, 10)).toEqual(want);
-      expect(draws(other, 10)).toEqual(want);
-      // getState is a copy: mutating it changes nothing
-      state[0] = (state[0]! + 1) >>> 0;
-      expect(draws(Rng.fromState(r.getState()), 3)).toEqual(draws(r.clone(), 3));
-    }), params(50));
+    fc.assert(
+      fc.property(seedArb, fc.nat({ max: 50 }), (seed, skip) => {
+        const r = new Rng(seed);
+        draws(r, skip);
+        r.normal(); // mixed calls advance the same state
+        const state = r.getState();
+        const copy = r.clone();
+        const resumed = Rng.fromState(state);
+        const other = new Rng(seed + 1);
+        other.setState(state);
+        const want = draws(r, 10);
+        expect(draws(copy, 10)).toEqual(want);
+        expect(draws(resumed, 10)).toEqual(want);
+        expect(draws(other, 10)).toEqual(want);
+        // getState is a copy: mutating it changes nothing
+        state[0] = (state[0]! + 1) >>> 0;
+        expect(draws(Rng.fromState(r.getState()), 3)).toEqual(draws(r.clone(), 3));
+      }),
+      params(50),
+    );
   });
 
   it('split: deterministic, advances the parent, and the child stream is independent of the parent', () => {
-    const a = new Rng(2024), b = new Rng(2024);
-    const ca = a.split(), cb = b.split();
+    const a = new Rng(2024),
+      b = new Rng(2024);
+    const ca = a.split(),
+      cb = b.split();
     expect(draws(ca, 8)).toEqual(draws(cb, 8));
     expect(draws(a, 8)).toEqual(draws(b, 8));
     const p = new Rng(99);
@@ -174,8 +195,11 @@ describe('determinism and state', () => {
 
 function correlation(x: readonly number[], y: readonly number[]): number {
   const n = x.length;
-  const mx = x.reduce((s, v) => s + v, 0) / n, my = y.reduce((s, v) => s + v, 0) / n;
-  let sxy = 0, sxx = 0, syy = 0;
+  const mx = x.reduce((s, v) => s + v, 0) / n,
+    my = y.reduce((s, v) => s + v, 0) / n;
+  let sxy = 0,
+    sxx = 0,
+    syy = 0;
   for (let i = 0; i < n; i++) {
     sxy += (x[i]! - mx) * (y[i]! - my);
     sxx += (x[i]! - mx) ** 2;
@@ -186,21 +210,25 @@ function correlation(x: readonly number[], y: readonly number[]): number {
 
 describe('ranges', () => {
   it('uniform is in [0, 1) and uniformOpen strictly inside (0, 1), also at the extreme outputs 0 and 2^32-1', () => {
-    fc.assert(fc.property(seedArb, (seed) => {
-      const r = new Rng(seed);
-      for (let i = 0; i < 200; i++) {
-        const u = r.uniform(), o = r.uniformOpen();
-        expect(u >= 0 && u < 1).toBe(true);
-        expect(o > 0 && o < 1).toBe(true);
-      }
-    }), params(30));
+    fc.assert(
+      fc.property(seedArb, (seed) => {
+        const r = new Rng(seed);
+        for (let i = 0; i < 200; i++) {
+          const u = r.uniform(),
+            o = r.uniformOpen();
+          expect(u >= 0 && u < 1).toBe(true);
+          expect(o > 0 && o < 1).toBe(true);
+        }
+      }),
+      params(30),
+    );
     // state with s1 = 0 outputs 0 first
     expect(Rng.fromState([1, 0, 0, 0]).nextUint32()).toBe(0);
     expect(Rng.fromState([1, 0, 0, 0]).uniform()).toBe(0);
     expect(Rng.fromState([1, 0, 0, 0]).uniformOpen()).toBe(0.5 / 2 ** 32);
     // a state whose first output is 2^32-1: s1 = 5⁻¹·rotr(9⁻¹·(2^32-1), 7)
     const y = (M32 * inv32(9n)) & M32;
-    const s1 = Number((((y >> 7n) | (y << 25n)) & M32) * inv32(5n) & M32);
+    const s1 = Number(((((y >> 7n) | (y << 25n)) & M32) * inv32(5n)) & M32);
     const top = Rng.fromState([1, s1, 0, 0]);
     expect(top.clone().nextUint32()).toBe(2 ** 32 - 1);
     expect(top.clone().uniform()).toBeLessThan(1);
@@ -212,13 +240,20 @@ describe('ranges', () => {
   });
 
   it('int(n) stays in [0, n) for n from 1 to 2^32', () => {
-    fc.assert(fc.property(seedArb, fc.oneof(fc.integer({ min: 1, max: 100 }), fc.integer({ min: 1, max: 2 ** 32 })), (seed, n) => {
-      const r = new Rng(seed);
-      for (let i = 0; i < 50; i++) {
-        const v = r.int(n);
-        expect(Number.isInteger(v) && v >= 0 && v < n).toBe(true);
-      }
-    }), params(50));
+    fc.assert(
+      fc.property(
+        seedArb,
+        fc.oneof(fc.integer({ min: 1, max: 100 }), fc.integer({ min: 1, max: 2 ** 32 })),
+        (seed, n) => {
+          const r = new Rng(seed);
+          for (let i = 0; i < 50; i++) {
+            const v = r.int(n);
+            expect(Number.isInteger(v) && v >= 0 && v < n).toBe(true);
+          }
+        },
+      ),
+      params(50),
+    );
     expect(new Rng(3).int(1)).toBe(0);
   });
 });
@@ -238,13 +273,17 @@ describe('distributions (fixed seeds, stated thresholds)', () => {
   it('normal: mean within 0.0126 of 0 and variance within 0.018 of 1 (4σ, n = 100000); 68.27% within 1σ ± 0.006', () => {
     const r = new Rng(777);
     const n = 100000;
-    let s = 0, ss = 0, within = 0;
+    let s = 0,
+      ss = 0,
+      within = 0;
     for (let i = 0; i < n; i++) {
       const v = r.normal();
-      s += v; ss += v * v;
+      s += v;
+      ss += v * v;
       if (Math.abs(v) < 1) within++;
     }
-    const mean = s / n, variance = ss / n - mean * mean;
+    const mean = s / n,
+      variance = ss / n - mean * mean;
     expect(Math.abs(mean)).toBeLessThan(4 / Math.sqrt(n));
     expect(Math.abs(variance - 1)).toBeLessThan(4 * Math.sqrt(2 / n));
     expect(Math.abs(within / n - 0.682689)).toBeLessThan(0.006);
@@ -255,7 +294,7 @@ describe('distributions (fixed seeds, stated thresholds)', () => {
     const n = 100000;
     let s = 0;
     for (let i = 0; i < n; i++) s += r.gumbel();
-    expect(Math.abs(s / n - 0.5772156649)).toBeLessThan(4 * (Math.PI / Math.sqrt(6)) / Math.sqrt(n));
+    expect(Math.abs(s / n - 0.5772156649)).toBeLessThan((4 * (Math.PI / Math.sqrt(6))) / Math.sqrt(n));
   });
 
   it('int(n) is unbiased: chi-square for n = 7 (df 6, < 22.5) and n = 3·2^30 (df 2, < 13.8) where modulo bias would double a third', () => {

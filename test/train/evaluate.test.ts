@@ -5,12 +5,23 @@
  */
 import { describe, expect, it } from 'vitest';
 import {
-  DualEncoder, RowSpace, embedAll, evaluate, makeBags, rankOfTarget, summarizeRanks, syntheticCorpus, tensor, tower,
+  DualEncoder,
+  RowSpace,
+  embedAll,
+  evaluate,
+  makeBags,
+  rankOfTarget,
+  summarizeRanks,
+  syntheticCorpus,
+  tensor,
+  tower,
 } from '../../src/index.js';
 import { unsafeData } from '../../src/tensor/tensor.js';
 import type { Corpus } from '../../src/data/corpus.js';
 
-const N = 4, VOCAB = 9, DIM = 4;
+const N = 4,
+  VOCAB = 9,
+  DIM = 4;
 
 /**
  * Four documents and their queries: document i has the single feature i;
@@ -37,7 +48,8 @@ function handModel(shift: (i: number) => number): DualEncoder {
   const eye = tensor(Array.from({ length: DIM }, (_, i) => Array.from({ length: DIM }, (_, j) => (i === j ? 1 : 0))));
   const zero = tensor(new Float32Array(DIM));
   m.dense = { query: { w: eye, b: zero }, doc: { w: eye, b: zero } };
-  const q = new Float32Array(VOCAB * DIM), d = new Float32Array(VOCAB * DIM);
+  const q = new Float32Array(VOCAB * DIM),
+    d = new Float32Array(VOCAB * DIM);
   for (let i = 0; i < N; i++) {
     q[(4 + i) * DIM + i] = 3; // any positive length: the tower normalises
     d[shift(i) * DIM + i] = 0.5;
@@ -68,7 +80,13 @@ describe('embedAll', () => {
       expect(Array.from(embedAll(m, side, c, ex, 7))).toEqual(Array.from(whole));
       expect(Array.from(embedAll(m, side, c, ex, 1))).toEqual(Array.from(whole));
       const space = new RowSpace();
-      const bags = makeBags(side === 'query' ? c.queryOffsets : c.docOffsets, side === 'query' ? c.queryIds : c.docIds, ex, c.featureBuckets, space);
+      const bags = makeBags(
+        side === 'query' ? c.queryOffsets : c.docOffsets,
+        side === 'query' ? c.queryIds : c.docIds,
+        ex,
+        c.featureBuckets,
+        space,
+      );
       const table = side === 'query' ? m.queryTable : m.docTable;
       const direct = tower(table.rows(space.ids()), bags, side === 'query' ? m.dense.query : m.dense.doc);
       expect(Array.from(unsafeData(direct))).toEqual(Array.from(whole));
@@ -85,15 +103,27 @@ describe('embedAll', () => {
 
 describe('evaluate', () => {
   it('a model that embeds each query exactly as its document has recall@1 = 1 and MRR = 1', () => {
-    const r = evaluate(handModel((i) => i), tinyCorpus(), [0, 1, 2, 3]);
+    const r = evaluate(
+      handModel((i) => i),
+      tinyCorpus(),
+      [0, 1, 2, 3],
+    );
     expect(r).toEqual({ recallAt1: 1, recallAt10: 1, recallAt100: 1, mrr: 1, count: 4 });
   });
 
   it('a model that matches query i with document i-1 ranks every target last (ties against it)', () => {
     // query i = e_i, document j = e_{j+1}: the target i scores 0 and ties with two others, one document scores 1.
-    const r = evaluate(handModel((i) => (i + N - 1) % N), tinyCorpus(), [0, 1, 2, 3]);
+    const r = evaluate(
+      handModel((i) => (i + N - 1) % N),
+      tinyCorpus(),
+      [0, 1, 2, 3],
+    );
     expect(r).toEqual({ recallAt1: 0, recallAt10: 1, recallAt100: 1, mrr: 0.25, count: 4 });
-    const one = evaluate(handModel((i) => (i + N - 1) % N), tinyCorpus(), [2]);
+    const one = evaluate(
+      handModel((i) => (i + N - 1) % N),
+      tinyCorpus(),
+      [2],
+    );
     expect(one.count).toBe(1);
     expect(one.mrr).toBe(0.25);
   });
@@ -102,11 +132,20 @@ describe('evaluate', () => {
     const c = syntheticCorpus({ numDocs: 150, vocab: 40, seed: 8, featureBuckets: 512, testFraction: 0.3 });
     const m = new DualEncoder({ vocab: c.featureBuckets, dim: 8, seed: 9 });
     const nDocs = c.docs.length;
-    const D = embedAll(m, 'doc', c, Int32Array.from({ length: nDocs }, (_, i) => i));
+    const D = embedAll(
+      m,
+      'doc',
+      c,
+      Int32Array.from({ length: nDocs }, (_, i) => i),
+    );
     const Q = embedAll(m, 'query', c, c.testQueries);
     const ranks = Array.from(c.testQueries, (q, k) => {
       const scores = new Float64Array(nDocs);
-      for (let j = 0; j < nDocs; j++) { let s = 0; for (let t = 0; t < 8; t++) s += Q[k * 8 + t]! * D[j * 8 + t]!; scores[j] = s; }
+      for (let j = 0; j < nDocs; j++) {
+        let s = 0;
+        for (let t = 0; t < 8; t++) s += Q[k * 8 + t]! * D[j * 8 + t]!;
+        scores[j] = s;
+      }
       return rankOfTarget(scores, q);
     });
     const want = summarizeRanks(ranks);
@@ -122,7 +161,11 @@ describe('evaluate', () => {
   });
 
   it('no queries: count 0 and NaN rates', () => {
-    const r = evaluate(handModel((i) => i), tinyCorpus(), []);
+    const r = evaluate(
+      handModel((i) => i),
+      tinyCorpus(),
+      [],
+    );
     expect(r.count).toBe(0);
     expect(r.recallAt10).toBeNaN();
     expect(r.mrr).toBeNaN();

@@ -6,7 +6,15 @@
  */
 import { describe, expect, it } from 'vitest';
 import {
-  ArgumentError, DEFAULT_CONFIG, Trainer, buildCorpus, syntheticCorpus, train, type Method, type TrainConfig, type TrainResult,
+  ArgumentError,
+  DEFAULT_CONFIG,
+  Trainer,
+  buildCorpus,
+  syntheticCorpus,
+  train,
+  type Method,
+  type TrainConfig,
+  type TrainResult,
 } from '../../src/index.js';
 import { METHODS, checkConfig, contentKeys, evalSubset, type Checkpoint } from '../../src/train/trainer.js';
 import { embedAll } from '../../src/train/evaluate.js';
@@ -19,7 +27,14 @@ import type { Corpus } from '../../src/data/corpus.js';
 const corpus = syntheticCorpus({ numDocs: 600, vocab: 80, seed: 1, featureBuckets: 4096, testFraction: 0.2 });
 
 const small: Omit<TrainConfig, 'method'> = {
-  ...DEFAULT_CONFIG, steps: 200, batch: 32, cacheSize: 256, dim: 16, lr: 0.02, evalQueries: 100, evalEverySeconds: 0,
+  ...DEFAULT_CONFIG,
+  steps: 200,
+  batch: 32,
+  cacheSize: 256,
+  dim: 16,
+  lr: 0.02,
+  evalQueries: 100,
+  evalEverySeconds: 0,
 };
 
 /** A clock that advances 125 ms per call: every step then "takes" 125 ms, exactly (binary fractions). */
@@ -38,7 +53,9 @@ describe('end-to-end: recall@10 rises far above chance for every method', () => 
       expect(r.steps).toBe(200);
       expect(r.history).toHaveLength(200);
       expect(r.final.count).toBe(corpus.testQueries.length);
-      observed.push(`${method}: recall@10 ${r.final.recallAt10.toFixed(3)} recall@1 ${r.final.recallAt1.toFixed(3)} MRR ${r.final.mrr.toFixed(3)} (chance@10 ${chance.toFixed(4)})`);
+      observed.push(
+        `${method}: recall@10 ${r.final.recallAt10.toFixed(3)} recall@1 ${r.final.recallAt1.toFixed(3)} MRR ${r.final.mrr.toFixed(3)} (chance@10 ${chance.toFixed(4)})`,
+      );
       // Chance is 10 / 600 ≈ 0.017; observed values are 0.4-0.6. Demand more than 10× chance.
       expect(r.final.recallAt10).toBeGreaterThan(10 * chance);
       expect(r.final.mrr).toBeGreaterThan(10 / corpus.docs.length);
@@ -58,11 +75,26 @@ describe('end-to-end: recall@10 rises far above chance for every method', () => 
 });
 
 describe('determinism', () => {
-  const short = (method: Method, seed = 3): TrainConfig => ({ ...small, method, steps: 12, evalEverySeconds: 0.5, evalQueries: 40, seed });
+  const short = (method: Method, seed = 3): TrainConfig => ({
+    ...small,
+    method,
+    steps: 12,
+    evalEverySeconds: 0.5,
+    evalQueries: 40,
+    seed,
+  });
   const fingerprint = (r: TrainResult) => ({
-    history: r.history, evals: r.evals, final: r.final, steps: r.steps, trainSeconds: r.trainSeconds, medianStepMs: r.medianStepMs,
-    q: Array.from(r.model.queryTable.data), d: Array.from(r.model.docTable.data),
-    dense: [r.model.dense.query.w, r.model.dense.query.b, r.model.dense.doc.w, r.model.dense.doc.b].map((t) => Array.from(t.dataSync())),
+    history: r.history,
+    evals: r.evals,
+    final: r.final,
+    steps: r.steps,
+    trainSeconds: r.trainSeconds,
+    medianStepMs: r.medianStepMs,
+    q: Array.from(r.model.queryTable.data),
+    d: Array.from(r.model.docTable.data),
+    dense: [r.model.dense.query.w, r.model.dense.query.b, r.model.dense.doc.w, r.model.dense.doc.b].map((t) =>
+      Array.from(t.dataSync()),
+    ),
   });
 
   for (const method of METHODS) {
@@ -78,7 +110,11 @@ describe('determinism', () => {
   it('the schedule under an injected clock: evaluations every 0.5 s of training (steps 0, 4, 8) plus the final one', () => {
     const evals: number[] = [];
     const steps: number[] = [];
-    const r = train(corpus, short('inbatch'), { now: fakeClock(), onEval: (e) => evals.push(e.step), onStep: (s) => steps.push(s.step) });
+    const r = train(corpus, short('inbatch'), {
+      now: fakeClock(),
+      onEval: (e) => evals.push(e.step),
+      onStep: (s) => steps.push(s.step),
+    });
     expect(r.evals.map((e) => e.step)).toEqual([0, 4, 8, 12]);
     expect(r.evals.map((e) => e.time)).toEqual([0, 0.5, 1, 1.5]);
     expect(r.evals.every((e) => e.count === 40)).toBe(true);
@@ -102,7 +138,11 @@ describe('determinism', () => {
   });
 
   it('the time budget stops training (evaluation excluded)', () => {
-    const r = train(corpus, { ...short('inbatch'), steps: 1000, timeBudgetSeconds: 1, evalEverySeconds: 0 }, { now: fakeClock() });
+    const r = train(
+      corpus,
+      { ...short('inbatch'), steps: 1000, timeBudgetSeconds: 1, evalEverySeconds: 0 },
+      { now: fakeClock() },
+    );
     expect(r.steps).toBe(8);
     expect(r.trainSeconds).toBe(1);
     expect(r.evals).toEqual([]);
@@ -114,7 +154,11 @@ describe('checkpoint and resume', () => {
     it(`${method}: resuming from the step-6 checkpoint reproduces the uninterrupted 12-step run bit for bit`, () => {
       const config: TrainConfig = { ...small, method, steps: 12, evalEverySeconds: 0.5, evalQueries: 40, seed: 5 };
       const checkpoints: Checkpoint[] = [];
-      const full = train(corpus, config, { now: fakeClock(), checkpointEvery: 6, onCheckpoint: (c) => checkpoints.push(c) });
+      const full = train(corpus, config, {
+        now: fakeClock(),
+        checkpointEvery: 6,
+        onCheckpoint: (c) => checkpoints.push(c),
+      });
       expect(checkpoints).toHaveLength(2);
       expect(checkpoints[0]!.tensors['train.step']!.item()).toBe(6);
       const resumed = train(corpus, config, { now: fakeClock(), resume: checkpoints[0]! });
@@ -126,7 +170,9 @@ describe('checkpoint and resume', () => {
       expect(Array.from(resumed.model.docTable.data)).toEqual(Array.from(full.model.docTable.data));
       expect(Array.from(resumed.model.dense.doc.w.dataSync())).toEqual(Array.from(full.model.dense.doc.w.dataSync()));
       // A different config cannot resume that checkpoint.
-      expect(() => train(corpus, { ...config, lr: 0.03 }, { resume: checkpoints[0]! })).toThrow(/cannot resume: the checkpoint was trained with lr = 0.02, this run has 0.03/);
+      expect(() => train(corpus, { ...config, lr: 0.03 }, { resume: checkpoints[0]! })).toThrow(
+        /cannot resume: the checkpoint was trained with lr = 0.02, this run has 0.03/,
+      );
     });
   }
 });
@@ -140,11 +186,17 @@ describe('Trainer', () => {
     for (let k = 0; k < Math.floor(n / 50); k++) {
       const b = t.nextBatch();
       expect(b).toHaveLength(50);
-      for (const q of b) { expect(train.has(q)).toBe(true); expect(seen.has(q)).toBe(false); seen.add(q); }
+      for (const q of b) {
+        expect(train.has(q)).toBe(true);
+        expect(seen.has(q)).toBe(false);
+        seen.add(q);
+      }
     }
     expect(seen.size).toBe(Math.floor(n / 50) * 50);
     // The order is a shuffle, not the sorted list.
-    expect(Array.from(new Trainer(corpus, { ...small, method: 'inbatch', batch: 50 }).nextBatch())).not.toEqual(Array.from(corpus.trainQueries.slice(0, 50)));
+    expect(Array.from(new Trainer(corpus, { ...small, method: 'inbatch', batch: 50 }).nextBatch())).not.toEqual(
+      Array.from(corpus.trainQueries.slice(0, 50)),
+    );
   });
 
   it('a batch larger than the training set is clipped to it', () => {
@@ -164,7 +216,9 @@ describe('Trainer', () => {
         // 300 synsets over 40 one-word lemma sets, so identical twins exist and the mask matters.
         const words = Array.from({ length: 40 }, (_, i) => `w${i}`);
         const synsets = Array.from({ length: 300 }, (_, i) => ({
-          id: `n${String(i).padStart(8, '0')}`, pos: 'n' as const, lemmas: [words[(i * 7) % 40]!],
+          id: `n${String(i).padStart(8, '0')}`,
+          pos: 'n' as const,
+          lemmas: [words[(i * 7) % 40]!],
           gloss: `${words[i % 13]} of ${words[(i * 3) % 17]} and ${words[(i * 5) % 29]}`,
         }));
         const c = buildCorpus(synsets, { seed: 5, testFraction: 0.25, featureBuckets: 2048 });
@@ -172,11 +226,13 @@ describe('Trainer', () => {
         const t = new Trainer(c, config);
         const batch = new Trainer(c, config).nextBatch(); // the same seed gives the same first batch
         const dim = config.dim;
-        const docs = fullDocs === 'all' ? Array.from({ length: c.docs.length }, (_, i) => i) : Array.from(c.trainQueries);
+        const docs =
+          fullDocs === 'all' ? Array.from({ length: c.docs.length }, (_, i) => i) : Array.from(c.trainQueries);
         const D = embedAll(t.model, 'doc', c, docs);
         const Q = embedAll(t.model, 'query', c, batch);
         const key = maskDuplicates ? contentKeys(c) : Int32Array.from({ length: c.docs.length }, (_, i) => i);
-        let loss = 0, masked = 0;
+        let loss = 0,
+          masked = 0;
         batch.forEach((pos, i) => {
           const s = docs.map((_, j) => {
             let dot = 0;
@@ -200,7 +256,9 @@ describe('Trainer', () => {
 
   it('a corpus without training queries is rejected', () => {
     const noTrain: Corpus = { ...corpus, trainQueries: new Int32Array(0) };
-    expect(() => new Trainer(noTrain, { ...small, method: 'inbatch' })).toThrow(/train: the corpus has no training queries/);
+    expect(() => new Trainer(noTrain, { ...small, method: 'inbatch' })).toThrow(
+      /train: the corpus has no training queries/,
+    );
   });
 });
 
@@ -261,6 +319,10 @@ describe('evalSubset', () => {
     expect(new Set(s).size).toBe(37);
     const held = new Set(corpus.testQueries);
     expect(Array.from(s).every((q) => held.has(q))).toBe(true);
-    expect(Array.from(s)).toEqual(Array.from(s).slice().sort((a, b) => a - b));
+    expect(Array.from(s)).toEqual(
+      Array.from(s)
+        .slice()
+        .sort((a, b) => a - b),
+    );
   });
 });

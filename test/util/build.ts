@@ -33,7 +33,8 @@ export function ensureBuilt(...needed: string[]): void {
     try {
       mkdirSync(lock);
     } catch {
-      if (Date.now() > deadline) rmSync(lock, { recursive: true, force: true }); // a lock left by a crashed run
+      if (Date.now() > deadline)
+        rmSync(lock, { recursive: true, force: true }); // a lock left by a crashed run
       else Atomics.wait(sleep, 0, 0, 200);
       continue;
     }

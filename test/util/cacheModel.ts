@@ -77,7 +77,7 @@ export function modelUpdate(cache: ModelCache, update: ModelUpdate, useLru: bool
   //    index; the k-th unmasked item goes to the k-th chosen slot, age -1.
   const keys = Object.keys(update.newItems);
   const n = keys.length === 0 ? 0 : update.newItems[keys[0]!]!.length;
-  const order = Array.from({ length: size }, (_, j) => j).sort((a, b) => (age[b]! - age[a]!) || (a - b));
+  const order = Array.from({ length: size }, (_, j) => j).sort((a, b) => age[b]! - age[a]! || a - b);
   const chosen = order.slice(0, n);
   let k = 0;
   for (let i = 0; i < n; i++) {
@@ -112,7 +112,15 @@ function tensorToRows(t: Tensor): number[][] {
 export function modelToCache(m: ModelCache, specs: Record<string, ModelSpec>): NegativeCache {
   const data: Record<string, Tensor> = {};
   for (const [k, spec] of Object.entries(specs)) data[k] = rowsToTensor(m.data[k]!, spec);
-  return { data, age: tensor(m.age, 'int32', [m.age.length]), valid: tensor(m.valid.map((v) => (v ? 1 : 0)), 'bool', [m.valid.length]) };
+  return {
+    data,
+    age: tensor(m.age, 'int32', [m.age.length]),
+    valid: tensor(
+      m.valid.map((v) => (v ? 1 : 0)),
+      'bool',
+      [m.valid.length],
+    ),
+  };
 }
 
 export function cacheToModel(c: NegativeCache): ModelCache {
@@ -131,12 +139,25 @@ export function updateToTensors(u: ModelUpdate, specs: Record<string, ModelSpec>
   const out: CacheUpdate = {
     newItems: Object.fromEntries(Object.entries(u.newItems).map(([k, rows]) => [k, rowsToTensor(rows, specs[k]!)])),
   };
-  if (u.newItemsMask !== undefined) out.newItemsMask = tensor(u.newItemsMask.map((v) => (v ? 1 : 0)), 'bool', [u.newItemsMask.length]);
+  if (u.newItemsMask !== undefined)
+    out.newItemsMask = tensor(
+      u.newItemsMask.map((v) => (v ? 1 : 0)),
+      'bool',
+      [u.newItemsMask.length],
+    );
   if (u.updatedItemData !== undefined) {
-    out.updatedItemData = Object.fromEntries(Object.entries(u.updatedItemData).map(([k, rows]) => [k, rowsToTensor(rows, specs[k]!)]));
+    out.updatedItemData = Object.fromEntries(
+      Object.entries(u.updatedItemData).map(([k, rows]) => [k, rowsToTensor(rows, specs[k]!)]),
+    );
   }
-  if (u.updatedItemIndices !== undefined) out.updatedItemIndices = tensor(u.updatedItemIndices, 'int32', [u.updatedItemIndices.length]);
-  if (u.updatedItemMask !== undefined) out.updatedItemMask = tensor(u.updatedItemMask.map((v) => (v ? 1 : 0)), 'bool', [u.updatedItemMask.length]);
+  if (u.updatedItemIndices !== undefined)
+    out.updatedItemIndices = tensor(u.updatedItemIndices, 'int32', [u.updatedItemIndices.length]);
+  if (u.updatedItemMask !== undefined)
+    out.updatedItemMask = tensor(
+      u.updatedItemMask.map((v) => (v ? 1 : 0)),
+      'bool',
+      [u.updatedItemMask.length],
+    );
   return out;
 }
 
@@ -152,20 +173,32 @@ export interface TensorSnapshot {
 
 export function snapTensor(t: Tensor): TensorSnapshot {
   // Object.is-safe plain numbers (NaN stays NaN, -0 becomes 0 for toEqual).
-  return { shape: t.shape.slice(), dtype: t.dtype, values: Array.from(t.dataSync() as ArrayLike<number>, (v) => Number(v) + 0) };
+  return {
+    shape: t.shape.slice(),
+    dtype: t.dtype,
+    values: Array.from(t.dataSync() as ArrayLike<number>, (v) => Number(v) + 0),
+  };
 }
 
 /** Deep snapshot of a cache (or a record of caches) through dataSync. */
 export function snapshotCache(c: NegativeCache): Record<string, unknown> {
   return {
-    data: Object.fromEntries(Object.keys(c.data).sort().map((k) => [k, snapTensor(c.data[k]!)])),
+    data: Object.fromEntries(
+      Object.keys(c.data)
+        .sort()
+        .map((k) => [k, snapTensor(c.data[k]!)]),
+    ),
     age: snapTensor(c.age),
     valid: c.valid === undefined ? null : snapTensor(c.valid),
   };
 }
 
 export function snapshotCaches(cs: Readonly<Record<string, NegativeCache>>): Record<string, unknown> {
-  return Object.fromEntries(Object.keys(cs).sort().map((s) => [s, snapshotCache(cs[s]!)]));
+  return Object.fromEntries(
+    Object.keys(cs)
+      .sort()
+      .map((s) => [s, snapshotCache(cs[s]!)]),
+  );
 }
 
 /** Asserts the library cache holds exactly the model's data, ages and valid flags. */

@@ -74,10 +74,14 @@ export function fromTensor(t: Tensor): Arr {
 }
 
 export function toTensor(a: Arr, dtype: DType = 'float32'): Tensor {
-  const data = dtype === 'float32' ? Float32Array.from(a.data)
-    : dtype === 'float64' ? Float64Array.from(a.data)
-      : dtype === 'int32' ? Int32Array.from(a.data)
-        : Uint8Array.from(a.data);
+  const data =
+    dtype === 'float32'
+      ? Float32Array.from(a.data)
+      : dtype === 'float64'
+        ? Float64Array.from(a.data)
+        : dtype === 'int32'
+          ? Int32Array.from(a.data)
+          : Uint8Array.from(a.data);
   return tensor(data, dtype, a.shape);
 }
 
@@ -123,7 +127,10 @@ function bcastAt(a: Arr, outCoords: readonly number[]): number {
 }
 
 export function map1(a: Arr, f: (x: number) => number): Arr {
-  return arr(a.shape, a.data.map((x) => f(x)));
+  return arr(
+    a.shape,
+    a.data.map((x) => f(x)),
+  );
 }
 
 export function map2(a: Arr, b: Arr, f: (x: number, y: number) => number): Arr {
@@ -192,12 +199,18 @@ export function reduce(a: Arr, kind: ReduceKind, axis?: number | readonly number
   const { shape, groups: gs } = groups(a, axes, keepDims);
   const f = (g: number[]): number => {
     switch (kind) {
-      case 'sum': return g.reduce((s, v) => s + v, 0);
-      case 'mean': return g.reduce((s, v) => s + v, 0) / g.length;
-      case 'max': return g.some(Number.isNaN) ? NaN : g.reduce((m, v) => (v > m ? v : m), -Infinity);
-      case 'min': return g.some(Number.isNaN) ? NaN : g.reduce((m, v) => (v < m ? v : m), Infinity);
-      case 'any': return g.some((v) => v !== 0) ? 1 : 0;
-      case 'all': return g.every((v) => v !== 0) ? 1 : 0;
+      case 'sum':
+        return g.reduce((s, v) => s + v, 0);
+      case 'mean':
+        return g.reduce((s, v) => s + v, 0) / g.length;
+      case 'max':
+        return g.some(Number.isNaN) ? NaN : g.reduce((m, v) => (v > m ? v : m), -Infinity);
+      case 'min':
+        return g.some(Number.isNaN) ? NaN : g.reduce((m, v) => (v < m ? v : m), Infinity);
+      case 'any':
+        return g.some((v) => v !== 0) ? 1 : 0;
+      case 'all':
+        return g.every((v) => v !== 0) ? 1 : 0;
       case 'logSumExp': {
         const m = g.reduce((mx, v) => (v > mx ? v : mx), -Infinity);
         if (m === -Infinity) return -Infinity;
@@ -224,14 +237,17 @@ export function logSoftmax(a: Arr, axis = -1): Arr {
 export function argReduce(a: Arr, mode: 'max' | 'min', axis = -1, keepDims = false): Arr {
   const ax = axis < 0 ? axis + a.shape.length : axis;
   const { shape, groups: gs } = groups(a, [ax], keepDims);
-  return arr(shape, gs.map((g) => {
-    let best = 0;
-    for (let k = 0; k < g.length; k++) {
-      if (Number.isNaN(g[k]!)) return k;
-      if (mode === 'max' ? g[k]! > g[best]! : g[k]! < g[best]!) best = k;
-    }
-    return best;
-  }));
+  return arr(
+    shape,
+    gs.map((g) => {
+      let best = 0;
+      for (let k = 0; k < g.length; k++) {
+        if (Number.isNaN(g[k]!)) return k;
+        if (mode === 'max' ? g[k]! > g[best]! : g[k]! < g[best]!) best = k;
+      }
+      return best;
+    }),
+  );
 }
 
 export function cumsum(a: Arr, axis = -1, reverse = false): Arr {
@@ -257,13 +273,15 @@ export function cumsum(a: Arr, axis = -1, reverse = false): Arr {
 // =====================================================================
 
 export function matmul(a: Arr, b: Arr, transA = false, transB = false): Arr {
-  const ra = a.shape.length, rb = b.shape.length;
+  const ra = a.shape.length,
+    rb = b.shape.length;
   const m = transA ? a.shape[ra - 1]! : a.shape[ra - 2]!;
   const k = transA ? a.shape[ra - 2]! : a.shape[ra - 1]!;
   const kb = transB ? b.shape[rb - 1]! : b.shape[rb - 2]!;
   const n = transB ? b.shape[rb - 2]! : b.shape[rb - 1]!;
   if (k !== kb) throw new Error('oracle: matmul inner dims');
-  const batchA = a.shape.slice(0, -2), batchB = b.shape.slice(0, -2);
+  const batchA = a.shape.slice(0, -2),
+    batchB = b.shape.slice(0, -2);
   const batch = broadcastShape(batchA, batchB);
   const shape = [...batch, m, n];
   const out: number[] = [];
@@ -273,8 +291,11 @@ export function matmul(a: Arr, b: Arr, transA = false, transB = false): Arr {
   };
   for (let f = 0; f < numel(shape); f++) {
     const c = unravel(f, shape);
-    const bc = c.slice(0, -2), i = c[c.length - 2]!, j = c[c.length - 1]!;
-    const ca = batchCoord(bc, batchA), cb = batchCoord(bc, batchB);
+    const bc = c.slice(0, -2),
+      i = c[c.length - 2]!,
+      j = c[c.length - 1]!;
+    const ca = batchCoord(bc, batchA),
+      cb = batchCoord(bc, batchB);
     let s = 0;
     for (let p = 0; p < k; p++) {
       const x = at(a, [...ca, ...(transA ? [p, i] : [i, p])]);
@@ -291,7 +312,15 @@ export function matmul(a: Arr, b: Arr, transA = false, transB = false): Arr {
  * cases, where the coordinate-walking `matmul` above would be slow):
  * out[m,n] = op(A)·op(B), A stored [m,k] ([k,m] with transA), B [k,n] ([n,k] with transB).
  */
-export function matmulFlat(a: ArrayLike<number>, b: ArrayLike<number>, m: number, n: number, k: number, transA = false, transB = false): number[] {
+export function matmulFlat(
+  a: ArrayLike<number>,
+  b: ArrayLike<number>,
+  m: number,
+  n: number,
+  k: number,
+  transA = false,
+  transB = false,
+): number[] {
   const out = new Array<number>(m * n).fill(0);
   for (let i = 0; i < m; i++) {
     for (let j = 0; j < n; j++) {
@@ -318,7 +347,9 @@ export function transpose(a: Arr, perm?: readonly number[]): Arr {
   for (let i = 0; i < numel(shape); i++) {
     const c = unravel(i, shape);
     const src = new Array<number>(c.length);
-    p.forEach((q, k) => { src[q] = c[k]!; });
+    p.forEach((q, k) => {
+      src[q] = c[k]!;
+    });
     out.push(at(a, src));
   }
   return arr(shape, out);
@@ -328,7 +359,12 @@ export function slice(a: Arr, begin: readonly number[], size: readonly number[])
   const out: number[] = [];
   for (let i = 0; i < numel(size); i++) {
     const c = unravel(i, size);
-    out.push(at(a, c.map((v, ax) => v + begin[ax]!)));
+    out.push(
+      at(
+        a,
+        c.map((v, ax) => v + begin[ax]!),
+      ),
+    );
   }
   return arr(size, out);
 }
@@ -350,8 +386,12 @@ export function concat(parts: readonly Arr[], axis = 0): Arr {
   const out: number[] = [];
   for (let i = 0; i < numel(shape); i++) {
     const c = unravel(i, shape);
-    let pos = c[ax]!, p = 0;
-    while (pos >= parts[p]!.shape[ax]!) { pos -= parts[p]!.shape[ax]!; p++; }
+    let pos = c[ax]!,
+      p = 0;
+    while (pos >= parts[p]!.shape[ax]!) {
+      pos -= parts[p]!.shape[ax]!;
+      p++;
+    }
     const cc = c.slice();
     cc[ax] = pos;
     out.push(at(parts[p]!, cc));
@@ -416,7 +456,8 @@ export function scatterAddRows(n: number, idx: readonly number[], u: Arr): Arr {
 export function topK(a: Arr, k: number): { values: Arr; indices: Arr } {
   const n = a.shape[a.shape.length - 1]!;
   const rows = n === 0 ? numel(a.shape.slice(0, -1)) : a.data.length / n;
-  const values: number[] = [], indices: number[] = [];
+  const values: number[] = [],
+    indices: number[] = [];
   const better = (x: number, y: number): boolean => (Number.isNaN(x) ? !Number.isNaN(y) : !Number.isNaN(y) && x > y);
   for (let r = 0; r < rows; r++) {
     const row = a.data.slice(r * n, (r + 1) * n);
@@ -456,11 +497,13 @@ export function fdGrad(f: (xs: number[][]) => number, xs: readonly (readonly num
     ys[i]![k] = base[i]![k]! + t;
     return f(ys);
   };
-  return base.map((x, i) => x.map((_, k) => {
-    const d1 = (evalWith(i, k, h) - evalWith(i, k, -h)) / (2 * h);
-    const d2 = (evalWith(i, k, h / 2) - evalWith(i, k, -h / 2)) / h;
-    return (4 * d2 - d1) / 3;
-  }));
+  return base.map((x, i) =>
+    x.map((_, k) => {
+      const d1 = (evalWith(i, k, h) - evalWith(i, k, -h)) / (2 * h);
+      const d2 = (evalWith(i, k, h / 2) - evalWith(i, k, -h / 2)) / h;
+      return (4 * d2 - d1) / 3;
+    }),
+  );
 }
 
 /** Σ w ⊙ y: a scalar from a non-scalar output with fixed weights. */
@@ -495,8 +538,11 @@ function capSize(shape: number[], maxSize: number, minDim: number): number[] {
 }
 
 export function shapeArb(o: ShapeOpts = {}): fc.Arbitrary<number[]> {
-  const minDim = o.minDim ?? 1, maxDim = o.maxDim ?? 4, maxSize = o.maxSize ?? 24;
-  return fc.array(fc.integer({ min: minDim, max: maxDim }), { minLength: o.minRank ?? 0, maxLength: o.maxRank ?? 3 })
+  const minDim = o.minDim ?? 1,
+    maxDim = o.maxDim ?? 4,
+    maxSize = o.maxSize ?? 24;
+  return fc
+    .array(fc.integer({ min: minDim, max: maxDim }), { minLength: o.minRank ?? 0, maxLength: o.maxRank ?? 3 })
     .map((s) => capSize(s, maxSize, minDim));
 }
 
@@ -509,11 +555,16 @@ export interface ValueOpts {
 
 /** `n` float32-representable values. */
 export function valuesArb(n: number, o: ValueOpts = {}): fc.Arbitrary<number[]> {
-  const min = o.min ?? -3, max = o.max ?? 3;
-  const v = o.awayFromZero !== undefined
-    ? fc.tuple(fc.boolean(), fc.double({ min: o.awayFromZero, max, noNaN: true })).map(([neg, m]) => (neg ? -m : m))
-    : fc.double({ min, max, noNaN: true });
-  return fc.array(v.map((x) => Math.fround(x) + 0), { minLength: n, maxLength: n });
+  const min = o.min ?? -3,
+    max = o.max ?? 3;
+  const v =
+    o.awayFromZero !== undefined
+      ? fc.tuple(fc.boolean(), fc.double({ min: o.awayFromZero, max, noNaN: true })).map(([neg, m]) => (neg ? -m : m))
+      : fc.double({ min, max, noNaN: true });
+  return fc.array(
+    v.map((x) => Math.fround(x) + 0),
+    { minLength: n, maxLength: n },
+  );
 }
 
 export function arrOfShape(shape: readonly number[], o: ValueOpts = {}): fc.Arbitrary<Arr> {
@@ -530,28 +581,45 @@ export function arrArb(s: ShapeOpts = {}, v: ValueOpts = {}): fc.Arbitrary<Arr> 
  */
 export function distinctArrOfShape(shape: readonly number[], scale = 0.25): fc.Arbitrary<Arr> {
   const n = numel(shape);
-  return fc.tuple(
-    fc.array(fc.double({ min: 0, max: 1, noNaN: true }), { minLength: n, maxLength: n }),
-    fc.array(fc.double({ min: 0, max: 0.5, noNaN: true }), { minLength: n, maxLength: n }),
-  ).map(([keys, jitter]) => {
-    const order = keys.map((k, i) => [k, i] as const).sort((x, y) => x[0] - y[0] || x[1] - y[1]).map((p) => p[1]);
-    const rank = new Array<number>(n);
-    order.forEach((i, r) => { rank[i] = r; });
-    return arr(shape, rank.map((r, i) => Math.fround((r - n / 2) * scale + jitter[i]! * scale * 0.5)));
-  });
+  return fc
+    .tuple(
+      fc.array(fc.double({ min: 0, max: 1, noNaN: true }), { minLength: n, maxLength: n }),
+      fc.array(fc.double({ min: 0, max: 0.5, noNaN: true }), { minLength: n, maxLength: n }),
+    )
+    .map(([keys, jitter]) => {
+      const order = keys
+        .map((k, i) => [k, i] as const)
+        .sort((x, y) => x[0] - y[0] || x[1] - y[1])
+        .map((p) => p[1]);
+      const rank = new Array<number>(n);
+      order.forEach((i, r) => {
+        rank[i] = r;
+      });
+      return arr(
+        shape,
+        rank.map((r, i) => Math.fround((r - n / 2) * scale + jitter[i]! * scale * 0.5)),
+      );
+    });
 }
 
 /**
  * Two (or more) shapes that broadcast: a common output shape, each operand
  * drops some leading axes and turns some axes into 1.
  */
-export function broadcastShapesArb(count: number, o: ShapeOpts = {}): fc.Arbitrary<{ out: number[]; shapes: number[][] }> {
+export function broadcastShapesArb(
+  count: number,
+  o: ShapeOpts = {},
+): fc.Arbitrary<{ out: number[]; shapes: number[][] }> {
   return shapeArb(o).chain((out) => {
-    const one = fc.tuple(
-      fc.integer({ min: 0, max: out.length }),
-      fc.array(fc.boolean(), { minLength: out.length, maxLength: out.length }),
-    ).map(([drop, ones]) => out.slice(drop).map((d, i) => (ones[drop + i] ? 1 : d)));
-    return fc.array(one, { minLength: count, maxLength: count }).map((shapes) => ({ out: broadcastShape(...shapes), shapes }));
+    const one = fc
+      .tuple(
+        fc.integer({ min: 0, max: out.length }),
+        fc.array(fc.boolean(), { minLength: out.length, maxLength: out.length }),
+      )
+      .map(([drop, ones]) => out.slice(drop).map((d, i) => (ones[drop + i] ? 1 : d)));
+    return fc
+      .array(one, { minLength: count, maxLength: count })
+      .map((shapes) => ({ out: broadcastShape(...shapes), shapes }));
   });
 }
 
@@ -561,8 +629,13 @@ export function axisOptArb(rank: number): fc.Arbitrary<number | number[] | undef
   return fc.oneof(
     fc.constant(undefined),
     fc.integer({ min: -rank, max: rank - 1 }),
-    fc.subarray(Array.from({ length: rank }, (_, i) => i)).chain((axes) =>
-      fc.array(fc.boolean(), { minLength: axes.length, maxLength: axes.length }).map((neg) => axes.map((a, i) => (neg[i] ? a - rank : a)))),
+    fc
+      .subarray(Array.from({ length: rank }, (_, i) => i))
+      .chain((axes) =>
+        fc
+          .array(fc.boolean(), { minLength: axes.length, maxLength: axes.length })
+          .map((neg) => axes.map((a, i) => (neg[i] ? a - rank : a))),
+      ),
   );
 }
 
@@ -583,19 +656,30 @@ export interface Tol {
 export function expectClose(actual: Tensor | Arr, expected: Arr, tol: Tol, label = ''): void {
   const a = 'dataSync' in actual ? fromTensor(actual) : actual;
   expect(a.shape, `${label} shape`).toEqual(expected.shape);
-  let worst = -1, worstErr = 0;
+  let worst = -1,
+    worstErr = 0;
   for (let i = 0; i < expected.data.length; i++) {
-    const x = a.data[i]!, y = expected.data[i]!;
+    const x = a.data[i]!,
+      y = expected.data[i]!;
     if (Number.isNaN(y) && Number.isNaN(x)) continue;
     if (!Number.isFinite(y) || !Number.isFinite(x)) {
-      if (x !== y) { worst = i; worstErr = Infinity; break; }
+      if (x !== y) {
+        worst = i;
+        worstErr = Infinity;
+        break;
+      }
       continue;
     }
     const err = Math.abs(x - y) / (tol.atol + tol.rtol * Math.abs(y));
-    if (!(err <= 1) && err > worstErr) { worst = i; worstErr = err; }
+    if (!(err <= 1) && err > worstErr) {
+      worst = i;
+      worstErr = err;
+    }
   }
   if (worst >= 0) {
-    throw new Error(`${label} element ${worst} (coords [${unravel(worst, expected.shape).join(',')}]): got ${a.data[worst]}, expected ${expected.data[worst]} (rtol ${tol.rtol}, atol ${tol.atol})`);
+    throw new Error(
+      `${label} element ${worst} (coords [${unravel(worst, expected.shape).join(',')}]): got ${a.data[worst]}, expected ${expected.data[worst]} (rtol ${tol.rtol}, atol ${tol.atol})`,
+    );
   }
 }
 
@@ -603,11 +687,18 @@ export function expectClose(actual: Tensor | Arr, expected: Arr, tol: Tol, label
 export function expectExact(actual: Tensor | Arr, expected: Arr, label = ''): void {
   const a = 'dataSync' in actual ? fromTensor(actual) : actual;
   expect(a.shape, `${label} shape`).toEqual(expected.shape);
-  expect(a.data.map((v) => v + 0), `${label} values`).toEqual(expected.data.map((v) => v + 0));
+  expect(
+    a.data.map((v) => v + 0),
+    `${label} values`,
+  ).toEqual(expected.data.map((v) => v + 0));
 }
 
 /** Runs checkGradients and fails with its summary unless report.ok. */
-export function expectGradientsOk(f: (...xs: Tensor[]) => Tensor, inputs: readonly Tensor[], opts: CheckGradientsOptions = {}): void {
+export function expectGradientsOk(
+  f: (...xs: Tensor[]) => Tensor,
+  inputs: readonly Tensor[],
+  opts: CheckGradientsOptions = {},
+): void {
   const report = checkGradients(f, inputs, opts);
   if (!report.ok) throw new Error(report.summary);
   expect(report.checks).toBeGreaterThan(0);

@@ -35,13 +35,33 @@ export type ArithOp = 'add' | 'sub' | 'mul' | 'div';
  * out[o + j] = a[ia + j·la] ∘ b[ib + j·lb] for j < len: one strided run.
  * Strides are 0 (broadcast) or 1 in practice.
  */
-function run(f: Binary | ArithOp, a: TypedArray, ia: number, la: number, b: TypedArray, ib: number, lb: number, out: TypedArray, o: number, len: number): void {
+function run(
+  f: Binary | ArithOp,
+  a: TypedArray,
+  ia: number,
+  la: number,
+  b: TypedArray,
+  ib: number,
+  lb: number,
+  out: TypedArray,
+  o: number,
+  len: number,
+): void {
   switch (f) {
-    case 'add': for (let j = 0; j < len; j++) out[o + j] = a[ia + j * la]! + b[ib + j * lb]!; return;
-    case 'sub': for (let j = 0; j < len; j++) out[o + j] = a[ia + j * la]! - b[ib + j * lb]!; return;
-    case 'mul': for (let j = 0; j < len; j++) out[o + j] = a[ia + j * la]! * b[ib + j * lb]!; return;
-    case 'div': for (let j = 0; j < len; j++) out[o + j] = a[ia + j * la]! / b[ib + j * lb]!; return;
-    default: for (let j = 0; j < len; j++) out[o + j] = f(a[ia + j * la]!, b[ib + j * lb]!);
+    case 'add':
+      for (let j = 0; j < len; j++) out[o + j] = a[ia + j * la]! + b[ib + j * lb]!;
+      return;
+    case 'sub':
+      for (let j = 0; j < len; j++) out[o + j] = a[ia + j * la]! - b[ib + j * lb]!;
+      return;
+    case 'mul':
+      for (let j = 0; j < len; j++) out[o + j] = a[ia + j * la]! * b[ib + j * lb]!;
+      return;
+    case 'div':
+      for (let j = 0; j < len; j++) out[o + j] = a[ia + j * la]! / b[ib + j * lb]!;
+      return;
+    default:
+      for (let j = 0; j < len; j++) out[o + j] = f(a[ia + j * la]!, b[ib + j * lb]!);
   }
 }
 
@@ -51,21 +71,37 @@ function run(f: Binary | ArithOp, a: TypedArray, ia: number, la: number, b: Type
  * name of an arithmetic op (specialised loops).
  */
 export function mapBinary(
-  a: TypedArray, aShape: Shape, b: TypedArray, bShape: Shape,
-  outShape: Shape, out: TypedArray, f: Binary | ArithOp,
+  a: TypedArray,
+  aShape: Shape,
+  b: TypedArray,
+  bShape: Shape,
+  outShape: Shape,
+  out: TypedArray,
+  f: Binary | ArithOp,
 ): TypedArray {
   const n = out.length;
   if (n === 0) return out;
-  if (a.length === n && b.length === n) { run(f, a, 0, 1, b, 0, 1, out, 0, n); return out; }
-  if (b.length === 1 && a.length === n) { run(f, a, 0, 1, b, 0, 0, out, 0, n); return out; }
-  if (a.length === 1 && b.length === n) { run(f, a, 0, 0, b, 0, 1, out, 0, n); return out; }
+  if (a.length === n && b.length === n) {
+    run(f, a, 0, 1, b, 0, 1, out, 0, n);
+    return out;
+  }
+  if (b.length === 1 && a.length === n) {
+    run(f, a, 0, 1, b, 0, 0, out, 0, n);
+    return out;
+  }
+  if (a.length === 1 && b.length === n) {
+    run(f, a, 0, 0, b, 0, 1, out, 0, n);
+    return out;
+  }
   const rank = outShape.length;
   const sa = broadcastStrides(aShape, outShape);
   const sb = broadcastStrides(bShape, outShape);
   const last = outShape[rank - 1]!;
-  const la = sa[rank - 1]!, lb = sb[rank - 1]!;
+  const la = sa[rank - 1]!,
+    lb = sb[rank - 1]!;
   const counter = new Array<number>(rank).fill(0);
-  let ia = 0, ib = 0;
+  let ia = 0,
+    ib = 0;
   for (let o = 0; o < n; o += last) {
     run(f, a, ia, la, b, ib, lb, out, o, last);
     // advance the odometer over axes rank-2 .. 0
@@ -84,8 +120,14 @@ export function mapBinary(
 
 /** out = cond ? a : b with broadcasting of all three to outShape. */
 export function mapWhere(
-  c: TypedArray, cShape: Shape, a: TypedArray, aShape: Shape, b: TypedArray, bShape: Shape,
-  outShape: Shape, out: TypedArray,
+  c: TypedArray,
+  cShape: Shape,
+  a: TypedArray,
+  aShape: Shape,
+  b: TypedArray,
+  bShape: Shape,
+  outShape: Shape,
+  out: TypedArray,
 ): TypedArray {
   const n = out.length;
   if (n === 0) return out;
@@ -94,12 +136,16 @@ export function mapWhere(
   const sa = broadcastStrides(aShape, outShape);
   const sb = broadcastStrides(bShape, outShape);
   const counter = new Array<number>(rank).fill(0);
-  let ic = 0, ia = 0, ib = 0;
+  let ic = 0,
+    ia = 0,
+    ib = 0;
   for (let o = 0; o < n; o++) {
     out[o] = c[ic] ? a[ia]! : b[ib]!;
     for (let axis = rank - 1; axis >= 0; axis--) {
       counter[axis]!++;
-      ic += sc[axis]!; ia += sa[axis]!; ib += sb[axis]!;
+      ic += sc[axis]!;
+      ia += sa[axis]!;
+      ib += sb[axis]!;
       if (counter[axis]! < outShape[axis]!) break;
       ic -= sc[axis]! * outShape[axis]!;
       ia -= sa[axis]! * outShape[axis]!;

@@ -164,28 +164,42 @@ function isCount(x: unknown): x is number {
 
 /** Validates the arguments (before any work); returns the sizes. */
 export function validateScanArgs(args: FusedScanArgs, op = 'fusedScan'): ScanShape {
-  if (args === null || typeof args !== 'object') throw new ArgumentError(op, `args must be an object, got ${describe(args)}`);
+  if (args === null || typeof args !== 'object')
+    throw new ArgumentError(op, `args must be an object, got ${describe(args)}`);
   const { b, d, n } = args;
   if (!isCount(b) || !isCount(d) || !isCount(n)) {
-    throw new ArgumentError(op, `b, d, n must be non-negative integers, got b=${describe(b)}, d=${describe(d)}, n=${describe(n)}`);
+    throw new ArgumentError(
+      op,
+      `b, d, n must be non-negative integers, got b=${describe(b)}, d=${describe(d)}, n=${describe(n)}`,
+    );
   }
-  if (!(args.queries instanceof Float32Array)) throw new DTypeError(op, `queries must be a Float32Array, got ${describe(args.queries)}`);
-  if (!(args.cache instanceof Float32Array)) throw new DTypeError(op, `cache must be a Float32Array, got ${describe(args.cache)}`);
-  if (args.queries.length !== b * d) throw new ShapeError(op, `queries has length ${args.queries.length}; need b*d = ${b * d}`);
-  if (args.cache.length !== n * d) throw new ShapeError(op, `cache has length ${args.cache.length}; need n*d = ${n * d}`);
-  if (typeof args.scale !== 'number' || !Number.isFinite(args.scale)) throw new ArgumentError(op, `scale must be a finite number, got ${describe(args.scale)}`);
+  if (!(args.queries instanceof Float32Array))
+    throw new DTypeError(op, `queries must be a Float32Array, got ${describe(args.queries)}`);
+  if (!(args.cache instanceof Float32Array))
+    throw new DTypeError(op, `cache must be a Float32Array, got ${describe(args.cache)}`);
+  if (args.queries.length !== b * d)
+    throw new ShapeError(op, `queries has length ${args.queries.length}; need b*d = ${b * d}`);
+  if (args.cache.length !== n * d)
+    throw new ShapeError(op, `cache has length ${args.cache.length}; need n*d = ${n * d}`);
+  if (typeof args.scale !== 'number' || !Number.isFinite(args.scale))
+    throw new ArgumentError(op, `scale must be a finite number, got ${describe(args.scale)}`);
   if (args.rowValid !== undefined) {
-    if (!(args.rowValid instanceof Uint8Array)) throw new DTypeError(op, `rowValid must be a Uint8Array, got ${describe(args.rowValid)}`);
-    if (args.rowValid.length !== n) throw new ShapeError(op, `rowValid has length ${args.rowValid.length}; need n = ${n}`);
+    if (!(args.rowValid instanceof Uint8Array))
+      throw new DTypeError(op, `rowValid must be a Uint8Array, got ${describe(args.rowValid)}`);
+    if (args.rowValid.length !== n)
+      throw new ShapeError(op, `rowValid has length ${args.rowValid.length}; need n = ${n}`);
   }
   if ((args.rowIds === undefined) !== (args.queryExcludeIds === undefined)) {
     throw new ArgumentError(op, 'rowIds and queryExcludeIds must be given together');
   }
   if (args.rowIds !== undefined) {
-    if (!(args.rowIds instanceof Int32Array)) throw new DTypeError(op, `rowIds must be an Int32Array, got ${describe(args.rowIds)}`);
-    if (!(args.queryExcludeIds instanceof Int32Array)) throw new DTypeError(op, `queryExcludeIds must be an Int32Array, got ${describe(args.queryExcludeIds)}`);
+    if (!(args.rowIds instanceof Int32Array))
+      throw new DTypeError(op, `rowIds must be an Int32Array, got ${describe(args.rowIds)}`);
+    if (!(args.queryExcludeIds instanceof Int32Array))
+      throw new DTypeError(op, `queryExcludeIds must be an Int32Array, got ${describe(args.queryExcludeIds)}`);
     if (args.rowIds.length !== n) throw new ShapeError(op, `rowIds has length ${args.rowIds.length}; need n = ${n}`);
-    if (args.queryExcludeIds.length !== b) throw new ShapeError(op, `queryExcludeIds has length ${args.queryExcludeIds.length}; need b = ${b}`);
+    if (args.queryExcludeIds.length !== b)
+      throw new ShapeError(op, `queryExcludeIds has length ${args.queryExcludeIds.length}; need b = ${b}`);
   }
   if (args.sampler !== 'none' && args.sampler !== 'gumbel' && args.sampler !== 'categorical') {
     throw new ArgumentError(op, `sampler must be 'none', 'gumbel' or 'categorical', got ${describe(args.sampler)}`);
@@ -194,13 +208,18 @@ export function validateScanArgs(args: FusedScanArgs, op = 'fusedScan'): ScanSha
   if (args.topKGroups !== undefined) {
     k = args.topKGroups;
     if (!Number.isInteger(k) || k < 1 || n % k !== 0) {
-      throw new ArgumentError(op, `topKGroups must be a positive integer dividing n = ${n}, got ${describe(args.topKGroups)}`);
+      throw new ArgumentError(
+        op,
+        `topKGroups must be a positive integer dividing n = ${n}, got ${describe(args.topKGroups)}`,
+      );
     }
   }
-  let k0 = 0, k1 = 0;
+  let k0 = 0,
+    k1 = 0;
   if (args.sampler === 'gumbel') {
     const key = args.key;
-    const okWord = (v: unknown): boolean => typeof v === 'number' && Number.isInteger(v) && v >= -0x80000000 && v <= 0xffffffff;
+    const okWord = (v: unknown): boolean =>
+      typeof v === 'number' && Number.isInteger(v) && v >= -0x80000000 && v <= 0xffffffff;
     if (!Array.isArray(key) || key.length !== 2 || !okWord(key[0]) || !okWord(key[1])) {
       throw new ArgumentError(op, `sampler 'gumbel' needs key: [uint32, uint32] (noiseKey(rng)), got ${describe(key)}`);
     }
@@ -210,17 +229,34 @@ export function validateScanArgs(args: FusedScanArgs, op = 'fusedScan'): ScanSha
   if (args.sampler === 'categorical') {
     const need = categoricalUniformCount(b, n, args.topKGroups);
     if (!(args.uniforms instanceof Float64Array) || args.uniforms.length < need) {
-      throw new ArgumentError(op, `sampler 'categorical' needs uniforms: a Float64Array of at least ${need} values in (0,1), got ${describe(args.uniforms)}${args.uniforms instanceof Float64Array ? ` of length ${args.uniforms.length}` : ''}`);
+      throw new ArgumentError(
+        op,
+        `sampler 'categorical' needs uniforms: a Float64Array of at least ${need} values in (0,1), got ${describe(args.uniforms)}${args.uniforms instanceof Float64Array ? ` of length ${args.uniforms.length}` : ''}`,
+      );
     }
   }
-  return { b, d, n, k, groupSize: k > 0 ? n / k : 0, blocks: Math.ceil(n / SCAN_BLOCK), scale32: Math.fround(args.scale), k0, k1 };
+  return {
+    b,
+    d,
+    n,
+    k,
+    groupSize: k > 0 ? n / k : 0,
+    blocks: Math.ceil(n / SCAN_BLOCK),
+    scale32: Math.fround(args.scale),
+    k0,
+    k1,
+  };
 }
 
 /** Validates a row range: 0 <= rowStart <= rowEnd <= n, both multiples of SCAN_BLOCK or equal to n. */
 export function checkScanRange(shape: ScanShape, rowStart: number, rowEnd: number, op: string): void {
-  const ok = (x: number): boolean => Number.isInteger(x) && x >= 0 && x <= shape.n && (x % SCAN_BLOCK === 0 || x === shape.n);
+  const ok = (x: number): boolean =>
+    Number.isInteger(x) && x >= 0 && x <= shape.n && (x % SCAN_BLOCK === 0 || x === shape.n);
   if (!ok(rowStart) || !ok(rowEnd) || rowStart > rowEnd) {
-    throw new ArgumentError(op, `row range must satisfy 0 <= rowStart <= rowEnd <= n = ${shape.n} with both multiples of ${SCAN_BLOCK} (or n), got [${describe(rowStart)}, ${describe(rowEnd)})`);
+    throw new ArgumentError(
+      op,
+      `row range must satisfy 0 <= rowStart <= rowEnd <= n = ${shape.n} with both multiples of ${SCAN_BLOCK} (or n), got [${describe(rowStart)}, ${describe(rowEnd)})`,
+    );
   }
 }
 
@@ -230,13 +266,16 @@ export function checkScanRange(shape: ScanShape, rowStart: number, rowEnd: numbe
  * merging with combinePartials). Always at least one range ([0, 0] when n = 0).
  */
 export function splitScanRows(n: number, parts: number): [number, number][] {
-  if (!Number.isInteger(n) || n < 0) throw new ArgumentError('splitScanRows', `n must be a non-negative integer, got ${describe(n)}`);
-  if (!Number.isInteger(parts) || parts < 1) throw new ArgumentError('splitScanRows', `parts must be a positive integer, got ${describe(parts)}`);
+  if (!Number.isInteger(n) || n < 0)
+    throw new ArgumentError('splitScanRows', `n must be a non-negative integer, got ${describe(n)}`);
+  if (!Number.isInteger(parts) || parts < 1)
+    throw new ArgumentError('splitScanRows', `parts must be a positive integer, got ${describe(parts)}`);
   const blocks = Math.ceil(n / SCAN_BLOCK);
   const p = Math.max(1, Math.min(parts, blocks));
   const out: [number, number][] = [];
   for (let q = 0; q < p; q++) {
-    const b0 = Math.floor((q * blocks) / p), b1 = Math.floor(((q + 1) * blocks) / p);
+    const b0 = Math.floor((q * blocks) / p),
+      b1 = Math.floor(((q + 1) * blocks) / p);
     out.push([Math.min(n, b0 * SCAN_BLOCK), Math.min(n, b1 * SCAN_BLOCK)]);
   }
   return out;
@@ -265,7 +304,8 @@ export function fusedScanReference(args: FusedScanArgs): FusedScanResult {
   for (let i = 0; i < b; i++) {
     // 1. the full score row
     for (let j = 0; j < n; j++) {
-      const excluded = (args.rowValid !== undefined && args.rowValid[j] === 0) ||
+      const excluded =
+        (args.rowValid !== undefined && args.rowValid[j] === 0) ||
         (args.rowIds !== undefined && args.rowIds[j] === args.queryExcludeIds![i]);
       if (excluded) {
         row[j] = -Infinity;
@@ -283,7 +323,10 @@ export function fusedScanReference(args: FusedScanArgs): FusedScanResult {
       const ga = new Int32Array(k).fill(-1);
       for (let j = 0; j < n; j++) {
         const g = Math.floor(j / groupSize);
-        if (row[j]! > gm[g]!) { gm[g] = row[j]!; ga[g] = j; }
+        if (row[j]! > gm[g]!) {
+          gm[g] = row[j]!;
+          ga[g] = j;
+        }
       }
       groupMax!.set(gm, i * k);
       groupArg!.set(ga, i * k);
@@ -310,7 +353,10 @@ export function fusedScanReference(args: FusedScanArgs): FusedScanResult {
       for (let c = 0; c < count; c++) {
         if (candScore[c] === -Infinity) continue;
         const key = Math.fround(candScore[c]! + gumbelAt(sh.k0, sh.k1, i, candIndex(c)));
-        if (key > best) { best = key; pick = c; }
+        if (key > best) {
+          best = key;
+          pick = c;
+        }
       }
     } else if (m !== -Infinity && k > 0) {
       // categorical over the group maxima: inverse CDF with one uniform
@@ -323,7 +369,8 @@ export function fusedScanReference(args: FusedScanArgs): FusedScanResult {
       const perQuery = 2 * sh.blocks;
       let bestKey = -Infinity;
       for (let beta = 0; beta < sh.blocks; beta++) {
-        const lo = beta * SCAN_BLOCK, hi = Math.min(n, lo + SCAN_BLOCK);
+        const lo = beta * SCAN_BLOCK,
+          hi = Math.min(n, lo + SCAN_BLOCK);
         let mb = -Infinity;
         for (let j = lo; j < hi; j++) if (row[j]! > mb) mb = row[j]!;
         if (mb === -Infinity) continue;
@@ -342,14 +389,21 @@ export function fusedScanReference(args: FusedScanArgs): FusedScanResult {
     sampleScore![i] = pick < 0 ? -Infinity : candScore[pick]!;
   }
   const out: FusedScanResult = { max, logSumExp };
-  if (sample) { out.sample = sample; out.sampleScore = sampleScore!; }
-  if (groupMax) { out.groupMax = groupMax; out.groupArg = groupArg!; }
+  if (sample) {
+    out.sample = sample;
+    out.sampleScore = sampleScore!;
+  }
+  if (groupMax) {
+    out.groupMax = groupMax;
+    out.groupArg = groupArg!;
+  }
   return out;
 }
 
 /** First index c in [lo, hi) whose running Σ exp(s_c - m) exceeds target (the last positive one if rounding leaves it short). */
 function inverseCdf(s: ArrayLike<number>, lo: number, hi: number, m: number, target: number): number {
-  let acc = 0, last = -1;
+  let acc = 0,
+    last = -1;
   for (let c = lo; c < hi; c++) {
     const v = s[c]!;
     if (v === -Infinity) continue;
@@ -407,7 +461,8 @@ function exclusionPairs(args: FusedScanArgs, rowStart: number, rowEnd: number): 
   if (args.rowIds === undefined) return new Int32Array(0);
   const byId = new Map<number, number[]>();
   const ex = args.queryExcludeIds!;
-  let lo = Infinity, hi = -Infinity;
+  let lo = Infinity,
+    hi = -Infinity;
   for (let i = 0; i < ex.length; i++) {
     const id = ex[i]!;
     const list = byId.get(id);
@@ -433,7 +488,13 @@ function exclusionPairs(args: FusedScanArgs, rowStart: number, rowEnd: number): 
  * matmul), exclusions (-Inf), then either the group fold (topKGroups) or the
  * row statistics, the (max, sum) fold, and the sampler step.
  */
-export function runScanRange(args: FusedScanArgs, sh: ScanShape, rowStart: number, rowEnd: number, backend: ScanBackend): ScanPartial {
+export function runScanRange(
+  args: FusedScanArgs,
+  sh: ScanShape,
+  rowStart: number,
+  rowEnd: number,
+  backend: ScanBackend,
+): ScanPartial {
   const { b, k } = sh;
   const sampler = args.sampler;
   const max = new Float32Array(b).fill(-Infinity);
@@ -509,13 +570,18 @@ export function runScanRange(args: FusedScanArgs, sh: ScanShape, rowStart: numbe
             const target = u2 * sb;
             const exps = backend.exps!;
             const base = r * ld;
-            let acc = 0, last = -1, pick = -1;
+            let acc = 0,
+              last = -1,
+              pick = -1;
             for (let c = 0; c < R; c++) {
               const e = exps[base + c]!;
               if (e === 0) continue;
               last = c;
               acc += e;
-              if (acc > target) { pick = c; break; }
+              if (acc > target) {
+                pick = c;
+                break;
+              }
             }
             if (pick < 0) pick = last; // rounding left the running sum short; last >= 0 since the max has exp(0) = 1
             raceIdx![i] = j0 + pick;
@@ -552,23 +618,32 @@ export function combinePartials(args: FusedScanArgs, partials: readonly ScanPart
   const sh = validateScanArgs(args, 'combinePartials');
   const { b, k } = sh;
   const sampler = args.sampler;
-  if (!Array.isArray(partials) || partials.length === 0) throw new ArgumentError('combinePartials', `partials must be a non-empty array, got ${describe(partials)}`);
+  if (!Array.isArray(partials) || partials.length === 0)
+    throw new ArgumentError('combinePartials', `partials must be a non-empty array, got ${describe(partials)}`);
   const max = new Float32Array(b).fill(-Infinity);
   const logSumExp = new Float64Array(b);
   const out: FusedScanResult = { max, logSumExp };
   const sample = sampler === 'none' ? null : new Int32Array(b).fill(-1);
   const sampleScore = sampler === 'none' ? null : new Float32Array(b).fill(-Infinity);
-  if (sample) { out.sample = sample; out.sampleScore = sampleScore!; }
+  if (sample) {
+    out.sample = sample;
+    out.sampleScore = sampleScore!;
+  }
 
   if (k > 0) {
     const gm = new Float32Array(b * k).fill(-Infinity);
     const ga = new Int32Array(b * k).fill(-1);
     for (const p of partials) {
-      if (!p.groupMax || !p.groupArg || p.groupMax.length !== b * k) throw new ArgumentError('combinePartials', 'a partial lacks group results of shape [b, topKGroups]');
+      if (!p.groupMax || !p.groupArg || p.groupMax.length !== b * k)
+        throw new ArgumentError('combinePartials', 'a partial lacks group results of shape [b, topKGroups]');
       for (let q = 0; q < b * k; q++) {
-        const v = p.groupMax[q]!, a = p.groupArg[q]!;
+        const v = p.groupMax[q]!,
+          a = p.groupArg[q]!;
         if (a < 0) continue;
-        if (v > gm[q]! || ga[q]! < 0 || (v === gm[q] && a < ga[q]!)) { gm[q] = v; ga[q] = a; }
+        if (v > gm[q]! || ga[q]! < 0 || (v === gm[q] && a < ga[q]!)) {
+          gm[q] = v;
+          ga[q] = a;
+        }
       }
     }
     out.groupMax = gm;
@@ -577,17 +652,24 @@ export function combinePartials(args: FusedScanArgs, partials: readonly ScanPart
       let m = -Infinity;
       for (let g = 0; g < k; g++) if (gm[i * k + g]! > m) m = gm[i * k + g]!;
       max[i] = m;
-      if (m === -Infinity) { logSumExp[i] = -Infinity; continue; }
+      if (m === -Infinity) {
+        logSumExp[i] = -Infinity;
+        continue;
+      }
       let s = 0;
       for (let g = 0; g < k; g++) s += Math.exp(gm[i * k + g]! - m);
       logSumExp[i] = m + Math.log(s);
       if (sampler === 'gumbel') {
-        let best = -Infinity, pick = -1;
+        let best = -Infinity,
+          pick = -1;
         for (let g = 0; g < k; g++) {
           const a = ga[i * k + g]!;
           if (a < 0) continue;
           const key = Math.fround(gm[i * k + g]! + gumbelAt(sh.k0, sh.k1, i, a));
-          if (key > best) { best = key; pick = g; }
+          if (key > best) {
+            best = key;
+            pick = g;
+          }
         }
         sample![i] = pick < 0 ? -1 : ga[i * k + pick]!;
         sampleScore![i] = pick < 0 ? -Infinity : gm[i * k + pick]!;
@@ -602,8 +684,10 @@ export function combinePartials(args: FusedScanArgs, partials: readonly ScanPart
 
   const bestKey = new Float64Array(b).fill(-Infinity);
   for (const p of partials) {
-    if (p.max.length !== b || p.sumExp.length !== b) throw new ArgumentError('combinePartials', `a partial has ${p.max.length} queries; need b = ${b}`);
-    if (sample && (!p.sample || !p.sampleKey || !p.sampleScore)) throw new ArgumentError('combinePartials', `a partial lacks the samples of sampler '${sampler}'`);
+    if (p.max.length !== b || p.sumExp.length !== b)
+      throw new ArgumentError('combinePartials', `a partial has ${p.max.length} queries; need b = ${b}`);
+    if (sample && (!p.sample || !p.sampleKey || !p.sampleScore))
+      throw new ArgumentError('combinePartials', `a partial lacks the samples of sampler '${sampler}'`);
   }
   for (let i = 0; i < b; i++) {
     let m = -Infinity;
@@ -642,8 +726,16 @@ export function combinePartials(args: FusedScanArgs, partials: readonly ScanPart
  * offsets and the f32(alpha · f32(dot)) scaling of the kernels' scores.
  */
 export function matmulNTJs(
-  a: Float32Array, b: Float32Array, m: number, n: number, k: number, out: Float32Array,
-  ldc = n, alpha = 1, aOff = 0, bOff = 0,
+  a: Float32Array,
+  b: Float32Array,
+  m: number,
+  n: number,
+  k: number,
+  out: Float32Array,
+  ldc = n,
+  alpha = 1,
+  aOff = 0,
+  bOff = 0,
 ): Float32Array {
   return matmulNT(a, b, m, n, k, out, ldc, alpha, aOff, bOff) as Float32Array;
 }
@@ -657,12 +749,24 @@ export function createJsBackend(args: FusedScanArgs, sh: ScanShape): ScanBackend
   const statSum = new Float64Array(SCAN_QUERY_CHUNK);
   const colMask = new Int32Array(SCAN_BLOCK);
   const thr = new Uint32Array(b);
-  const bestKey = new Float32Array(b), bestIdx = new Int32Array(b), bestScore = new Float32Array(b);
+  const bestKey = new Float32Array(b),
+    bestIdx = new Int32Array(b),
+    bestScore = new Float32Array(b);
   const groupMax = k > 0 ? new Float32Array(b * k) : null;
   const groupArg = k > 0 ? new Int32Array(b * k) : null;
   const { queries, cache } = args;
   return {
-    scores, exps, statMax, statSum, colMask, thr, bestKey, bestIdx, bestScore, groupMax, groupArg,
+    scores,
+    exps,
+    statMax,
+    statSum,
+    colMask,
+    thr,
+    bestKey,
+    bestIdx,
+    bestScore,
+    groupMax,
+    groupArg,
     scoreBlock(q0, mq, j0, R, ld) {
       matmulNTJs(queries, cache, mq, R, d, scores, ld, sh.scale32, q0 * d, j0 * d);
       if (ld > R) for (let r = 0; r < mq; r++) for (let c = R; c < ld; c++) scores[r * ld + c] = -Infinity;
@@ -695,16 +799,24 @@ export function createJsBackend(args: FusedScanArgs, sh: ScanShape): ScanBackend
         const i = q0 + r;
         const [r1, r2] = rowSeeds(sh.k0, sh.k1, i);
         const t = thr[i]!;
-        let best = bestKey[i]!, bestJ = bestIdx[i]!, bestS = bestScore[i]!;
+        let best = bestKey[i]!,
+          bestJ = bestIdx[i]!,
+          bestS = bestScore[i]!;
         const base = r * ld;
         for (let c = 0; c < R; c++) {
           const bits = bitsFromSeeds(r1, r2, j0 + c);
           if (bits > t) continue;
           const s = scores[base + c]!;
           const key = Math.fround(s + gumbelFromBits(bits));
-          if (key > best) { best = key; bestJ = j0 + c; bestS = s; }
+          if (key > best) {
+            best = key;
+            bestJ = j0 + c;
+            bestS = s;
+          }
         }
-        bestKey[i] = best; bestIdx[i] = bestJ; bestScore[i] = bestS;
+        bestKey[i] = best;
+        bestIdx[i] = bestJ;
+        bestScore[i] = bestS;
       }
     },
     groupScan(q0, mq, j0, R, ld) {
@@ -714,7 +826,10 @@ export function createJsBackend(args: FusedScanArgs, sh: ScanShape): ScanBackend
         for (let c = 0; c < R; c++) {
           const v = scores[base + c]!;
           const slot = gBase + Math.floor((j0 + c) / groupSize);
-          if (v > groupMax![slot]!) { groupMax![slot] = v; groupArg![slot] = j0 + c; }
+          if (v > groupMax![slot]!) {
+            groupMax![slot] = v;
+            groupArg![slot] = j0 + c;
+          }
         }
       }
     },

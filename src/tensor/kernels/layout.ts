@@ -11,7 +11,8 @@ export function permute(src: TypedArray, shape: Shape, perm: readonly number[], 
   const n = src.length;
   if (n === 0) return out;
   if (rank === 2 && perm[0] === 1) {
-    for (let i = 0; i < shape[0]!; i++) for (let j = 0; j < shape[1]!; j++) out[j * shape[0]! + i] = src[i * shape[1]! + j]!;
+    for (let i = 0; i < shape[0]!; i++)
+      for (let j = 0; j < shape[1]!; j++) out[j * shape[0]! + i] = src[i * shape[1]! + j]!;
     return out;
   }
   const inStrides = stridesOf(shape);
@@ -33,28 +34,53 @@ export function permute(src: TypedArray, shape: Shape, perm: readonly number[], 
 }
 
 /** out = src[begin[0]:begin[0]+size[0], ...]. */
-export function slice(src: TypedArray, shape: Shape, begin: readonly number[], size: readonly number[], out: TypedArray): TypedArray {
+export function slice(
+  src: TypedArray,
+  shape: Shape,
+  begin: readonly number[],
+  size: readonly number[],
+  out: TypedArray,
+): TypedArray {
   copyBox(src, shape, begin, out, size, new Array(size.length).fill(0), size);
   return out;
 }
 
 /** out = zeros(outShape) with src placed at `begin` (the adjoint of slice). */
-export function pad(src: TypedArray, shape: Shape, begin: readonly number[], outShape: Shape, out: TypedArray): TypedArray {
+export function pad(
+  src: TypedArray,
+  shape: Shape,
+  begin: readonly number[],
+  outShape: Shape,
+  out: TypedArray,
+): TypedArray {
   copyBox(src, shape, new Array(shape.length).fill(0), out, outShape, begin, shape);
   return out;
 }
 
 /** Copies a box of `box` elements from src at srcBegin to dst at dstBegin. */
 function copyBox(
-  src: TypedArray, srcShape: Shape, srcBegin: readonly number[],
-  dst: TypedArray, dstShape: Shape, dstBegin: readonly number[], box: Shape,
+  src: TypedArray,
+  srcShape: Shape,
+  srcBegin: readonly number[],
+  dst: TypedArray,
+  dstShape: Shape,
+  dstBegin: readonly number[],
+  box: Shape,
 ): void {
   const rank = box.length;
   if (sizeOf(box) === 0) return;
-  if (rank === 0) { dst[0] = src[0]!; return; }
-  const ss = stridesOf(srcShape), ds = stridesOf(dstShape);
-  let si = 0, di = 0;
-  for (let a = 0; a < rank; a++) { si += srcBegin[a]! * ss[a]!; di += dstBegin[a]! * ds[a]!; }
+  if (rank === 0) {
+    dst[0] = src[0]!;
+    return;
+  }
+  const ss = stridesOf(srcShape),
+    ds = stridesOf(dstShape);
+  let si = 0,
+    di = 0;
+  for (let a = 0; a < rank; a++) {
+    si += srcBegin[a]! * ss[a]!;
+    di += dstBegin[a]! * ds[a]!;
+  }
   const last = box[rank - 1]!;
   const counter = new Array<number>(rank).fill(0);
   const total = sizeOf(box);
@@ -62,16 +88,24 @@ function copyBox(
     dst.set(src.subarray(si, si + last), di);
     for (let axis = rank - 2; axis >= 0; axis--) {
       counter[axis]!++;
-      si += ss[axis]!; di += ds[axis]!;
+      si += ss[axis]!;
+      di += ds[axis]!;
       if (counter[axis]! < box[axis]!) break;
-      si -= ss[axis]! * box[axis]!; di -= ds[axis]! * box[axis]!;
+      si -= ss[axis]! * box[axis]!;
+      di -= ds[axis]! * box[axis]!;
       counter[axis] = 0;
     }
   }
 }
 
 /** Concatenates parts ([outer, n_p, inner] views) along the middle axis. */
-export function concat(parts: readonly TypedArray[], outer: number, ns: readonly number[], inner: number, out: TypedArray): TypedArray {
+export function concat(
+  parts: readonly TypedArray[],
+  outer: number,
+  ns: readonly number[],
+  inner: number,
+  out: TypedArray,
+): TypedArray {
   const total = ns.reduce((x, y) => x + y, 0);
   let offset = 0;
   for (let p = 0; p < parts.length; p++) {
@@ -84,7 +118,14 @@ export function concat(parts: readonly TypedArray[], outer: number, ns: readonly
 }
 
 /** out[o, j, i] = src[o, idx[j], i] for src viewed as [outer, n, inner]. Indices are trusted. */
-export function gather(src: TypedArray, outer: number, n: number, inner: number, idx: Int32Array, out: TypedArray): TypedArray {
+export function gather(
+  src: TypedArray,
+  outer: number,
+  n: number,
+  inner: number,
+  idx: Int32Array,
+  out: TypedArray,
+): TypedArray {
   const m = idx.length;
   for (let o = 0; o < outer; o++) {
     for (let j = 0; j < m; j++) {
@@ -98,7 +139,14 @@ export function gather(src: TypedArray, outer: number, n: number, inner: number,
 }
 
 /** The adjoint of gather: out (zeros [outer, n, inner]) accumulates src [outer, m, inner] at idx. */
-export function scatterAdd(src: TypedArray, outer: number, n: number, inner: number, idx: Int32Array, out: TypedArray): TypedArray {
+export function scatterAdd(
+  src: TypedArray,
+  outer: number,
+  n: number,
+  inner: number,
+  idx: Int32Array,
+  out: TypedArray,
+): TypedArray {
   const m = idx.length;
   for (let o = 0; o < outer; o++) {
     for (let j = 0; j < m; j++) {
@@ -118,7 +166,10 @@ export function lastWriteWins(idx: Int32Array): Uint8Array {
   const wins = new Uint8Array(idx.length);
   const seen = new Set<number>();
   for (let j = idx.length - 1; j >= 0; j--) {
-    if (!seen.has(idx[j]!)) { wins[j] = 1; seen.add(idx[j]!); }
+    if (!seen.has(idx[j]!)) {
+      wins[j] = 1;
+      seen.add(idx[j]!);
+    }
   }
   return wins;
 }

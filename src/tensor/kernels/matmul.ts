@@ -22,12 +22,27 @@ type Floats = Float32Array | Float64Array;
 export const WASM_MIN_WORK = 1 << 15;
 
 export function matmul2d(
-  a: Floats, b: Floats, m: number, n: number, k: number,
-  transA: boolean, transB: boolean, out: Floats,
+  a: Floats,
+  b: Floats,
+  m: number,
+  n: number,
+  k: number,
+  transA: boolean,
+  transB: boolean,
+  out: Floats,
 ): Floats {
   if (m === 0 || n === 0) return out;
-  if (k === 0) { out.fill(0); return out; }
-  if (a instanceof Float32Array && b instanceof Float32Array && out instanceof Float32Array && m * n * k >= WASM_MIN_WORK && wasmAvailable()) {
+  if (k === 0) {
+    out.fill(0);
+    return out;
+  }
+  if (
+    a instanceof Float32Array &&
+    b instanceof Float32Array &&
+    out instanceof Float32Array &&
+    m * n * k >= WASM_MIN_WORK &&
+    wasmAvailable()
+  ) {
     // float32 products of some size go to the WebAssembly SIMD kernels (wasm/kernels.ts);
     // they accumulate in float32 lanes, so they round differently from the loops below.
     if (!transA && transB) matmulNTWasm(a, b, m, n, k, out);
@@ -49,30 +64,92 @@ export function matmul2d(
  * scaled score (the fused scan's plain-TypeScript backend uses this form).
  */
 export function matmulNT(
-  a: Floats, b: Floats, m: number, n: number, k: number, out: Floats,
-  ldc = n, alpha = 1, aOff = 0, bOff = 0,
+  a: Floats,
+  b: Floats,
+  m: number,
+  n: number,
+  k: number,
+  out: Floats,
+  ldc = n,
+  alpha = 1,
+  aOff = 0,
+  bOff = 0,
 ): Floats {
   const w = alpha === 1 ? (c: number) => c : (c: number) => alpha * Math.fround(c);
-  const m4 = m - (m % 4), n4 = n - (n % 4);
+  const m4 = m - (m % 4),
+    n4 = n - (n % 4);
   for (let i = 0; i < m4; i += 4) {
-    const a0 = aOff + i * k, a1 = a0 + k, a2 = a1 + k, a3 = a2 + k;
+    const a0 = aOff + i * k,
+      a1 = a0 + k,
+      a2 = a1 + k,
+      a3 = a2 + k;
     for (let j = 0; j < n4; j += 4) {
-      const b0 = bOff + j * k, b1 = b0 + k, b2 = b1 + k, b3 = b2 + k;
-      let c00 = 0, c01 = 0, c02 = 0, c03 = 0, c10 = 0, c11 = 0, c12 = 0, c13 = 0;
-      let c20 = 0, c21 = 0, c22 = 0, c23 = 0, c30 = 0, c31 = 0, c32 = 0, c33 = 0;
+      const b0 = bOff + j * k,
+        b1 = b0 + k,
+        b2 = b1 + k,
+        b3 = b2 + k;
+      let c00 = 0,
+        c01 = 0,
+        c02 = 0,
+        c03 = 0,
+        c10 = 0,
+        c11 = 0,
+        c12 = 0,
+        c13 = 0;
+      let c20 = 0,
+        c21 = 0,
+        c22 = 0,
+        c23 = 0,
+        c30 = 0,
+        c31 = 0,
+        c32 = 0,
+        c33 = 0;
       for (let p = 0; p < k; p++) {
-        const x0 = a[a0 + p]!, x1 = a[a1 + p]!, x2 = a[a2 + p]!, x3 = a[a3 + p]!;
-        const y0 = b[b0 + p]!, y1 = b[b1 + p]!, y2 = b[b2 + p]!, y3 = b[b3 + p]!;
-        c00 += x0 * y0; c01 += x0 * y1; c02 += x0 * y2; c03 += x0 * y3;
-        c10 += x1 * y0; c11 += x1 * y1; c12 += x1 * y2; c13 += x1 * y3;
-        c20 += x2 * y0; c21 += x2 * y1; c22 += x2 * y2; c23 += x2 * y3;
-        c30 += x3 * y0; c31 += x3 * y1; c32 += x3 * y2; c33 += x3 * y3;
+        const x0 = a[a0 + p]!,
+          x1 = a[a1 + p]!,
+          x2 = a[a2 + p]!,
+          x3 = a[a3 + p]!;
+        const y0 = b[b0 + p]!,
+          y1 = b[b1 + p]!,
+          y2 = b[b2 + p]!,
+          y3 = b[b3 + p]!;
+        c00 += x0 * y0;
+        c01 += x0 * y1;
+        c02 += x0 * y2;
+        c03 += x0 * y3;
+        c10 += x1 * y0;
+        c11 += x1 * y1;
+        c12 += x1 * y2;
+        c13 += x1 * y3;
+        c20 += x2 * y0;
+        c21 += x2 * y1;
+        c22 += x2 * y2;
+        c23 += x2 * y3;
+        c30 += x3 * y0;
+        c31 += x3 * y1;
+        c32 += x3 * y2;
+        c33 += x3 * y3;
       }
       let o = i * ldc + j;
-      out[o] = w(c00); out[o + 1] = w(c01); out[o + 2] = w(c02); out[o + 3] = w(c03); o += ldc;
-      out[o] = w(c10); out[o + 1] = w(c11); out[o + 2] = w(c12); out[o + 3] = w(c13); o += ldc;
-      out[o] = w(c20); out[o + 1] = w(c21); out[o + 2] = w(c22); out[o + 3] = w(c23); o += ldc;
-      out[o] = w(c30); out[o + 1] = w(c31); out[o + 2] = w(c32); out[o + 3] = w(c33);
+      out[o] = w(c00);
+      out[o + 1] = w(c01);
+      out[o + 2] = w(c02);
+      out[o + 3] = w(c03);
+      o += ldc;
+      out[o] = w(c10);
+      out[o + 1] = w(c11);
+      out[o + 2] = w(c12);
+      out[o + 3] = w(c13);
+      o += ldc;
+      out[o] = w(c20);
+      out[o + 1] = w(c21);
+      out[o + 2] = w(c22);
+      out[o + 3] = w(c23);
+      o += ldc;
+      out[o] = w(c30);
+      out[o + 1] = w(c31);
+      out[o + 2] = w(c32);
+      out[o + 3] = w(c33);
     }
   }
   // ragged rows and columns: plain dots
@@ -103,7 +180,10 @@ export function matmulNN(a: Floats, b: Floats, m: number, n: number, k: number, 
         const pEnd = Math.min(k, pc + KC);
         if (rows === 4) {
           for (let p = pc; p < pEnd; p++) {
-            const x0 = a[i * k + p]!, x1 = a[(i + 1) * k + p]!, x2 = a[(i + 2) * k + p]!, x3 = a[(i + 3) * k + p]!;
+            const x0 = a[i * k + p]!,
+              x1 = a[(i + 1) * k + p]!,
+              x2 = a[(i + 2) * k + p]!,
+              x3 = a[(i + 3) * k + p]!;
             const bo = p * n + jc;
             for (let j = 0; j < nb; j++) {
               const y = b[bo + j]!;

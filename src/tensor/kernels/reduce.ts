@@ -8,7 +8,14 @@ import type { TypedArray } from '../dtype.js';
 
 export type ReduceOp = 'sum' | 'max' | 'min' | 'any' | 'all';
 
-export function reduceAxis(src: TypedArray, outer: number, n: number, inner: number, op: ReduceOp, out: TypedArray): TypedArray {
+export function reduceAxis(
+  src: TypedArray,
+  outer: number,
+  n: number,
+  inner: number,
+  op: ReduceOp,
+  out: TypedArray,
+): TypedArray {
   const stride = n * inner;
   if (op === 'sum') {
     if (inner === 1) {
@@ -56,12 +63,20 @@ export function reduceAxis(src: TypedArray, outer: number, n: number, inner: num
         }
         case 'any': {
           r = 0;
-          for (let k = 0; k < n; k++) if (src[base + k * inner]) { r = 1; break; }
+          for (let k = 0; k < n; k++)
+            if (src[base + k * inner]) {
+              r = 1;
+              break;
+            }
           break;
         }
         case 'all': {
           r = 1;
-          for (let k = 0; k < n; k++) if (!src[base + k * inner]) { r = 0; break; }
+          for (let k = 0; k < n; k++)
+            if (!src[base + k * inner]) {
+              r = 0;
+              break;
+            }
           break;
         }
       }
@@ -75,17 +90,31 @@ export function reduceAxis(src: TypedArray, outer: number, n: number, inner: num
  * Index of the first maximum (or minimum) along the axis; NaN counts as the
  * maximum (first NaN wins), matching NumPy's argmax.
  */
-export function argReduceAxis(src: TypedArray, outer: number, n: number, inner: number, mode: 'max' | 'min', out: Int32Array): Int32Array {
+export function argReduceAxis(
+  src: TypedArray,
+  outer: number,
+  n: number,
+  inner: number,
+  mode: 'max' | 'min',
+  out: Int32Array,
+): Int32Array {
   const stride = n * inner;
   const sign = mode === 'max' ? 1 : -1;
   for (let o = 0; o < outer; o++) {
     for (let i = 0; i < inner; i++) {
       const base = o * stride + i;
-      let best = -Infinity, arg = 0;
+      let best = -Infinity,
+        arg = 0;
       for (let k = 0; k < n; k++) {
         const v = src[base + k * inner]!;
-        if (v !== v) { arg = k; break; }
-        if (sign * v > best) { best = sign * v; arg = k; }
+        if (v !== v) {
+          arg = k;
+          break;
+        }
+        if (sign * v > best) {
+          best = sign * v;
+          arg = k;
+        }
       }
       out[o * inner + i] = arg;
     }
@@ -94,16 +123,29 @@ export function argReduceAxis(src: TypedArray, outer: number, n: number, inner: 
 }
 
 /** Inclusive cumulative sum along an axis ([outer, n, inner] view), optionally from the end. */
-export function cumsumAxis(src: TypedArray, outer: number, n: number, inner: number, reverse: boolean, out: TypedArray): TypedArray {
+export function cumsumAxis(
+  src: TypedArray,
+  outer: number,
+  n: number,
+  inner: number,
+  reverse: boolean,
+  out: TypedArray,
+): TypedArray {
   const stride = n * inner;
   for (let o = 0; o < outer; o++) {
     for (let i = 0; i < inner; i++) {
       const base = o * stride + i;
       let s = 0;
       if (!reverse) {
-        for (let k = 0; k < n; k++) { s += src[base + k * inner]!; out[base + k * inner] = s; }
+        for (let k = 0; k < n; k++) {
+          s += src[base + k * inner]!;
+          out[base + k * inner] = s;
+        }
       } else {
-        for (let k = n - 1; k >= 0; k--) { s += src[base + k * inner]!; out[base + k * inner] = s; }
+        for (let k = n - 1; k >= 0; k--) {
+          s += src[base + k * inner]!;
+          out[base + k * inner] = s;
+        }
       }
     }
   }

@@ -5,14 +5,23 @@
  */
 import type { TypedArray } from '../dtype.js';
 
-export function topK(src: TypedArray, rows: number, n: number, k: number, values: TypedArray, indices: Int32Array): void {
+export function topK(
+  src: TypedArray,
+  rows: number,
+  n: number,
+  k: number,
+  values: TypedArray,
+  indices: Int32Array,
+): void {
   const order = new Int32Array(n);
   for (let r = 0; r < rows; r++) {
     const base = r * n;
     for (let j = 0; j < n; j++) order[j] = j;
     const cmp = (x: number, y: number): number => {
-      const vx = src[base + x]!, vy = src[base + y]!;
-      const nx = vx !== vx, ny = vy !== vy;
+      const vx = src[base + x]!,
+        vy = src[base + y]!;
+      const nx = vx !== vx,
+        ny = vy !== vy;
       if (nx || ny) return nx && ny ? x - y : nx ? -1 : 1;
       return vx > vy ? -1 : vx < vy ? 1 : x - y;
     };
@@ -21,8 +30,14 @@ export function topK(src: TypedArray, rows: number, n: number, k: number, values
       // partial selection: keep a sorted buffer of the best k seen so far
       const best: number[] = [];
       for (let j = 0; j < n; j++) {
-        if (best.length < k) { insertSorted(best, j, cmp); continue; }
-        if (cmp(j, best[k - 1]!) < 0) { best.pop(); insertSorted(best, j, cmp); }
+        if (best.length < k) {
+          insertSorted(best, j, cmp);
+          continue;
+        }
+        if (cmp(j, best[k - 1]!) < 0) {
+          best.pop();
+          insertSorted(best, j, cmp);
+        }
       }
       chosen = Int32Array.from(best);
     } else {
@@ -36,10 +51,12 @@ export function topK(src: TypedArray, rows: number, n: number, k: number, values
 }
 
 function insertSorted(best: number[], j: number, cmp: (x: number, y: number) => number): void {
-  let lo = 0, hi = best.length;
+  let lo = 0,
+    hi = best.length;
   while (lo < hi) {
     const mid = (lo + hi) >> 1;
-    if (cmp(best[mid]!, j) <= 0) lo = mid + 1; else hi = mid;
+    if (cmp(best[mid]!, j) <= 0) lo = mid + 1;
+    else hi = mid;
   }
   best.splice(lo, 0, j);
 }

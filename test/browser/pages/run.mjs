@@ -10,8 +10,19 @@
 // CacheLossHandler two-phase commit, AdamW), so the sampled indices of
 // every step can be reported.
 import {
-  AdamW, CacheClassificationLoss, CacheLossHandler, CacheManager, DualEncoder, Rng, RowSpace,
-  makeBags, scaleTransform, syntheticCorpus, tensor, tower, valueAndGrad,
+  AdamW,
+  CacheClassificationLoss,
+  CacheLossHandler,
+  CacheManager,
+  DualEncoder,
+  Rng,
+  RowSpace,
+  makeBags,
+  scaleTransform,
+  syntheticCorpus,
+  tensor,
+  tower,
+  valueAndGrad,
 } from '../../../dist/src/index.js';
 
 /** The run's configuration (small enough for a few seconds in either runtime). */
@@ -56,7 +67,12 @@ export function digest(hex) {
  */
 export function runDeterminism(overrides = {}) {
   const c = { ...DETERMINISM_CONFIG, ...overrides };
-  const corpus = syntheticCorpus({ numDocs: c.numDocs, vocab: c.vocab, seed: c.seed, featureBuckets: c.featureBuckets });
+  const corpus = syntheticCorpus({
+    numDocs: c.numDocs,
+    vocab: c.vocab,
+    seed: c.seed,
+    featureBuckets: c.featureBuckets,
+  });
   const root = new Rng(c.seed);
   const model = new DualEncoder({ vocab: corpus.featureBuckets, dim: c.dim, seed: root.split().nextUint32() });
   const batchRng = root.split();
@@ -67,8 +83,12 @@ export function runDeterminism(overrides = {}) {
     cacheSize: c.cacheSize,
   });
   const loss = new CacheClassificationLoss({
-    embeddingKey: 'embedding', dataKeys: ['docId'], scoreTransform: scaleTransform(c.scale),
-    rng: samplerRng, sampler: c.sampler, falseNegativeKey: 'docId',
+    embeddingKey: 'embedding',
+    dataKeys: ['docId'],
+    scoreTransform: scaleTransform(c.scale),
+    rng: samplerRng,
+    sampler: c.sampler,
+    falseNegativeKey: 'docId',
   });
   const handler = new CacheLossHandler({ cacheManager, loss });
 
@@ -79,7 +99,9 @@ export function runDeterminism(overrides = {}) {
     if (cursor + c.batch > order.length) {
       for (let i = order.length - 1; i > 0; i--) {
         const j = batchRng.int(i + 1);
-        const t = order[i]; order[i] = order[j]; order[j] = t;
+        const t = order[i];
+        order[i] = order[j];
+        order[j] = t;
       }
       cursor = 0;
     }
@@ -113,13 +135,18 @@ export function runDeterminism(overrides = {}) {
       const pEmb = tower(p.dRows, posBags, p.dense.doc);
       const docNetwork = (features) => {
         const ids = features.docId.dataSync();
-        if (ids.length !== sampled.length || ids.some((v, i) => v !== sampled[i])) throw new Error('the loss asked for documents other than the sampled ones');
+        if (ids.length !== sampled.length || ids.some((v, i) => v !== sampled[i]))
+          throw new Error('the loss asked for documents other than the sampled ones');
         return tower(p.dRows, negBags, p.dense.doc);
       };
       const s = handler.computeLoss(docNetwork, qEmb, pEmb, { docId: positiveIds }, { positiveIds, retrieval });
       return [s.trainingLoss, s];
     };
-    const { grad, aux: s } = valueAndGrad(f, { hasAux: true })({ dense: model.dense, qRows, dRows: model.docTable.rows(dIds) });
+    const { grad, aux: s } = valueAndGrad(f, { hasAux: true })({
+      dense: model.dense,
+      qRows,
+      dRows: model.docTable.rows(dIds),
+    });
     handler.commit(s, { gradients: grad });
     model.dense = optimizer.step(model.dense, grad.dense, {
       query: { table: model.queryTable, ids: qIds, grad: grad.qRows },
@@ -129,7 +156,8 @@ export function runDeterminism(overrides = {}) {
     interpretableLoss.push(bitsHex(Float64Array.of(s.metrics.interpretableLoss)));
     staleness.push(bitsHex(Float64Array.of(s.metrics.staleness)));
     const picked = Array.from(s.retrievedIndices.dataSync());
-    if (picked.some((v, i) => v !== retrieval.indices[i])) throw new Error(`step ${step}: the loss used other indices than the retrieval`);
+    if (picked.some((v, i) => v !== retrieval.indices[i]))
+      throw new Error(`step ${step}: the loss used other indices than the retrieval`);
     indices.push(picked);
   }
 
@@ -145,11 +173,20 @@ export function runDeterminism(overrides = {}) {
     'cache.docId': bitsHex(cache.data.docId.dataSync()),
     'cache.age': bitsHex(cache.age.dataSync()),
   };
-  const all = Object.keys(params).sort().map((k) => `${k}:${params[k]}`).join(';');
+  const all = Object.keys(params)
+    .sort()
+    .map((k) => `${k}:${params[k]}`)
+    .join(';');
   return {
     config: c,
-    trainingLoss, interpretableLoss, staleness, indices, params,
-    digest: digest(`${trainingLoss.join()}|${interpretableLoss.join()}|${staleness.join()}|${indices.join(';')}|${all}`),
+    trainingLoss,
+    interpretableLoss,
+    staleness,
+    indices,
+    params,
+    digest: digest(
+      `${trainingLoss.join()}|${interpretableLoss.join()}|${staleness.join()}|${indices.join(';')}|${all}`,
+    ),
     lastInterpretableLoss: s2f(interpretableLoss[interpretableLoss.length - 1]),
   };
 }

@@ -1,13 +1,20 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { FunctionBuilder, ModuleBuilder, sleb128, uleb128, webAssemblyApi } from '../../../src/tensor/kernels/wasm/emitter.js';
+import {
+  FunctionBuilder,
+  ModuleBuilder,
+  sleb128,
+  uleb128,
+  webAssemblyApi,
+} from '../../../src/tensor/kernels/wasm/emitter.js';
 import { buildKernelModule } from '../../../src/tensor/kernels/wasm/kernels.js';
 import { params } from '../../util/props.js';
 
 const WA = webAssemblyApi()!;
 
 function decodeU(bytes: number[]): number {
-  let result = 0, shift = 0;
+  let result = 0,
+    shift = 0;
   for (const b of bytes) {
     result += (b & 0x7f) * 2 ** shift;
     shift += 7;
@@ -16,7 +23,9 @@ function decodeU(bytes: number[]): number {
   return result;
 }
 function decodeS(bytes: number[]): number {
-  let result = 0, shift = 0, b = 0;
+  let result = 0,
+    shift = 0,
+    b = 0;
   for (b of bytes) {
     result += (b & 0x7f) * 2 ** shift;
     shift += 7;
@@ -29,7 +38,10 @@ function decodeS(bytes: number[]): number {
 function instantiate(mod: ModuleBuilder, memory?: unknown): Record<string, (...a: number[]) => number> {
   const bytes = mod.emit();
   expect(WA.validate(bytes)).toBe(true);
-  return new WA.Instance(new WA.Module(bytes), memory ? { env: { memory } } : {}).exports as Record<string, (...a: number[]) => number>;
+  return new WA.Instance(new WA.Module(bytes), memory ? { env: { memory } } : {}).exports as Record<
+    string,
+    (...a: number[]) => number
+  >;
 }
 
 describe('LEB128', () => {
@@ -53,8 +65,14 @@ describe('LEB128', () => {
   });
 
   it('round-trips every u32 and i32', () => {
-    fc.assert(fc.property(fc.nat({ max: 0xffffffff }), (v) => decodeU(uleb128(v)) === v), params(500));
-    fc.assert(fc.property(fc.integer({ min: -0x80000000, max: 0x7fffffff }), (v) => decodeS(sleb128(v)) === v), params(500));
+    fc.assert(
+      fc.property(fc.nat({ max: 0xffffffff }), (v) => decodeU(uleb128(v)) === v),
+      params(500),
+    );
+    fc.assert(
+      fc.property(fc.integer({ min: -0x80000000, max: 0x7fffffff }), (v) => decodeS(sleb128(v)) === v),
+      params(500),
+    );
   });
 });
 
@@ -72,16 +90,27 @@ describe('FunctionBuilder / ModuleBuilder', () => {
   it('computes branch depths for nested loops and blocks', () => {
     // sum over i < n, j < i of (i ^ j), with a forLoop and an explicit block/loop
     const fn = new FunctionBuilder('nested', ['i32'], ['i32']);
-    const n = fn.param(0), i = fn.local('i32'), j = fn.local('i32'), acc = fn.local('i32');
-    fn.forLoop(i, () => fn.i32Const(0), () => fn.get(n), 1, () => {
-      fn.i32Const(0).set(j);
-      fn.block((exit) => fn.loop((top) => {
-        fn.get(j).get(i).i32GeS().brIf(exit);
-        fn.get(acc).get(i).get(j).i32Xor().i32Add().set(acc);
-        fn.get(j).i32Const(1).i32Add().set(j);
-        fn.br(top);
-      }));
-    });
+    const n = fn.param(0),
+      i = fn.local('i32'),
+      j = fn.local('i32'),
+      acc = fn.local('i32');
+    fn.forLoop(
+      i,
+      () => fn.i32Const(0),
+      () => fn.get(n),
+      1,
+      () => {
+        fn.i32Const(0).set(j);
+        fn.block((exit) =>
+          fn.loop((top) => {
+            fn.get(j).get(i).i32GeS().brIf(exit);
+            fn.get(acc).get(i).get(j).i32Xor().i32Add().set(acc);
+            fn.get(j).i32Const(1).i32Add().set(j);
+            fn.br(top);
+          }),
+        );
+      },
+    );
     fn.get(acc);
     const mod = new ModuleBuilder();
     mod.add(fn);
@@ -106,7 +135,14 @@ describe('FunctionBuilder / ModuleBuilder', () => {
     const out = fn.local('f32');
     fn.get(y).get(a).f32x4Splat().get(x).v128Load().f32x4Mul().get(y).v128Load().f32x4Add().v128Store();
     fn.get(y).f32Load(12).f32Const(0).f32Lt();
-    fn.if(() => { fn.f32Const(-1).set(out); }, () => { fn.get(y).f32Load(12).call(dblIndex).set(out); });
+    fn.if(
+      () => {
+        fn.f32Const(-1).set(out);
+      },
+      () => {
+        fn.get(y).f32Load(12).call(dblIndex).set(out);
+      },
+    );
     fn.get(out);
     mod.add(fn);
     const ex = instantiate(mod, memory);
@@ -125,7 +161,14 @@ describe('FunctionBuilder / ModuleBuilder', () => {
     const mod = new ModuleBuilder();
     mod.add(fn);
     expect(WA.validate(mod.emit())).toBe(false);
-    expect(() => new FunctionBuilder('x', []).br(new (class { depth = 3; kind = 'block' as const })())).toThrow(RangeError);
+    expect(() =>
+      new FunctionBuilder('x', []).br(
+        new (class {
+          depth = 3;
+          kind = 'block' as const;
+        })(),
+      ),
+    ).toThrow(RangeError);
   });
 
   it('the kernel module validates and is deterministic', () => {
@@ -134,7 +177,11 @@ describe('FunctionBuilder / ModuleBuilder', () => {
     expect(WA.validate(a)).toBe(true);
     expect(Buffer.from(a).equals(Buffer.from(b))).toBe(true);
     // other tile shapes are valid too
-    for (const cfg of [{ mr: 1, nr: 1, nc: 8 }, { mr: 3, nr: 3, nc: 9, unroll: 4, sets: 2 }, { mr: 4, nr: 4, nc: 64, unroll: 1, sets: 1 }]) {
+    for (const cfg of [
+      { mr: 1, nr: 1, nc: 8 },
+      { mr: 3, nr: 3, nc: 9, unroll: 4, sets: 2 },
+      { mr: 4, nr: 4, nc: 64, unroll: 1, sets: 1 },
+    ]) {
       expect(WA.validate(buildKernelModule(cfg))).toBe(true);
     }
   });

@@ -2,7 +2,16 @@ import fc from 'fast-check';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { Rng } from '../../../src/tensor/random.js';
 import {
-  bitsFromSeeds, fmix32, gumbelAt, gumbelFromBits, gumbelFromBitsExact, gumbelScreen, logf32, noiseKey, rowSeeds, uniformAt,
+  bitsFromSeeds,
+  fmix32,
+  gumbelAt,
+  gumbelFromBits,
+  gumbelFromBitsExact,
+  gumbelScreen,
+  logf32,
+  noiseKey,
+  rowSeeds,
+  uniformAt,
 } from '../../../src/tensor/kernels/noise.js';
 import { gumbelRowWasm, initWasm, noiseBitsWasm } from '../../../src/tensor/kernels/wasm/index.js';
 import { params } from '../../util/props.js';
@@ -11,7 +20,8 @@ beforeAll(async () => {
   expect(await initWasm()).toBe(true);
 });
 
-const K0 = 0x243f6a88, K1 = 0x85a308d3; // a fixed key (digits of pi)
+const K0 = 0x243f6a88,
+  K1 = 0x85a308d3; // a fixed key (digits of pi)
 
 /** Pearson chi-square of observed counts against equal expected counts. */
 function chiSquareUniform(counts: ArrayLike<number>): number {
@@ -44,23 +54,33 @@ describe('counter-based noise bits', () => {
   });
 
   it('uniformAt is a pure function of (key, i, j) and the wasm kernel computes the same bits', () => {
-    fc.assert(fc.property(
-      fc.nat({ max: 0xffffffff }), fc.nat({ max: 0xffffffff }), fc.nat({ max: 1 << 20 }), fc.nat({ max: 1 << 24 }), fc.integer({ min: 0, max: 37 }),
-      (k0, k1, i, j0, len) => {
-        const w = noiseBitsWasm(k0, k1, i, j0, len);
-        const [r1, r2] = rowSeeds(k0, k1, i);
-        for (let t = 0; t < len; t++) {
-          const u = uniformAt(k0, k1, i, j0 + t);
-          expect(u).toBe(bitsFromSeeds(r1, r2, j0 + t));
-          expect(u).toBeGreaterThanOrEqual(0);
-          expect(u).toBeLessThan(2 ** 32);
-          expect(w[t]).toBe(u);
-        }
-      }), params(100));
+    fc.assert(
+      fc.property(
+        fc.nat({ max: 0xffffffff }),
+        fc.nat({ max: 0xffffffff }),
+        fc.nat({ max: 1 << 20 }),
+        fc.nat({ max: 1 << 24 }),
+        fc.integer({ min: 0, max: 37 }),
+        (k0, k1, i, j0, len) => {
+          const w = noiseBitsWasm(k0, k1, i, j0, len);
+          const [r1, r2] = rowSeeds(k0, k1, i);
+          for (let t = 0; t < len; t++) {
+            const u = uniformAt(k0, k1, i, j0 + t);
+            expect(u).toBe(bitsFromSeeds(r1, r2, j0 + t));
+            expect(u).toBeGreaterThanOrEqual(0);
+            expect(u).toBeLessThan(2 ** 32);
+            expect(w[t]).toBe(u);
+          }
+        },
+      ),
+      params(100),
+    );
   });
 
   it('is uniform: chi-square of the high and low bytes over 2^20 counters, and every bit is balanced', () => {
-    const hi = new Float64Array(256), lo = new Float64Array(256), ones = new Float64Array(32);
+    const hi = new Float64Array(256),
+      lo = new Float64Array(256),
+      ones = new Float64Array(32);
     let n = 0;
     for (let i = 0; i < 64; i++) {
       const [r1, r2] = rowSeeds(K0, K1, i);
@@ -74,33 +94,47 @@ describe('counter-based noise bits', () => {
     }
     expect(chiSquareUniform(hi)).toBeLessThan(chiLimit(255));
     expect(chiSquareUniform(lo)).toBeLessThan(chiLimit(255));
-    for (let bit = 0; bit < 32; bit++) expect(Math.abs(ones[bit]! - n / 2)).toBeLessThan(5 * Math.sqrt(n) / 2);
+    for (let bit = 0; bit < 32; bit++) expect(Math.abs(ones[bit]! - n / 2)).toBeLessThan((5 * Math.sqrt(n)) / 2);
   });
 
   it('neighbouring counters are independent: (j, j+1) and (i, i+1) pair tables, serial correlation', () => {
-    const rowPairs = new Float64Array(256), colPairs = new Float64Array(256);
-    let sxy = 0, sx = 0, sxx = 0, count = 0;
+    const rowPairs = new Float64Array(256),
+      colPairs = new Float64Array(256);
+    let sxy = 0,
+      sx = 0,
+      sxx = 0,
+      count = 0;
     for (let i = 0; i < 128; i++) {
       for (let j = 0; j < 4096; j++) {
-        const a = uniformAt(K0, K1, i, j), b = uniformAt(K0, K1, i, j + 1), c = uniformAt(K0, K1, i + 1, j);
+        const a = uniformAt(K0, K1, i, j),
+          b = uniformAt(K0, K1, i, j + 1),
+          c = uniformAt(K0, K1, i + 1, j);
         rowPairs[((a >>> 28) << 4) | (b >>> 28)]!++;
         colPairs[((a >>> 28) << 4) | (c >>> 28)]!++;
-        const x = a / 2 ** 32, y = b / 2 ** 32;
-        sxy += x * y; sx += x; sxx += x * x; count++;
+        const x = a / 2 ** 32,
+          y = b / 2 ** 32;
+        sxy += x * y;
+        sx += x;
+        sxx += x * x;
+        count++;
       }
     }
     expect(chiSquareUniform(rowPairs)).toBeLessThan(chiLimit(255));
     expect(chiSquareUniform(colPairs)).toBeLessThan(chiLimit(255));
-    const mean = sx / count, varx = sxx / count - mean * mean;
+    const mean = sx / count,
+      varx = sxx / count - mean * mean;
     const corr = (sxy / count - mean * mean) / varx;
     expect(Math.abs(corr)).toBeLessThan(5 / Math.sqrt(count));
   });
 
   it('nearby keys give unrelated noise', () => {
-    let equal = 0, sxy = 0;
+    let equal = 0,
+      sxy = 0;
     const n = 1 << 16;
     for (let j = 0; j < n; j++) {
-      const a = uniformAt(K0, K1, 3, j), b = uniformAt(K0 + 1, K1, 3, j), c = uniformAt(K0, K1 + 1, 3, j);
+      const a = uniformAt(K0, K1, 3, j),
+        b = uniformAt(K0 + 1, K1, 3, j),
+        c = uniformAt(K0, K1 + 1, 3, j);
       if (a === b || a === c) equal++;
       sxy += (a / 2 ** 32 - 0.5) * (b / 2 ** 32 - 0.5);
     }
@@ -112,10 +146,25 @@ describe('counter-based noise bits', () => {
 describe('Gumbel noise', () => {
   it('matches -log(-log1p(-(bits+0.5)/2^32)) within 3e-6 on random and extreme bits', () => {
     const rng = new Rng(1);
-    const extremes = [0, 1, 2, 3, 255, 2 ** 24, 2 ** 31 - 1, 2 ** 31, 2 ** 31 + 1, 2 ** 32 - 256, 2 ** 32 - 3, 2 ** 32 - 2, 2 ** 32 - 1];
+    const extremes = [
+      0,
+      1,
+      2,
+      3,
+      255,
+      2 ** 24,
+      2 ** 31 - 1,
+      2 ** 31,
+      2 ** 31 + 1,
+      2 ** 32 - 256,
+      2 ** 32 - 3,
+      2 ** 32 - 2,
+      2 ** 32 - 1,
+    ];
     let worst = 0;
     const check = (bits: number): void => {
-      const g = gumbelFromBits(bits), e = gumbelFromBitsExact(bits);
+      const g = gumbelFromBits(bits),
+        e = gumbelFromBitsExact(bits);
       expect(Number.isFinite(g)).toBe(true);
       worst = Math.max(worst, Math.abs(g - e));
     };
@@ -128,36 +177,47 @@ describe('Gumbel noise', () => {
 
   it('is standard Gumbel: mean γ, variance π²/6, and the CDF exp(-exp(-x)) at several points', () => {
     const n = 1 << 20;
-    let s = 0, ss = 0;
+    let s = 0,
+      ss = 0;
     const xs = [-1.5, -0.5, 0, 1, 2, 4];
     const below = new Float64Array(xs.length);
     for (let i = 0; i < 64; i++) {
       for (let j = 0; j < n / 64; j++) {
         const g = gumbelAt(K0, K1, i, j);
-        s += g; ss += g * g;
+        s += g;
+        ss += g * g;
         for (let q = 0; q < xs.length; q++) if (g <= xs[q]!) below[q]!++;
       }
     }
-    const mean = s / n, variance = ss / n - mean * mean;
+    const mean = s / n,
+      variance = ss / n - mean * mean;
     const sd = Math.PI / Math.sqrt(6);
-    expect(Math.abs(mean - 0.5772156649)).toBeLessThan(5 * sd / Math.sqrt(n));
+    expect(Math.abs(mean - 0.5772156649)).toBeLessThan((5 * sd) / Math.sqrt(n));
     expect(Math.abs(variance - sd * sd)).toBeLessThan(5 * sd * sd * Math.sqrt(4.4 / n));
     for (let q = 0; q < xs.length; q++) {
       const p = Math.exp(-Math.exp(-xs[q]!));
-      expect(Math.abs(below[q]! / n - p)).toBeLessThan(5 * Math.sqrt(p * (1 - p) / n));
+      expect(Math.abs(below[q]! / n - p)).toBeLessThan(5 * Math.sqrt((p * (1 - p)) / n));
     }
   });
 
   it('the wasm kernel computes the same float32 values bit for bit', () => {
-    fc.assert(fc.property(
-      fc.nat({ max: 0xffffffff }), fc.nat({ max: 0xffffffff }), fc.nat({ max: 1 << 16 }), fc.nat({ max: 1 << 24 }), fc.integer({ min: 0, max: 300 }),
-      (k0, k1, i, j0, len) => {
-        const w = gumbelRowWasm(k0, k1, i, j0, len);
-        for (let t = 0; t < len; t++) {
-          const g = gumbelAt(k0, k1, i, j0 + t);
-          if (w[t] !== g) throw new Error(`G(${i}, ${j0 + t}): wasm ${w[t]} vs TS ${g}`);
-        }
-      }), params(60));
+    fc.assert(
+      fc.property(
+        fc.nat({ max: 0xffffffff }),
+        fc.nat({ max: 0xffffffff }),
+        fc.nat({ max: 1 << 16 }),
+        fc.nat({ max: 1 << 24 }),
+        fc.integer({ min: 0, max: 300 }),
+        (k0, k1, i, j0, len) => {
+          const w = gumbelRowWasm(k0, k1, i, j0, len);
+          for (let t = 0; t < len; t++) {
+            const g = gumbelAt(k0, k1, i, j0 + t);
+            if (w[t] !== g) throw new Error(`G(${i}, ${j0 + t}): wasm ${w[t]} vs TS ${g}`);
+          }
+        },
+      ),
+      params(60),
+    );
   });
 
   it('logf32 is accurate (relative error < 1.2e-7) on the noise domain', () => {
@@ -179,7 +239,8 @@ describe('Gumbel noise', () => {
       if (x === 0xffffffff) continue;
       // every bits value just above the threshold, and random ones further up
       for (let bits = x + 1; bits <= Math.min(x + 20000, 0xffffffff); bits++) {
-        if (gumbelFromBits(bits) > t) throw new Error(`t=${t}: bits ${bits} > screen ${x} but G = ${gumbelFromBits(bits)}`);
+        if (gumbelFromBits(bits) > t)
+          throw new Error(`t=${t}: bits ${bits} > screen ${x} but G = ${gumbelFromBits(bits)}`);
       }
       for (let q = 0; q < 2000; q++) {
         const bits = x + 1 + Math.floor(rng.uniform() * (0xffffffff - x));

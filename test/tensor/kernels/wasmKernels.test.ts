@@ -6,8 +6,18 @@ import { matmulNTJs } from '../../../src/tensor/kernels/fusedScan.js';
 import { logf32 } from '../../../src/tensor/kernels/noise.js';
 import { webAssemblyApi } from '../../../src/tensor/kernels/wasm/emitter.js';
 import {
-  expWasm, initWasm, isResident, logWasm, makeResident, matmulNNWasm, matmulNTWasm, matmulTNWasm, releaseResident,
-  wasmBytesInUse, wasmReady, wasmSimdSupported,
+  expWasm,
+  initWasm,
+  isResident,
+  logWasm,
+  makeResident,
+  matmulNNWasm,
+  matmulNTWasm,
+  matmulTNWasm,
+  releaseResident,
+  wasmBytesInUse,
+  wasmReady,
+  wasmSimdSupported,
 } from '../../../src/tensor/kernels/wasm/index.js';
 import { buildKernelModule, type KernelConfig, type KernelExports } from '../../../src/tensor/kernels/wasm/kernels.js';
 import { params } from '../../util/props.js';
@@ -29,16 +39,28 @@ function rand(rng: Rng, len: number): Float32Array {
  * reference: |C - ref| <= (k + 4)·2^-23·Σ_p |a||b| (the float32 summation
  * bound, with room for the lane-split order), elementwise.
  */
-function expectProduct(c: Float32Array, m: number, n: number, k: number,
-  a: (i: number, p: number) => number, b: (j: number, p: number) => number): void {
+function expectProduct(
+  c: Float32Array,
+  m: number,
+  n: number,
+  k: number,
+  a: (i: number, p: number) => number,
+  b: (j: number, p: number) => number,
+): void {
   let worst = 0;
   for (let i = 0; i < m; i++) {
     for (let j = 0; j < n; j++) {
-      let s = 0, sa = 0;
-      for (let p = 0; p < k; p++) { const x = a(i, p) * b(j, p); s += x; sa += Math.abs(x); }
+      let s = 0,
+        sa = 0;
+      for (let p = 0; p < k; p++) {
+        const x = a(i, p) * b(j, p);
+        s += x;
+        sa += Math.abs(x);
+      }
       const err = Math.abs(c[i * n + j]! - s);
       const tol = (k + 4) * 2 ** -23 * sa + 1e-30;
-      if (err > tol) throw new Error(`C[${i},${j}] = ${c[i * n + j]} vs ${s} (err ${err} > tol ${tol}), m=${m} n=${n} k=${k}`);
+      if (err > tol)
+        throw new Error(`C[${i},${j}] = ${c[i * n + j]} vs ${s} (err ${err} > tol ${tol}), m=${m} n=${n} k=${k}`);
       worst = Math.max(worst, sa > 0 ? err / sa : 0);
     }
   }
@@ -49,34 +71,73 @@ const dims = fc.oneof(fc.integer({ min: 0, max: 9 }), fc.integer({ min: 10, max:
 
 describe('matmuls (wasm SIMD) against a float64 loop', () => {
   it('matmulNT on random shapes incl. zero, ragged and non-multiple-of-tile sizes', () => {
-    fc.assert(fc.property(dims, dims, dims, fc.integer({ min: 0, max: 1e6 }), (m, n, k, seed) => {
-      const rng = new Rng(seed);
-      const a = rand(rng, m * k), b = rand(rng, n * k);
-      const c = matmulNTWasm(a, b, m, n, k);
-      expect(c.length).toBe(m * n);
-      expectProduct(c, m, n, k, (i, p) => a[i * k + p]!, (j, p) => b[j * k + p]!);
-    }), params(120));
+    fc.assert(
+      fc.property(dims, dims, dims, fc.integer({ min: 0, max: 1e6 }), (m, n, k, seed) => {
+        const rng = new Rng(seed);
+        const a = rand(rng, m * k),
+          b = rand(rng, n * k);
+        const c = matmulNTWasm(a, b, m, n, k);
+        expect(c.length).toBe(m * n);
+        expectProduct(
+          c,
+          m,
+          n,
+          k,
+          (i, p) => a[i * k + p]!,
+          (j, p) => b[j * k + p]!,
+        );
+      }),
+      params(120),
+    );
   });
 
   it('matmulNN and matmulTN on random shapes', () => {
-    fc.assert(fc.property(dims, dims, dims, fc.integer({ min: 0, max: 1e6 }), (m, n, k, seed) => {
-      const rng = new Rng(seed);
-      const a = rand(rng, m * k), b = rand(rng, k * n);
-      const c = matmulNNWasm(a, b, m, n, k);
-      expectProduct(c, m, n, k, (i, p) => a[i * k + p]!, (j, p) => b[p * n + j]!);
-      const at = rand(rng, k * m);
-      const c2 = matmulTNWasm(at, b, m, n, k);
-      expectProduct(c2, m, n, k, (i, p) => at[p * m + i]!, (j, p) => b[p * n + j]!);
-    }), params(80));
+    fc.assert(
+      fc.property(dims, dims, dims, fc.integer({ min: 0, max: 1e6 }), (m, n, k, seed) => {
+        const rng = new Rng(seed);
+        const a = rand(rng, m * k),
+          b = rand(rng, k * n);
+        const c = matmulNNWasm(a, b, m, n, k);
+        expectProduct(
+          c,
+          m,
+          n,
+          k,
+          (i, p) => a[i * k + p]!,
+          (j, p) => b[p * n + j]!,
+        );
+        const at = rand(rng, k * m);
+        const c2 = matmulTNWasm(at, b, m, n, k);
+        expectProduct(
+          c2,
+          m,
+          n,
+          k,
+          (i, p) => at[p * m + i]!,
+          (j, p) => b[p * n + j]!,
+        );
+      }),
+      params(80),
+    );
   });
 
   it('larger shapes crossing the cache blocks, into a given output, with k = 0 giving zeros', () => {
     const rng = new Rng(7);
-    const m = 67, n = 301, k = 131;
-    const a = rand(rng, m * k), b = rand(rng, n * k);
+    const m = 67,
+      n = 301,
+      k = 131;
+    const a = rand(rng, m * k),
+      b = rand(rng, n * k);
     const out = new Float32Array(m * n).fill(99);
     expect(matmulNTWasm(a, b, m, n, k, out)).toBe(out);
-    expectProduct(out, m, n, k, (i, p) => a[i * k + p]!, (j, p) => b[j * k + p]!);
+    expectProduct(
+      out,
+      m,
+      n,
+      k,
+      (i, p) => a[i * k + p]!,
+      (j, p) => b[j * k + p]!,
+    );
     const z = matmulNTWasm(new Float32Array(0), new Float32Array(0), 3, 5, 0, new Float32Array(15).fill(7));
     expect(Array.from(z)).toEqual(new Array(15).fill(0));
   });
@@ -84,29 +145,50 @@ describe('matmuls (wasm SIMD) against a float64 loop', () => {
   it('every tile configuration of the generator computes the same product', () => {
     const WA = webAssemblyApi()!;
     const configs: KernelConfig[] = [
-      { mr: 1, nr: 1, nc: 8 }, { mr: 2, nr: 2, nc: 64, unroll: 2, sets: 1 }, { mr: 3, nr: 4, nc: 96, unroll: 2, sets: 2 },
-      { mr: 4, nr: 4, nc: 16, unroll: 4, sets: 4 }, { mr: 4, nr: 2, nc: 2, unroll: 1, sets: 1 },
+      { mr: 1, nr: 1, nc: 8 },
+      { mr: 2, nr: 2, nc: 64, unroll: 2, sets: 1 },
+      { mr: 3, nr: 4, nc: 96, unroll: 2, sets: 2 },
+      { mr: 4, nr: 4, nc: 16, unroll: 4, sets: 4 },
+      { mr: 4, nr: 2, nc: 2, unroll: 1, sets: 1 },
     ];
     const rng = new Rng(11);
     for (const cfg of configs) {
       const memory = new WA.Memory({ initial: 4 });
-      const ex = new WA.Instance(new WA.Module(buildKernelModule(cfg)), { env: { memory } }).exports as unknown as KernelExports;
-      for (const [m, n, k] of [[1, 1, 1], [5, 7, 3], [9, 13, 37], [8, 8, 8], [3, 30, 17]] as const) {
-        const a = rand(rng, m * k), b = rand(rng, n * k);
+      const ex = new WA.Instance(new WA.Module(buildKernelModule(cfg)), { env: { memory } })
+        .exports as unknown as KernelExports;
+      for (const [m, n, k] of [
+        [1, 1, 1],
+        [5, 7, 3],
+        [9, 13, 37],
+        [8, 8, 8],
+        [3, 30, 17],
+      ] as const) {
+        const a = rand(rng, m * k),
+          b = rand(rng, n * k);
         const f = new Float32Array(memory.buffer);
         f.set(a, 1024); // above the constant pool
         f.set(b, 4096);
         ex.matmulNT(4096, 4096 * 4, 32768 * 4, m, n, k, k, k, n, 1);
         const c = new Float32Array(memory.buffer, 32768 * 4, m * n).slice();
-        expectProduct(c, m, n, k, (i, p) => a[i * k + p]!, (j, p) => b[j * k + p]!);
+        expectProduct(
+          c,
+          m,
+          n,
+          k,
+          (i, p) => a[i * k + p]!,
+          (j, p) => b[j * k + p]!,
+        );
       }
     }
   });
 
   it('uses resident copies without changing results, and frees them', () => {
     const rng = new Rng(3);
-    const m = 6, n = 50, k = 33;
-    const a = rand(rng, m * k), b = rand(rng, n * k);
+    const m = 6,
+      n = 50,
+      k = 33;
+    const a = rand(rng, m * k),
+      b = rand(rng, n * k);
     const before = matmulNTWasm(a, b, m, n, k);
     const inUse = wasmBytesInUse();
     expect(makeResident(b)).not.toBeNull();
@@ -120,21 +202,34 @@ describe('matmuls (wasm SIMD) against a float64 loop', () => {
 
   it('the plain-JS baseline agrees with the float64 loop', () => {
     const rng = new Rng(5);
-    const m = 7, n = 10, k = 19;
-    const a = rand(rng, m * k), b = rand(rng, n * k);
+    const m = 7,
+      n = 10,
+      k = 19;
+    const a = rand(rng, m * k),
+      b = rand(rng, n * k);
     const c = matmulNTJs(a, b, m, n, k, new Float32Array(m * n));
-    expectProduct(c, m, n, k, (i, p) => a[i * k + p]!, (j, p) => b[j * k + p]!);
+    expectProduct(
+      c,
+      m,
+      n,
+      k,
+      (i, p) => a[i * k + p]!,
+      (j, p) => b[j * k + p]!,
+    );
   });
 
   it('rejects operands of the wrong length before touching memory', () => {
     expect(() => matmulNTWasm(new Float32Array(5), new Float32Array(6), 2, 2, 3)).toThrow(ShapeError);
-    expect(() => matmulNNWasm(new Float32Array(6), new Float32Array(6), 2, 2, 3, new Float32Array(3))).toThrow(ShapeError);
+    expect(() => matmulNNWasm(new Float32Array(6), new Float32Array(6), 2, 2, 3, new Float32Array(3))).toThrow(
+      ShapeError,
+    );
   });
 });
 
 /** Floats whose bit patterns are spread evenly (every `stride`-th pattern) and that lie in [lo, hi]. */
 function floatSweep(lo: number, hi: number, stride: number): Float32Array {
-  const f = new Float32Array(1), u = new Uint32Array(f.buffer);
+  const f = new Float32Array(1),
+    u = new Uint32Array(f.buffer);
   const out: number[] = [];
   for (let bits = 0; bits < 0x7f800000; bits += stride) {
     u[0] = bits;
@@ -200,7 +295,8 @@ describe('vector log', () => {
   it('is bit-identical to the TypeScript logf32 on positive normal floats', () => {
     const x = floatSweep(1.2e-38, 3.4e38, 40009);
     const y = logWasm(x);
-    for (let i = 0; i < x.length; i++) if (y[i] !== logf32(x[i]!)) throw new Error(`log(${x[i]}): wasm ${y[i]} vs TS ${logf32(x[i]!)}`);
+    for (let i = 0; i < x.length; i++)
+      if (y[i] !== logf32(x[i]!)) throw new Error(`log(${x[i]}): wasm ${y[i]} vs TS ${logf32(x[i]!)}`);
     expect(x.length).toBeGreaterThan(50_000);
   });
 });

@@ -171,7 +171,8 @@ export const SimdOp = {
 
 /** Unsigned LEB128 (spec §5.2.2): 7 bits per byte, low group first, high bit = "more". */
 export function uleb128(value: number, out: number[] = []): number[] {
-  if (!Number.isInteger(value) || value < 0 || value > 0xffffffff) throw new RangeError(`uleb128: ${value} is not a u32`);
+  if (!Number.isInteger(value) || value < 0 || value > 0xffffffff)
+    throw new RangeError(`uleb128: ${value} is not a u32`);
   let v = value >>> 0;
   do {
     let byte = v & 0x7f;
@@ -184,7 +185,8 @@ export function uleb128(value: number, out: number[] = []): number[] {
 
 /** Signed LEB128 of a 32-bit integer (two's complement, sign-extended from the last group). */
 export function sleb128(value: number, out: number[] = []): number[] {
-  if (!Number.isInteger(value) || value < -0x80000000 || value > 0xffffffff) throw new RangeError(`sleb128: ${value} is not an i32`);
+  if (!Number.isInteger(value) || value < -0x80000000 || value > 0xffffffff)
+    throw new RangeError(`sleb128: ${value} is not an i32`);
   let v = value | 0; // a u32 above 2^31 is emitted as the i32 with the same bits
   for (;;) {
     const byte = v & 0x7f;
@@ -206,12 +208,18 @@ function encodeName(name: string, out: number[]): void {
 
 /** A local variable or parameter of a function being built. */
 export class Local {
-  constructor(readonly index: number, readonly type: ValTypeName) {}
+  constructor(
+    readonly index: number,
+    readonly type: ValTypeName,
+  ) {}
 }
 
 /** A branch target: the depth at which its block/loop was opened. */
 export class Label {
-  constructor(readonly depth: number, readonly kind: 'block' | 'loop' | 'if') {}
+  constructor(
+    readonly depth: number,
+    readonly kind: 'block' | 'loop' | 'if',
+  ) {}
 }
 
 /**
@@ -226,7 +234,11 @@ export class FunctionBuilder {
   private readonly body: number[] = [];
   private depth = 0;
 
-  constructor(readonly name: string, params: readonly ValTypeName[], results: readonly ValTypeName[] = []) {
+  constructor(
+    readonly name: string,
+    params: readonly ValTypeName[],
+    results: readonly ValTypeName[] = [],
+  ) {
     this.params = params.slice();
     this.results = results.slice();
   }
@@ -436,106 +448,286 @@ export class FunctionBuilder {
   }
 
   // ---- i32 ----------------------------------------------------------------
-  i32Eqz(): this { return this.byte(Op.i32_eqz); }
-  i32Eq(): this { return this.byte(Op.i32_eq); }
-  i32Ne(): this { return this.byte(Op.i32_ne); }
-  i32LtS(): this { return this.byte(Op.i32_lt_s); }
-  i32LtU(): this { return this.byte(Op.i32_lt_u); }
-  i32GtS(): this { return this.byte(Op.i32_gt_s); }
-  i32GtU(): this { return this.byte(Op.i32_gt_u); }
-  i32LeS(): this { return this.byte(Op.i32_le_s); }
-  i32LeU(): this { return this.byte(Op.i32_le_u); }
-  i32GeS(): this { return this.byte(Op.i32_ge_s); }
-  i32GeU(): this { return this.byte(Op.i32_ge_u); }
-  i32Add(): this { return this.byte(Op.i32_add); }
-  i32Sub(): this { return this.byte(Op.i32_sub); }
-  i32Mul(): this { return this.byte(Op.i32_mul); }
-  i32DivU(): this { return this.byte(Op.i32_div_u); }
-  i32RemU(): this { return this.byte(Op.i32_rem_u); }
-  i32And(): this { return this.byte(Op.i32_and); }
-  i32Or(): this { return this.byte(Op.i32_or); }
-  i32Xor(): this { return this.byte(Op.i32_xor); }
-  i32Shl(): this { return this.byte(Op.i32_shl); }
-  i32ShrS(): this { return this.byte(Op.i32_shr_s); }
-  i32ShrU(): this { return this.byte(Op.i32_shr_u); }
-  i32TruncF32S(): this { return this.byte(Op.i32_trunc_f32_s); }
-  i32ReinterpretF32(): this { return this.byte(Op.i32_reinterpret_f32); }
+  i32Eqz(): this {
+    return this.byte(Op.i32_eqz);
+  }
+  i32Eq(): this {
+    return this.byte(Op.i32_eq);
+  }
+  i32Ne(): this {
+    return this.byte(Op.i32_ne);
+  }
+  i32LtS(): this {
+    return this.byte(Op.i32_lt_s);
+  }
+  i32LtU(): this {
+    return this.byte(Op.i32_lt_u);
+  }
+  i32GtS(): this {
+    return this.byte(Op.i32_gt_s);
+  }
+  i32GtU(): this {
+    return this.byte(Op.i32_gt_u);
+  }
+  i32LeS(): this {
+    return this.byte(Op.i32_le_s);
+  }
+  i32LeU(): this {
+    return this.byte(Op.i32_le_u);
+  }
+  i32GeS(): this {
+    return this.byte(Op.i32_ge_s);
+  }
+  i32GeU(): this {
+    return this.byte(Op.i32_ge_u);
+  }
+  i32Add(): this {
+    return this.byte(Op.i32_add);
+  }
+  i32Sub(): this {
+    return this.byte(Op.i32_sub);
+  }
+  i32Mul(): this {
+    return this.byte(Op.i32_mul);
+  }
+  i32DivU(): this {
+    return this.byte(Op.i32_div_u);
+  }
+  i32RemU(): this {
+    return this.byte(Op.i32_rem_u);
+  }
+  i32And(): this {
+    return this.byte(Op.i32_and);
+  }
+  i32Or(): this {
+    return this.byte(Op.i32_or);
+  }
+  i32Xor(): this {
+    return this.byte(Op.i32_xor);
+  }
+  i32Shl(): this {
+    return this.byte(Op.i32_shl);
+  }
+  i32ShrS(): this {
+    return this.byte(Op.i32_shr_s);
+  }
+  i32ShrU(): this {
+    return this.byte(Op.i32_shr_u);
+  }
+  i32TruncF32S(): this {
+    return this.byte(Op.i32_trunc_f32_s);
+  }
+  i32ReinterpretF32(): this {
+    return this.byte(Op.i32_reinterpret_f32);
+  }
 
   // ---- f32 / f64 scalar ---------------------------------------------------
-  f32Eq(): this { return this.byte(Op.f32_eq); }
-  f32Ne(): this { return this.byte(Op.f32_ne); }
-  f32Lt(): this { return this.byte(Op.f32_lt); }
-  f32Gt(): this { return this.byte(Op.f32_gt); }
-  f32Le(): this { return this.byte(Op.f32_le); }
-  f32Ge(): this { return this.byte(Op.f32_ge); }
-  f32Abs(): this { return this.byte(Op.f32_abs); }
-  f32Neg(): this { return this.byte(Op.f32_neg); }
-  f32Add(): this { return this.byte(Op.f32_add); }
-  f32Sub(): this { return this.byte(Op.f32_sub); }
-  f32Mul(): this { return this.byte(Op.f32_mul); }
-  f32Div(): this { return this.byte(Op.f32_div); }
-  f32Min(): this { return this.byte(Op.f32_min); }
-  f32Max(): this { return this.byte(Op.f32_max); }
-  f32ConvertI32S(): this { return this.byte(Op.f32_convert_i32_s); }
-  f32ConvertI32U(): this { return this.byte(Op.f32_convert_i32_u); }
-  f32ReinterpretI32(): this { return this.byte(Op.f32_reinterpret_i32); }
-  f64Add(): this { return this.byte(Op.f64_add); }
-  f64Mul(): this { return this.byte(Op.f64_mul); }
-  f64PromoteF32(): this { return this.byte(Op.f64_promote_f32); }
+  f32Eq(): this {
+    return this.byte(Op.f32_eq);
+  }
+  f32Ne(): this {
+    return this.byte(Op.f32_ne);
+  }
+  f32Lt(): this {
+    return this.byte(Op.f32_lt);
+  }
+  f32Gt(): this {
+    return this.byte(Op.f32_gt);
+  }
+  f32Le(): this {
+    return this.byte(Op.f32_le);
+  }
+  f32Ge(): this {
+    return this.byte(Op.f32_ge);
+  }
+  f32Abs(): this {
+    return this.byte(Op.f32_abs);
+  }
+  f32Neg(): this {
+    return this.byte(Op.f32_neg);
+  }
+  f32Add(): this {
+    return this.byte(Op.f32_add);
+  }
+  f32Sub(): this {
+    return this.byte(Op.f32_sub);
+  }
+  f32Mul(): this {
+    return this.byte(Op.f32_mul);
+  }
+  f32Div(): this {
+    return this.byte(Op.f32_div);
+  }
+  f32Min(): this {
+    return this.byte(Op.f32_min);
+  }
+  f32Max(): this {
+    return this.byte(Op.f32_max);
+  }
+  f32ConvertI32S(): this {
+    return this.byte(Op.f32_convert_i32_s);
+  }
+  f32ConvertI32U(): this {
+    return this.byte(Op.f32_convert_i32_u);
+  }
+  f32ReinterpretI32(): this {
+    return this.byte(Op.f32_reinterpret_i32);
+  }
+  f64Add(): this {
+    return this.byte(Op.f64_add);
+  }
+  f64Mul(): this {
+    return this.byte(Op.f64_mul);
+  }
+  f64PromoteF32(): this {
+    return this.byte(Op.f64_promote_f32);
+  }
 
   // ---- SIMD ---------------------------------------------------------------
-  i32x4Splat(): this { return this.simd(SimdOp.i32x4_splat); }
-  f32x4Splat(): this { return this.simd(SimdOp.f32x4_splat); }
-  i32x4ExtractLane(lane: number): this { return this.simd(SimdOp.i32x4_extract_lane).byte(lane); }
-  f32x4ExtractLane(lane: number): this { return this.simd(SimdOp.f32x4_extract_lane).byte(lane); }
-  f32x4ReplaceLane(lane: number): this { return this.simd(SimdOp.f32x4_replace_lane).byte(lane); }
+  i32x4Splat(): this {
+    return this.simd(SimdOp.i32x4_splat);
+  }
+  f32x4Splat(): this {
+    return this.simd(SimdOp.f32x4_splat);
+  }
+  i32x4ExtractLane(lane: number): this {
+    return this.simd(SimdOp.i32x4_extract_lane).byte(lane);
+  }
+  f32x4ExtractLane(lane: number): this {
+    return this.simd(SimdOp.f32x4_extract_lane).byte(lane);
+  }
+  f32x4ReplaceLane(lane: number): this {
+    return this.simd(SimdOp.f32x4_replace_lane).byte(lane);
+  }
   /** i8x16.shuffle with byte indices; `lanes32` picks 32-bit lanes 0-3 of a, 4-7 of b. */
   i32x4Shuffle(lanes32: readonly [number, number, number, number]): this {
     this.simd(SimdOp.i8x16_shuffle);
     for (const l of lanes32) for (let k = 0; k < 4; k++) this.byte(l * 4 + k);
     return this;
   }
-  i32x4Eq(): this { return this.simd(SimdOp.i32x4_eq); }
-  i32x4Ne(): this { return this.simd(SimdOp.i32x4_ne); }
-  i32x4LtU(): this { return this.simd(SimdOp.i32x4_lt_u); }
-  i32x4GtS(): this { return this.simd(SimdOp.i32x4_gt_s); }
-  i32x4LeU(): this { return this.simd(SimdOp.i32x4_le_u); }
-  f32x4Eq(): this { return this.simd(SimdOp.f32x4_eq); }
-  f32x4Ne(): this { return this.simd(SimdOp.f32x4_ne); }
-  f32x4Lt(): this { return this.simd(SimdOp.f32x4_lt); }
-  f32x4Gt(): this { return this.simd(SimdOp.f32x4_gt); }
-  f32x4Le(): this { return this.simd(SimdOp.f32x4_le); }
-  f32x4Ge(): this { return this.simd(SimdOp.f32x4_ge); }
-  v128Not(): this { return this.simd(SimdOp.v128_not); }
-  v128And(): this { return this.simd(SimdOp.v128_and); }
-  v128AndNot(): this { return this.simd(SimdOp.v128_andnot); }
-  v128Or(): this { return this.simd(SimdOp.v128_or); }
-  v128Xor(): this { return this.simd(SimdOp.v128_xor); }
-  v128Bitselect(): this { return this.simd(SimdOp.v128_bitselect); }
-  v128AnyTrue(): this { return this.simd(SimdOp.v128_any_true); }
-  i32x4Bitmask(): this { return this.simd(SimdOp.i32x4_bitmask); }
-  f32x4Nearest(): this { return this.simd(SimdOp.f32x4_nearest); }
-  i32x4Shl(): this { return this.simd(SimdOp.i32x4_shl); }
-  i32x4ShrS(): this { return this.simd(SimdOp.i32x4_shr_s); }
-  i32x4ShrU(): this { return this.simd(SimdOp.i32x4_shr_u); }
-  i32x4Add(): this { return this.simd(SimdOp.i32x4_add); }
-  i32x4Sub(): this { return this.simd(SimdOp.i32x4_sub); }
-  i32x4Mul(): this { return this.simd(SimdOp.i32x4_mul); }
-  i32x4MinS(): this { return this.simd(SimdOp.i32x4_min_s); }
-  i32x4MaxS(): this { return this.simd(SimdOp.i32x4_max_s); }
-  f32x4Abs(): this { return this.simd(SimdOp.f32x4_abs); }
-  f32x4Neg(): this { return this.simd(SimdOp.f32x4_neg); }
-  f32x4Add(): this { return this.simd(SimdOp.f32x4_add); }
-  f32x4Sub(): this { return this.simd(SimdOp.f32x4_sub); }
-  f32x4Mul(): this { return this.simd(SimdOp.f32x4_mul); }
-  f32x4Div(): this { return this.simd(SimdOp.f32x4_div); }
-  f32x4Min(): this { return this.simd(SimdOp.f32x4_min); }
-  f32x4Max(): this { return this.simd(SimdOp.f32x4_max); }
-  f32x4Pmin(): this { return this.simd(SimdOp.f32x4_pmin); }
-  f32x4Pmax(): this { return this.simd(SimdOp.f32x4_pmax); }
-  i32x4TruncSatF32x4S(): this { return this.simd(SimdOp.i32x4_trunc_sat_f32x4_s); }
-  f32x4ConvertI32x4S(): this { return this.simd(SimdOp.f32x4_convert_i32x4_s); }
-  f32x4ConvertI32x4U(): this { return this.simd(SimdOp.f32x4_convert_i32x4_u); }
+  i32x4Eq(): this {
+    return this.simd(SimdOp.i32x4_eq);
+  }
+  i32x4Ne(): this {
+    return this.simd(SimdOp.i32x4_ne);
+  }
+  i32x4LtU(): this {
+    return this.simd(SimdOp.i32x4_lt_u);
+  }
+  i32x4GtS(): this {
+    return this.simd(SimdOp.i32x4_gt_s);
+  }
+  i32x4LeU(): this {
+    return this.simd(SimdOp.i32x4_le_u);
+  }
+  f32x4Eq(): this {
+    return this.simd(SimdOp.f32x4_eq);
+  }
+  f32x4Ne(): this {
+    return this.simd(SimdOp.f32x4_ne);
+  }
+  f32x4Lt(): this {
+    return this.simd(SimdOp.f32x4_lt);
+  }
+  f32x4Gt(): this {
+    return this.simd(SimdOp.f32x4_gt);
+  }
+  f32x4Le(): this {
+    return this.simd(SimdOp.f32x4_le);
+  }
+  f32x4Ge(): this {
+    return this.simd(SimdOp.f32x4_ge);
+  }
+  v128Not(): this {
+    return this.simd(SimdOp.v128_not);
+  }
+  v128And(): this {
+    return this.simd(SimdOp.v128_and);
+  }
+  v128AndNot(): this {
+    return this.simd(SimdOp.v128_andnot);
+  }
+  v128Or(): this {
+    return this.simd(SimdOp.v128_or);
+  }
+  v128Xor(): this {
+    return this.simd(SimdOp.v128_xor);
+  }
+  v128Bitselect(): this {
+    return this.simd(SimdOp.v128_bitselect);
+  }
+  v128AnyTrue(): this {
+    return this.simd(SimdOp.v128_any_true);
+  }
+  i32x4Bitmask(): this {
+    return this.simd(SimdOp.i32x4_bitmask);
+  }
+  f32x4Nearest(): this {
+    return this.simd(SimdOp.f32x4_nearest);
+  }
+  i32x4Shl(): this {
+    return this.simd(SimdOp.i32x4_shl);
+  }
+  i32x4ShrS(): this {
+    return this.simd(SimdOp.i32x4_shr_s);
+  }
+  i32x4ShrU(): this {
+    return this.simd(SimdOp.i32x4_shr_u);
+  }
+  i32x4Add(): this {
+    return this.simd(SimdOp.i32x4_add);
+  }
+  i32x4Sub(): this {
+    return this.simd(SimdOp.i32x4_sub);
+  }
+  i32x4Mul(): this {
+    return this.simd(SimdOp.i32x4_mul);
+  }
+  i32x4MinS(): this {
+    return this.simd(SimdOp.i32x4_min_s);
+  }
+  i32x4MaxS(): this {
+    return this.simd(SimdOp.i32x4_max_s);
+  }
+  f32x4Abs(): this {
+    return this.simd(SimdOp.f32x4_abs);
+  }
+  f32x4Neg(): this {
+    return this.simd(SimdOp.f32x4_neg);
+  }
+  f32x4Add(): this {
+    return this.simd(SimdOp.f32x4_add);
+  }
+  f32x4Sub(): this {
+    return this.simd(SimdOp.f32x4_sub);
+  }
+  f32x4Mul(): this {
+    return this.simd(SimdOp.f32x4_mul);
+  }
+  f32x4Div(): this {
+    return this.simd(SimdOp.f32x4_div);
+  }
+  f32x4Min(): this {
+    return this.simd(SimdOp.f32x4_min);
+  }
+  f32x4Max(): this {
+    return this.simd(SimdOp.f32x4_max);
+  }
+  f32x4Pmin(): this {
+    return this.simd(SimdOp.f32x4_pmin);
+  }
+  f32x4Pmax(): this {
+    return this.simd(SimdOp.f32x4_pmax);
+  }
+  i32x4TruncSatF32x4S(): this {
+    return this.simd(SimdOp.i32x4_trunc_sat_f32x4_s);
+  }
+  f32x4ConvertI32x4S(): this {
+    return this.simd(SimdOp.f32x4_convert_i32x4_s);
+  }
+  f32x4ConvertI32x4U(): this {
+    return this.simd(SimdOp.f32x4_convert_i32x4_u);
+  }
 
   /** The function body (locals declaration + code + end), size-prefixed, for the code section. */
   encodeBody(): number[] {

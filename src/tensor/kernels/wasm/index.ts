@@ -29,8 +29,19 @@
  */
 import { ArgumentError, DTypeError, NegcacheError, ShapeError, describe } from '../../../errors.js';
 import {
-  SCAN_BLOCK, SCAN_QUERY_CHUNK, checkScanRange, combinePartials, fusedScanRangeTS, fusedScanTS, runScanRange, validateScanArgs,
-  type FusedScanArgs, type FusedScanResult, type ScanBackend, type ScanPartial, type ScanShape,
+  SCAN_BLOCK,
+  SCAN_QUERY_CHUNK,
+  checkScanRange,
+  combinePartials,
+  fusedScanRangeTS,
+  fusedScanTS,
+  runScanRange,
+  validateScanArgs,
+  type FusedScanArgs,
+  type FusedScanResult,
+  type ScanBackend,
+  type ScanPartial,
+  type ScanShape,
 } from '../fusedScan.js';
 import { FunctionBuilder, ModuleBuilder, webAssemblyApi, type WasmMemory, type WasmModule } from './emitter.js';
 import { CONST_POOL_BYTES, buildKernelModule, type KernelExports } from './kernels.js';
@@ -52,7 +63,10 @@ class Heap {
     let at = this.blocks.length;
     for (let q = 0; q < this.blocks.length; q++) {
       const blk = this.blocks[q]!;
-      if (blk.ptr - prevEnd >= size) { at = q; break; }
+      if (blk.ptr - prevEnd >= size) {
+        at = q;
+        break;
+      }
       prevEnd = blk.ptr + blk.size;
     }
     const end = prevEnd + size;
@@ -130,7 +144,8 @@ export function initWasm(): Promise<boolean> {
   if (state) return Promise.resolve(true);
   if (!wasmSimdSupported()) return Promise.resolve(false);
   if (pending === null) {
-    pending = webAssemblyApi()!.compile(bytes())
+    pending = webAssemblyApi()!
+      .compile(bytes())
       .then((module) => {
         if (!state) state = instantiate(module);
         return true;
@@ -164,7 +179,11 @@ function tryState(): WasmState | null {
 
 function requireState(op: string): WasmState {
   const st = tryState();
-  if (!st) throw new NegcacheError(op, 'WebAssembly SIMD kernels are not available here (await initWasm() and check that it resolved true)');
+  if (!st)
+    throw new NegcacheError(
+      op,
+      'WebAssembly SIMD kernels are not available here (await initWasm() and check that it resolved true)',
+    );
   return st;
 }
 
@@ -180,7 +199,10 @@ export function wasmAvailable(): boolean {
 /** A Float32Array's copy inside the wasm memory. */
 export class WasmBuffer {
   #released = false;
-  constructor(readonly ptr: number, readonly length: number) {}
+  constructor(
+    readonly ptr: number,
+    readonly length: number,
+  ) {}
   get released(): boolean {
     return this.#released;
   }
@@ -191,11 +213,15 @@ export class WasmBuffer {
 }
 
 const resident = new WeakMap<Float32Array, WasmBuffer>();
-const finalizer = typeof FinalizationRegistry === 'function'
-  ? new FinalizationRegistry<WasmBuffer>((buf) => {
-    if (!buf.released && state) { state.heap.free(buf.ptr); buf.markReleased(); }
-  })
-  : null;
+const finalizer =
+  typeof FinalizationRegistry === 'function'
+    ? new FinalizationRegistry<WasmBuffer>((buf) => {
+        if (!buf.released && state) {
+          state.heap.free(buf.ptr);
+          buf.markReleased();
+        }
+      })
+    : null;
 
 /**
  * Copies `array` into wasm memory once; later wrapper calls given this same
@@ -203,7 +229,8 @@ const finalizer = typeof FinalizationRegistry === 'function'
  * the kernels are unavailable. The array must not be mutated while resident.
  */
 export function makeResident(array: Float32Array): WasmBuffer | null {
-  if (!(array instanceof Float32Array)) throw new DTypeError('makeResident', `array must be a Float32Array, got ${describe(array)}`);
+  if (!(array instanceof Float32Array))
+    throw new DTypeError('makeResident', `array must be a Float32Array, got ${describe(array)}`);
   const have = resident.get(array);
   if (have && !have.released) return have;
   const st = tryState();
@@ -264,10 +291,24 @@ class Temps {
 // Matmuls
 // ---------------------------------------------------------------------------
 
-function checkMatmul(op: string, a: Float32Array, b: Float32Array, m: number, n: number, k: number,
-  aLen: number, bLen: number, out: Float32Array | undefined): Float32Array {
-  for (const [name, v] of [['m', m], ['n', n], ['k', k]] as const) {
-    if (!Number.isInteger(v) || v < 0) throw new ArgumentError(op, `${name} must be a non-negative integer, got ${describe(v)}`);
+function checkMatmul(
+  op: string,
+  a: Float32Array,
+  b: Float32Array,
+  m: number,
+  n: number,
+  k: number,
+  aLen: number,
+  bLen: number,
+  out: Float32Array | undefined,
+): Float32Array {
+  for (const [name, v] of [
+    ['m', m],
+    ['n', n],
+    ['k', k],
+  ] as const) {
+    if (!Number.isInteger(v) || v < 0)
+      throw new ArgumentError(op, `${name} must be a non-negative integer, got ${describe(v)}`);
   }
   if (!(a instanceof Float32Array)) throw new DTypeError(op, `a must be a Float32Array, got ${describe(a)}`);
   if (!(b instanceof Float32Array)) throw new DTypeError(op, `b must be a Float32Array, got ${describe(b)}`);
@@ -282,14 +323,23 @@ function checkMatmul(op: string, a: Float32Array, b: Float32Array, m: number, n:
 }
 
 /** C[m,n] = A[m,k] · B[n,k]ᵀ (row-major; k contiguous in both). */
-export function matmulNTWasm(a: Float32Array, b: Float32Array, m: number, n: number, k: number, out?: Float32Array): Float32Array {
+export function matmulNTWasm(
+  a: Float32Array,
+  b: Float32Array,
+  m: number,
+  n: number,
+  k: number,
+  out?: Float32Array,
+): Float32Array {
   const op = 'matmulNTWasm';
   const c = checkMatmul(op, a, b, m, n, k, m * k, n * k, out);
   if (m === 0 || n === 0) return c;
   const st = requireState(op);
   const t = new Temps(st);
   try {
-    const pa = t.input(a), pb = t.input(b), pc = t.alloc(m * n * 4);
+    const pa = t.input(a),
+      pb = t.input(b),
+      pc = t.alloc(m * n * 4);
     st.exports.matmulNT(pa, pb, pc, m, n, k, k, k, n, 1);
     c.set(new Float32Array(st.memory.buffer, pc, m * n));
   } finally {
@@ -299,14 +349,24 @@ export function matmulNTWasm(a: Float32Array, b: Float32Array, m: number, n: num
 }
 
 /** C[m,n] = A[m,k] · B[k,n]: B is transposed into wasm scratch, then the NT kernel. */
-export function matmulNNWasm(a: Float32Array, b: Float32Array, m: number, n: number, k: number, out?: Float32Array): Float32Array {
+export function matmulNNWasm(
+  a: Float32Array,
+  b: Float32Array,
+  m: number,
+  n: number,
+  k: number,
+  out?: Float32Array,
+): Float32Array {
   const op = 'matmulNNWasm';
   const c = checkMatmul(op, a, b, m, n, k, m * k, k * n, out);
   if (m === 0 || n === 0) return c;
   const st = requireState(op);
   const t = new Temps(st);
   try {
-    const pa = t.input(a), pb = t.input(b), pbt = t.alloc(n * k * 4), pc = t.alloc(m * n * 4);
+    const pa = t.input(a),
+      pb = t.input(b),
+      pbt = t.alloc(n * k * 4),
+      pc = t.alloc(m * n * 4);
     st.exports.transpose(pb, pbt, k, n);
     st.exports.matmulNT(pa, pbt, pc, m, n, k, k, k, n, 1);
     c.set(new Float32Array(st.memory.buffer, pc, m * n));
@@ -317,14 +377,25 @@ export function matmulNNWasm(a: Float32Array, b: Float32Array, m: number, n: num
 }
 
 /** C[m,n] = A[k,m]ᵀ · B[k,n]: both operands transposed into wasm scratch, then the NT kernel. */
-export function matmulTNWasm(a: Float32Array, b: Float32Array, m: number, n: number, k: number, out?: Float32Array): Float32Array {
+export function matmulTNWasm(
+  a: Float32Array,
+  b: Float32Array,
+  m: number,
+  n: number,
+  k: number,
+  out?: Float32Array,
+): Float32Array {
   const op = 'matmulTNWasm';
   const c = checkMatmul(op, a, b, m, n, k, k * m, k * n, out);
   if (m === 0 || n === 0) return c;
   const st = requireState(op);
   const t = new Temps(st);
   try {
-    const pa = t.input(a), pb = t.input(b), pat = t.alloc(m * k * 4), pbt = t.alloc(n * k * 4), pc = t.alloc(m * n * 4);
+    const pa = t.input(a),
+      pb = t.input(b),
+      pat = t.alloc(m * k * 4),
+      pbt = t.alloc(n * k * 4),
+      pc = t.alloc(m * n * 4);
     st.exports.transpose(pa, pat, k, m);
     st.exports.transpose(pb, pbt, k, n);
     st.exports.matmulNT(pat, pbt, pc, m, n, k, k, k, n, 1);
@@ -344,8 +415,10 @@ const MAP_CHUNK = 1 << 20;
 
 function mapWasm(op: string, kernel: 'expArray' | 'logArray', src: Float32Array, dst?: Float32Array): Float32Array {
   if (!(src instanceof Float32Array)) throw new DTypeError(op, `src must be a Float32Array, got ${describe(src)}`);
-  if (dst !== undefined && !(dst instanceof Float32Array)) throw new DTypeError(op, `dst must be a Float32Array, got ${describe(dst)}`);
-  if (dst !== undefined && dst.length !== src.length) throw new ShapeError(op, `dst has length ${dst.length}; need ${src.length}`);
+  if (dst !== undefined && !(dst instanceof Float32Array))
+    throw new DTypeError(op, `dst must be a Float32Array, got ${describe(dst)}`);
+  if (dst !== undefined && dst.length !== src.length)
+    throw new ShapeError(op, `dst has length ${dst.length}; need ${src.length}`);
   const out = dst ?? new Float32Array(src.length);
   if (src.length === 0) return out;
   const st = requireState(op);
@@ -411,7 +484,14 @@ export interface WasmScanOptions {
   residentCache?: boolean;
 }
 
-function createWasmBackend(st: WasmState, args: FusedScanArgs, sh: ScanShape, rowStart: number, rowEnd: number, t: Temps): ScanBackend {
+function createWasmBackend(
+  st: WasmState,
+  args: FusedScanArgs,
+  sh: ScanShape,
+  rowStart: number,
+  rowEnd: number,
+  t: Temps,
+): ScanBackend {
   const { b, d, k, groupSize } = sh;
   const ex = st.exports;
   const chunk = SCAN_QUERY_CHUNK * SCAN_BLOCK;
@@ -422,10 +502,15 @@ function createWasmBackend(st: WasmState, args: FusedScanArgs, sh: ScanShape, ro
   const pcBase = pc - rowStart * d * 4; // where row 0 is (or would be): row j is at pcBase + j*d*4
   const ps = t.alloc(chunk * 4);
   const pe = args.sampler === 'categorical' ? t.alloc(chunk * 4) : 0;
-  const pmax = t.alloc(SCAN_QUERY_CHUNK * 4), psum = t.alloc(SCAN_QUERY_CHUNK * 4);
+  const pmax = t.alloc(SCAN_QUERY_CHUNK * 4),
+    psum = t.alloc(SCAN_QUERY_CHUNK * 4);
   const pmask = t.alloc(SCAN_BLOCK * 4);
-  const pthr = t.alloc(b * 4), pbk = t.alloc(b * 4), pbi = t.alloc(b * 4), pbs = t.alloc(b * 4);
-  const pgm = k > 0 ? t.alloc(b * k * 4) : 0, pga = k > 0 ? t.alloc(b * k * 4) : 0;
+  const pthr = t.alloc(b * 4),
+    pbk = t.alloc(b * 4),
+    pbi = t.alloc(b * 4),
+    pbs = t.alloc(b * 4);
+  const pgm = k > 0 ? t.alloc(b * k * 4) : 0,
+    pga = k > 0 ? t.alloc(b * k * 4) : 0;
   const buf = st.memory.buffer;
   const scores = new Float32Array(buf, ps, chunk);
   return {
@@ -465,14 +550,26 @@ function createWasmBackend(st: WasmState, args: FusedScanArgs, sh: ScanShape, ro
  * partial result (see fusedScan.ts; combine with combinePartials). Only the
  * rows of the range are copied into wasm memory (none if the cache is resident).
  */
-export function fusedCacheScanWasmRange(args: FusedScanArgs, rowStart: number, rowEnd: number, opts: WasmScanOptions = {}): ScanPartial {
+export function fusedCacheScanWasmRange(
+  args: FusedScanArgs,
+  rowStart: number,
+  rowEnd: number,
+  opts: WasmScanOptions = {},
+): ScanPartial {
   const op = 'fusedCacheScanWasmRange';
   const sh = validateScanArgs(args, op);
   checkScanRange(sh, rowStart, rowEnd, op);
   return scanRange(op, args, sh, rowStart, rowEnd, opts);
 }
 
-function scanRange(op: string, args: FusedScanArgs, sh: ScanShape, rowStart: number, rowEnd: number, opts: WasmScanOptions): ScanPartial {
+function scanRange(
+  op: string,
+  args: FusedScanArgs,
+  sh: ScanShape,
+  rowStart: number,
+  rowEnd: number,
+  opts: WasmScanOptions,
+): ScanPartial {
   const st = requireState(op);
   if (opts.residentCache) makeResident(args.cache);
   const t = new Temps(st);
@@ -500,6 +597,13 @@ export function fusedCacheScan(args: FusedScanArgs, opts: WasmScanOptions = {}):
 }
 
 /** fusedCacheScan on a row range, as a partial result. */
-export function fusedCacheScanRange(args: FusedScanArgs, rowStart: number, rowEnd: number, opts: WasmScanOptions = {}): ScanPartial {
-  return wasmAvailable() ? fusedCacheScanWasmRange(args, rowStart, rowEnd, opts) : fusedScanRangeTS(args, rowStart, rowEnd);
+export function fusedCacheScanRange(
+  args: FusedScanArgs,
+  rowStart: number,
+  rowEnd: number,
+  opts: WasmScanOptions = {},
+): ScanPartial {
+  return wasmAvailable()
+    ? fusedCacheScanWasmRange(args, rowStart, rowEnd, opts)
+    : fusedScanRangeTS(args, rowStart, rowEnd);
 }

@@ -62,7 +62,18 @@ export const DEFAULT_KERNEL_CONFIG: KernelConfig = { mr: 2, nr: 2, nc: 64, unrol
 /** The functions exported by the module (all pointers are byte offsets). */
 export interface KernelExports {
   /** C[m,n] = alpha * A[m,k] · B[n,k]ᵀ (row-major, leading dimensions lda, ldb, ldc). */
-  matmulNT(a: number, b: number, c: number, m: number, n: number, k: number, lda: number, ldb: number, ldc: number, alpha: number): void;
+  matmulNT(
+    a: number,
+    b: number,
+    c: number,
+    m: number,
+    n: number,
+    k: number,
+    lda: number,
+    ldb: number,
+    ldc: number,
+    alpha: number,
+  ): void;
   /** dst[cols, rows] = src[rows, cols]ᵀ (dense). */
   transpose(src: number, dst: number, rows: number, cols: number): void;
   /** dst[i] = exp(src[i]) for i < len (dst may equal src). */
@@ -90,15 +101,37 @@ export interface KernelExports {
    * some lane whose hash bits are <= thr[r] (u32), a conservative screen
    * computed by the caller.
    */
-  gumbelScan(s: number, rows: number, cols: number, ld: number, q0: number, j0: number, k0: number, k1: number,
-    thr: number, bestKey: number, bestIdx: number, bestScore: number): void;
+  gumbelScan(
+    s: number,
+    rows: number,
+    cols: number,
+    ld: number,
+    q0: number,
+    j0: number,
+    k0: number,
+    k1: number,
+    thr: number,
+    bestKey: number,
+    bestIdx: number,
+    bestScore: number,
+  ): void;
   /**
    * Group maxima: for rows r < rows, columns j < cols (cache row j0 + j,
    * group g = floor((j0 + j) / groupSize) - g0), where S[r,j] > gMax[r*kg + g],
    * set gMax and gArg = j0 + j (strict >, so the first index wins ties).
    */
-  groupScan(s: number, rows: number, cols: number, ld: number, j0: number, groupSize: number, g0: number, kg: number,
-    gMax: number, gArg: number): void;
+  groupScan(
+    s: number,
+    rows: number,
+    cols: number,
+    ld: number,
+    j0: number,
+    groupSize: number,
+    g0: number,
+    kg: number,
+    gMax: number,
+    gArg: number,
+  ): void;
 }
 
 // ---------------------------------------------------------------------------
@@ -118,8 +151,15 @@ export interface KernelExports {
  * out-of-row garbage contributes exactly 0·0 = 0).
  */
 function emitTile(
-  fn: FunctionBuilder, mr: number, nr: number,
-  pa: Local[], pb: Local[], pc: Local, k: Local, ldc: Local, alpha: Local,
+  fn: FunctionBuilder,
+  mr: number,
+  nr: number,
+  pa: Local[],
+  pb: Local[],
+  pc: Local,
+  k: Local,
+  ldc: Local,
+  alpha: Local,
   scratch: TileScratch,
 ): void {
   const { acc, bv, av, unroll, sets } = scratch;
@@ -185,7 +225,11 @@ function emitTile(
       // a + a.zwxy, then + its .yxwv: lane 0 holds the sum of the four lanes.
       fn.get(a).get(a).get(a).i32x4Shuffle([2, 3, 0, 1]).f32x4Add().set(a);
       fn.get(pc);
-      if (r > 0) fn.get(ldc).i32Const(4 * r).i32Mul().i32Add();
+      if (r > 0)
+        fn.get(ldc)
+          .i32Const(4 * r)
+          .i32Mul()
+          .i32Add();
       fn.get(a).get(a).get(a).i32x4Shuffle([1, 0, 3, 2]).f32x4Add().f32x4ExtractLane(0);
       fn.get(alpha).f32Mul();
       fn.f32Store(4 * c);
@@ -218,14 +262,27 @@ function tileScratch(fn: FunctionBuilder, mr: number, nr: number, unroll: number
   }
   const bv: Local[] = [];
   for (let c = 0; c < nr; c++) bv.push(fn.local('v128'));
-  return { acc, bv, av: fn.local('v128'), p: fn.local('i32'), rem: fn.local('i32'), mask: fn.local('v128'), unroll, sets };
+  return {
+    acc,
+    bv,
+    av: fn.local('v128'),
+    p: fn.local('i32'),
+    rem: fn.local('i32'),
+    mask: fn.local('v128'),
+    unroll,
+    sets,
+  };
 }
 
 /** Sets pa[r] = a + r*lda*4 (r < count) from a base pointer expression already in local `base`. */
 function emitRowPointers(fn: FunctionBuilder, base: Local, ld: Local, ptrs: Local[], count: number): void {
   for (let r = 0; r < count; r++) {
     fn.get(base);
-    if (r > 0) fn.get(ld).i32Const(4 * r).i32Mul().i32Add();
+    if (r > 0)
+      fn.get(ld)
+        .i32Const(4 * r)
+        .i32Mul()
+        .i32Add();
     fn.set(ptrs[r]!);
   }
 }
@@ -233,7 +290,16 @@ function emitRowPointers(fn: FunctionBuilder, base: Local, ld: Local, ptrs: Loca
 /** A standalone edge tile function tile_mr_nr(a, b, c, k, lda, ldb, ldc, alpha). */
 function buildEdgeTile(mr: number, nr: number, unroll: number, sets: number): FunctionBuilder {
   const fn = new FunctionBuilder(`tile_${mr}x${nr}`, ['i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'f32']);
-  const [a, b, c, k, lda, ldb, ldc, alpha] = [0, 1, 2, 3, 4, 5, 6, 7].map((i) => fn.param(i)) as [Local, Local, Local, Local, Local, Local, Local, Local];
+  const [a, b, c, k, lda, ldb, ldc, alpha] = [0, 1, 2, 3, 4, 5, 6, 7].map((i) => fn.param(i)) as [
+    Local,
+    Local,
+    Local,
+    Local,
+    Local,
+    Local,
+    Local,
+    Local,
+  ];
   const pa = Array.from({ length: mr }, () => fn.local('i32'));
   const pb = Array.from({ length: nr }, () => fn.local('i32'));
   const sc = tileScratch(fn, mr, nr, unroll, sets);
@@ -253,8 +319,9 @@ function buildEdgeTile(mr: number, nr: number, unroll: number, sets: number): Fu
 function buildMatmulNT(cfg: KernelConfig, edgeIndex: (mr: number, nr: number) => number): FunctionBuilder {
   const { mr: MR, nr: NR, nc: NC } = cfg;
   const fn = new FunctionBuilder('matmulNT', ['i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'f32']);
-  const [a, b, c, m, n, k, lda, ldb, ldc, alpha] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9].map((i) => fn.param(i)) as Local[] as [
-    Local, Local, Local, Local, Local, Local, Local, Local, Local, Local];
+  const [a, b, c, m, n, k, lda, ldb, ldc, alpha] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9].map((i) =>
+    fn.param(i),
+  ) as Local[] as [Local, Local, Local, Local, Local, Local, Local, Local, Local, Local];
   const jc = fn.local('i32');
   const jEnd = fn.local('i32');
   const i = fn.local('i32');
@@ -268,44 +335,76 @@ function buildMatmulNT(cfg: KernelConfig, edgeIndex: (mr: number, nr: number) =>
   const pb = Array.from({ length: NR }, () => fn.local('i32'));
   const sc = tileScratch(fn, MR, NR, cfg.unroll ?? 2, cfg.sets ?? 1);
 
-  fn.forLoop(jc, () => fn.i32Const(0), () => fn.get(n), NC, () => {
-    // jEnd = min(jc + NC, n)
-    fn.get(jc).i32Const(NC).i32Add().tee(jEnd).get(n).i32GtS();
-    fn.if(() => { fn.get(n).set(jEnd); });
-    fn.forLoop(i, () => fn.i32Const(0), () => fn.get(m), MR, () => {
-      // mrNow = min(MR, m - i); aRow = a + i*lda*4
-      fn.get(m).get(i).i32Sub().tee(mrNow).i32Const(MR).i32GtS();
-      fn.if(() => { fn.i32Const(MR).set(mrNow); });
-      fn.get(a).get(i).get(lda).i32Mul().i32Const(4).i32Mul().i32Add().set(aRow);
-      fn.forLoop(j, () => fn.get(jc), () => fn.get(jEnd), NR, () => {
-        fn.get(jEnd).get(j).i32Sub().tee(nrNow).i32Const(NR).i32GtS();
-        fn.if(() => { fn.i32Const(NR).set(nrNow); });
-        fn.get(b).get(j).get(ldb).i32Mul().i32Const(4).i32Mul().i32Add().set(bRow);
-        // cPtr = c + (i*ldc + j)*4
-        fn.get(c).get(i).get(ldc).i32Mul().get(j).i32Add().i32Const(4).i32Mul().i32Add().set(cPtr);
-        fn.get(mrNow).i32Const(MR).i32Eq().get(nrNow).i32Const(NR).i32Eq().i32And();
-        fn.if(
-          () => {
-            emitRowPointers(fn, aRow, lda, pa, MR);
-            emitRowPointers(fn, bRow, ldb, pb, NR);
-            emitTile(fn, MR, NR, pa, pb, cPtr, k, ldc, alpha, sc);
-          },
-          () => {
-            // Dispatch on (mrNow, nrNow) to the edge tile.
-            for (let r = 1; r <= MR; r++) {
-              for (let q = 1; q <= NR; q++) {
-                if (r === MR && q === NR) continue;
-                fn.get(mrNow).i32Const(r).i32Eq().get(nrNow).i32Const(q).i32Eq().i32And();
-                fn.if(() => {
-                  fn.get(aRow).get(bRow).get(cPtr).get(k).get(lda).get(ldb).get(ldc).get(alpha).call(edgeIndex(r, q));
-                });
-              }
-            }
-          },
-        );
+  fn.forLoop(
+    jc,
+    () => fn.i32Const(0),
+    () => fn.get(n),
+    NC,
+    () => {
+      // jEnd = min(jc + NC, n)
+      fn.get(jc).i32Const(NC).i32Add().tee(jEnd).get(n).i32GtS();
+      fn.if(() => {
+        fn.get(n).set(jEnd);
       });
-    });
-  });
+      fn.forLoop(
+        i,
+        () => fn.i32Const(0),
+        () => fn.get(m),
+        MR,
+        () => {
+          // mrNow = min(MR, m - i); aRow = a + i*lda*4
+          fn.get(m).get(i).i32Sub().tee(mrNow).i32Const(MR).i32GtS();
+          fn.if(() => {
+            fn.i32Const(MR).set(mrNow);
+          });
+          fn.get(a).get(i).get(lda).i32Mul().i32Const(4).i32Mul().i32Add().set(aRow);
+          fn.forLoop(
+            j,
+            () => fn.get(jc),
+            () => fn.get(jEnd),
+            NR,
+            () => {
+              fn.get(jEnd).get(j).i32Sub().tee(nrNow).i32Const(NR).i32GtS();
+              fn.if(() => {
+                fn.i32Const(NR).set(nrNow);
+              });
+              fn.get(b).get(j).get(ldb).i32Mul().i32Const(4).i32Mul().i32Add().set(bRow);
+              // cPtr = c + (i*ldc + j)*4
+              fn.get(c).get(i).get(ldc).i32Mul().get(j).i32Add().i32Const(4).i32Mul().i32Add().set(cPtr);
+              fn.get(mrNow).i32Const(MR).i32Eq().get(nrNow).i32Const(NR).i32Eq().i32And();
+              fn.if(
+                () => {
+                  emitRowPointers(fn, aRow, lda, pa, MR);
+                  emitRowPointers(fn, bRow, ldb, pb, NR);
+                  emitTile(fn, MR, NR, pa, pb, cPtr, k, ldc, alpha, sc);
+                },
+                () => {
+                  // Dispatch on (mrNow, nrNow) to the edge tile.
+                  for (let r = 1; r <= MR; r++) {
+                    for (let q = 1; q <= NR; q++) {
+                      if (r === MR && q === NR) continue;
+                      fn.get(mrNow).i32Const(r).i32Eq().get(nrNow).i32Const(q).i32Eq().i32And();
+                      fn.if(() => {
+                        fn.get(aRow)
+                          .get(bRow)
+                          .get(cPtr)
+                          .get(k)
+                          .get(lda)
+                          .get(ldb)
+                          .get(ldc)
+                          .get(alpha)
+                          .call(edgeIndex(r, q));
+                      });
+                    }
+                  }
+                },
+              );
+            },
+          );
+        },
+      );
+    },
+  );
   return fn;
 }
 
@@ -317,25 +416,57 @@ function buildMatmulNT(cfg: KernelConfig, edgeIndex: (mr: number, nr: number) =>
 function buildTranspose(): FunctionBuilder {
   const fn = new FunctionBuilder('transpose', ['i32', 'i32', 'i32', 'i32']);
   const [src, dst, rows, cols] = [0, 1, 2, 3].map((i) => fn.param(i)) as [Local, Local, Local, Local];
-  const rb = fn.local('i32'), cb = fn.local('i32'), r = fn.local('i32'), c = fn.local('i32');
-  const rEnd = fn.local('i32'), cEnd = fn.local('i32');
+  const rb = fn.local('i32'),
+    cb = fn.local('i32'),
+    r = fn.local('i32'),
+    c = fn.local('i32');
+  const rEnd = fn.local('i32'),
+    cEnd = fn.local('i32');
   const B = 16;
-  fn.forLoop(rb, () => fn.i32Const(0), () => fn.get(rows), B, () => {
-    fn.get(rb).i32Const(B).i32Add().tee(rEnd).get(rows).i32GtS();
-    fn.if(() => { fn.get(rows).set(rEnd); });
-    fn.forLoop(cb, () => fn.i32Const(0), () => fn.get(cols), B, () => {
-      fn.get(cb).i32Const(B).i32Add().tee(cEnd).get(cols).i32GtS();
-      fn.if(() => { fn.get(cols).set(cEnd); });
-      fn.forLoop(r, () => fn.get(rb), () => fn.get(rEnd), 1, () => {
-        fn.forLoop(c, () => fn.get(cb), () => fn.get(cEnd), 1, () => {
-          // dst + (c*rows + r)*4  <-  src + (r*cols + c)*4
-          fn.get(dst).get(c).get(rows).i32Mul().get(r).i32Add().i32Const(4).i32Mul().i32Add();
-          fn.get(src).get(r).get(cols).i32Mul().get(c).i32Add().i32Const(4).i32Mul().i32Add().f32Load();
-          fn.f32Store();
-        });
+  fn.forLoop(
+    rb,
+    () => fn.i32Const(0),
+    () => fn.get(rows),
+    B,
+    () => {
+      fn.get(rb).i32Const(B).i32Add().tee(rEnd).get(rows).i32GtS();
+      fn.if(() => {
+        fn.get(rows).set(rEnd);
       });
-    });
-  });
+      fn.forLoop(
+        cb,
+        () => fn.i32Const(0),
+        () => fn.get(cols),
+        B,
+        () => {
+          fn.get(cb).i32Const(B).i32Add().tee(cEnd).get(cols).i32GtS();
+          fn.if(() => {
+            fn.get(cols).set(cEnd);
+          });
+          fn.forLoop(
+            r,
+            () => fn.get(rb),
+            () => fn.get(rEnd),
+            1,
+            () => {
+              fn.forLoop(
+                c,
+                () => fn.get(cb),
+                () => fn.get(cEnd),
+                1,
+                () => {
+                  // dst + (c*rows + r)*4  <-  src + (r*cols + c)*4
+                  fn.get(dst).get(c).get(rows).i32Mul().get(r).i32Add().i32Const(4).i32Mul().i32Add();
+                  fn.get(src).get(r).get(cols).i32Mul().get(c).i32Add().i32Const(4).i32Mul().i32Add().f32Load();
+                  fn.f32Store();
+                },
+              );
+            },
+          );
+        },
+      );
+    },
+  );
   return fn;
 }
 
@@ -358,8 +489,12 @@ export interface VecConsts {
 
 /** v128.const in the code. */
 export const INLINE_CONSTS: VecConsts = {
-  f32: (fn, v) => { fn.v128ConstF32(v); },
-  i32: (fn, v) => { fn.v128ConstI32(v); },
+  f32: (fn, v) => {
+    fn.v128ConstF32(v);
+  },
+  i32: (fn, v) => {
+    fn.v128ConstI32(v);
+  },
 };
 
 /**
@@ -413,8 +548,8 @@ export const EXP_CONST = {
   lo: -104, // below: 0 (exp(-103.98) is below half the smallest subnormal)
   log2e: 1.44269504088896341,
   c1: 0.693359375,
-  c2: -2.12194440e-4,
-  p: [1.9875691500e-4, 1.3981999507e-3, 8.3334519073e-3, 4.1665795894e-2, 1.6666665459e-1, 5.0000001201e-1],
+  c2: -2.1219444e-4,
+  p: [1.98756915e-4, 1.3981999507e-3, 8.3334519073e-3, 4.1665795894e-2, 1.6666665459e-1, 5.0000001201e-1],
 } as const;
 
 /**
@@ -431,7 +566,11 @@ export const EXP_CONST = {
  *            subnormal range and overflow to +Inf come out right)
  * (f32x4.min/max/nearest/trunc_sat would cost 5-8 x86 instructions each.)
  */
-export function emitExpF32x4(fn: FunctionBuilder, t: { x: Local; nf: Local; r: Local; y: Local; ni: Local }, K: VecConsts = INLINE_CONSTS): void {
+export function emitExpF32x4(
+  fn: FunctionBuilder,
+  t: { x: Local; nf: Local; r: Local; y: Local; ni: Local },
+  K: VecConsts = INLINE_CONSTS,
+): void {
   const C = EXP_CONST;
   const MAGIC = 12582912; // 1.5 * 2^23
   fn.vconstF32(K, C.lo).f32x4Pmax().vconstF32(K, C.hi).f32x4Pmin().tee(t.x);
@@ -450,7 +589,16 @@ export function emitExpF32x4(fn: FunctionBuilder, t: { x: Local; nf: Local; r: L
   // y*r*r + r + 1
   fn.get(t.r).f32x4Mul().get(t.r).f32x4Mul().get(t.r).f32x4Add().vconstF32(K, 1).f32x4Add();
   // * 2^(n - (n >> 1)): exponent field ((n - n>>1) + 127) << 23
-  fn.get(t.ni).get(t.ni).i32Const(1).i32x4ShrS().i32x4Sub().vconstI32(K, 127).i32x4Add().i32Const(23).i32x4Shl().f32x4Mul();
+  fn.get(t.ni)
+    .get(t.ni)
+    .i32Const(1)
+    .i32x4ShrS()
+    .i32x4Sub()
+    .vconstI32(K, 127)
+    .i32x4Add()
+    .i32Const(23)
+    .i32x4Shl()
+    .f32x4Mul();
   // * 2^(n >> 1)
   fn.get(t.ni).i32Const(1).i32x4ShrS().vconstI32(K, 127).i32x4Add().i32Const(23).i32x4Shl().f32x4Mul();
 }
@@ -467,7 +615,11 @@ const LOG_CONST = LOGF_CONST;
  *   if m < √½: e -= 1, f = 2m - 1  else f = m - 1       (m·2 - 1 = m + m - 1)
  *   z = f²;  y = f·z·P(f) + e·q1 - z/2;  log = f + y + e·q2
  */
-export function emitLogF32x4(fn: FunctionBuilder, t: { x: Local; e: Local; f: Local; z: Local; y: Local; mask: Local }, K: VecConsts = INLINE_CONSTS): void {
+export function emitLogF32x4(
+  fn: FunctionBuilder,
+  t: { x: Local; e: Local; f: Local; z: Local; y: Local; mask: Local },
+  K: VecConsts = INLINE_CONSTS,
+): void {
   const C = LOG_CONST;
   fn.tee(t.x);
   fn.i32Const(23).i32x4ShrS().vconstI32(K, 126).i32x4Sub().set(t.e);
@@ -502,14 +654,29 @@ export function emitLogF32x4(fn: FunctionBuilder, t: { x: Local; e: Local; f: Lo
  * 23·ln2 subtracted after); then the special values are patched:
  * x = 0 -> -Inf, x < 0 -> NaN, x = +Inf -> +Inf, NaN -> NaN.
  */
-function emitLogGeneral(fn: FunctionBuilder, t: { in: Local; x: Local; e: Local; f: Local; z: Local; y: Local; mask: Local; sub: Local }, K: VecConsts = INLINE_CONSTS): void {
+function emitLogGeneral(
+  fn: FunctionBuilder,
+  t: { in: Local; x: Local; e: Local; f: Local; z: Local; y: Local; mask: Local; sub: Local },
+  K: VecConsts = INLINE_CONSTS,
+): void {
   fn.set(t.in);
   // sub = in < 2^-126 (as a mask); scaled = sub ? in * 2^23 : in
-  fn.get(t.in).vconstF32(K, 2 ** -126).f32x4Lt().set(t.sub);
-  fn.get(t.in).vconstF32(K, 2 ** 23).f32x4Mul().get(t.in).get(t.sub).v128Bitselect();
+  fn.get(t.in)
+    .vconstF32(K, 2 ** -126)
+    .f32x4Lt()
+    .set(t.sub);
+  fn.get(t.in)
+    .vconstF32(K, 2 ** 23)
+    .f32x4Mul()
+    .get(t.in)
+    .get(t.sub)
+    .v128Bitselect();
   emitLogF32x4(fn, t, K);
   // minus 23*ln2 where scaled
-  fn.vconstF32(K, -23 * Math.LN2).get(t.sub).v128And().f32x4Add();
+  fn.vconstF32(K, -23 * Math.LN2)
+    .get(t.sub)
+    .v128And()
+    .f32x4Add();
   // bitselect(a, b, m) keeps a where m is set: so each patch keeps the result where the special case does NOT hold.
   // x == 0 -> -Inf
   fn.vconstF32(K, -Infinity).get(t.in).vconstF32(K, 0).f32x4Ne().v128Bitselect();
@@ -526,18 +693,30 @@ function buildMapArray(name: string, body: (fn: FunctionBuilder) => void): Funct
   const i = fn.local('i32');
   const end4 = fn.local('i32');
   fn.get(len).i32Const(-4).i32And().set(end4);
-  fn.forLoop(i, () => fn.i32Const(0), () => fn.get(end4), 4, () => {
-    fn.get(dst).get(i).i32Const(4).i32Mul().i32Add();
-    fn.get(src).get(i).i32Const(4).i32Mul().i32Add().v128Load();
-    body(fn);
-    fn.v128Store();
-  });
-  fn.forLoop(i, () => fn.get(end4), () => fn.get(len), 1, () => {
-    fn.get(dst).get(i).i32Const(4).i32Mul().i32Add();
-    fn.get(src).get(i).i32Const(4).i32Mul().i32Add().v128Load32Splat();
-    body(fn);
-    fn.f32x4ExtractLane(0).f32Store();
-  });
+  fn.forLoop(
+    i,
+    () => fn.i32Const(0),
+    () => fn.get(end4),
+    4,
+    () => {
+      fn.get(dst).get(i).i32Const(4).i32Mul().i32Add();
+      fn.get(src).get(i).i32Const(4).i32Mul().i32Add().v128Load();
+      body(fn);
+      fn.v128Store();
+    },
+  );
+  fn.forLoop(
+    i,
+    () => fn.get(end4),
+    () => fn.get(len),
+    1,
+    () => {
+      fn.get(dst).get(i).i32Const(4).i32Mul().i32Add();
+      fn.get(src).get(i).i32Const(4).i32Mul().i32Add().v128Load32Splat();
+      body(fn);
+      fn.f32x4ExtractLane(0).f32Store();
+    },
+  );
   return fn;
 }
 
@@ -545,7 +724,14 @@ function expLocals(fn: FunctionBuilder): { x: Local; nf: Local; r: Local; y: Loc
   return { x: fn.local('v128'), nf: fn.local('v128'), r: fn.local('v128'), y: fn.local('v128'), ni: fn.local('v128') };
 }
 function logLocals(fn: FunctionBuilder): { x: Local; e: Local; f: Local; z: Local; y: Local; mask: Local } {
-  return { x: fn.local('v128'), e: fn.local('v128'), f: fn.local('v128'), z: fn.local('v128'), y: fn.local('v128'), mask: fn.local('v128') };
+  return {
+    x: fn.local('v128'),
+    e: fn.local('v128'),
+    f: fn.local('v128'),
+    z: fn.local('v128'),
+    y: fn.local('v128'),
+    mask: fn.local('v128'),
+  };
 }
 
 // ---------------------------------------------------------------------------
@@ -591,12 +777,28 @@ function emitNoiseBitsX4(fn: FunctionBuilder, jv: Local, r1v: Local, r2v: Local,
  *   E = -(log t - c);  G = -log E
  * (branch-free: both sides computed, selected with the w < 0.5 lane mask).
  */
-function emitGumbelFromBits(fn: FunctionBuilder, L: { bits: Local; w: Local; t: Local; mask: Local; lg: ReturnType<typeof logLocals> }, K: VecConsts = INLINE_CONSTS): void {
-  fn.tee(L.bits).f32x4ConvertI32x4U().vconstF32(K, 0.5).f32x4Add().vconstF32(K, 2 ** -32).f32x4Mul().tee(L.w);
+function emitGumbelFromBits(
+  fn: FunctionBuilder,
+  L: { bits: Local; w: Local; t: Local; mask: Local; lg: ReturnType<typeof logLocals> },
+  K: VecConsts = INLINE_CONSTS,
+): void {
+  fn.tee(L.bits)
+    .f32x4ConvertI32x4U()
+    .vconstF32(K, 0.5)
+    .f32x4Add()
+    .vconstF32(K, 2 ** -32)
+    .f32x4Mul()
+    .tee(L.w);
   fn.vconstF32(K, 0.5).f32x4Lt().set(L.mask);
   // t = mask ? 1 - w : f32(~bits) + 0.5) * 2^-32
   fn.vconstF32(K, 1).get(L.w).f32x4Sub();
-  fn.get(L.bits).v128Not().f32x4ConvertI32x4U().vconstF32(K, 0.5).f32x4Add().vconstF32(K, 2 ** -32).f32x4Mul();
+  fn.get(L.bits)
+    .v128Not()
+    .f32x4ConvertI32x4U()
+    .vconstF32(K, 0.5)
+    .f32x4Add()
+    .vconstF32(K, 2 ** -32)
+    .f32x4Mul();
   fn.get(L.mask).v128Bitselect().tee(L.t);
   emitLogF32x4(fn, L.lg, K);
   // - (mask ? ((t - 1) + w) / t : 0)
@@ -608,16 +810,34 @@ function emitGumbelFromBits(fn: FunctionBuilder, L: { bits: Local; w: Local; t: 
 
 function noiseLocals(fn: FunctionBuilder) {
   return {
-    r1: fn.local('i32'), r2: fn.local('i32'), h: fn.local('i32'),
-    r1v: fn.local('v128'), r2v: fn.local('v128'), hv: fn.local('v128'), jv: fn.local('v128'),
+    r1: fn.local('i32'),
+    r2: fn.local('i32'),
+    h: fn.local('i32'),
+    r1v: fn.local('v128'),
+    r2v: fn.local('v128'),
+    hv: fn.local('v128'),
+    jv: fn.local('v128'),
   };
 }
 
 function buildNoiseRow(name: 'noiseBits' | 'gumbelRow', K: VecConsts): FunctionBuilder {
   const fn = new FunctionBuilder(name, ['i32', 'i32', 'i32', 'i32', 'i32', 'i32']);
-  const [dst, k0, k1, i, j0, len] = [0, 1, 2, 3, 4, 5].map((q) => fn.param(q)) as [Local, Local, Local, Local, Local, Local];
+  const [dst, k0, k1, i, j0, len] = [0, 1, 2, 3, 4, 5].map((q) => fn.param(q)) as [
+    Local,
+    Local,
+    Local,
+    Local,
+    Local,
+    Local,
+  ];
   const N = noiseLocals(fn);
-  const G = { bits: fn.local('v128'), w: fn.local('v128'), t: fn.local('v128'), mask: fn.local('v128'), lg: logLocals(fn) };
+  const G = {
+    bits: fn.local('v128'),
+    w: fn.local('v128'),
+    t: fn.local('v128'),
+    mask: fn.local('v128'),
+    lg: logLocals(fn),
+  };
   const p = fn.local('i32');
   const tmp = fn.local('v128');
   emitRowSeeds(fn, i, k0, k1, N.r1, N.r2, N.h);
@@ -625,20 +845,26 @@ function buildNoiseRow(name: 'noiseBits' | 'gumbelRow', K: VecConsts): FunctionB
   fn.get(N.r2).i32x4Splat().set(N.r2v);
   // jv = j0 + [0,1,2,3]
   fn.get(j0).i32x4Splat().v128ConstI32(0, 1, 2, 3).i32x4Add().set(N.jv);
-  fn.forLoop(p, () => fn.i32Const(0), () => fn.get(len), 4, () => {
-    emitNoiseBitsX4(fn, N.jv, N.r1v, N.r2v, N.hv, K);
-    if (name === 'gumbelRow') emitGumbelFromBits(fn, G, K);
-    fn.set(tmp);
-    // store up to 4 lanes
-    for (let l = 0; l < 4; l++) {
-      fn.get(p).i32Const(l).i32Add().get(len).i32LtS();
-      fn.if(() => {
-        fn.get(dst).get(p).i32Const(l).i32Add().i32Const(4).i32Mul().i32Add();
-        fn.get(tmp).i32x4ExtractLane(l).i32Store();
-      });
-    }
-    fn.get(N.jv).v128ConstI32(4).i32x4Add().set(N.jv);
-  });
+  fn.forLoop(
+    p,
+    () => fn.i32Const(0),
+    () => fn.get(len),
+    4,
+    () => {
+      emitNoiseBitsX4(fn, N.jv, N.r1v, N.r2v, N.hv, K);
+      if (name === 'gumbelRow') emitGumbelFromBits(fn, G, K);
+      fn.set(tmp);
+      // store up to 4 lanes
+      for (let l = 0; l < 4; l++) {
+        fn.get(p).i32Const(l).i32Add().get(len).i32LtS();
+        fn.if(() => {
+          fn.get(dst).get(p).i32Const(l).i32Add().i32Const(4).i32Mul().i32Add();
+          fn.get(tmp).i32x4ExtractLane(l).i32Store();
+        });
+      }
+      fn.get(N.jv).v128ConstI32(4).i32x4Add().set(N.jv);
+    },
+  );
   return fn;
 }
 
@@ -667,61 +893,90 @@ function emitHSum(fn: FunctionBuilder, v: Local): void {
 function buildRowStats(K: VecConsts): FunctionBuilder {
   const fn = new FunctionBuilder('rowStats', ['i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32']);
   const [s, rows, cols, ld, maxOut, sumOut, expOut] = [0, 1, 2, 3, 4, 5, 6].map((q) => fn.param(q)) as Local[] as [
-    Local, Local, Local, Local, Local, Local, Local];
-  const r = fn.local('i32'), p = fn.local('i32'), row = fn.local('i32'), eRow = fn.local('i32'), end = fn.local('i32');
-  const m0 = fn.local('v128'), m1 = fn.local('v128'), mv = fn.local('v128'), s0 = fn.local('v128');
+    Local,
+    Local,
+    Local,
+    Local,
+    Local,
+    Local,
+    Local,
+  ];
+  const r = fn.local('i32'),
+    p = fn.local('i32'),
+    row = fn.local('i32'),
+    eRow = fn.local('i32'),
+    end = fn.local('i32');
+  const m0 = fn.local('v128'),
+    m1 = fn.local('v128'),
+    mv = fn.local('v128'),
+    s0 = fn.local('v128');
   const mx = fn.local('f32');
   const e = expLocals(fn);
   const ev = fn.local('v128');
-  fn.forLoop(r, () => fn.i32Const(0), () => fn.get(rows), 1, () => {
-    fn.get(s).get(r).get(ld).i32Mul().i32Const(4).i32Mul().i32Add().set(row);
-    fn.get(expOut).get(r).get(ld).i32Mul().i32Const(4).i32Mul().i32Add().set(eRow);
-    fn.get(row).get(cols).i32Const(3).i32Add().i32Const(-4).i32And().i32Const(4).i32Mul().i32Add().set(end);
-    // max: pairs of vectors, then one more if needed
-    fn.v128ConstF32(-Infinity).set(m0);
-    fn.v128ConstF32(-Infinity).set(m1);
-    fn.get(row).set(p);
-    fn.block((exit) => fn.loop((top) => {
-      fn.get(p).i32Const(32).i32Add().get(end).i32GtU().brIf(exit);
-      fn.get(m0).get(p).v128Load(0).f32x4Pmax().set(m0);
-      fn.get(m1).get(p).v128Load(16).f32x4Pmax().set(m1);
-      fn.get(p).i32Const(32).i32Add().set(p);
-      fn.br(top);
-    }));
-    fn.get(p).get(end).i32LtU();
-    fn.if(() => { fn.get(m0).get(p).v128Load(0).f32x4Pmax().set(m0); });
-    fn.get(m0).get(m1).f32x4Pmax().set(m0);
-    emitHMax(fn, m0);
-    fn.set(mx);
-    fn.get(maxOut).get(r).i32Const(4).i32Mul().i32Add().get(mx).f32Store();
-    // sum of exp(s - max); 0 if max = -Inf
-    fn.v128ConstI32(0).set(s0);
-    fn.get(mx).f32Const(-Infinity).f32Ne();
-    fn.if(() => {
-      fn.get(mx).f32x4Splat().set(mv);
+  fn.forLoop(
+    r,
+    () => fn.i32Const(0),
+    () => fn.get(rows),
+    1,
+    () => {
+      fn.get(s).get(r).get(ld).i32Mul().i32Const(4).i32Mul().i32Add().set(row);
+      fn.get(expOut).get(r).get(ld).i32Mul().i32Const(4).i32Mul().i32Add().set(eRow);
+      fn.get(row).get(cols).i32Const(3).i32Add().i32Const(-4).i32And().i32Const(4).i32Mul().i32Add().set(end);
+      // max: pairs of vectors, then one more if needed
+      fn.v128ConstF32(-Infinity).set(m0);
+      fn.v128ConstF32(-Infinity).set(m1);
       fn.get(row).set(p);
-      const body = (store: boolean): void => {
-        fn.block((exit) => fn.loop((top) => {
-          fn.get(p).get(end).i32GeU().brIf(exit);
-          fn.get(p).v128Load(0).get(mv).f32x4Sub();
-          emitExpF32x4(fn, e, K);
-          fn.set(ev);
-          fn.get(s0).get(ev).f32x4Add().set(s0);
-          if (store) {
-            fn.get(eRow).get(ev).v128Store(0);
-            fn.get(eRow).i32Const(16).i32Add().set(eRow);
-          }
-          fn.get(p).i32Const(16).i32Add().set(p);
+      fn.block((exit) =>
+        fn.loop((top) => {
+          fn.get(p).i32Const(32).i32Add().get(end).i32GtU().brIf(exit);
+          fn.get(m0).get(p).v128Load(0).f32x4Pmax().set(m0);
+          fn.get(m1).get(p).v128Load(16).f32x4Pmax().set(m1);
+          fn.get(p).i32Const(32).i32Add().set(p);
           fn.br(top);
-        }));
-      };
-      fn.get(expOut).i32Eqz();
-      fn.if(() => body(false), () => body(true));
-    });
-    fn.get(sumOut).get(r).i32Const(4).i32Mul().i32Add();
-    emitHSum(fn, s0);
-    fn.f32Store();
-  });
+        }),
+      );
+      fn.get(p).get(end).i32LtU();
+      fn.if(() => {
+        fn.get(m0).get(p).v128Load(0).f32x4Pmax().set(m0);
+      });
+      fn.get(m0).get(m1).f32x4Pmax().set(m0);
+      emitHMax(fn, m0);
+      fn.set(mx);
+      fn.get(maxOut).get(r).i32Const(4).i32Mul().i32Add().get(mx).f32Store();
+      // sum of exp(s - max); 0 if max = -Inf
+      fn.v128ConstI32(0).set(s0);
+      fn.get(mx).f32Const(-Infinity).f32Ne();
+      fn.if(() => {
+        fn.get(mx).f32x4Splat().set(mv);
+        fn.get(row).set(p);
+        const body = (store: boolean): void => {
+          fn.block((exit) =>
+            fn.loop((top) => {
+              fn.get(p).get(end).i32GeU().brIf(exit);
+              fn.get(p).v128Load(0).get(mv).f32x4Sub();
+              emitExpF32x4(fn, e, K);
+              fn.set(ev);
+              fn.get(s0).get(ev).f32x4Add().set(s0);
+              if (store) {
+                fn.get(eRow).get(ev).v128Store(0);
+                fn.get(eRow).i32Const(16).i32Add().set(eRow);
+              }
+              fn.get(p).i32Const(16).i32Add().set(p);
+              fn.br(top);
+            }),
+          );
+        };
+        fn.get(expOut).i32Eqz();
+        fn.if(
+          () => body(false),
+          () => body(true),
+        );
+      });
+      fn.get(sumOut).get(r).i32Const(4).i32Mul().i32Add();
+      emitHSum(fn, s0);
+      fn.f32Store();
+    },
+  );
   return fn;
 }
 
@@ -729,16 +984,30 @@ function buildRowStats(K: VecConsts): FunctionBuilder {
 function buildMaskColumns(): FunctionBuilder {
   const fn = new FunctionBuilder('maskColumns', ['i32', 'i32', 'i32', 'i32', 'i32']);
   const [s, rows, cols, ld, mask] = [0, 1, 2, 3, 4].map((q) => fn.param(q)) as [Local, Local, Local, Local, Local];
-  const r = fn.local('i32'), j = fn.local('i32'), addr = fn.local('i32');
-  fn.forLoop(r, () => fn.i32Const(0), () => fn.get(rows), 1, () => {
-    fn.forLoop(j, () => fn.i32Const(0), () => fn.get(cols), 4, () => {
-      fn.get(s).get(r).get(ld).i32Mul().get(j).i32Add().i32Const(4).i32Mul().i32Add().tee(addr);
-      // bitselect(s, -inf, mask != 0)
-      fn.get(addr).v128Load().v128ConstF32(-Infinity);
-      fn.get(mask).get(j).i32Const(4).i32Mul().i32Add().v128Load().v128ConstI32(0).i32x4Ne();
-      fn.v128Bitselect().v128Store();
-    });
-  });
+  const r = fn.local('i32'),
+    j = fn.local('i32'),
+    addr = fn.local('i32');
+  fn.forLoop(
+    r,
+    () => fn.i32Const(0),
+    () => fn.get(rows),
+    1,
+    () => {
+      fn.forLoop(
+        j,
+        () => fn.i32Const(0),
+        () => fn.get(cols),
+        4,
+        () => {
+          fn.get(s).get(r).get(ld).i32Mul().get(j).i32Add().i32Const(4).i32Mul().i32Add().tee(addr);
+          // bitselect(s, -inf, mask != 0)
+          fn.get(addr).v128Load().v128ConstF32(-Infinity);
+          fn.get(mask).get(j).i32Const(4).i32Mul().i32Add().v128Load().v128ConstI32(0).i32x4Ne();
+          fn.v128Bitselect().v128Store();
+        },
+      );
+    },
+  );
   return fn;
 }
 
@@ -754,13 +1023,26 @@ function buildMaskColumns(): FunctionBuilder {
  */
 function buildGumbelScanRow(K: VecConsts): FunctionBuilder {
   const fn = new FunctionBuilder('gumbelScanRow', ['i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32']);
-  const [row, cols, j0, r1, r2, thr, pKey, pIdx, pScore] = [0, 1, 2, 3, 4, 5, 6, 7, 8].map((q) => fn.param(q)) as Local[] as [
-    Local, Local, Local, Local, Local, Local, Local, Local, Local];
+  const [row, cols, j0, r1, r2, thr, pKey, pIdx, pScore] = [0, 1, 2, 3, 4, 5, 6, 7, 8].map((q) =>
+    fn.param(q),
+  ) as Local[] as [Local, Local, Local, Local, Local, Local, Local, Local, Local];
   const N = noiseLocals(fn);
-  const G = { bits: fn.local('v128'), w: fn.local('v128'), t: fn.local('v128'), mask: fn.local('v128'), lg: logLocals(fn) };
+  const G = {
+    bits: fn.local('v128'),
+    w: fn.local('v128'),
+    t: fn.local('v128'),
+    mask: fn.local('v128'),
+    lg: logLocals(fn),
+  };
   const p = fn.local('i32');
-  const thrv = fn.local('v128'), bits = fn.local('v128'), sv = fn.local('v128'), keys = fn.local('v128');
-  const bestK = fn.local('f32'), bestJ = fn.local('i32'), bestS = fn.local('f32'), kl = fn.local('f32');
+  const thrv = fn.local('v128'),
+    bits = fn.local('v128'),
+    sv = fn.local('v128'),
+    keys = fn.local('v128');
+  const bestK = fn.local('f32'),
+    bestJ = fn.local('i32'),
+    bestS = fn.local('f32'),
+    kl = fn.local('f32');
   fn.get(r1).i32x4Splat().set(N.r1v);
   fn.get(r2).i32x4Splat().set(N.r2v);
   fn.get(thr).i32x4Splat().set(thrv);
@@ -768,26 +1050,42 @@ function buildGumbelScanRow(K: VecConsts): FunctionBuilder {
   fn.get(pIdx).i32Load().set(bestJ);
   fn.get(pScore).f32Load().set(bestS);
   fn.get(j0).i32x4Splat().v128ConstI32(0, 1, 2, 3).i32x4Add().set(N.jv);
-  fn.forLoop(p, () => fn.i32Const(0), () => fn.get(cols), 4, () => {
-    emitNoiseBitsX4(fn, N.jv, N.r1v, N.r2v, N.hv, K);
-    fn.tee(bits).get(thrv).i32x4LeU().v128AnyTrue();
-    fn.if(() => {
-      fn.get(row).get(p).i32Const(4).i32Mul().i32Add().v128Load().set(sv);
-      fn.get(bits);
-      emitGumbelFromBits(fn, G, K);
-      fn.get(sv).f32x4Add().set(keys);
-      for (let l = 0; l < 4; l++) {
-        // lane l counts only if p + l < cols
-        fn.get(keys).f32x4ExtractLane(l).tee(kl).get(bestK).f32Gt().get(p).i32Const(l).i32Add().get(cols).i32LtS().i32And();
-        fn.if(() => {
-          fn.get(kl).set(bestK);
-          fn.get(j0).get(p).i32Add().i32Const(l).i32Add().set(bestJ);
-          fn.get(sv).f32x4ExtractLane(l).set(bestS);
-        });
-      }
-    });
-    fn.get(N.jv).v128ConstI32(4).i32x4Add().set(N.jv);
-  });
+  fn.forLoop(
+    p,
+    () => fn.i32Const(0),
+    () => fn.get(cols),
+    4,
+    () => {
+      emitNoiseBitsX4(fn, N.jv, N.r1v, N.r2v, N.hv, K);
+      fn.tee(bits).get(thrv).i32x4LeU().v128AnyTrue();
+      fn.if(() => {
+        fn.get(row).get(p).i32Const(4).i32Mul().i32Add().v128Load().set(sv);
+        fn.get(bits);
+        emitGumbelFromBits(fn, G, K);
+        fn.get(sv).f32x4Add().set(keys);
+        for (let l = 0; l < 4; l++) {
+          // lane l counts only if p + l < cols
+          fn.get(keys)
+            .f32x4ExtractLane(l)
+            .tee(kl)
+            .get(bestK)
+            .f32Gt()
+            .get(p)
+            .i32Const(l)
+            .i32Add()
+            .get(cols)
+            .i32LtS()
+            .i32And();
+          fn.if(() => {
+            fn.get(kl).set(bestK);
+            fn.get(j0).get(p).i32Add().i32Const(l).i32Add().set(bestJ);
+            fn.get(sv).f32x4ExtractLane(l).set(bestS);
+          });
+        }
+      });
+      fn.get(N.jv).v128ConstI32(4).i32x4Add().set(N.jv);
+    },
+  );
   fn.get(pKey).get(bestK).f32Store();
   fn.get(pIdx).get(bestJ).i32Store();
   fn.get(pScore).get(bestS).f32Store();
@@ -796,22 +1094,56 @@ function buildGumbelScanRow(K: VecConsts): FunctionBuilder {
 
 /** gumbelScan: see KernelExports. Per row: the query's seeds r1, r2, then gumbelScanRow on its columns. */
 function buildGumbelScan(rowFn: number): FunctionBuilder {
-  const fn = new FunctionBuilder('gumbelScan', ['i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32']);
-  const [s, rows, cols, ld, q0, j0, k0, k1, thr, bestKey, bestIdx, bestScore] =
-    [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11].map((q) => fn.param(q)) as Local[] as [
-      Local, Local, Local, Local, Local, Local, Local, Local, Local, Local, Local, Local];
+  const fn = new FunctionBuilder('gumbelScan', [
+    'i32',
+    'i32',
+    'i32',
+    'i32',
+    'i32',
+    'i32',
+    'i32',
+    'i32',
+    'i32',
+    'i32',
+    'i32',
+    'i32',
+  ]);
+  const [s, rows, cols, ld, q0, j0, k0, k1, thr, bestKey, bestIdx, bestScore] = [
+    0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11,
+  ].map((q) => fn.param(q)) as Local[] as [
+    Local,
+    Local,
+    Local,
+    Local,
+    Local,
+    Local,
+    Local,
+    Local,
+    Local,
+    Local,
+    Local,
+    Local,
+  ];
   const N = noiseLocals(fn);
-  const r = fn.local('i32'), q = fn.local('i32'), off = fn.local('i32');
-  fn.forLoop(r, () => fn.i32Const(0), () => fn.get(rows), 1, () => {
-    fn.get(q0).get(r).i32Add().set(q);
-    emitRowSeeds(fn, q, k0, k1, N.r1, N.r2, N.h);
-    fn.get(r).i32Const(4).i32Mul().set(off);
-    fn.get(s).get(r).get(ld).i32Mul().i32Const(4).i32Mul().i32Add();
-    fn.get(cols).get(j0).get(N.r1).get(N.r2);
-    fn.get(thr).get(off).i32Add().i32Load();
-    fn.get(bestKey).get(off).i32Add().get(bestIdx).get(off).i32Add().get(bestScore).get(off).i32Add();
-    fn.call(rowFn);
-  });
+  const r = fn.local('i32'),
+    q = fn.local('i32'),
+    off = fn.local('i32');
+  fn.forLoop(
+    r,
+    () => fn.i32Const(0),
+    () => fn.get(rows),
+    1,
+    () => {
+      fn.get(q0).get(r).i32Add().set(q);
+      emitRowSeeds(fn, q, k0, k1, N.r1, N.r2, N.h);
+      fn.get(r).i32Const(4).i32Mul().set(off);
+      fn.get(s).get(r).get(ld).i32Mul().i32Const(4).i32Mul().i32Add();
+      fn.get(cols).get(j0).get(N.r1).get(N.r2);
+      fn.get(thr).get(off).i32Add().i32Load();
+      fn.get(bestKey).get(off).i32Add().get(bestIdx).get(off).i32Add().get(bestScore).get(off).i32Add();
+      fn.call(rowFn);
+    },
+  );
   return fn;
 }
 
@@ -823,38 +1155,61 @@ function buildGumbelScan(rowFn: number): FunctionBuilder {
  */
 function buildGroupScan(): FunctionBuilder {
   const fn = new FunctionBuilder('groupScan', ['i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32']);
-  const [s, rows, cols, ld, j0, gs, g0, kg, gMax, gArg] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9].map((q) => fn.param(q)) as Local[] as [
-    Local, Local, Local, Local, Local, Local, Local, Local, Local, Local];
-  const r = fn.local('i32'), j = fn.local('i32'), segEnd = fn.local('i32'), g = fn.local('i32'), row = fn.local('i32');
-  const best = fn.local('f32'), bestJ = fn.local('i32'), v = fn.local('f32'), slot = fn.local('i32');
-  fn.forLoop(r, () => fn.i32Const(0), () => fn.get(rows), 1, () => {
-    fn.get(s).get(r).get(ld).i32Mul().i32Const(4).i32Mul().i32Add().set(row);
-    fn.i32Const(0).set(j);
-    fn.block((done) => fn.loop((seg) => {
-      fn.get(j).get(cols).i32GeS().brIf(done);
-      // g = (j0 + j) / gs; segEnd = min(cols, (g + 1) * gs - j0)
-      fn.get(j0).get(j).i32Add().get(gs).i32DivU().set(g);
-      fn.get(g).i32Const(1).i32Add().get(gs).i32Mul().get(j0).i32Sub().tee(segEnd).get(cols).i32GtS();
-      fn.if(() => { fn.get(cols).set(segEnd); });
-      fn.f32Const(-Infinity).set(best);
-      fn.i32Const(-1).set(bestJ);
-      fn.block((exit) => fn.loop((top) => {
-        fn.get(j).get(segEnd).i32GeS().brIf(exit);
-        fn.get(row).get(j).i32Const(4).i32Mul().i32Add().f32Load().tee(v).get(best).f32Gt();
-        fn.if(() => { fn.get(v).set(best); fn.get(j).set(bestJ); });
-        fn.get(j).i32Const(1).i32Add().set(j);
-        fn.br(top);
-      }));
-      // merge into slot r*kg + (g - g0)
-      fn.get(r).get(kg).i32Mul().get(g).get(g0).i32Sub().i32Add().i32Const(4).i32Mul().set(slot);
-      fn.get(best).get(gMax).get(slot).i32Add().f32Load().f32Gt();
-      fn.if(() => {
-        fn.get(gMax).get(slot).i32Add().get(best).f32Store();
-        fn.get(gArg).get(slot).i32Add().get(j0).get(bestJ).i32Add().i32Store();
-      });
-      fn.br(seg);
-    }));
-  });
+  const [s, rows, cols, ld, j0, gs, g0, kg, gMax, gArg] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9].map((q) =>
+    fn.param(q),
+  ) as Local[] as [Local, Local, Local, Local, Local, Local, Local, Local, Local, Local];
+  const r = fn.local('i32'),
+    j = fn.local('i32'),
+    segEnd = fn.local('i32'),
+    g = fn.local('i32'),
+    row = fn.local('i32');
+  const best = fn.local('f32'),
+    bestJ = fn.local('i32'),
+    v = fn.local('f32'),
+    slot = fn.local('i32');
+  fn.forLoop(
+    r,
+    () => fn.i32Const(0),
+    () => fn.get(rows),
+    1,
+    () => {
+      fn.get(s).get(r).get(ld).i32Mul().i32Const(4).i32Mul().i32Add().set(row);
+      fn.i32Const(0).set(j);
+      fn.block((done) =>
+        fn.loop((seg) => {
+          fn.get(j).get(cols).i32GeS().brIf(done);
+          // g = (j0 + j) / gs; segEnd = min(cols, (g + 1) * gs - j0)
+          fn.get(j0).get(j).i32Add().get(gs).i32DivU().set(g);
+          fn.get(g).i32Const(1).i32Add().get(gs).i32Mul().get(j0).i32Sub().tee(segEnd).get(cols).i32GtS();
+          fn.if(() => {
+            fn.get(cols).set(segEnd);
+          });
+          fn.f32Const(-Infinity).set(best);
+          fn.i32Const(-1).set(bestJ);
+          fn.block((exit) =>
+            fn.loop((top) => {
+              fn.get(j).get(segEnd).i32GeS().brIf(exit);
+              fn.get(row).get(j).i32Const(4).i32Mul().i32Add().f32Load().tee(v).get(best).f32Gt();
+              fn.if(() => {
+                fn.get(v).set(best);
+                fn.get(j).set(bestJ);
+              });
+              fn.get(j).i32Const(1).i32Add().set(j);
+              fn.br(top);
+            }),
+          );
+          // merge into slot r*kg + (g - g0)
+          fn.get(r).get(kg).i32Mul().get(g).get(g0).i32Sub().i32Add().i32Const(4).i32Mul().set(slot);
+          fn.get(best).get(gMax).get(slot).i32Add().f32Load().f32Gt();
+          fn.if(() => {
+            fn.get(gMax).get(slot).i32Add().get(best).f32Store();
+            fn.get(gArg).get(slot).i32Add().get(j0).get(bestJ).i32Add().i32Store();
+          });
+          fn.br(seg);
+        }),
+      );
+    },
+  );
   return fn;
 }
 
@@ -864,7 +1219,8 @@ function buildGroupScan(): FunctionBuilder {
 
 /** Builds the kernel module. Deterministic: the same config gives the same bytes. */
 export function buildKernelModule(cfg: KernelConfig = DEFAULT_KERNEL_CONFIG): Uint8Array {
-  if (cfg.mr < 1 || cfg.nr < 1 || cfg.nc % cfg.nr !== 0) throw new RangeError('buildKernelModule: nc must be a multiple of nr');
+  if (cfg.mr < 1 || cfg.nr < 1 || cfg.nc % cfg.nr !== 0)
+    throw new RangeError('buildKernelModule: nc must be a multiple of nr');
   const mod = new ModuleBuilder().importMemory('env', 'memory', 1);
   // Edge tiles first so the driver can call them by index.
   const edge = new Map<string, number>();
@@ -878,10 +1234,12 @@ export function buildKernelModule(cfg: KernelConfig = DEFAULT_KERNEL_CONFIG): Ui
   mod.add(buildTranspose());
   const K = new ConstPool();
   mod.add(buildMapArray('expArray', (fn) => emitExpF32x4(fn, expLocals(fn), K)));
-  mod.add(buildMapArray('logArray', (fn) => {
-    const L = logLocals(fn);
-    emitLogGeneral(fn, { in: fn.local('v128'), sub: fn.local('v128'), ...L }, K);
-  }));
+  mod.add(
+    buildMapArray('logArray', (fn) => {
+      const L = logLocals(fn);
+      emitLogGeneral(fn, { in: fn.local('v128'), sub: fn.local('v128'), ...L }, K);
+    }),
+  );
   mod.add(buildNoiseRow('noiseBits', K));
   mod.add(buildNoiseRow('gumbelRow', K));
   mod.add(buildRowStats(K));
