@@ -12,7 +12,8 @@
 import { loadWordNet } from '../src/node/wordnet.js';
 import { buildCorpus, type Synset } from '../src/data/corpus.js';
 import { hashString } from '../src/data/text.js';
-import { DEFAULT_CONFIG, Trainer, type Method } from '../src/train/trainer.js';
+import { Trainer } from '../src/train/trainer.js';
+import { DEFAULT_CONFIG, type Method } from '../src/train/config.js';
 import { printTable } from './util.js';
 
 const quick = process.argv.includes('--quick');

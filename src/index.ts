@@ -101,7 +101,9 @@ export { parseDataFile, buildCorpus, syntheticCorpus, isTestId, type Corpus, typ
 export { recallAtK, meanReciprocalRank, rankOfTarget, summarizeRanks } from './eval/metrics.js';
 export { lineChart } from './report/svg.js';
 export { DualEncoder, tower } from './train/model.js';
-export { Trainer, train, DEFAULT_CONFIG, type TrainConfig, type TrainResult, type Method } from './train/trainer.js';
+export { Trainer } from './train/trainer.js';
+export { DEFAULT_CONFIG, type TrainConfig, type Method } from './train/config.js';
+export { train, type TrainResult } from './train/run.js';
 export { evaluate, embedAll } from './train/evaluate.js';
 
 // Kernels: WebAssembly SIMD is used automatically where available. On a browser main thread

@@ -15,7 +15,8 @@ import { buildCorpus, syntheticCorpus, type Corpus, type Synset } from '../data/
 import { loadWordNet } from '../node/wordnet.js';
 import { ProgressReporter, formatDuration } from '../report/progress.js';
 import { buildReport, type MethodSummary } from '../report/report.js';
-import { DEFAULT_CONFIG, METHODS, train, type Checkpoint, type Method, type TrainConfig } from '../train/trainer.js';
+import { DEFAULT_CONFIG, METHODS, type Method, type TrainConfig } from '../train/config.js';
+import { train, type Checkpoint } from '../train/run.js';
 import { saveSafetensorsSync, loadSafetensorsSync } from '../node/atomicFile.js';
 import { createParallelScan, type ParallelScan } from '../node/parallelScan.js';
 

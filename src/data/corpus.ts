@@ -24,14 +24,24 @@ export interface Synset {
   gloss: string;
 }
 
+/** What the training stack needs to know of a document: a unique id (and, for user data, its text). */
+export interface CorpusDocument {
+  id: string;
+  /** The document's text, where the corpus has one (user data); WordNet synsets carry lemmas instead. */
+  text?: string;
+}
+
 /**
  * Documents and queries as bags of hashed feature ids in CSR form:
  * the ids of document i are `docIds[docOffsets[i] .. docOffsets[i+1])`,
- * the ids of query i (the gloss of document i) are
- * `queryIds[queryOffsets[i] .. queryOffsets[i+1])`.
+ * the ids of query q are `queryIds[queryOffsets[q] .. queryOffsets[q+1])`,
+ * and query q's positive is document `queryDoc[q]`. Several queries may share
+ * a document; a document may have no query (it is still retrievable and, for
+ * the full softmax over 'all' documents, a negative). In the WordNet corpus
+ * query i is the gloss of document i (queryDoc[i] = i).
  */
-export interface Corpus {
-  docs: Synset[];
+export interface Corpus<D extends CorpusDocument = CorpusDocument> {
+  docs: readonly D[];
   /** Number of hash buckets; every id is in [0, featureBuckets). */
   featureBuckets: number;
   /** Seed of the feature hash. */
@@ -40,9 +50,11 @@ export interface Corpus {
   docIds: Int32Array;
   queryOffsets: Int32Array;
   queryIds: Int32Array;
-  /** Indices of documents whose gloss is a training query, ascending. */
+  /** [numQueries] the positive document of each query. */
+  queryDoc: Int32Array;
+  /** Indices of training queries, ascending. */
   trainQueries: Int32Array;
-  /** Indices of documents whose gloss is a test query, ascending. */
+  /** Indices of held-out queries, ascending. */
   testQueries: Int32Array;
 }
 
@@ -217,7 +229,7 @@ export function isTestId(id: string, splitSeed: number, testFraction: number): b
  * document; a synset with an empty gloss has an empty query and is in neither
  * query set. Ids must be unique.
  */
-export function buildCorpus(synsets: readonly Synset[], opts: BuildCorpusOptions = {}): Corpus {
+export function buildCorpus(synsets: readonly Synset[], opts: BuildCorpusOptions = {}): Corpus<Synset> {
   const op = 'buildCorpus';
   if (!Array.isArray(synsets)) throw new ArgumentError(op, `synsets must be an array, got ${describe(synsets)}`);
   if (typeof opts !== 'object' || opts === null)
@@ -282,9 +294,77 @@ export function buildCorpus(synsets: readonly Synset[], opts: BuildCorpusOptions
     docIds,
     queryOffsets,
     queryIds,
+    queryDoc: Int32Array.from({ length: n }, (_, i) => i),
     trainQueries: Int32Array.from(train),
     testQueries: Int32Array.from(test),
   };
+}
+
+/**
+ * Checks that `corpus` is a consistent Corpus: CSR arrays whose offsets are
+ * non-decreasing and end at the id arrays' lengths, feature ids in
+ * [0, featureBuckets), one positive document per query, and train/test
+ * query indices in range. O(size of the corpus); the trainer calls it once.
+ */
+export function checkCorpus(op: string, corpus: unknown): asserts corpus is Corpus {
+  const c = corpus as Partial<Corpus> | null;
+  const arrays = [
+    'docOffsets',
+    'docIds',
+    'queryOffsets',
+    'queryIds',
+    'queryDoc',
+    'trainQueries',
+    'testQueries',
+  ] as const;
+  if (
+    c === null ||
+    typeof c !== 'object' ||
+    !Array.isArray(c.docs) ||
+    !Number.isInteger(c.featureBuckets) ||
+    (c.featureBuckets as number) < 1 ||
+    arrays.some((k) => !(c[k] instanceof Int32Array))
+  ) {
+    throw new ArgumentError(
+      op,
+      `corpus must be a Corpus {docs, featureBuckets, docOffsets, docIds, queryOffsets, queryIds, queryDoc, trainQueries, testQueries} (from buildCorpus, syntheticCorpus or a loader), got ${describe(corpus)}`,
+    );
+  }
+  const numDocs = c.docs!.length;
+  const csr = (name: string, offsets: Int32Array, ids: Int32Array, rows: number): void => {
+    if (offsets.length !== rows + 1 || offsets[0] !== 0 || offsets[rows] !== ids.length) {
+      throw new ArgumentError(
+        op,
+        `corpus.${name}Offsets must have ${rows + 1} entries from 0 to ${name}Ids.length = ${ids.length}, got length ${offsets.length} ending at ${offsets[offsets.length - 1]}`,
+      );
+    }
+    for (let i = 0; i < rows; i++) {
+      if (offsets[i + 1]! < offsets[i]!) throw new ArgumentError(op, `corpus.${name}Offsets decreases at row ${i}`);
+    }
+    for (let k = 0; k < ids.length; k++) {
+      if (!(ids[k]! >= 0 && ids[k]! < c.featureBuckets!)) {
+        throw new ArgumentError(
+          op,
+          `corpus.${name}Ids[${k}] is ${ids[k]}; need a feature id in [0, ${c.featureBuckets})`,
+        );
+      }
+    }
+  };
+  csr('doc', c.docOffsets!, c.docIds!, numDocs);
+  const numQueries = c.queryDoc!.length;
+  csr('query', c.queryOffsets!, c.queryIds!, numQueries);
+  for (let q = 0; q < numQueries; q++) {
+    const d = c.queryDoc![q]!;
+    if (!(d >= 0 && d < numDocs))
+      throw new ArgumentError(op, `corpus.queryDoc[${q}] is ${d}; need a document index in [0, ${numDocs})`);
+  }
+  for (const k of ['trainQueries', 'testQueries'] as const) {
+    const a = c[k]!;
+    for (let i = 0; i < a.length; i++) {
+      if (!(a[i]! >= 0 && a[i]! < numQueries))
+        throw new ArgumentError(op, `corpus.${k}[${i}] is ${a[i]}; need a query index in [0, ${numQueries})`);
+    }
+  }
 }
 
 /** Row i of a CSR bag: `ids[offsets[i] .. offsets[i+1])` as a view (no copy). */
@@ -372,7 +452,7 @@ function sampleDistinct(rng: Rng, n: number, k: number): number[] {
  * word -> definition mapping. Deterministic in `seed`; ids are "n" + an
  * 8-digit index. Split and features as in {@link buildCorpus}.
  */
-export function syntheticCorpus(opts: SyntheticCorpusOptions): Corpus {
+export function syntheticCorpus(opts: SyntheticCorpusOptions): Corpus<Synset> {
   const op = 'syntheticCorpus';
   if (typeof opts !== 'object' || opts === null)
     throw new ArgumentError(op, `options must be an object, got ${describe(opts)}`);

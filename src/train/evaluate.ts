@@ -43,7 +43,7 @@ export interface EvalResult {
   count: number;
 }
 
-/** Ranks each query's own document (query i's positive is document i) among all documents. */
+/** Ranks each query's own document (query q's positive is document corpus.queryDoc[q]) among all documents. */
 export function evaluate(
   model: DualEncoder,
   corpus: Corpus,
@@ -68,7 +68,7 @@ export function evaluate(
     const q = wrap(embedAll(model, 'query', corpus, part), [part.length, dim], 'float32');
     const scores = unsafeData(matmul(q, D, { transposeB: true })) as Float32Array;
     for (let i = 0; i < part.length; i++)
-      ranks[s + i] = rankOfTarget(scores.subarray(i * nDocs, (i + 1) * nDocs), part[i]!);
+      ranks[s + i] = rankOfTarget(scores.subarray(i * nDocs, (i + 1) * nDocs), corpus.queryDoc[part[i]!]!);
   }
   const r = summarizeRanks(ranks);
   return { recallAt1: r.recallAt1, recallAt10: r.recallAt10, recallAt100: r.recallAt100, mrr: r.mrr, count: r.count };

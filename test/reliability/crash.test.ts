@@ -45,7 +45,7 @@ const work = mkdtempSync(join(tmpdir(), 'negcache-crash-'));
 afterAll(() => rmSync(work, { recursive: true, force: true }));
 
 beforeAll(() => {
-  ensureBuilt(['dist/src/train/trainer.js', 'dist/src/node/atomicFile.js', 'dist/src/cli/main.js']);
+  ensureBuilt(['dist/src/train/run.js', 'dist/src/node/atomicFile.js', 'dist/src/cli/main.js']);
 }, 300_000);
 
 // ------------------------------------------------------------------------------------------- the reference run

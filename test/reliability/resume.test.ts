@@ -24,7 +24,7 @@ import {
   type TrainConfig,
   type TrainResult,
 } from '../../src/index.js';
-import type { Checkpoint } from '../../src/train/trainer.js';
+import type { Checkpoint } from '../../src/train/run.js';
 import { loadSafetensorsSync, saveSafetensorsSync } from '../../src/node/atomicFile.js';
 import { params } from '../util/props.js';
 import { BASE, CONFIGS, expectSameState, metricsOf, stateDiff, tinyCorpus } from './training.js';

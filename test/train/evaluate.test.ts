@@ -37,6 +37,7 @@ function tinyCorpus(): Corpus {
     docIds: Int32Array.from([0, 1, 2, 3]),
     queryOffsets: Int32Array.from([0, 2, 4, 6, 8]),
     queryIds: Int32Array.from([4, 8, 5, 8, 6, 8, 7, 8]),
+    queryDoc: Int32Array.from([0, 1, 2, 3]),
     trainQueries: Int32Array.from([0, 1]),
     testQueries: Int32Array.from([0, 1, 2, 3]),
   };

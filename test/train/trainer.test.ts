@@ -16,7 +16,9 @@ import {
   type TrainConfig,
   type TrainResult,
 } from '../../src/index.js';
-import { METHODS, checkConfig, contentKeys, evalSubset, type Checkpoint } from '../../src/train/trainer.js';
+import { contentKeys } from '../../src/train/trainer.js';
+import { METHODS, checkConfig } from '../../src/train/config.js';
+import { evalSubset, type Checkpoint } from '../../src/train/run.js';
 import { embedAll } from '../../src/train/evaluate.js';
 import type { Corpus } from '../../src/data/corpus.js';
 

@@ -1,0 +1,175 @@
+/** The run loop: train until a step or time budget, evaluating and checkpointing along the way. */
+import { ArgumentError, describe } from '../errors.js';
+import type { Corpus } from '../data/corpus.js';
+import type { FusedScanArgs, FusedScanResult } from '../tensor/kernels/fusedScan.js';
+import type { DualEncoder } from './model.js';
+import { evaluate, type EvalResult } from './evaluate.js';
+import type { TrainConfig } from './config.js';
+import { Trainer } from './trainer.js';
+import {
+  checkpointConfig,
+  checkpointOf,
+  parseMeta,
+  restoreTrainerState,
+  type Checkpoint,
+  type EvalRecord,
+  type StepRecord,
+} from './checkpoint.js';
+
+export type { Checkpoint, EvalRecord, StepRecord };
+
+export interface TrainResult {
+  config: TrainConfig;
+  history: StepRecord[];
+  evals: EvalRecord[];
+  final: EvalResult;
+  steps: number;
+  trainSeconds: number;
+  medianStepMs: number;
+  model: DualEncoder;
+}
+
+export interface TrainHooks {
+  onStep?: (r: StepRecord) => void;
+  onEval?: (r: EvalRecord) => void;
+  /** Clock in milliseconds (default performance.now). */
+  now?: () => number;
+}
+
+/** Picks `count` evaluation queries deterministically (every k-th held-out query). */
+export function evalSubset(testQueries: Int32Array, count: number): Int32Array {
+  if (testQueries.length <= count) return testQueries;
+  const step = testQueries.length / count;
+  return Int32Array.from({ length: count }, (_, i) => testQueries[Math.floor(i * step)]!);
+}
+
+export interface TrainOptions extends TrainHooks {
+  /** Continue from a checkpoint taken with the same corpus and config. */
+  resume?: Checkpoint;
+  /** Call onCheckpoint every this many steps (and after the last step). */
+  checkpointEvery?: number;
+  onCheckpoint?: (c: Checkpoint) => void;
+  /** The fused cache scan to use (see Trainer's constructor). */
+  scanner?: (args: FusedScanArgs) => FusedScanResult;
+}
+
+/** The hooks and checkpoint options of train(), checked before anything runs. */
+function checkHooks(hooks: unknown): asserts hooks is TrainOptions {
+  const op = 'train';
+  if (hooks === null || typeof hooks !== 'object')
+    throw new ArgumentError(
+      op,
+      `options must be an object {resume?, checkpointEvery?, onCheckpoint?, onStep?, onEval?, now?}, got ${describe(hooks)}`,
+    );
+  const h = hooks as Record<string, unknown>;
+  for (const k of ['onStep', 'onEval', 'onCheckpoint', 'now', 'scanner']) {
+    if (h[k] !== undefined && typeof h[k] !== 'function')
+      throw new ArgumentError(op, `${k} must be a function, got ${describe(h[k])}`);
+  }
+  const every = h['checkpointEvery'];
+  if (every !== undefined && !(typeof every === 'number' && Number.isInteger(every) && every >= 0))
+    throw new ArgumentError(op, `checkpointEvery must be a non-negative integer (0 = never), got ${describe(every)}`);
+  const r = h['resume'] as Partial<Checkpoint> | undefined;
+  if (r !== undefined) {
+    if (
+      r === null ||
+      typeof r !== 'object' ||
+      r.tensors === null ||
+      typeof r.tensors !== 'object' ||
+      r.metadata === null ||
+      typeof r.metadata !== 'object'
+    ) {
+      throw new ArgumentError(
+        op,
+        `resume must be a checkpoint {tensors, metadata} (from onCheckpoint or loadSafetensorsSync), got ${describe(r)}`,
+      );
+    }
+  }
+}
+
+/** Trains with the given config until `steps` or the time budget, evaluating along the way. */
+export function train(corpus: Corpus, config: TrainConfig, hooks: TrainOptions = {}): TrainResult {
+  checkHooks(hooks);
+  const now = hooks.now ?? (() => performance.now());
+  const trainer = new Trainer(corpus, config, hooks.scanner !== undefined ? { scanner: hooks.scanner } : {});
+  let history: StepRecord[] = [];
+  let evals: EvalRecord[] = [];
+  let trainMs = 0;
+  if (hooks.resume) {
+    const saved = checkpointConfig(hooks.resume);
+    for (const k of [
+      'method',
+      'batch',
+      'cacheSize',
+      'dim',
+      'lr',
+      'scale',
+      'weightDecay',
+      'optimizer',
+      'maskDuplicates',
+      'fullDocs',
+      'sampler',
+      'topK',
+      'seed',
+    ] as const) {
+      if (saved[k] !== config[k])
+        throw new ArgumentError(
+          'train',
+          `cannot resume: the checkpoint was trained with ${k} = ${String(saved[k])}, this run has ${String(config[k])}`,
+        );
+    }
+    restoreTrainerState(trainer, hooks.resume.tensors);
+    history = parseMeta<StepRecord[]>(hooks.resume, 'negcache.history');
+    evals = parseMeta<EvalRecord[]>(hooks.resume, 'negcache.evals');
+    trainMs = 1000 * Number(hooks.resume.metadata['negcache.trainSeconds'] ?? 0);
+  }
+  const subset = evalSubset(corpus.testQueries, config.evalQueries);
+  let nextEval =
+    config.evalEverySeconds > 0
+      ? evals.length > 0
+        ? evals[evals.length - 1]!.time + config.evalEverySeconds
+        : 0
+      : Infinity;
+  const doEval = (): void => {
+    const r = evaluate(trainer.model, corpus, subset);
+    const rec = { ...r, step: trainer.stepCount, time: trainMs / 1000 };
+    evals.push(rec);
+    hooks.onEval?.(rec);
+  };
+  const every = hooks.checkpointEvery ?? 0;
+  while (trainer.stepCount < config.steps && trainMs / 1000 < config.timeBudgetSeconds) {
+    const byTime = trainMs / 1000 >= nextEval;
+    if (byTime) nextEval += config.evalEverySeconds;
+    if (
+      byTime ||
+      (config.evalEverySteps > 0 &&
+        trainer.stepCount % config.evalEverySteps === 0 &&
+        evals.at(-1)?.step !== trainer.stepCount)
+    )
+      doEval();
+    const t0 = now();
+    const r = trainer.step();
+    const dt = now() - t0;
+    trainMs += dt;
+    const rec: StepRecord = { step: trainer.stepCount, time: trainMs / 1000, stepMs: dt, ...r };
+    history.push(rec);
+    hooks.onStep?.(rec);
+    if (every > 0 && trainer.stepCount % every === 0)
+      hooks.onCheckpoint?.(checkpointOf(trainer, history, evals, trainMs / 1000));
+  }
+  if (every > 0 && trainer.stepCount % every !== 0)
+    hooks.onCheckpoint?.(checkpointOf(trainer, history, evals, trainMs / 1000));
+  if ((config.evalEverySeconds > 0 || config.evalEverySteps > 0) && evals.at(-1)?.step !== trainer.stepCount) doEval();
+  const final = evaluate(trainer.model, corpus, corpus.testQueries);
+  const sorted = history.map((h) => h.stepMs).sort((a, b) => a - b);
+  return {
+    config: trainer.config,
+    history,
+    evals,
+    final,
+    steps: trainer.stepCount,
+    trainSeconds: trainMs / 1000,
+    medianStepMs: sorted.length ? sorted[Math.floor(sorted.length / 2)]! : NaN,
+    model: trainer.model,
+  };
+}
