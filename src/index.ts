@@ -30,8 +30,10 @@ export {
 } from './retrieval/retrieval.js';
 export { approximateTopKWithIndices } from './retrieval/topk.js';
 export { scaleTransform, type DocNetwork, type ScoreTransform, type Reducer, type Sampler } from './losses/common.js';
+export { softmaxRetrievalLoss, inBatchSoftmaxLoss, type SoftmaxLossOptions } from './losses/softmax.js';
 export {
   CacheClassificationLoss,
+  type CacheLoss,
   type Retrieval,
   type CacheClassificationLossOptions,
   type CacheLossReturn,

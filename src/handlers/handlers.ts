@@ -22,11 +22,7 @@ import { isTensor, unsafeData, type Tensor } from '../tensor/tensor.js';
 import { stopGradient } from '../autograd/transforms.js';
 import { flatten } from '../autograd/tree.js';
 import type { CacheManager, NegativeCache } from '../cache/negativeCache.js';
-import type {
-  CacheClassificationLoss,
-  CacheLossReturn,
-  CacheLossCallOptions,
-} from '../losses/cacheClassificationLoss.js';
+import type { CacheLoss, CacheLossReturn, CacheLossCallOptions } from '../losses/cacheClassificationLoss.js';
 import { checkQueryAndPositives, type DocNetwork } from '../losses/common.js';
 import type { NewItemsFilter } from '../filters/isInCache.js';
 
@@ -92,7 +88,7 @@ abstract class BaseHandler {
 
   constructor(
     readonly managers: Readonly<Record<string, CacheManager>>,
-    readonly loss: CacheClassificationLoss,
+    readonly loss: CacheLoss,
     opts: HandlerOptions,
   ) {
     // Validate before touching anything (duck-typed, so two copies of the library still work together).
@@ -114,7 +110,10 @@ abstract class BaseHandler {
       typeof loss.embeddingKey !== 'string' ||
       !Array.isArray(loss.dataKeys)
     ) {
-      throw new ArgumentError(op, `loss must be a CacheClassificationLoss, got ${describe(loss)}`);
+      throw new ArgumentError(
+        op,
+        `loss must be a CacheLoss {embeddingKey, dataKeys, call} (e.g. a CacheClassificationLoss), got ${describe(loss)}`,
+      );
     }
     if (opts.rejectNonFinite !== undefined && typeof opts.rejectNonFinite !== 'boolean')
       throw new ArgumentError(op, `rejectNonFinite must be true or false, got ${describe(opts.rejectNonFinite)}`);
@@ -137,6 +136,11 @@ abstract class BaseHandler {
 
   /** Samples this step's negatives from the current cache (see CacheClassificationLoss.retrieve). */
   retrieve(queryEmbeddings: Tensor, opts: Omit<CacheLossCallOptions, 'retrieval'> = {}) {
+    if (typeof this.loss.retrieve !== 'function')
+      throw new ArgumentError(
+        `${this.constructor.name}.retrieve`,
+        'the loss has no retrieve method; only call() is available',
+      );
     return this.loss.retrieve(queryEmbeddings, this.caches, opts);
   }
 
@@ -157,7 +161,7 @@ abstract class BaseHandler {
     const base = this.caches;
     // Validate the new items first, so a bad batch fails before any sampling (the loss's
     // generator does not move) or gradient work.
-    checkQueryAndPositives(this.loss.constructor.name, q, p);
+    checkQueryAndPositives(op, q, p);
     for (const s of Object.keys(base)) {
       if (!(s in newItems)) throw new ArgumentError(op, `no new items for cache "${s}"`);
       const mask = newItemsMask[s];
@@ -230,7 +234,7 @@ abstract class BaseHandler {
 
 export interface CacheLossHandlerOptions extends HandlerOptions {
   cacheManager: CacheManager;
-  loss: CacheClassificationLoss;
+  loss: CacheLoss;
   /** Optional new-item filter (e.g. isInCacheFilter(['id'])) giving newItemsMask. */
   filter?: NewItemsFilter;
 }
@@ -308,7 +312,7 @@ export class CacheLossHandler extends BaseHandler {
 export interface MultiCacheLossHandlerOptions extends HandlerOptions {
   /** One manager per data source. */
   cacheManagers: Readonly<Record<string, CacheManager>>;
-  loss: CacheClassificationLoss;
+  loss: CacheLoss;
 }
 
 /**

@@ -1,79 +1,93 @@
 /**
- * The cache classification loss (reference: losses.CacheClassificationLoss).
+ * The cache classification loss (reference: losses.CacheClassificationLoss),
+ * in the reference's shape, one job per file:
+ *  - cacheRetrieval.ts   retrieval from the caches (_retrieve_from_caches): scores,
+ *                        masks, top-k, sampling; fused or straightforward;
+ *  - cacheLossTerms.ts   the loss maths (_calculate_training_loss_and_summaries),
+ *                        the reference estimator and the extended ones;
+ *  - refresh.ts          the refresh data (_get_retrieved_embedding_updates);
+ *  - validate.ts         input checks.
+ * This file holds the options and wires the steps together: validate,
+ * retrieve (or take a precomputed retrieval), run the doc network on the
+ * sampled items, compute the terms, build the refresh data.
  *
- * Per query i with positive score s⁺ᵢ = T(<qᵢ, pᵢ>) and cache scores
- * sᵢⱼ = T(<qᵢ, cⱼ>) over the (concatenated) cached embeddings cⱼ:
- *
- *   jᵢ ~ softmax(sᵢ·)                    sampled, a constant for the gradient
- *   probPosᵢ = softmax([s⁺ᵢ, sᵢ·])₀      a constant (stop-gradient)
- *   s⁻ᵢ = T(<qᵢ, g(features_jᵢ)>)        the sampled item through the doc network
- *   trainingLossᵢ     = (1 - probPosᵢ)·(s⁻ᵢ - s⁺ᵢ)
- *   interpretableLossᵢ = -log probPosᵢ
- *   stalenessᵢ        = ||c_jᵢ - g(features_jᵢ)||² / ||g(features_jᵢ)||²
- *
- * With fresh cached embeddings, E_j[∇ trainingLoss] = ∇ interpretableLoss
- * (the full cache-softmax cross-entropy): (1-probPos)·Σⱼ Pⱼ ∇s⁻ⱼ equals the
- * softmax-weighted negative term of ∇(-log probPos) because
- * exp(sⱼ)/Z = (1-probPos)·Pⱼ. This is proved by an exact-enumeration test.
- *
- * The all-pairs scores are computed from stop-gradient(q): they only feed
- * probPos and the sampling, both constants, so their (large) graph is never
- * built. `-log probPos` is computed as logSumExp([s⁺, s]) - s⁺, the same
- * value without the rounding of log(softmax).
- *
- * Beyond the reference (each optional; see CacheClassificationLossOptions):
- * empty slots excluded from scoring and sampling, false-negative masking by
- * an id key, exact categorical sampling, and per-query extras (probPos,
- * sampled indices, hasNegative).
+ * Beyond the reference (each optional; every one off is the reference, bit
+ * for bit): empty slots excluded from scoring and sampling, false-negative
+ * masking by an id key, exact categorical sampling, several negatives per
+ * query, in-batch negatives mixed with the cache's, an exact query-side
+ * gradient over the cache, and per-query extras (probPos, sampled indices,
+ * hasNegative). docs/estimators.md explains the estimators.
  */
-import { ArgumentError, DTypeError, NonFiniteError, ShapeError, describe, fmtShape } from '../errors.js';
-import { isFloat } from '../tensor/dtype.js';
-import { shapesEqual } from '../tensor/shape.js';
+import { ArgumentError, describe } from '../errors.js';
 import type { Rng } from '../tensor/random.js';
 import { isTensor, unsafeData, wrap, type Tensor } from '../tensor/tensor.js';
+import { shapesEqual } from '../tensor/shape.js';
 import { stopGradient } from '../autograd/transforms.js';
-import { concat, expandDims, gatherRows } from '../ops/layout.js';
-import { exp, mul, neg, sub } from '../ops/elementwise.js';
-import { logSumExp } from '../ops/reduce.js';
-import { matmul } from '../ops/linalg.js';
+import { gatherRows } from '../ops/layout.js';
 import type { NegativeCache } from '../cache/negativeCache.js';
 import type { RetrievalFn } from '../retrieval/retrieval.js';
-import { approximateTopKWithIndices } from '../retrieval/topk.js';
-import { noiseKey } from '../tensor/kernels/noise.js';
-import { categoricalUniformCount, type FusedScanArgs, type FusedScanResult } from '../tensor/kernels/fusedScan.js';
 import { fusedCacheScan } from '../tensor/kernels/wasm/index.js';
 import {
-  applyReducer,
   checkQueryAndPositives,
   checkReducer,
   retrievalFrom,
-  rowDot,
-  staleness,
+  transformScores,
   type DocNetwork,
   type Reducer,
   type Sampler,
   type ScoreTransform,
 } from './common.js';
+import {
+  concatSources,
+  retrieveFromCaches,
+  type RetrievalRequest,
+  type RetrievalResult,
+  type RetrieverConfig,
+  type Scanner,
+} from './cacheRetrieval.js';
+import {
+  estimatorLossTerms,
+  isReferenceEstimator,
+  referenceLossTerms,
+  type EstimatorOptions,
+  type LossTerms,
+} from './cacheLossTerms.js';
+import { refreshData, type RefreshData } from './refresh.js';
+import { checkCaches, checkCallOptions, checkFresh, checkRetrieval, type Retrieval } from './validate.js';
 
-export interface CacheLossReturn {
+export type { Retrieval } from './validate.js';
+export type { RetrievalResult } from './cacheRetrieval.js';
+
+export interface CacheLossReturn extends LossTerms, RefreshData {
   /** Differentiate this. Reduced by the reducer (mean by default), or [b]. */
   trainingLoss: Tensor;
-  /** -log probPos: the cache-softmax cross-entropy (a constant; no gradient). */
+  /** -log probPos: the cross-entropy of the softmax the estimator targets (a constant; no gradient). */
   interpretableLoss: Tensor;
-  /** ||cached - fresh||² / ||fresh||² of the sampled items (a constant). */
+  /** ||cached - fresh||² / ||fresh||² of the sampled items (a constant; the mean over a query's samples). */
   staleness: Tensor;
-  /** Per data source: {embeddingKey: fresh embeddings of all b sampled items} (constants). */
-  updatedItemData: Record<string, Record<string, Tensor>>;
-  /** Per data source: int32 [b], sampled index minus the source's offset. */
-  updatedItemIndices: Record<string, Tensor>;
-  /** Per data source: bool [b], the sampled item belongs to that source (and exists). */
-  updatedItemMask: Record<string, Tensor>;
-  /** Beyond the reference: float [b] probPos (a constant). */
-  probPos: Tensor;
-  /** Beyond the reference: int32 [b], the sampled index into the concatenated cache. */
-  retrievedIndices: Tensor;
-  /** Beyond the reference: bool [b], false where every cache row was excluded for that query (its loss terms are 0). */
-  hasNegative: Tensor;
+}
+
+/**
+ * What a handler needs from a loss (reference: losses.CacheLoss). Any object
+ * with these members works with CacheLossHandler and MultiCacheLossHandler:
+ * a custom loss needs no subclassing. `retrieve` is optional (handlers'
+ * `retrieve` needs it).
+ */
+export interface CacheLoss {
+  readonly embeddingKey: string;
+  readonly dataKeys: readonly string[];
+  call(
+    docNetwork: DocNetwork,
+    queryEmbeddings: Tensor,
+    posDocEmbeddings: Tensor,
+    cache: Readonly<Record<string, NegativeCache>>,
+    opts?: CacheLossCallOptions,
+  ): CacheLossReturn;
+  retrieve?(
+    queryEmbeddings: Tensor,
+    cache: Readonly<Record<string, NegativeCache>>,
+    opts?: Omit<CacheLossCallOptions, 'retrieval'>,
+  ): Retrieval;
 }
 
 export interface CacheClassificationLossOptions {
@@ -106,6 +120,28 @@ export interface CacheClassificationLossOptions {
    */
   falseNegativeKey?: string;
   /**
+   * Negatives drawn from the cache softmax per query, with replacement, each
+   * refreshed through the doc network (every distinct item once); the
+   * estimator averages them (same expectation, 1/k the variance). Default 1
+   * (the reference).
+   */
+  numNegatives?: number;
+  /**
+   * The batch's other positives join the softmax as exact negatives
+   * (gradient to both towers); the cache samples add the hard ones. With a
+   * falseNegativeKey, positives sharing the query's key are not negatives,
+   * and cached copies of the batch's positives are excluded from the cache
+   * part (they take part fresh). Default false (the reference).
+   */
+  inBatchNegatives?: boolean;
+  /**
+   * 'sampled' (default, the reference): the query's gradient comes from the
+   * sampled negative. 'exact': the query gets the exact gradient of the
+   * softmax over the whole cache (stale cached embeddings), accumulated by the
+   * scan; the doc side keeps the sampled, refreshed estimate.
+   */
+  queryGradient?: 'sampled' | 'exact';
+  /**
    * Use the fused streaming scan (src/tensor/kernels/fusedScan.ts) when it
    * applies: float32 embeddings, a score transform that is absent or a
    * scaleTransform, and a built-in sampler over `rng` (not a custom
@@ -121,7 +157,7 @@ export interface CacheClassificationLossOptions {
    */
   fused?: boolean;
   /** The fused scan to call (default `fusedCacheScan`: wasm SIMD, else TypeScript). Node's `createParallelScan` runs it on both cores. */
-  scanner?: (args: FusedScanArgs) => FusedScanResult;
+  scanner?: Scanner;
 }
 
 export interface CacheLossCallOptions {
@@ -136,30 +172,25 @@ export interface CacheLossCallOptions {
   retrieval?: Retrieval;
 }
 
-/** Everything the two losses need from retrieval. */
-export interface RetrievalResult {
-  /**
-   * Candidate scores the softmax runs over ([b, n] or [b, topK]; excluded
-   * entries are -Infinity), or, on the fused path, their logSumExp [b, 1]
-   * (all probPos needs: logSumExp([s⁺, lse]) = logSumExp([s⁺, scores])).
-   */
-  scores: Tensor;
-  /** int32 [b] index into the concatenated cache. */
-  indices: Int32Array;
-  hasNegative: Uint8Array;
-  retrievedData: Record<string, Tensor>;
-  retrievedCacheEmbeddings: Tensor;
-}
+const OPTIONS = [
+  'embeddingKey',
+  'dataKeys',
+  'scoreTransform',
+  'topK',
+  'reducer',
+  'rng',
+  'sampler',
+  'retrievalFn',
+  'maskEmptySlots',
+  'falseNegativeKey',
+  'numNegatives',
+  'inBatchNegatives',
+  'queryGradient',
+  'fused',
+  'scanner',
+] as const;
 
-/** The result of `CacheClassificationLoss.retrieve`, to pass back as `call(..., {retrieval})`. */
-export interface Retrieval extends RetrievalResult {
-  /** The cache record it was computed against. */
-  readonly cache: Readonly<Record<string, NegativeCache>>;
-  /** The query values it was computed for (a constant copy). */
-  readonly queries: Tensor;
-}
-
-export class CacheClassificationLoss {
+export class CacheClassificationLoss implements CacheLoss {
   readonly embeddingKey: string;
   readonly dataKeys: readonly string[];
   readonly scoreTransform: ScoreTransform | undefined;
@@ -169,31 +200,14 @@ export class CacheClassificationLoss {
   readonly falseNegativeKey: string | undefined;
   readonly retrievalFn: RetrievalFn;
   readonly fused: boolean;
-  /** The built-in sampler and its generator, when no custom retrievalFn was given (the fused path needs them). */
-  private readonly sampler: Sampler | null;
-  private readonly rng: Rng | null;
-  private readonly scanner: (args: FusedScanArgs) => FusedScanResult;
+  /** The estimator options (numNegatives, inBatchNegatives, queryGradient). */
+  readonly estimator: Readonly<EstimatorOptions>;
+  /** How retrieval runs (the options above, plus the sampler, generator and scanner). */
+  readonly retriever: RetrieverConfig;
 
   constructor(opts: CacheClassificationLossOptions) {
     const op = 'CacheClassificationLoss';
-    if (opts === null || typeof opts !== 'object')
-      throw new ArgumentError(op, `options must be an object, got ${describe(opts)}`);
-    const allowed = [
-      'embeddingKey',
-      'dataKeys',
-      'scoreTransform',
-      'topK',
-      'reducer',
-      'rng',
-      'sampler',
-      'retrievalFn',
-      'maskEmptySlots',
-      'falseNegativeKey',
-      'fused',
-      'scanner',
-    ];
-    for (const k of Object.keys(opts))
-      if (!allowed.includes(k)) throw new ArgumentError(op, `unknown option "${k}"; allowed: ${allowed.join(', ')}`);
+    checkCallOptions(op, opts, OPTIONS);
     if (typeof opts.embeddingKey !== 'string' || opts.embeddingKey === '')
       throw new ArgumentError(op, `embeddingKey must be a non-empty string, got ${describe(opts.embeddingKey)}`);
     if (!Array.isArray(opts.dataKeys) || !opts.dataKeys.every((k) => typeof k === 'string'))
@@ -206,6 +220,18 @@ export class CacheClassificationLoss {
       throw new ArgumentError(op, `maskEmptySlots must be true or false, got ${describe(opts.maskEmptySlots)}`);
     if (opts.falseNegativeKey !== undefined && typeof opts.falseNegativeKey !== 'string')
       throw new ArgumentError(op, `falseNegativeKey must be a string, got ${describe(opts.falseNegativeKey)}`);
+    if (opts.fused !== undefined && typeof opts.fused !== 'boolean')
+      throw new ArgumentError(op, `fused must be true or false, got ${describe(opts.fused)}`);
+    if (opts.scanner !== undefined && typeof opts.scanner !== 'function')
+      throw new ArgumentError(op, `scanner must be a function, got ${describe(opts.scanner)}`);
+    const k = opts.numNegatives ?? 1;
+    if (!Number.isInteger(k) || k < 1 || k > 1024)
+      throw new ArgumentError(op, `numNegatives must be an integer in [1, 1024], got ${describe(opts.numNegatives)}`);
+    if (opts.inBatchNegatives !== undefined && typeof opts.inBatchNegatives !== 'boolean')
+      throw new ArgumentError(op, `inBatchNegatives must be true or false, got ${describe(opts.inBatchNegatives)}`);
+    const qg = opts.queryGradient ?? 'sampled';
+    if (qg !== 'sampled' && qg !== 'exact')
+      throw new ArgumentError(op, `queryGradient must be 'sampled' or 'exact', got ${describe(opts.queryGradient)}`);
     this.embeddingKey = opts.embeddingKey;
     this.dataKeys = Object.freeze(opts.dataKeys.slice());
     this.scoreTransform = opts.scoreTransform;
@@ -214,34 +240,30 @@ export class CacheClassificationLoss {
     this.maskEmptySlots = opts.maskEmptySlots ?? true;
     this.falseNegativeKey = opts.falseNegativeKey;
     this.retrievalFn = retrievalFrom(op, opts);
-    if (opts.fused !== undefined && typeof opts.fused !== 'boolean')
-      throw new ArgumentError(op, `fused must be true or false, got ${describe(opts.fused)}`);
-    if (opts.scanner !== undefined && typeof opts.scanner !== 'function')
-      throw new ArgumentError(op, `scanner must be a function, got ${describe(opts.scanner)}`);
     this.fused = opts.fused ?? true;
-    this.sampler = opts.retrievalFn === undefined ? (opts.sampler ?? 'gumbel') : null;
-    this.rng = opts.retrievalFn === undefined ? (opts.rng ?? null) : null;
-    this.scanner = opts.scanner ?? fusedCacheScan;
-  }
-
-  /** The scale of the score transform if the fused path can apply it (identity = 1), else null. */
-  private fusedScale(): number | null {
-    if (this.scoreTransform === undefined) return 1;
-    const c = this.scoreTransform.scale;
-    return typeof c === 'number' && Number.isFinite(c) ? c : null;
+    this.estimator = Object.freeze({
+      numNegatives: k,
+      inBatchNegatives: opts.inBatchNegatives ?? false,
+      queryGradient: qg,
+    });
+    this.retriever = Object.freeze({
+      embeddingKey: this.embeddingKey,
+      dataKeys: this.dataKeys,
+      scoreTransform: this.scoreTransform,
+      topK: this.topK,
+      maskEmptySlots: this.maskEmptySlots,
+      falseNegativeKey: this.falseNegativeKey,
+      retrievalFn: this.retrievalFn,
+      sampler: opts.retrievalFn === undefined ? (opts.sampler ?? 'gumbel') : null,
+      rng: opts.retrievalFn === undefined ? (opts.rng ?? null) : null,
+      fused: this.fused,
+      scanner: opts.scanner ?? fusedCacheScan,
+    });
   }
 
   /** T(x), or x without a transform. */
   transform(scores: Tensor): Tensor {
-    if (!this.scoreTransform) return scores;
-    const out = this.scoreTransform(scores);
-    if (!isTensor(out) || !isFloat(out.dtype) || !shapesEqual(out.shape, scores.shape)) {
-      throw new ArgumentError(
-        'CacheClassificationLoss',
-        `scoreTransform must map scores ${fmtShape(scores.shape)} to a float tensor of the same shape, got ${describe(out)}`,
-      );
-    }
-    return out;
+    return transformScores(this.scoreTransform, scores);
   }
 
   /**
@@ -268,13 +290,30 @@ export class CacheClassificationLoss {
     const positiveIds = this.checkPositiveIds(op, opts.positiveIds, b);
     const r =
       opts.retrieval !== undefined
-        ? checkRetrieval(op, opts.retrieval, cache, queryEmbeddings)
+        ? checkRetrieval(op, opts.retrieval, cache, queryEmbeddings, this.estimator.numNegatives)
         : this.retrieveFrom(queryEmbeddings, cache, sources, positiveIds);
-    const fresh = docNetwork(r.retrievedData);
-    checkFresh(op, fresh, b, d);
-    const out = this.lossTerms(queryEmbeddings, posDocEmbeddings, fresh, r);
-    const refresh = refreshData(cache, sources, this.embeddingKey, r.indices, r.hasNegative, stopGradient(fresh));
-    return { ...out, ...refresh };
+    // The doc network on the sampled items: each distinct item once when there are several samples.
+    const { features, inverse, rows } = docNetworkInputs(r, this.estimator.numNegatives);
+    const unique = docNetwork(features);
+    checkFresh(op, unique, rows, d);
+    const fresh = inverse === null ? unique : gatherRows(unique, wrap(inverse, [inverse.length], 'int32'));
+    const terms = isReferenceEstimator(this.estimator)
+      ? referenceLossTerms(this.scoreTransform, this.reducer, queryEmbeddings, posDocEmbeddings, fresh, r)
+      : estimatorLossTerms(
+          this.scoreTransform,
+          this.reducer,
+          this.estimator,
+          queryEmbeddings,
+          posDocEmbeddings,
+          fresh,
+          r,
+          this.estimator.inBatchNegatives ? inBatchExclusions(b, positiveIds) : null,
+          this.scoreTransform === undefined ? 1 : (this.scoreTransform.scale ?? null),
+        );
+    const S = r.numSamples;
+    const valid = S === 1 ? r.hasNegative : Uint8Array.from(r.indices, (_, t) => r.hasNegative[Math.floor(t / S)]!);
+    const refresh = refreshData(cache, sources, this.embeddingKey, r.indices, valid, stopGradient(fresh));
+    return { ...terms, ...refresh };
   }
 
   checkPositiveIds(op: string, ids: Tensor | undefined, b: number): Int32Array | null {
@@ -306,13 +345,17 @@ export class CacheClassificationLoss {
   ): Retrieval {
     const op = 'CacheClassificationLoss.retrieve';
     checkCallOptions(op, opts, ['positiveIds']);
-    if (!isTensor(queryEmbeddings) || queryEmbeddings.rank !== 2 || !isFloat(queryEmbeddings.dtype)) {
+    if (
+      !isTensor(queryEmbeddings) ||
+      queryEmbeddings.rank !== 2 ||
+      !(queryEmbeddings.dtype === 'float32' || queryEmbeddings.dtype === 'float64')
+    ) {
       throw new ArgumentError(
         op,
         `queryEmbeddings must be a float [batch, dim] tensor, got ${describe(queryEmbeddings)}`,
       );
     }
-    if (queryEmbeddings.shape[0] === 0) throw new ShapeError(op, 'the batch is empty; need at least one query');
+    if (queryEmbeddings.shape[0] === 0) throw new ArgumentError(op, 'the batch is empty; need at least one query');
     const sources = checkCaches(
       op,
       cache,
@@ -323,418 +366,87 @@ export class CacheClassificationLoss {
     );
     const positiveIds = this.checkPositiveIds(op, opts.positiveIds, queryEmbeddings.shape[0]!);
     const q = stopGradient(queryEmbeddings);
-    return { ...this.retrieveFrom(q, cache, sources, positiveIds), cache, queries: q };
+    const r = this.retrieveFrom(q, cache, sources, positiveIds);
+    return { ...r, cache, queries: q, docNetworkFeatures: docNetworkInputs(r, this.estimator.numNegatives).features };
   }
 
-  /** Scores every cached item, excludes masked ones, narrows to top-k, samples, gathers. */
+  /**
+   * Retrieval with this loss's options for queries `q` (values only). The
+   * sharded loss calls it with its own top-k per shard.
+   */
   retrieveFrom(
-    queryEmbeddings: Tensor,
+    q: Tensor,
     cache: Readonly<Record<string, NegativeCache>>,
     sources: readonly string[],
     positiveIds: Int32Array | null,
     topK = this.topK,
   ): RetrievalResult {
-    const allEmb = concatSources(cache, sources, this.embeddingKey);
-    const n = allEmb.shape[0]!;
-    const b = queryEmbeddings.shape[0]!;
-    if (topK !== undefined && n % topK !== 0)
-      throw new ArgumentError(
-        'CacheClassificationLoss',
-        `topK = ${topK} does not divide the cache size ${n}; need cacheSize % topK === 0 (approximate top-k uses equal groups)`,
-      );
-    const scale = this.fusedScale();
-    if (
-      this.fused &&
-      scale !== null &&
-      this.sampler !== null &&
-      this.rng !== null &&
-      queryEmbeddings.dtype === 'float32' &&
-      allEmb.dtype === 'float32'
-    ) {
-      return this.retrieveFused(
-        queryEmbeddings,
-        allEmb,
-        cache,
-        sources,
-        positiveIds,
-        topK,
-        scale,
-        this.sampler,
-        this.rng,
-      );
-    }
-    const raw = this.transform(matmul(stopGradient(queryEmbeddings), allEmb, { transposeB: true }));
-    const excluded = this.exclusions(cache, sources, positiveIds, b, n);
-    let scores = raw;
-    if (excluded !== null) {
-      const s = unsafeData(raw).slice();
-      for (let i = 0; i < s.length; i++) if (excluded[i]) s[i] = -Infinity;
-      scores = wrap(s, raw.shape, raw.dtype);
-    }
-    let candidates = scores;
-    let topIdx: Int32Array | null = null;
-    if (topK !== undefined) {
-      const t = approximateTopKWithIndices(scores, topK);
-      candidates = t.values;
-      topIdx = unsafeData(t.indices) as Int32Array;
-    }
-    const picked = this.retrievalFn(stopGradient(candidates));
-    if (!isTensor(picked) || picked.dtype !== 'int32' || !shapesEqual(picked.shape, [b, 1])) {
-      throw new ArgumentError(
-        'CacheClassificationLoss',
-        `retrievalFn must return int32 [${b}, 1] indices, got ${describe(picked)}`,
-      );
-    }
-    const cols = unsafeData(picked) as Int32Array;
-    const width = candidates.shape[1]!;
-    const cand = unsafeData(candidates);
-    const indices = new Int32Array(b);
-    const hasNegative = new Uint8Array(b);
-    for (let i = 0; i < b; i++) {
-      const c = cols[i]!;
-      if (c < 0 || c >= width)
-        throw new ArgumentError(
-          'CacheClassificationLoss',
-          `retrievalFn returned index ${c} for query ${i}; need 0 <= index < ${width}`,
-        );
-      indices[i] = topIdx ? topIdx[i * width + c]! : c;
-      for (let j = 0; j < width; j++)
-        if (cand[i * width + j] !== -Infinity) {
-          hasNegative[i] = 1;
-          break;
-        }
-    }
-    return this.gathered(cache, sources, allEmb, stopGradient(candidates), indices, hasNegative);
-  }
-
-  /** The sampled items' data and cached embeddings. */
-  private gathered(
-    cache: Readonly<Record<string, NegativeCache>>,
-    sources: readonly string[],
-    allEmb: Tensor,
-    scores: Tensor,
-    indices: Int32Array,
-    hasNegative: Uint8Array,
-  ): RetrievalResult {
-    const idxT = wrap(indices, [indices.length], 'int32');
-    const retrievedData: Record<string, Tensor> = {};
-    for (const key of this.dataKeys) retrievedData[key] = gatherRows(concatSources(cache, sources, key), idxT);
-    return { scores, indices, hasNegative, retrievedData, retrievedCacheEmbeddings: gatherRows(allEmb, idxT) };
-  }
-
-  /**
-   * The fused path: one streaming pass over the cache computes each query's
-   * logSumExp over its candidates (all rows, or the top-k group maxima) and
-   * draws its sample, without the [b, n] score matrix.
-   */
-  private retrieveFused(
-    q: Tensor,
-    allEmb: Tensor,
-    cache: Readonly<Record<string, NegativeCache>>,
-    sources: readonly string[],
-    positiveIds: Int32Array | null,
-    topK: number | undefined,
-    scale: number,
-    sampler: Sampler,
-    rng: Rng,
-  ): RetrievalResult {
-    const op = 'CacheClassificationLoss';
-    const b = q.shape[0]!,
-      d = q.shape[1]!,
-      n = allEmb.shape[0]!;
-    // The kernels do not look for NaN (a pass over the cache would cost as much as the scan):
-    // the queries are checked here, the cache through its effect on the statistics below.
-    const qd = unsafeData(q);
-    for (let i = 0; i < qd.length; i++) {
-      if (!Number.isFinite(qd[i]!))
-        throw new NonFiniteError(
-          op,
-          `queryEmbeddings[${Math.floor(i / d)}, ${i % d}] is ${qd[i]}; need finite embeddings`,
-        );
-    }
-    const rowValid = this.maskEmptySlots ? concatValid(cache, sources) : null;
-    const rowIds =
-      positiveIds && this.falseNegativeKey !== undefined
-        ? (unsafeData(concatSources(cache, sources, this.falseNegativeKey)) as Int32Array)
-        : null;
-    const args: FusedScanArgs = {
-      queries: unsafeData(q) as Float32Array,
-      b,
-      d,
-      cache: unsafeData(allEmb) as Float32Array,
-      n,
-      scale,
-      sampler,
-      ...(rowValid ? { rowValid } : {}),
-      ...(rowIds ? { rowIds, queryExcludeIds: positiveIds! } : {}),
-      ...(topK !== undefined ? { topKGroups: topK } : {}),
+    const e = this.estimator;
+    const req: RetrievalRequest = {
+      numSamples: e.numNegatives,
+      softmaxMean: e.queryGradient === 'exact',
+      excludeRows:
+        e.inBatchNegatives && positiveIds !== null && this.falseNegativeKey !== undefined
+          ? rowsMatching(concatSources(cache, sources, this.falseNegativeKey), positiveIds)
+          : null,
     };
-    // A rejected cache must not consume randomness: the generator is rewound before throwing.
-    const rngBefore = rng.getState();
-    if (sampler === 'gumbel') args.key = noiseKey(rng);
-    else {
-      const u = new Float64Array(categoricalUniformCount(b, n, topK));
-      for (let i = 0; i < u.length; i++) u[i] = rng.uniformOpen();
-      args.uniforms = u;
-    }
-    const res = this.scanner(args);
-    const c = unsafeData(allEmb);
-    for (let i = 0; i < b; i++) {
-      const v = res.logSumExp[i]!;
-      // No candidate at all: either every row was excluded, or every remaining score was NaN
-      // (the kernels never pick a NaN): look at this query's candidate rows.
-      if (v === -Infinity) {
-        for (let j = 0; j < n; j++) {
-          if ((rowValid && !rowValid[j]) || (rowIds && rowIds[j] === positiveIds![i])) continue;
-          for (let k = j * d; k < (j + 1) * d; k++) {
-            if (!Number.isFinite(c[k]!)) {
-              rng.setState(rngBefore);
-              throw new NonFiniteError(
-                op,
-                `cached embedding row ${j} (of the concatenated cache) holds ${c[k]}; the scores of query ${i} are not finite`,
-              );
-            }
-          }
-        }
-      }
-      if (v !== v || v === Infinity) {
-        rng.setState(rngBefore);
-        let bad = -1;
-        for (let k = 0; k < c.length; k++)
-          if (!Number.isFinite(c[k]!)) {
-            bad = k;
-            break;
-          }
-        throw new NonFiniteError(
-          op,
-          bad >= 0
-            ? `cached embedding row ${Math.floor(bad / d)} (of the concatenated cache) holds ${c[bad]}; the scores of query ${i} are not finite`
-            : `the scores of query ${i} overflow (logSumExp ${v}); reduce the score scale`,
-        );
-      }
-    }
-    const indices = new Int32Array(b);
-    const hasNegative = new Uint8Array(b);
-    for (let i = 0; i < b; i++) {
-      const j = res.sample![i]!;
-      // no candidate left: index 0 as a placeholder (hasNegative false: zero loss, no refresh)
-      indices[i] = j >= 0 ? j : 0;
-      hasNegative[i] = j >= 0 ? 1 : 0;
-    }
-    const lse = wrap(Float32Array.from(res.logSumExp), [b, 1], 'float32');
-    return this.gathered(cache, sources, allEmb, lse, indices, hasNegative);
+    return retrieveFromCaches(this.retriever, q, cache, sources, positiveIds, req, topK);
   }
 
-  /** [b*n] exclusion flags (empty slots, false negatives), or null when nothing is excluded. */
-  private exclusions(
-    cache: Readonly<Record<string, NegativeCache>>,
-    sources: readonly string[],
-    positiveIds: Int32Array | null,
-    b: number,
-    n: number,
-  ): Uint8Array | null {
-    const rowValid = this.maskEmptySlots ? concatValid(cache, sources) : null;
-    const rowIds =
-      positiveIds && this.falseNegativeKey !== undefined
-        ? (unsafeData(concatSources(cache, sources, this.falseNegativeKey)) as Int32Array)
-        : null;
-    if (rowValid === null && rowIds === null) return null;
-    const ex = new Uint8Array(b * n);
-    for (let i = 0; i < b; i++) {
-      for (let j = 0; j < n; j++) {
-        if ((rowValid && !rowValid[j]) || (rowIds && rowIds[j] === positiveIds![i])) ex[i * n + j] = 1;
-      }
-    }
-    return ex;
-  }
-
-  /** The three per-query losses from the scores, reduced. */
+  /** The reference's loss terms for a retrieval (used by the sharded loss, whose estimator is the reference's). */
   lossTerms(
     q: Tensor,
     p: Tensor,
     fresh: Tensor,
     r: Pick<RetrievalResult, 'scores' | 'hasNegative' | 'retrievedCacheEmbeddings' | 'indices'>,
-  ): Omit<CacheLossReturn, 'updatedItemData' | 'updatedItemIndices' | 'updatedItemMask'> {
-    const b = q.shape[0]!;
-    const sPos = this.transform(rowDot(q, p));
-    const sNeg = this.transform(rowDot(q, fresh));
-    const sPosC = stopGradient(sPos);
-    const all = concat([expandDims(sPosC, 1), r.scores], 1);
-    const logProbPos = sub(sPosC, logSumExp(all, { axis: 1 })); // log softmax([s⁺, s])₀, a constant
-    const probPos = exp(logProbPos);
-    const trainingLoss = mul(sub(1, probPos), sub(sNeg, sPos));
-    const keep = wrap(r.hasNegative.slice(), [b], 'bool');
-    const stale = staleness(stopGradient(r.retrievedCacheEmbeddings), stopGradient(fresh), keep);
-    return {
-      trainingLoss: applyReducer(this.reducer, trainingLoss),
-      interpretableLoss: applyReducer(this.reducer, neg(logProbPos)),
-      staleness: applyReducer(this.reducer, stale),
-      probPos,
-      retrievedIndices: wrap(r.indices.slice(), [b], 'int32'),
-      hasNegative: keep,
-    };
+  ): LossTerms {
+    return referenceLossTerms(this.scoreTransform, this.reducer, q, p, fresh, r);
   }
 }
 
-/** The options of call/retrieve: a plain object with known keys. */
-function checkCallOptions(op: string, opts: unknown, allowed: readonly string[]): void {
-  if (opts === null || typeof opts !== 'object' || Array.isArray(opts))
-    throw new ArgumentError(op, `options must be an object like {${allowed.join(', ')}}, got ${describe(opts)}`);
-  for (const k of Object.keys(opts))
-    if (!allowed.includes(k)) throw new ArgumentError(op, `unknown option "${k}"; allowed: ${allowed.join(', ')}`);
-}
-
-/** Validates the record of caches; returns the sources in sorted order. */
-export function checkCaches(
-  op: string,
-  cache: unknown,
-  embeddingKey: string,
-  dataKeys: readonly string[],
-  d: number,
-  idKey?: string,
-): string[] {
-  if (cache === null || typeof cache !== 'object' || Array.isArray(cache) || Object.keys(cache).length === 0) {
-    throw new ArgumentError(
-      op,
-      `cache must be a non-empty record of caches (data source -> NegativeCache), got ${describe(cache)}`,
-    );
-  }
-  const sources = Object.keys(cache).sort();
-  for (const s of sources) {
-    const c = (cache as Record<string, NegativeCache>)[s];
-    if (c === null || typeof c !== 'object' || c.data === null || typeof c.data !== 'object') {
-      throw new ArgumentError(op, `cache.${s} must be a NegativeCache {data, age}, got ${describe(c)}`);
+/**
+ * The features the doc network runs on: the sampled items' data as
+ * retrieved (one sample per query: exactly the reference's b rows), or, with
+ * several samples, each distinct cache index once (first-occurrence order)
+ * with `inverse` mapping the b·S samples back to those rows.
+ */
+function docNetworkInputs(
+  r: RetrievalResult,
+  numSamples: number,
+): { features: Record<string, Tensor>; inverse: Int32Array | null; rows: number } {
+  if (numSamples === 1) return { features: r.retrievedData, inverse: null, rows: r.indices.length };
+  const first = new Map<number, number>();
+  const keep: number[] = [];
+  const inverse = new Int32Array(r.indices.length);
+  r.indices.forEach((j, t) => {
+    let u = first.get(j);
+    if (u === undefined) {
+      u = keep.length;
+      first.set(j, u);
+      keep.push(t);
     }
-    const emb = c.data[embeddingKey];
-    if (!isTensor(emb))
-      throw new ArgumentError(
-        op,
-        `cache.${s}.data has no embedding "${embeddingKey}" (keys: ${Object.keys(c.data).join(', ')})`,
-      );
-    if (!isFloat(emb.dtype))
-      throw new DTypeError(op, `cache.${s}.data.${embeddingKey} must be float, got ${emb.dtype}`);
-    if (emb.rank !== 2 || emb.shape[1] !== d) {
-      throw new ShapeError(
-        op,
-        `cache.${s}.data.${embeddingKey} is ${fmtShape(emb.shape)}; need [cacheSize, ${d}] to match the query dimension ${d}`,
-      );
-    }
-    const size = emb.shape[0]!;
-    for (const key of [...dataKeys, ...(idKey !== undefined ? [idKey] : [])]) {
-      const t = c.data[key];
-      if (!isTensor(t))
-        throw new ArgumentError(op, `cache.${s}.data has no key "${key}" (keys: ${Object.keys(c.data).join(', ')})`);
-      if (t.shape[0] !== size)
-        throw new ShapeError(
-          op,
-          `cache.${s}.data.${key} has ${t.shape[0]} rows but the embeddings have ${size}; need one row per slot`,
-        );
-    }
-    if (idKey !== undefined) {
-      const t = c.data[idKey]!;
-      if (t.dtype !== 'int32' || !(t.rank === 1 || (t.rank === 2 && t.shape[1] === 1))) {
-        throw new DTypeError(
-          op,
-          `falseNegativeKey "${idKey}" must hold int32 ids of shape [cacheSize] or [cacheSize, 1], got ${fmtShape(t.shape)} ${t.dtype}`,
-        );
-      }
-    }
-    if (
-      c.valid !== undefined &&
-      (!isTensor(c.valid) || c.valid.dtype !== 'bool' || !shapesEqual(c.valid.shape, [size]))
-    ) {
-      throw new ArgumentError(op, `cache.${s}.valid must be a bool [${size}] tensor, got ${describe(c.valid)}`);
-    }
-  }
-  return sources;
-}
-
-/** A precomputed retrieval must belong to this cache and these query values. */
-function checkRetrieval(
-  op: string,
-  r: Retrieval,
-  cache: Readonly<Record<string, NegativeCache>>,
-  q: Tensor,
-): RetrievalResult {
-  if (r === null || typeof r !== 'object' || !(r.indices instanceof Int32Array))
-    throw new ArgumentError(op, `retrieval must come from retrieve(), got ${describe(r)}`);
-  if (r.cache !== cache)
-    throw new ArgumentError(
-      op,
-      'retrieval was computed against a different cache; call retrieve() again with this cache',
-    );
-  const a = unsafeData(r.queries),
-    bq = unsafeData(q);
-  if (!shapesEqual(r.queries.shape, q.shape) || a.some((v, i) => !Object.is(v, bq[i]))) {
-    throw new ArgumentError(
-      op,
-      'retrieval was computed for different query embeddings; sampling must see the same query values as the loss',
-    );
-  }
-  return r;
-}
-
-function checkFresh(op: string, fresh: unknown, b: number, d: number): void {
-  if (!isTensor(fresh) || !isFloat(fresh.dtype) || !shapesEqual(fresh.shape, [b, d])) {
-    throw new ShapeError(
-      op,
-      `docNetwork must return float embeddings [${b}, ${d}] for the ${b} sampled items, got ${describe(fresh)}`,
-    );
-  }
-}
-
-/** The sources' tensors under `key`, concatenated in order (no copy for one source). */
-export function concatSources(
-  cache: Readonly<Record<string, NegativeCache>>,
-  sources: readonly string[],
-  key: string,
-): Tensor {
-  const parts = sources.map((s) => cache[s]!.data[key]!);
-  return parts.length === 1 ? parts[0]! : concat(parts, 0);
-}
-
-function concatValid(cache: Readonly<Record<string, NegativeCache>>, sources: readonly string[]): Uint8Array | null {
-  if (sources.every((s) => cache[s]!.valid === undefined)) return null;
-  const parts = sources.map((s) => {
-    const c = cache[s]!;
-    const size = c.age.shape[0] ?? c.data[Object.keys(c.data)[0]!]!.shape[0]!;
-    return c.valid ? (unsafeData(c.valid) as Uint8Array) : new Uint8Array(size).fill(1);
+    inverse[t] = u;
   });
-  const out = new Uint8Array(parts.reduce((s, p) => s + p.length, 0));
-  let o = 0;
-  for (const p of parts) {
-    out.set(p, o);
-    o += p.length;
-  }
-  return out;
+  const rows = wrap(Int32Array.from(keep), [keep.length], 'int32');
+  const features: Record<string, Tensor> = {};
+  for (const [k, v] of Object.entries(r.retrievedData)) features[k] = gatherRows(v, rows);
+  return { features, inverse, rows: keep.length };
 }
 
-/** Per-source refresh data: fresh embeddings, local indices, membership masks. */
-export function refreshData(
-  cache: Readonly<Record<string, NegativeCache>>,
-  sources: readonly string[],
-  embeddingKey: string,
-  indices: Int32Array,
-  hasNegative: Uint8Array,
-  fresh: Tensor,
-): Pick<CacheLossReturn, 'updatedItemData' | 'updatedItemIndices' | 'updatedItemMask'> {
-  const b = indices.length;
-  const updatedItemData: Record<string, Record<string, Tensor>> = {};
-  const updatedItemIndices: Record<string, Tensor> = {};
-  const updatedItemMask: Record<string, Tensor> = {};
-  let start = 0;
-  for (const s of sources) {
-    const size = cache[s]!.data[embeddingKey]!.shape[0]!;
-    const local = new Int32Array(b);
-    const mask = new Uint8Array(b);
-    for (let i = 0; i < b; i++) {
-      local[i] = indices[i]! - start;
-      mask[i] = hasNegative[i] && indices[i]! >= start && indices[i]! < start + size ? 1 : 0;
-    }
-    updatedItemData[s] = { [embeddingKey]: fresh };
-    updatedItemIndices[s] = wrap(local, [b], 'int32');
-    updatedItemMask[s] = wrap(mask, [b], 'bool');
-    start += size;
-  }
-  return { updatedItemData, updatedItemIndices, updatedItemMask };
+/** [b·b] 1 where positive j is not an in-batch negative for query i: j = i, or the same false-negative id. */
+function inBatchExclusions(b: number, positiveIds: Int32Array | null): Uint8Array {
+  const ex = new Uint8Array(b * b);
+  for (let i = 0; i < b; i++)
+    for (let j = 0; j < b; j++)
+      ex[i * b + j] = i === j || (positiveIds !== null && positiveIds[i] === positiveIds[j]) ? 1 : 0;
+  return ex;
+}
+
+/** [n] 1 where the cache row's id is one of `ids`. */
+function rowsMatching(rowIds: Tensor, ids: Int32Array): Uint8Array {
+  const set = new Set(ids);
+  const d = unsafeData(rowIds) as Int32Array;
+  const out = new Uint8Array(d.length);
+  for (let j = 0; j < d.length; j++) if (set.has(d[j]!)) out[j] = 1;
+  return out;
 }

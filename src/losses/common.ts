@@ -3,6 +3,7 @@ import { ArgumentError, DTypeError, ShapeError, describe, fmtShape } from '../er
 import { isFloat } from '../tensor/dtype.js';
 import { Rng } from '../tensor/random.js';
 import { isTensor, type Tensor } from '../tensor/tensor.js';
+import { shapesEqual } from '../tensor/shape.js';
 import { div, greater, logicalAnd, mul, sub, where } from '../ops/elementwise.js';
 import { mean, sum } from '../ops/reduce.js';
 import { categoricalRetrievalFn, gumbelMaxRetrievalFn, type RetrievalFn } from '../retrieval/retrieval.js';
@@ -23,6 +24,19 @@ export function scaleTransform(c: number): ScoreTransform {
     throw new ArgumentError('scaleTransform', `scale must be a finite number, got ${describe(c)}`);
   const f = (s: Tensor): Tensor => mul(s, c);
   return Object.assign(f, { scale: c });
+}
+
+/** T(x), or x without a transform; checks that T keeps the shape and returns floats. */
+export function transformScores(t: ScoreTransform | undefined, scores: Tensor): Tensor {
+  if (!t) return scores;
+  const out = t(scores);
+  if (!isTensor(out) || !isFloat(out.dtype) || !shapesEqual(out.shape, scores.shape)) {
+    throw new ArgumentError(
+      'CacheClassificationLoss',
+      `scoreTransform must map scores ${fmtShape(scores.shape)} to a float tensor of the same shape, got ${describe(out)}`,
+    );
+  }
+  return out;
 }
 
 export type Reducer = 'mean' | 'none' | ((perQuery: Tensor) => Tensor);

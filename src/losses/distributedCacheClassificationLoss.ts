@@ -42,11 +42,11 @@ import type { RetrievalFn } from '../retrieval/retrieval.js';
 import type { ReplicaContext } from '../distributed/replicaContext.js';
 import {
   CacheClassificationLoss,
-  checkCaches,
-  refreshData,
   type CacheLossReturn,
   type CacheClassificationLossOptions,
 } from './cacheClassificationLoss.js';
+import { checkCaches } from './validate.js';
+import { refreshData } from './refresh.js';
 import { checkQueryAndPositives, retrievalFrom, type DocNetwork, type Sampler } from './common.js';
 
 export interface DistributedCacheClassificationLossOptions extends CacheClassificationLossOptions {
@@ -90,6 +90,12 @@ export class DistributedCacheClassificationLoss {
     if (refreshShards !== undefined && typeof refreshShards !== 'boolean')
       throw new ArgumentError(op, `refreshShards must be true or false, got ${describe(refreshShards)}`);
     this.local = new CacheClassificationLoss(single);
+    const e = this.local.estimator;
+    if (e.numNegatives !== 1 || e.inBatchNegatives || e.queryGradient !== 'sampled')
+      throw new ArgumentError(
+        op,
+        'the sharded loss implements the reference estimator only: numNegatives must be 1, inBatchNegatives false and queryGradient sampled',
+      );
     this.topK = single.topK;
     this.refreshShards = refreshShards ?? true;
     this.shardRetrievalFn =
