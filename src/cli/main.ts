@@ -61,6 +61,22 @@ const COMMON: Record<string, FlagSpec> = {
     choices: ['train', 'all'],
   },
   'top-k': { kind: 'int', help: 'approximate top-k narrowing of the cache (default off)', min: 1 },
+  'num-negatives': {
+    kind: 'int',
+    help: 'cache: negatives sampled per query (default 1, the reference)',
+    min: 1,
+    max: 1024,
+  },
+  'in-batch-negatives': {
+    kind: 'string',
+    help: "cache: the batch's other positives are exact negatives too (default false)",
+    choices: ['true', 'false'],
+  },
+  'query-gradient': {
+    kind: 'string',
+    help: "cache: sampled (default, the reference) or exact (the query's exact gradient over the cache)",
+    choices: ['sampled', 'exact'],
+  },
   seed: { kind: 'int', help: 'seed for everything (default 0)', min: 0 },
   data: { kind: 'string', help: 'wordnet (default) or synthetic', choices: ['wordnet', 'synthetic'] },
   'max-docs': { kind: 'int', help: 'use a seeded subset of this many synsets (default all)', min: 10 },
@@ -169,6 +185,12 @@ function configFrom(
       flags['mask-duplicates'] === undefined ? DEFAULT_CONFIG.maskDuplicates : flags['mask-duplicates'] === 'true',
     fullDocs: get('full-docs', DEFAULT_CONFIG.fullDocs) as TrainConfig['fullDocs'],
     topK,
+    numNegatives: get('num-negatives', DEFAULT_CONFIG.numNegatives),
+    inBatchNegatives:
+      flags['in-batch-negatives'] === undefined
+        ? DEFAULT_CONFIG.inBatchNegatives
+        : flags['in-batch-negatives'] === 'true',
+    queryGradient: get('query-gradient', DEFAULT_CONFIG.queryGradient) as TrainConfig['queryGradient'],
     seed: get('seed', DEFAULT_CONFIG.seed),
     evalEverySeconds: get('eval-every', 10),
     evalEverySteps: get('eval-every-steps', 0),

@@ -43,6 +43,12 @@ export interface TrainConfig {
   clipNorm: number | undefined;
   sampler: Sampler;
   topK: number | undefined;
+  /** Cache method: negatives drawn from the cache softmax per query (1 = the reference; see docs/estimators.md). */
+  numNegatives: number;
+  /** Cache method: the batch's other positives join the softmax as exact negatives. */
+  inBatchNegatives: boolean;
+  /** Cache method: 'sampled' (the reference) or 'exact' (the query's exact gradient over the whole cache). */
+  queryGradient: 'sampled' | 'exact';
   seed: number;
   /** Evaluate recall on `evalQueries` held-out queries every this many seconds of training (0 = never). */
   evalEverySeconds: number;
@@ -70,6 +76,9 @@ export const DEFAULT_CONFIG: Omit<TrainConfig, 'method'> = {
   maskDuplicates: true,
   fullDocs: 'train',
   topK: undefined,
+  numNegatives: 1,
+  inBatchNegatives: false,
+  queryGradient: 'sampled',
   seed: 0,
   evalEverySeconds: 0,
   evalEverySteps: 0,
@@ -113,6 +122,11 @@ export function checkConfig(c: TrainConfig): TrainConfig {
     throw new ArgumentError(op, `optimizer must be adamw or sgd, got ${describe(c.optimizer)}`);
   if (c.sampler !== 'gumbel' && c.sampler !== 'categorical')
     throw new ArgumentError(op, `sampler must be gumbel or categorical, got ${describe(c.sampler)}`);
+  int('numNegatives', 1, 1024);
+  if (typeof c.inBatchNegatives !== 'boolean')
+    throw new ArgumentError(op, `inBatchNegatives must be true or false, got ${describe(c.inBatchNegatives)}`);
+  if (c.queryGradient !== 'sampled' && c.queryGradient !== 'exact')
+    throw new ArgumentError(op, `queryGradient must be sampled or exact, got ${describe(c.queryGradient)}`);
   if (c.topK !== undefined) {
     int('topK', 1);
     if (c.cacheSize % c.topK !== 0) throw new ArgumentError(op, `topK ${c.topK} must divide cacheSize ${c.cacheSize}`);

@@ -110,6 +110,9 @@ export function train(corpus: Corpus, config: TrainConfig, hooks: TrainOptions =
       'fullDocs',
       'sampler',
       'topK',
+      'numNegatives',
+      'inBatchNegatives',
+      'queryGradient',
       'seed',
     ] as const) {
       if (saved[k] !== config[k])

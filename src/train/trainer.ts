@@ -102,6 +102,9 @@ export class Trainer implements TrainerParts {
         rng: this.samplerRng,
         sampler: config.sampler,
         falseNegativeKey: 'docKey',
+        numNegatives: config.numNegatives,
+        inBatchNegatives: config.inBatchNegatives,
+        queryGradient: config.queryGradient,
         ...(config.topK !== undefined ? { topK: config.topK } : {}),
         ...(opts.scanner !== undefined ? { scanner: opts.scanner } : {}),
       });
@@ -186,7 +189,8 @@ export class Trainer implements TrainerParts {
     // 1. Sample the negatives from the current cache (values only).
     const qValues = tower(q.rows, q.bags, m.dense.query);
     const retrieval = h.retrieve(qValues, { positiveIds });
-    const sampled = unsafeData(retrieval.retrievedData['docId']!) as Int32Array;
+    // the documents the loss will run the doc tower on (each sampled document once with numNegatives > 1)
+    const sampled = unsafeData(retrieval.docNetworkFeatures['docId']!) as Int32Array;
     // 2. The document rows this step touches: positives and sampled negatives.
     const dSpace = new RowSpace();
     const posBags = makeBags(c.docOffsets, c.docIds, pos, c.featureBuckets, dSpace);
@@ -199,7 +203,7 @@ export class Trainer implements TrainerParts {
       const pEmb = tower(p.dRows, posBags, p.dense.doc);
       const docNetwork = (features: Record<string, Tensor>): Tensor => {
         const ids = unsafeData(features['docId']!) as Int32Array;
-        if (ids.some((v, i) => v !== sampled[i]))
+        if (ids.length !== sampled.length || ids.some((v, i) => v !== sampled[i]))
           throw new Error('internal: the loss asked for documents other than the sampled ones');
         return tower(p.dRows, negBags, p.dense.doc);
       };
