@@ -39,9 +39,9 @@ import { matmul } from '../ops/linalg.js';
 import type { NegativeCache } from '../cache/negativeCache.js';
 import type { RetrievalFn } from '../retrieval/retrieval.js';
 import { approximateTopKWithIndices } from '../retrieval/topk.js';
-import { noiseKey } from '../tensor/kernels/noise.js';
-import { categoricalUniformCount, type FusedScanArgs, type FusedScanResult } from '../tensor/kernels/fusedScan.js';
-import { fusedCacheScan } from '../tensor/kernels/wasm/index.js';
+import { noiseKey } from '../scan/noise.js';
+import { categoricalUniformCount, type FusedScanArgs, type FusedScanResult } from '../scan/contract.js';
+import { fusedCacheScan } from '../scan/wasm.js';
 import {
   applyReducer,
   checkQueryAndPositives,
@@ -106,7 +106,7 @@ export interface CacheClassificationLossOptions {
    */
   falseNegativeKey?: string;
   /**
-   * Use the fused streaming scan (src/tensor/kernels/fusedScan.ts) when it
+   * Use the fused streaming scan (src/scan/) when it
    * applies: float32 embeddings, a score transform that is absent or a
    * scaleTransform, and a built-in sampler over `rng` (not a custom
    * retrievalFn). It never builds the [b, n] score matrix and runs on the
