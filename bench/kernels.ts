@@ -10,16 +10,11 @@
  * (makeResident), as a training loop does with the cache.
  */
 import { Rng } from '../src/tensor/random.js';
-import {
-  categoricalUniformCount,
-  fusedScanTS,
-  matmulNTJs,
-  type FusedScanArgs,
-  type ScanSampler,
-} from '../src/tensor/kernels/fusedScan.js';
+import { categoricalUniformCount, type FusedScanArgs, type ScanSampler } from '../src/scan/contract.js';
+import { fusedScanTS, matmulNTJs } from '../src/scan/tsBackend.js';
+import { fusedCacheScanWasm } from '../src/scan/wasm.js';
 import {
   expWasm,
-  fusedCacheScanWasm,
   initWasm,
   makeResident,
   matmulNNWasm,

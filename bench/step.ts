@@ -56,8 +56,9 @@ import {
   type Tensor,
 } from '../src/index.js';
 import { createParallelScan } from '../src/node/parallelScan.js';
-import type { FusedScanArgs, FusedScanResult } from '../src/tensor/kernels/fusedScan.js';
-import { fusedCacheScan, initWasm } from '../src/tensor/kernels/wasm/index.js';
+import type { FusedScanArgs, FusedScanResult } from '../src/scan/contract.js';
+import { fusedCacheScan } from '../src/scan/wasm.js';
+import { initWasm } from '../src/tensor/kernels/wasm/index.js';
 import { fmtTiming, printTable, randomFloats, timeIt, type Timing } from './util.js';
 
 const argv = process.argv.slice(2);

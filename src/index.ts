@@ -111,10 +111,7 @@ export { evaluate, embedAll } from './train/evaluate.js';
 // Kernels: WebAssembly SIMD is used automatically where available. On a browser main thread
 // call `await initWasm()` once at start-up (Chromium forbids compiling it synchronously there);
 // Node compiles it synchronously on first use.
-export { initWasm, wasmReady, wasmAvailable, fusedCacheScan } from './tensor/kernels/wasm/index.js';
-export {
-  fusedScanReference,
-  type FusedScanArgs,
-  type FusedScanResult,
-  type ScanSampler,
-} from './tensor/kernels/fusedScan.js';
+export { initWasm, wasmReady, wasmAvailable } from './tensor/kernels/wasm/index.js';
+export { fusedCacheScan } from './scan/wasm.js';
+export { fusedScanReference } from './scan/reference.js';
+export { type FusedScanArgs, type FusedScanResult, type ScanSampler } from './scan/contract.js';

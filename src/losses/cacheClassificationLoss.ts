@@ -26,7 +26,7 @@ import { stopGradient } from '../autograd/transforms.js';
 import { gatherRows } from '../ops/layout.js';
 import type { NegativeCache } from '../cache/negativeCache.js';
 import type { RetrievalFn } from '../retrieval/retrieval.js';
-import { fusedCacheScan } from '../tensor/kernels/wasm/index.js';
+import { fusedCacheScan } from '../scan/wasm.js';
 import {
   checkQueryAndPositives,
   checkReducer,
@@ -142,7 +142,7 @@ export interface CacheClassificationLossOptions {
    */
   queryGradient?: 'sampled' | 'exact';
   /**
-   * Use the fused streaming scan (src/tensor/kernels/fusedScan.ts) when it
+   * Use the fused streaming scan (src/scan/) when it
    * applies: float32 embeddings, a score transform that is absent or a
    * scaleTransform, and a built-in sampler over `rng` (not a custom
    * retrievalFn). It never builds the [b, n] score matrix and runs on the

@@ -9,7 +9,7 @@
  * Two paths, same contract:
  *  - fused (default when it applies: float32, a scale or no transform, a
  *    built-in sampler over an explicit Rng): one streaming pass of the cache
- *    scan (src/tensor/kernels/fusedScan.ts) gives each query's logSumExp over
+ *    scan (src/scan/) gives each query's logSumExp over
  *    its candidates, its samples and, on request, the softmax-weighted mean of
  *    the cached embeddings, without the [b, n] score matrix;
  *  - straightforward: the all-pairs matmul, the transform, the exclusions,
@@ -37,8 +37,8 @@ import { matmul } from '../ops/linalg.js';
 import type { NegativeCache } from '../cache/negativeCache.js';
 import type { RetrievalFn } from '../retrieval/retrieval.js';
 import { approximateTopKWithIndices } from '../retrieval/topk.js';
-import { noiseKey } from '../tensor/kernels/noise.js';
-import { categoricalUniformCount, type FusedScanArgs, type FusedScanResult } from '../tensor/kernels/fusedScan.js';
+import { noiseKey } from '../scan/noise.js';
+import { categoricalUniformCount, type FusedScanArgs, type FusedScanResult } from '../scan/contract.js';
 import { transformScores, type Sampler, type ScoreTransform } from './common.js';
 
 /** A fused cache scan (the contract of src/tensor/kernels/fusedScan.ts). */

@@ -2,7 +2,7 @@
  * The fused cache scan on several cores (Node only): the main thread and
  * `workers` worker_threads each scan a contiguous, SCAN_BLOCK-aligned share
  * of the cache rows, and the partials combine exactly as in the sharded
- * loss (combinePartials, fusedScan.ts).
+ * loss (combinePartials, src/scan/streaming.ts).
  *
  *   const parallel = createParallelScan();           // main thread + 1 worker
  *   const loss = new CacheClassificationLoss({ ..., scanner: parallel.scan });
@@ -80,14 +80,14 @@ import { ArgumentError, NegcacheError, describe } from '../errors.js';
 import {
   SCAN_BLOCK,
   categoricalUniformCount,
-  combinePartials,
   splitScanRows,
   validateScanArgs,
   type FusedScanArgs,
   type FusedScanResult,
   type ScanPartial,
-} from '../tensor/kernels/fusedScan.js';
-import { fusedCacheScan, fusedCacheScanRange } from '../tensor/kernels/wasm/index.js';
+} from '../scan/contract.js';
+import { combinePartials } from '../scan/streaming.js';
+import { fusedCacheScan, fusedCacheScanRange } from '../scan/wasm.js';
 import {
   C,
   CONTROL_BYTES,

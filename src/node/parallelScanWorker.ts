@@ -42,8 +42,8 @@
  * thread never rewrites inputs / cache / results while a job is in flight.
  */
 import { parentPort } from 'node:worker_threads';
-import { fusedCacheScanRange, wasmAvailable } from '../tensor/kernels/wasm/index.js';
-import type { FusedScanArgs, ScanPartial, ScanSampler } from '../tensor/kernels/fusedScan.js';
+import { fusedCacheScanRange, scanWasmAvailable } from '../scan/wasm.js';
+import type { FusedScanArgs, ScanPartial, ScanSampler } from '../scan/contract.js';
 
 /** Int32 indices of the control block. */
 export const C = {
@@ -267,7 +267,7 @@ export function runParallelScanWorker(init: ScanWorkerInit): void {
     writeMessage(ctrl, `the scan worker crashed: ${errorText(e)}`);
     process.exit(1);
   });
-  Atomics.store(ctrl, C.WASM, wasmAvailable() ? 1 : 2); // compile the kernels now, not on the first job
+  Atomics.store(ctrl, C.WASM, scanWasmAvailable() ? 1 : 2); // compile the kernels now, not on the first job
   Atomics.store(ctrl, C.READY, 1);
   Atomics.notify(ctrl, C.READY);
   parentPort!.on('message', (job: ScanJob) => {

@@ -14,7 +14,7 @@ import { ArgumentError, DTypeError, NonFiniteError, ShapeError, describe, fmtSha
 import { isFloat } from '../tensor/dtype.js';
 import { Rng } from '../tensor/random.js';
 import { isTensor, unsafeData, wrap, type Tensor } from '../tensor/tensor.js';
-import { gumbelAt, noiseKey } from '../tensor/kernels/noise.js';
+import { gumbelAt, noiseKey } from '../scan/noise.js';
 
 export type RetrievalFn = (scores: Tensor) => Tensor;
 
@@ -83,7 +83,7 @@ export interface SamplerOptions {
  * softmax(invTemp·s_i)_j.
  *
  * The noise is counter-based: each call draws a 64-bit key from `rng`, and
- * U_ij is a hash of (key, i, j) (src/tensor/kernels/noise.ts). The same key
+ * U_ij is a hash of (key, i, j) (src/scan/noise.ts). The same key
  * therefore gives the same noise in any traversal order, which lets the
  * fused, blocked and multi-threaded kernels reproduce this function's
  * indices exactly. Two draws of `rng` per call.

@@ -1,7 +1,7 @@
 /** The run loop: train until a step or time budget, evaluating and checkpointing along the way. */
 import { ArgumentError, describe } from '../errors.js';
 import type { Corpus } from '../data/corpus.js';
-import type { FusedScanArgs, FusedScanResult } from '../tensor/kernels/fusedScan.js';
+import type { FusedScanArgs, FusedScanResult } from '../scan/contract.js';
 import type { DualEncoder } from './model.js';
 import { evaluate, type EvalResult } from './evaluate.js';
 import type { TrainConfig } from './config.js';

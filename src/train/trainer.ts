@@ -31,7 +31,7 @@ import { CacheClassificationLoss } from '../losses/cacheClassificationLoss.js';
 import { scaleTransform } from '../losses/common.js';
 import { CacheLossHandler, type HandlerStep } from '../handlers/handlers.js';
 import { checkCorpus, type Corpus } from '../data/corpus.js';
-import type { FusedScanArgs, FusedScanResult } from '../tensor/kernels/fusedScan.js';
+import type { FusedScanArgs, FusedScanResult } from '../scan/contract.js';
 import { DualEncoder, tower, type DenseParams } from './model.js';
 import { checkConfig, type TrainConfig } from './config.js';
 import { restoreTrainerState, trainerState, type TrainerParts } from './checkpoint.js';

@@ -24,8 +24,9 @@ import {
   type FusedScanArgs,
   type FusedScanResult,
   type ScanSampler,
-} from '../../src/tensor/kernels/fusedScan.js';
-import { fusedCacheScan, initWasm } from '../../src/tensor/kernels/wasm/index.js';
+} from '../../src/scan/index.js';
+import { initWasm } from '../../src/tensor/kernels/wasm/index.js';
+import { fusedCacheScan } from '../../src/scan/wasm.js';
 import { Rng } from '../../src/tensor/random.js';
 import { tensor } from '../../src/tensor/create.js';
 import { unsafeData } from '../../src/tensor/tensor.js';

@@ -23,7 +23,7 @@ import {
   type RetrievalFn,
   type Tensor,
 } from '../../src/index.js';
-import { fmix32, gumbelAt, noiseKey, uniformAt } from '../../src/tensor/kernels/noise.js';
+import { fmix32, gumbelAt, noiseKey, uniformAt } from '../../src/scan/noise.js';
 import { params } from '../util/props.js';
 
 const Z_1E3 = 3.0902;

@@ -2,10 +2,11 @@ import fc from 'fast-check';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { ShapeError } from '../../../src/errors.js';
 import { Rng } from '../../../src/tensor/random.js';
-import { matmulNTJs } from '../../../src/tensor/kernels/fusedScan.js';
-import { logf32 } from '../../../src/tensor/kernels/noise.js';
-import { webAssemblyApi } from '../../../src/tensor/kernels/wasm/emitter.js';
+import { logf32 } from '../../../src/tensor/kernels/f32math.js';
+import { matmulNT } from '../../../src/tensor/kernels/matmul.js';
+import { FunctionBuilder, ModuleBuilder, webAssemblyApi } from '../../../src/tensor/kernels/wasm/emitter.js';
 import {
+  defineWasmExtension,
   expWasm,
   initWasm,
   isResident,
@@ -19,7 +20,13 @@ import {
   wasmReady,
   wasmSimdSupported,
 } from '../../../src/tensor/kernels/wasm/index.js';
-import { buildKernelModule, type KernelConfig, type KernelExports } from '../../../src/tensor/kernels/wasm/kernels.js';
+import {
+  CONST_POOL_BYTES,
+  ConstPool,
+  buildKernelModule,
+  type KernelConfig,
+  type KernelExports,
+} from '../../../src/tensor/kernels/wasm/kernels.js';
 import { params } from '../../util/props.js';
 
 beforeAll(async () => {
@@ -207,7 +214,7 @@ describe('matmuls (wasm SIMD) against a float64 loop', () => {
       k = 19;
     const a = rand(rng, m * k),
       b = rand(rng, n * k);
-    const c = matmulNTJs(a, b, m, n, k, new Float32Array(m * n));
+    const c = matmulNT(a, b, m, n, k, new Float32Array(m * n)) as Float32Array;
     expectProduct(
       c,
       m,
@@ -239,6 +246,57 @@ function floatSweep(lo: number, hi: number, stride: number): Float32Array {
   }
   return Float32Array.from(out);
 }
+
+describe('extension modules (defineWasmExtension)', () => {
+  it('share the memory and allocator, get their own constant-pool slot, and are covered by initWasm / wasmReady', async () => {
+    const built: number[] = [];
+    const ext = defineWasmExtension<{ sumAt(ptr: number, len: number): number; poolConst(): number }>(
+      'test-extension',
+      (constBase) => {
+        built.push(constBase);
+        const mod = new ModuleBuilder().importMemory('env', 'memory', 1);
+        const K = new ConstPool(constBase);
+        const sum = new FunctionBuilder('sumAt', ['i32', 'i32'], ['f32']);
+        const [ptr, len] = [sum.param(0), sum.param(1)];
+        const i = sum.local('i32'),
+          acc = sum.local('f32');
+        sum.forLoop(
+          i,
+          () => sum.i32Const(0),
+          () => sum.get(len),
+          1,
+          () => {
+            sum.get(acc).get(ptr).get(i).i32Const(4).i32Mul().i32Add().f32Load().f32Add().set(acc);
+          },
+        );
+        sum.get(acc);
+        mod.add(sum);
+        const pc = new FunctionBuilder('poolConst', [], ['f32']);
+        K.f32(pc, 2.5);
+        pc.f32x4ExtractLane(0);
+        mod.add(pc);
+        mod.data(K.base, K.bytes());
+        return mod.emit();
+      },
+    );
+    expect(defineWasmExtension('test-extension', () => new Uint8Array(0))).toMatchObject({ name: 'test-extension' });
+    expect(wasmReady()).toBe(false); // registered, not yet compiled
+    expect(await initWasm()).toBe(true);
+    expect(wasmReady()).toBe(true);
+    expect(ext.ready()).toBe(true);
+    // one slot above the generic pool, never the generic module's (address 0)
+    expect(built).toHaveLength(1);
+    expect(built[0]! % CONST_POOL_BYTES).toBe(0);
+    expect(built[0]!).toBeGreaterThanOrEqual(CONST_POOL_BYTES);
+    const x = new Float32Array([1, 2, 3.5, -4]);
+    const buf = makeResident(x)!;
+    expect(ext.exports()!.sumAt(buf.ptr, 4)).toBe(2.5);
+    expect(ext.exports()!.poolConst()).toBe(2.5);
+    releaseResident(x);
+    // the generic kernels' own constants are intact after the extension's data segment was written
+    expect(Array.from(expWasm(new Float32Array([0, 1])))).toEqual([1, Math.fround(Math.E)]);
+  });
+});
 
 describe('vector exp', () => {
   it('max relative error < 1.2e-7 (measured 8.2e-8) on [-87.33, 88.72], sweeping the float range', () => {

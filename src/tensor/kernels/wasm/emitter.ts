@@ -2,7 +2,7 @@
  * A small WebAssembly binary emitter, written to be audited.
  *
  * Every kernel negcache runs as WebAssembly is generated at run time by
- * TypeScript in this repository (kernels.ts) through this file: there is no
+ * TypeScript in this repository (kernels.ts, src/scan/wasmKernels.ts) through this file: there is no
  * toolchain, no .wasm blob and no text-format assembler. The emitter covers
  * only what the kernels use:
  *

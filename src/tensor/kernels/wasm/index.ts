@@ -1,8 +1,10 @@
 /**
  * Loading the SIMD kernels, managing their memory, and the public wrappers.
  *
- * Loading. `initWasm()` builds the module bytes (kernels.ts), compiles them
- * asynchronously and instantiates them; it resolves false when WebAssembly or
+ * Loading. `initWasm()` builds the module bytes (kernels.ts, and every
+ * extension module registered with `defineWasmExtension`, such as the cache
+ * scan's), compiles them asynchronously and instantiates them against one
+ * shared memory; it resolves false when WebAssembly or
  * its 128-bit SIMD is unavailable (checked with WebAssembly.validate on a
  * tiny SIMD module first). Chromium refuses synchronous compilation of
  * modules over 4 KB on the main thread, so browsers must await initWasm()
@@ -10,8 +12,9 @@
  * wrapper call compiles on demand, so `await initWasm()` is optional there.
  * `wasmReady()` tells whether the kernels are instantiated.
  *
- * Memory. One WebAssembly.Memory (no maximum; grown on demand) with a small
- * first-fit allocator above the kernels' constant pool: a sorted list of live
+ * Memory. One WebAssembly.Memory (no maximum; grown on demand), imported by
+ * every module, with a small first-fit allocator above the modules' constant
+ * pools (RESERVED_BYTES, kernels.ts): a sorted list of live
  * blocks, each rounded up to 64 bytes including 16 bytes of slack (the matmul
  * may read, never write, up to 12 bytes past an operand). Wasm memory cannot
  * shrink: after a large call the pages stay reserved and are reused.
@@ -28,32 +31,23 @@
  * collection of the array (FinalizationRegistry).
  */
 import { ArgumentError, DTypeError, NegcacheError, ShapeError, describe } from '../../../errors.js';
-import {
-  SCAN_BLOCK,
-  SCAN_QUERY_CHUNK,
-  checkScanRange,
-  combinePartials,
-  fusedScanRangeTS,
-  fusedScanTS,
-  runScanRange,
-  validateScanArgs,
-  type FusedScanArgs,
-  type FusedScanResult,
-  type ScanBackend,
-  type ScanPartial,
-  type ScanShape,
-} from '../fusedScan.js';
 import { FunctionBuilder, ModuleBuilder, webAssemblyApi, type WasmMemory, type WasmModule } from './emitter.js';
-import { CONST_POOL_BYTES, buildKernelModule, type KernelExports } from './kernels.js';
+import {
+  CONST_POOL_BYTES,
+  CONST_POOL_SLOTS,
+  RESERVED_BYTES,
+  buildKernelModule,
+  type KernelExports,
+} from './kernels.js';
 
 const PAGE = 65536;
-/** Allocations start above the kernels' constant pool (which also keeps them off the null pointer). */
-const BASE = CONST_POOL_BYTES;
+/** Allocations start above the modules' constant pools (which also keeps them off the null pointer). */
+const BASE = RESERVED_BYTES;
 /** Slack after every allocation for the kernels' masked over-reads. */
 const SLACK = 16;
 
 /** A first-fit allocator over the wasm memory. */
-class Heap {
+export class Heap {
   private readonly blocks: { ptr: number; size: number }[] = [];
   constructor(readonly memory: WasmMemory) {}
 
@@ -87,7 +81,8 @@ class Heap {
   }
 }
 
-interface WasmState {
+/** The instantiated generic kernels and the memory every module shares. */
+export interface WasmState {
   exports: KernelExports;
   memory: WasmMemory;
   heap: Heap;
@@ -135,14 +130,97 @@ function instantiate(module: WasmModule): WasmState {
   return { exports: instance.exports as unknown as KernelExports, memory, heap: new Heap(memory) };
 }
 
+// ---------------------------------------------------------------------------
+// Extension modules
+// ---------------------------------------------------------------------------
+
 /**
- * Compiles and instantiates the kernels asynchronously (required once on a
- * browser main thread). Resolves true when ready, false when WebAssembly
- * SIMD is unavailable or compilation fails.
+ * A second kernel module sharing the generic module's memory and allocator
+ * (defined by a layer above tensor/, e.g. the cache scan's kernels,
+ * src/scan/wasm.ts). `exports()` gives its exports, compiling and
+ * instantiating it synchronously on first use where the engine allows it
+ * (after the generic module); null when unavailable.
  */
-export function initWasm(): Promise<boolean> {
+export interface WasmExtension<E> {
+  readonly name: string;
+  /** The instantiated exports (compiling synchronously if allowed), or null. */
+  exports(): E | null;
+  /** True once instantiated. */
+  ready(): boolean;
+}
+
+interface ExtensionRecord {
+  readonly name: string;
+  /** The module bytes given its constant-pool address. */
+  readonly build: (constBase: number) => Uint8Array;
+  readonly constBase: number;
+  bytes: Uint8Array | null;
+  exports: object | null;
+  pending: Promise<boolean> | null;
+  syncFailed: boolean;
+}
+
+const extensions: ExtensionRecord[] = [];
+
+/**
+ * Registers an extension module: `build(constBase)` returns its bytes, with
+ * its constant pool (if any, at most CONST_POOL_BYTES) placed at `constBase`,
+ * the slot reserved for it at the bottom of the memory. The module must
+ * import the memory as `env.memory`. Registering the same name twice returns
+ * the first registration. Every registered extension is compiled by
+ * `initWasm()`.
+ */
+export function defineWasmExtension<E>(name: string, build: (constBase: number) => Uint8Array): WasmExtension<E> {
+  let rec = extensions.find((e) => e.name === name);
+  if (rec === undefined) {
+    if (extensions.length + 1 >= CONST_POOL_SLOTS)
+      throw new RangeError(`defineWasmExtension: no constant-pool slot left for '${name}'`);
+    rec = {
+      name,
+      build,
+      constBase: CONST_POOL_BYTES * (extensions.length + 1),
+      bytes: null,
+      exports: null,
+      pending: null,
+      syncFailed: false,
+    };
+    extensions.push(rec);
+  }
+  const r = rec;
+  return {
+    name,
+    exports: () => (r.exports !== null ? (r.exports as E) : (tryExtension(r) as E | null)),
+    ready: () => r.exports !== null,
+  };
+}
+
+function extensionBytes(r: ExtensionRecord): Uint8Array {
+  if (r.bytes === null) r.bytes = r.build(r.constBase);
+  return r.bytes;
+}
+
+function instantiateExtension(r: ExtensionRecord, st: WasmState, module: WasmModule): void {
+  if (r.exports === null) r.exports = new (webAssemblyApi()!.Instance)(module, { env: { memory: st.memory } }).exports;
+}
+
+function tryExtension(r: ExtensionRecord): object | null {
+  const st = tryState();
+  if (!st || r.syncFailed) return null;
+  try {
+    instantiateExtension(r, st, new (webAssemblyApi()!.Module)(extensionBytes(r)));
+  } catch {
+    r.syncFailed = true; // as for the generic module: wait for initWasm()
+    return null;
+  }
+  return r.exports;
+}
+
+// ---------------------------------------------------------------------------
+// Loading
+// ---------------------------------------------------------------------------
+
+function initGeneric(): Promise<boolean> {
   if (state) return Promise.resolve(true);
-  if (!wasmSimdSupported()) return Promise.resolve(false);
   if (pending === null) {
     pending = webAssemblyApi()!
       .compile(bytes())
@@ -155,9 +233,35 @@ export function initWasm(): Promise<boolean> {
   return pending;
 }
 
-/** True once the kernels are instantiated. */
+function initExtension(r: ExtensionRecord): Promise<boolean> {
+  if (r.exports !== null) return Promise.resolve(true);
+  if (r.pending === null) {
+    r.pending = Promise.all([webAssemblyApi()!.compile(extensionBytes(r)), initGeneric()])
+      .then(([module, ok]) => {
+        if (!ok || !state) return false;
+        instantiateExtension(r, state, module);
+        return true;
+      })
+      .catch(() => false);
+  }
+  return r.pending;
+}
+
+/**
+ * Compiles and instantiates the kernels asynchronously: the generic module
+ * and every registered extension (required once on a browser main thread).
+ * Resolves true when all are ready, false when WebAssembly SIMD is
+ * unavailable or a compilation fails.
+ */
+export function initWasm(): Promise<boolean> {
+  if (wasmReady()) return Promise.resolve(true);
+  if (!wasmSimdSupported()) return Promise.resolve(false);
+  return Promise.all([initGeneric(), ...extensions.map(initExtension)]).then((oks) => oks.every(Boolean));
+}
+
+/** True once the generic kernels and every registered extension are instantiated. */
 export function wasmReady(): boolean {
-  return state !== null;
+  return state !== null && extensions.every((e) => e.exports !== null);
 }
 
 /**
@@ -165,7 +269,7 @@ export function wasmReady(): boolean {
  * engine allows it; null when unavailable (no SIMD, or a browser main thread
  * before initWasm() resolved).
  */
-function tryState(): WasmState | null {
+export function tryState(): WasmState | null {
   if (state) return state;
   if (syncFailed || !wasmSimdSupported()) return null;
   try {
@@ -177,7 +281,8 @@ function tryState(): WasmState | null {
   return state;
 }
 
-function requireState(op: string): WasmState {
+/** The instantiated kernels, or a NegcacheError naming `op`. */
+export function requireState(op: string): WasmState {
   const st = tryState();
   if (!st)
     throw new NegcacheError(
@@ -187,7 +292,7 @@ function requireState(op: string): WasmState {
   return st;
 }
 
-/** Whether the kernels can run now (instantiating them synchronously if allowed). */
+/** Whether the generic kernels can run now (instantiating them synchronously if allowed). */
 export function wasmAvailable(): boolean {
   return tryState() !== null;
 }
@@ -265,7 +370,7 @@ export function wasmBytesInUse(): number {
 }
 
 /** Temporary allocations of one call, freed together. */
-class Temps {
+export class Temps {
   private readonly ptrs: number[] = [];
   constructor(private readonly st: WasmState) {}
   alloc(bytes: number): number {
@@ -447,163 +552,4 @@ export function expWasm(src: Float32Array, dst?: Float32Array): Float32Array {
 /** dst[i] = log(src[i]) by the f32x4 Cephes polynomial (max relative error ~1 ulp; log 0 = -Inf, log x<0 = NaN, subnormals handled). */
 export function logWasm(src: Float32Array, dst?: Float32Array): Float32Array {
   return mapWasm('logWasm', 'logArray', src, dst);
-}
-
-/** gumbelAt(k0, k1, i, j) for j in [j0, j0 + len), computed by the wasm kernel (bit-identical to noise.ts). */
-export function gumbelRowWasm(k0: number, k1: number, i: number, j0: number, len: number): Float32Array {
-  const st = requireState('gumbelRowWasm');
-  const t = new Temps(st);
-  try {
-    const p = t.alloc(len * 4);
-    st.exports.gumbelRow(p, k0 | 0, k1 | 0, i | 0, j0 | 0, len);
-    return new Float32Array(st.memory.buffer, p, len).slice();
-  } finally {
-    t.free();
-  }
-}
-
-/** uniformAt(k0, k1, i, j) for j in [j0, j0 + len), computed by the wasm kernel. */
-export function noiseBitsWasm(k0: number, k1: number, i: number, j0: number, len: number): Uint32Array {
-  const st = requireState('noiseBitsWasm');
-  const t = new Temps(st);
-  try {
-    const p = t.alloc(len * 4);
-    st.exports.noiseBits(p, k0 | 0, k1 | 0, i | 0, j0 | 0, len);
-    return new Uint32Array(st.memory.buffer, p, len).slice();
-  } finally {
-    t.free();
-  }
-}
-
-// ---------------------------------------------------------------------------
-// The fused cache scan
-// ---------------------------------------------------------------------------
-
-export interface WasmScanOptions {
-  /** Make the cache array resident (copied once, reused by later calls with the same array). Default false. */
-  residentCache?: boolean;
-}
-
-function createWasmBackend(
-  st: WasmState,
-  args: FusedScanArgs,
-  sh: ScanShape,
-  rowStart: number,
-  rowEnd: number,
-  t: Temps,
-): ScanBackend {
-  const { b, d, k, groupSize } = sh;
-  const ex = st.exports;
-  const chunk = SCAN_QUERY_CHUNK * SCAN_BLOCK;
-  // Inputs (copies or resident) and scratch; no allocation after this point,
-  // so the views below stay attached.
-  const pq = t.input(args.queries);
-  const pc = t.input(args.cache, rowStart * d, (rowEnd - rowStart) * d);
-  const pcBase = pc - rowStart * d * 4; // where row 0 is (or would be): row j is at pcBase + j*d*4
-  const ps = t.alloc(chunk * 4);
-  const pe = args.sampler === 'categorical' ? t.alloc(chunk * 4) : 0;
-  const pmax = t.alloc(SCAN_QUERY_CHUNK * 4),
-    psum = t.alloc(SCAN_QUERY_CHUNK * 4);
-  const pmask = t.alloc(SCAN_BLOCK * 4);
-  const pthr = t.alloc(b * 4),
-    pbk = t.alloc(b * 4),
-    pbi = t.alloc(b * 4),
-    pbs = t.alloc(b * 4);
-  const pgm = k > 0 ? t.alloc(b * k * 4) : 0,
-    pga = k > 0 ? t.alloc(b * k * 4) : 0;
-  const buf = st.memory.buffer;
-  const scores = new Float32Array(buf, ps, chunk);
-  return {
-    scores,
-    exps: pe ? new Float32Array(buf, pe, chunk) : null,
-    statMax: new Float32Array(buf, pmax, SCAN_QUERY_CHUNK),
-    statSum: new Float32Array(buf, psum, SCAN_QUERY_CHUNK),
-    colMask: new Int32Array(buf, pmask, SCAN_BLOCK),
-    thr: new Uint32Array(buf, pthr, b),
-    bestKey: new Float32Array(buf, pbk, b),
-    bestIdx: new Int32Array(buf, pbi, b),
-    bestScore: new Float32Array(buf, pbs, b),
-    groupMax: k > 0 ? new Float32Array(buf, pgm, b * k) : null,
-    groupArg: k > 0 ? new Int32Array(buf, pga, b * k) : null,
-    scoreBlock(q0, mq, j0, R, ld) {
-      ex.matmulNT(pq + q0 * d * 4, pcBase + j0 * d * 4, ps, mq, R, d, d, d, ld, sh.scale32);
-      if (ld > R) for (let r = 0; r < mq; r++) for (let c = R; c < ld; c++) scores[r * ld + c] = -Infinity;
-    },
-    maskColumns(mq, ld) {
-      ex.maskColumns(ps, mq, ld, ld, pmask);
-    },
-    rowStats(mq, R, ld, wantExps) {
-      ex.rowStats(ps, mq, R, ld, pmax, psum, wantExps ? pe : 0);
-    },
-    gumbelScan(q0, mq, j0, R, ld) {
-      ex.gumbelScan(ps, mq, R, ld, q0, j0, sh.k0, sh.k1, pthr + q0 * 4, pbk + q0 * 4, pbi + q0 * 4, pbs + q0 * 4);
-    },
-    groupScan(q0, mq, j0, R, ld) {
-      ex.groupScan(ps, mq, R, ld, j0, groupSize, 0, k, pgm + q0 * k * 4, pga + q0 * k * 4);
-    },
-    dispose() {},
-  };
-}
-
-/**
- * The fused scan of cache rows [rowStart, rowEnd) on the wasm kernels, as a
- * partial result (see fusedScan.ts; combine with combinePartials). Only the
- * rows of the range are copied into wasm memory (none if the cache is resident).
- */
-export function fusedCacheScanWasmRange(
-  args: FusedScanArgs,
-  rowStart: number,
-  rowEnd: number,
-  opts: WasmScanOptions = {},
-): ScanPartial {
-  const op = 'fusedCacheScanWasmRange';
-  const sh = validateScanArgs(args, op);
-  checkScanRange(sh, rowStart, rowEnd, op);
-  return scanRange(op, args, sh, rowStart, rowEnd, opts);
-}
-
-function scanRange(
-  op: string,
-  args: FusedScanArgs,
-  sh: ScanShape,
-  rowStart: number,
-  rowEnd: number,
-  opts: WasmScanOptions,
-): ScanPartial {
-  const st = requireState(op);
-  if (opts.residentCache) makeResident(args.cache);
-  const t = new Temps(st);
-  try {
-    return runScanRange(args, sh, rowStart, rowEnd, createWasmBackend(st, args, sh, rowStart, rowEnd, t));
-  } finally {
-    t.free();
-  }
-}
-
-/** The fused cache scan on the wasm SIMD kernels (contract in fusedScan.ts). */
-export function fusedCacheScanWasm(args: FusedScanArgs, opts: WasmScanOptions = {}): FusedScanResult {
-  const op = 'fusedCacheScanWasm';
-  const sh = validateScanArgs(args, op);
-  return combinePartials(args, [scanRange(op, args, sh, 0, sh.n, opts)]);
-}
-
-/**
- * The fused cache scan on the fastest implementation available: the wasm
- * kernels when they can run (see wasmAvailable), else the TypeScript
- * streaming scan. Both follow the same contract (fusedScan.ts).
- */
-export function fusedCacheScan(args: FusedScanArgs, opts: WasmScanOptions = {}): FusedScanResult {
-  return wasmAvailable() ? fusedCacheScanWasm(args, opts) : fusedScanTS(args);
-}
-
-/** fusedCacheScan on a row range, as a partial result. */
-export function fusedCacheScanRange(
-  args: FusedScanArgs,
-  rowStart: number,
-  rowEnd: number,
-  opts: WasmScanOptions = {},
-): ScanPartial {
-  return wasmAvailable()
-    ? fusedCacheScanWasmRange(args, rowStart, rowEnd, opts)
-    : fusedScanRangeTS(args, rowStart, rowEnd);
 }

@@ -1,5 +1,6 @@
 /**
- * The WebAssembly SIMD kernels, generated from TypeScript.
+ * The generic WebAssembly SIMD kernels, generated from TypeScript: matmul,
+ * transpose, exp and log over arrays.
  *
  * `buildKernelModule()` returns the bytes of one module that imports a single
  * linear memory (`env.memory`, growable) and exports the functions listed in
@@ -7,24 +8,32 @@
  * dimensions (`lda`, ...) are in elements. The JS side (index.ts) owns the
  * memory and its allocator.
  *
+ * Extending. The module is assembled from `GENERIC_KERNELS`, a list of
+ * builders that each add their functions: a new generic kernel is a new
+ * builder (in its own file if it is large) appended to that list, with its
+ * signature added to `KernelExports`. Kernels that belong to a layer above
+ * tensor/ (the cache scan's, src/scan/wasmKernels.ts) are NOT added here:
+ * they form a second module that shares this module's memory and allocator
+ * (index.ts, `defineWasmExtension`) and reuses the emit helpers exported
+ * below (ConstPool, the exp/log emitters, horizontal max/sum).
+ *
  * Floating point: wasm arithmetic is IEEE binary32 with round-to-nearest-even
  * and no fused multiply-add, so every kernel's result is a deterministic
  * function of its inputs, reproducible bit for bit by TypeScript with
- * Math.fround after each operation (noise.ts relies on this for the
- * Gumbel noise).
+ * Math.fround after each operation (f32math.ts mirrors the log; the scan's
+ * Gumbel noise relies on it).
  *
  * Over-reads: the matmul handles a ragged k % 4 by loading a whole 16-byte
  * vector and masking the lanes it does not own, so it may READ up to 12
  * bytes past the end of an operand row (never write). The allocator in
  * index.ts keeps 16 bytes of slack after every allocation, so such reads stay
- * inside the memory. (exp/log tails use a one-element splat load instead;
- * the scan kernels read whole vectors of their padded score rows.)
+ * inside the memory. (exp/log tails use a one-element splat load instead.)
  *
  * Constants: the hot loops load their vector constants from a constant pool
- * at address 0 (an active data segment, CONST_POOL_BYTES long, that the
- * allocator never hands out) instead of v128.const; see ConstPool.
+ * (an active data segment at a fixed address below the allocator's heap)
+ * instead of v128.const; see ConstPool.
  */
-import { LOGF_CONST, NOISE_CONST } from '../noise.js';
+import { LOGF_CONST } from '../f32math.js';
 import { FunctionBuilder, ModuleBuilder, type Local } from './emitter.js';
 
 /** Register tile of the dot-product matmul: MR rows of A against NR rows of B, MR*NR f32x4 accumulators. */
@@ -80,58 +89,6 @@ export interface KernelExports {
   expArray(src: number, dst: number, len: number): void;
   /** dst[i] = log(src[i]) for i < len (dst may equal src). */
   logArray(src: number, dst: number, len: number): void;
-  /** Hash bits uniformAt(k0, k1, i, j) for j in [j0, j0 + len) into dst (u32). */
-  noiseBits(dst: number, k0: number, k1: number, i: number, j0: number, len: number): void;
-  /** Gumbel noise gumbelAt(k0, k1, i, j) for j in [j0, j0 + len) into dst (f32). */
-  gumbelRow(dst: number, k0: number, k1: number, i: number, j0: number, len: number): void;
-  /**
-   * Per-row statistics of a score block S[rows, ld]: for each row r,
-   * max[r] = max_j S[r,j] and sum[r] = Σ_j exp(S[r,j] - max[r]) over j < cols
-   * (sum = 0 when max = -Inf). If `expOut` is non-zero, exp(S - max) is also
-   * written to expOut[rows, ld].
-   */
-  rowStats(s: number, rows: number, cols: number, ld: number, maxOut: number, sumOut: number, expOut: number): void;
-  /** S[r, j] = -Inf where the i32 mask[j] is 0, for r < rows, j < cols. */
-  maskColumns(s: number, rows: number, cols: number, ld: number, mask: number): void;
-  /**
-   * The Gumbel-max pass over a score block (see fusedScan.ts for the contract):
-   * for rows r < rows (query q0 + r) and columns j < cols (cache row j0 + j),
-   * key = S[r,j] + gumbelAt(k0, k1, q0 + r, j0 + j); where key > bestKey[r],
-   * update bestKey/bestIdx/bestScore. Noise is only evaluated for vectors with
-   * some lane whose hash bits are <= thr[r] (u32), a conservative screen
-   * computed by the caller.
-   */
-  gumbelScan(
-    s: number,
-    rows: number,
-    cols: number,
-    ld: number,
-    q0: number,
-    j0: number,
-    k0: number,
-    k1: number,
-    thr: number,
-    bestKey: number,
-    bestIdx: number,
-    bestScore: number,
-  ): void;
-  /**
-   * Group maxima: for rows r < rows, columns j < cols (cache row j0 + j,
-   * group g = floor((j0 + j) / groupSize) - g0), where S[r,j] > gMax[r*kg + g],
-   * set gMax and gArg = j0 + j (strict >, so the first index wins ties).
-   */
-  groupScan(
-    s: number,
-    rows: number,
-    cols: number,
-    ld: number,
-    j0: number,
-    groupSize: number,
-    g0: number,
-    kg: number,
-    gMax: number,
-    gArg: number,
-  ): void;
 }
 
 // ---------------------------------------------------------------------------
@@ -475,11 +432,17 @@ function buildTranspose(): FunctionBuilder {
 // ---------------------------------------------------------------------------
 
 /**
- * Bytes at the bottom of the memory that hold the constant pool (an active
- * data segment written at instantiation); the allocator (index.ts) starts
- * above them and never hands them out.
+ * Bytes of one constant pool. The bottom of the memory holds CONST_POOL_SLOTS
+ * pools (active data segments written at instantiation): slot 0 is the
+ * generic module's (at address 0), slots 1.. belong to the extension modules
+ * (index.ts, `defineWasmExtension`). The allocator starts above them
+ * (RESERVED_BYTES) and never hands them out.
  */
 export const CONST_POOL_BYTES = 1024;
+/** Pool slots: the generic module and up to three extension modules. */
+export const CONST_POOL_SLOTS = 4;
+/** Bytes below the allocator's heap. */
+export const RESERVED_BYTES = CONST_POOL_BYTES * CONST_POOL_SLOTS;
 
 /** How a kernel obtains a splatted vector constant. */
 export interface VecConsts {
@@ -498,7 +461,8 @@ export const INLINE_CONSTS: VecConsts = {
 };
 
 /**
- * Constants loaded from memory (`i32.const 0; v128.load offset=k`).
+ * Constants loaded from memory (`i32.const 0; v128.load offset=base+k`), the
+ * pool's bytes placed at address `base` by the module's data segment.
  * TurboFan (V8 11.3) re-materialises a v128.const at its use inside a nested
  * loop (a 64-bit immediate move, vmovq and vpunpcklqdq: seen with
  * --print-wasm-code), while a load from a fixed address is one µop that can
@@ -506,6 +470,11 @@ export const INLINE_CONSTS: VecConsts = {
  * hash screen 6.9 -> 6.3 ms; the exp loops of rowStats unchanged (9.7 ms).
  */
 export class ConstPool implements VecConsts {
+  /** `base`: the pool's address (a multiple of 16 in the reserved area). */
+  constructor(readonly base = 0) {
+    if (!Number.isInteger(base) || base < 0 || base % 16 !== 0 || base + CONST_POOL_BYTES > RESERVED_BYTES)
+      throw new RangeError(`ConstPool: base ${base} is not a 16-aligned slot below ${RESERVED_BYTES}`);
+  }
   private readonly view = new DataView(new ArrayBuffer(CONST_POOL_BYTES));
   private readonly cast = new DataView(new ArrayBuffer(4));
   private used = 0;
@@ -525,9 +494,9 @@ export class ConstPool implements VecConsts {
       this.offsets.set(bits, off);
       this.used = off + 16;
     }
-    fn.i32Const(0).v128Load(off);
+    fn.i32Const(0).v128Load(this.base + off);
   }
-  /** The pool's bytes (to be placed at address 0). */
+  /** The pool's bytes (to be placed at address `base`). */
   bytes(): Uint8Array {
     return new Uint8Array(this.view.buffer.slice(0, this.used));
   }
@@ -603,7 +572,7 @@ export function emitExpF32x4(
   fn.get(t.ni).i32Const(1).i32x4ShrS().vconstI32(K, 127).i32x4Add().i32Const(23).i32x4Shl().f32x4Mul();
 }
 
-/** Constants of the vector log: the Cephes logf polynomial, shared with noise.ts (`logf32`). */
+/** Constants of the vector log: the Cephes logf polynomial, mirrored by `logf32` (f32math.ts). */
 const LOG_CONST = LOGF_CONST;
 
 /**
@@ -654,7 +623,7 @@ export function emitLogF32x4(
  * 23·ln2 subtracted after); then the special values are patched:
  * x = 0 -> -Inf, x < 0 -> NaN, x = +Inf -> +Inf, NaN -> NaN.
  */
-function emitLogGeneral(
+export function emitLogGeneral(
   fn: FunctionBuilder,
   t: { in: Local; x: Local; e: Local; f: Local; z: Local; y: Local; mask: Local; sub: Local },
   K: VecConsts = INLINE_CONSTS,
@@ -687,7 +656,7 @@ function emitLogGeneral(
 }
 
 /** Elementwise map over a float array with a vector body; the ragged tail uses a splat (same code, same bits). */
-function buildMapArray(name: string, body: (fn: FunctionBuilder) => void): FunctionBuilder {
+export function buildMapArray(name: string, body: (fn: FunctionBuilder) => void): FunctionBuilder {
   const fn = new FunctionBuilder(name, ['i32', 'i32', 'i32']);
   const [src, dst, len] = [0, 1, 2].map((i) => fn.param(i)) as [Local, Local, Local];
   const i = fn.local('i32');
@@ -720,10 +689,10 @@ function buildMapArray(name: string, body: (fn: FunctionBuilder) => void): Funct
   return fn;
 }
 
-function expLocals(fn: FunctionBuilder): { x: Local; nf: Local; r: Local; y: Local; ni: Local } {
+export function expLocals(fn: FunctionBuilder): { x: Local; nf: Local; r: Local; y: Local; ni: Local } {
   return { x: fn.local('v128'), nf: fn.local('v128'), r: fn.local('v128'), y: fn.local('v128'), ni: fn.local('v128') };
 }
-function logLocals(fn: FunctionBuilder): { x: Local; e: Local; f: Local; z: Local; y: Local; mask: Local } {
+export function logLocals(fn: FunctionBuilder): { x: Local; e: Local; f: Local; z: Local; y: Local; mask: Local } {
   return {
     x: fn.local('v128'),
     e: fn.local('v128'),
@@ -734,494 +703,25 @@ function logLocals(fn: FunctionBuilder): { x: Local; e: Local; f: Local; z: Loca
   };
 }
 
-// ---------------------------------------------------------------------------
-// Counter-based noise (mirrors noise.ts bit for bit)
-// ---------------------------------------------------------------------------
-
-/** Scalar fmix32 of the i32 on the stack: h ^= h>>>16; h *= A; h ^= h>>>13; h *= B; h ^= h>>>16. */
-function emitFmixI32(fn: FunctionBuilder, h: Local): void {
-  fn.tee(h).get(h).i32Const(16).i32ShrU().i32Xor().i32Const(NOISE_CONST.fmixA).i32Mul().tee(h);
-  fn.get(h).i32Const(13).i32ShrU().i32Xor().i32Const(NOISE_CONST.fmixB).i32Mul().tee(h);
-  fn.get(h).i32Const(16).i32ShrU().i32Xor();
-}
-/** fmix32 on each i32x4 lane. */
-function emitFmixI32x4(fn: FunctionBuilder, h: Local, K: VecConsts): void {
-  fn.tee(h).get(h).i32Const(16).i32x4ShrU().v128Xor().vconstI32(K, NOISE_CONST.fmixA).i32x4Mul().tee(h);
-  fn.get(h).i32Const(13).i32x4ShrU().v128Xor().vconstI32(K, NOISE_CONST.fmixB).i32x4Mul().tee(h);
-  fn.get(h).i32Const(16).i32x4ShrU().v128Xor();
-}
-
-/** Per-query seeds: r1 = fmix(i·rowMul ^ k0), r2 = fmix(r1 + k1). */
-function emitRowSeeds(fn: FunctionBuilder, i: Local, k0: Local, k1: Local, r1: Local, r2: Local, h: Local): void {
-  fn.get(i).i32Const(NOISE_CONST.rowMul).i32Mul().get(k0).i32Xor();
-  emitFmixI32(fn, h);
-  fn.set(r1);
-  fn.get(r1).get(k1).i32Add();
-  emitFmixI32(fn, h);
-  fn.set(r2);
-}
-
-/** Bits for the 4 columns in the i32x4 `jv`: fmix(fmix(j·colMul ^ r1) + r2). Leaves an i32x4. */
-function emitNoiseBitsX4(fn: FunctionBuilder, jv: Local, r1v: Local, r2v: Local, h: Local, K: VecConsts): void {
-  fn.get(jv).vconstI32(K, NOISE_CONST.colMul).i32x4Mul().get(r1v).v128Xor();
-  emitFmixI32x4(fn, h, K);
-  fn.get(r2v).i32x4Add();
-  emitFmixI32x4(fn, h, K);
-}
-
-/**
- * Gumbel noise from the u32 bits on the stack (see noise.ts, `gumbelFromBits`):
- *   w = f32(f32(bits) + 0.5) · 2^-32
- *   if w < 0.5:  t = 1 - w, c = ((t - 1) + w) / t      (log t - c = log1p(-w))
- *   else:        t = f32(f32(~bits) + 0.5) · 2^-32, c = 0   (1 - w straight from the integer)
- *   E = -(log t - c);  G = -log E
- * (branch-free: both sides computed, selected with the w < 0.5 lane mask).
- */
-function emitGumbelFromBits(
-  fn: FunctionBuilder,
-  L: { bits: Local; w: Local; t: Local; mask: Local; lg: ReturnType<typeof logLocals> },
-  K: VecConsts = INLINE_CONSTS,
-): void {
-  fn.tee(L.bits)
-    .f32x4ConvertI32x4U()
-    .vconstF32(K, 0.5)
-    .f32x4Add()
-    .vconstF32(K, 2 ** -32)
-    .f32x4Mul()
-    .tee(L.w);
-  fn.vconstF32(K, 0.5).f32x4Lt().set(L.mask);
-  // t = mask ? 1 - w : f32(~bits) + 0.5) * 2^-32
-  fn.vconstF32(K, 1).get(L.w).f32x4Sub();
-  fn.get(L.bits)
-    .v128Not()
-    .f32x4ConvertI32x4U()
-    .vconstF32(K, 0.5)
-    .f32x4Add()
-    .vconstF32(K, 2 ** -32)
-    .f32x4Mul();
-  fn.get(L.mask).v128Bitselect().tee(L.t);
-  emitLogF32x4(fn, L.lg, K);
-  // - (mask ? ((t - 1) + w) / t : 0)
-  fn.get(L.t).vconstF32(K, 1).f32x4Sub().get(L.w).f32x4Add().get(L.t).f32x4Div().get(L.mask).v128And().f32x4Sub();
-  fn.f32x4Neg();
-  emitLogF32x4(fn, L.lg, K);
-  fn.f32x4Neg();
-}
-
-function noiseLocals(fn: FunctionBuilder) {
-  return {
-    r1: fn.local('i32'),
-    r2: fn.local('i32'),
-    h: fn.local('i32'),
-    r1v: fn.local('v128'),
-    r2v: fn.local('v128'),
-    hv: fn.local('v128'),
-    jv: fn.local('v128'),
-  };
-}
-
-function buildNoiseRow(name: 'noiseBits' | 'gumbelRow', K: VecConsts): FunctionBuilder {
-  const fn = new FunctionBuilder(name, ['i32', 'i32', 'i32', 'i32', 'i32', 'i32']);
-  const [dst, k0, k1, i, j0, len] = [0, 1, 2, 3, 4, 5].map((q) => fn.param(q)) as [
-    Local,
-    Local,
-    Local,
-    Local,
-    Local,
-    Local,
-  ];
-  const N = noiseLocals(fn);
-  const G = {
-    bits: fn.local('v128'),
-    w: fn.local('v128'),
-    t: fn.local('v128'),
-    mask: fn.local('v128'),
-    lg: logLocals(fn),
-  };
-  const p = fn.local('i32');
-  const tmp = fn.local('v128');
-  emitRowSeeds(fn, i, k0, k1, N.r1, N.r2, N.h);
-  fn.get(N.r1).i32x4Splat().set(N.r1v);
-  fn.get(N.r2).i32x4Splat().set(N.r2v);
-  // jv = j0 + [0,1,2,3]
-  fn.get(j0).i32x4Splat().v128ConstI32(0, 1, 2, 3).i32x4Add().set(N.jv);
-  fn.forLoop(
-    p,
-    () => fn.i32Const(0),
-    () => fn.get(len),
-    4,
-    () => {
-      emitNoiseBitsX4(fn, N.jv, N.r1v, N.r2v, N.hv, K);
-      if (name === 'gumbelRow') emitGumbelFromBits(fn, G, K);
-      fn.set(tmp);
-      // store up to 4 lanes
-      for (let l = 0; l < 4; l++) {
-        fn.get(p).i32Const(l).i32Add().get(len).i32LtS();
-        fn.if(() => {
-          fn.get(dst).get(p).i32Const(l).i32Add().i32Const(4).i32Mul().i32Add();
-          fn.get(tmp).i32x4ExtractLane(l).i32Store();
-        });
-      }
-      fn.get(N.jv).v128ConstI32(4).i32x4Add().set(N.jv);
-    },
-  );
-  return fn;
-}
-
-// ---------------------------------------------------------------------------
-// Scan kernels
-// ---------------------------------------------------------------------------
-
 /** Horizontal max of the f32x4 in `v` (pmax: NaN handling unspecified), leaving an f32. */
-function emitHMax(fn: FunctionBuilder, v: Local): void {
+export function emitHMax(fn: FunctionBuilder, v: Local): void {
   fn.get(v).get(v).get(v).i32x4Shuffle([2, 3, 0, 1]).f32x4Pmax().set(v);
   fn.get(v).get(v).get(v).i32x4Shuffle([1, 0, 3, 2]).f32x4Pmax().f32x4ExtractLane(0);
 }
-function emitHSum(fn: FunctionBuilder, v: Local): void {
+/** Horizontal sum of the f32x4 in `v` (lane order ((0+2)+(1+3))), leaving an f32. */
+export function emitHSum(fn: FunctionBuilder, v: Local): void {
   fn.get(v).get(v).get(v).i32x4Shuffle([2, 3, 0, 1]).f32x4Add().set(v);
   fn.get(v).get(v).get(v).i32x4Shuffle([1, 0, 3, 2]).f32x4Add().f32x4ExtractLane(0);
-}
-
-/**
- * rowStats(s, rows, cols, ld, maxOut, sumOut, expOut). Columns are read in
- * whole vectors up to cols rounded up to 4; the caller pads lanes j >= cols
- * with -Inf (they then add exp(-Inf) = 0 and do not change the max). Two
- * passes per row: a vector max (two accumulators, pmax = one maxps), then
- * Σ exp(s - max), storing exp(s - max) to expOut too when expOut != 0 (the
- * test is outside the loop: two loop bodies).
- */
-function buildRowStats(K: VecConsts): FunctionBuilder {
-  const fn = new FunctionBuilder('rowStats', ['i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32']);
-  const [s, rows, cols, ld, maxOut, sumOut, expOut] = [0, 1, 2, 3, 4, 5, 6].map((q) => fn.param(q)) as Local[] as [
-    Local,
-    Local,
-    Local,
-    Local,
-    Local,
-    Local,
-    Local,
-  ];
-  const r = fn.local('i32'),
-    p = fn.local('i32'),
-    row = fn.local('i32'),
-    eRow = fn.local('i32'),
-    end = fn.local('i32');
-  const m0 = fn.local('v128'),
-    m1 = fn.local('v128'),
-    mv = fn.local('v128'),
-    s0 = fn.local('v128');
-  const mx = fn.local('f32');
-  const e = expLocals(fn);
-  const ev = fn.local('v128');
-  fn.forLoop(
-    r,
-    () => fn.i32Const(0),
-    () => fn.get(rows),
-    1,
-    () => {
-      fn.get(s).get(r).get(ld).i32Mul().i32Const(4).i32Mul().i32Add().set(row);
-      fn.get(expOut).get(r).get(ld).i32Mul().i32Const(4).i32Mul().i32Add().set(eRow);
-      fn.get(row).get(cols).i32Const(3).i32Add().i32Const(-4).i32And().i32Const(4).i32Mul().i32Add().set(end);
-      // max: pairs of vectors, then one more if needed
-      fn.v128ConstF32(-Infinity).set(m0);
-      fn.v128ConstF32(-Infinity).set(m1);
-      fn.get(row).set(p);
-      fn.block((exit) =>
-        fn.loop((top) => {
-          fn.get(p).i32Const(32).i32Add().get(end).i32GtU().brIf(exit);
-          fn.get(m0).get(p).v128Load(0).f32x4Pmax().set(m0);
-          fn.get(m1).get(p).v128Load(16).f32x4Pmax().set(m1);
-          fn.get(p).i32Const(32).i32Add().set(p);
-          fn.br(top);
-        }),
-      );
-      fn.get(p).get(end).i32LtU();
-      fn.if(() => {
-        fn.get(m0).get(p).v128Load(0).f32x4Pmax().set(m0);
-      });
-      fn.get(m0).get(m1).f32x4Pmax().set(m0);
-      emitHMax(fn, m0);
-      fn.set(mx);
-      fn.get(maxOut).get(r).i32Const(4).i32Mul().i32Add().get(mx).f32Store();
-      // sum of exp(s - max); 0 if max = -Inf
-      fn.v128ConstI32(0).set(s0);
-      fn.get(mx).f32Const(-Infinity).f32Ne();
-      fn.if(() => {
-        fn.get(mx).f32x4Splat().set(mv);
-        fn.get(row).set(p);
-        const body = (store: boolean): void => {
-          fn.block((exit) =>
-            fn.loop((top) => {
-              fn.get(p).get(end).i32GeU().brIf(exit);
-              fn.get(p).v128Load(0).get(mv).f32x4Sub();
-              emitExpF32x4(fn, e, K);
-              fn.set(ev);
-              fn.get(s0).get(ev).f32x4Add().set(s0);
-              if (store) {
-                fn.get(eRow).get(ev).v128Store(0);
-                fn.get(eRow).i32Const(16).i32Add().set(eRow);
-              }
-              fn.get(p).i32Const(16).i32Add().set(p);
-              fn.br(top);
-            }),
-          );
-        };
-        fn.get(expOut).i32Eqz();
-        fn.if(
-          () => body(false),
-          () => body(true),
-        );
-      });
-      fn.get(sumOut).get(r).i32Const(4).i32Mul().i32Add();
-      emitHSum(fn, s0);
-      fn.f32Store();
-    },
-  );
-  return fn;
-}
-
-/** maskColumns(s, rows, cols, ld, mask): S[r, j] = -Inf where mask[j] == 0 (mask padded to a multiple of 4 lanes). */
-function buildMaskColumns(): FunctionBuilder {
-  const fn = new FunctionBuilder('maskColumns', ['i32', 'i32', 'i32', 'i32', 'i32']);
-  const [s, rows, cols, ld, mask] = [0, 1, 2, 3, 4].map((q) => fn.param(q)) as [Local, Local, Local, Local, Local];
-  const r = fn.local('i32'),
-    j = fn.local('i32'),
-    addr = fn.local('i32');
-  fn.forLoop(
-    r,
-    () => fn.i32Const(0),
-    () => fn.get(rows),
-    1,
-    () => {
-      fn.forLoop(
-        j,
-        () => fn.i32Const(0),
-        () => fn.get(cols),
-        4,
-        () => {
-          fn.get(s).get(r).get(ld).i32Mul().get(j).i32Add().i32Const(4).i32Mul().i32Add().tee(addr);
-          // bitselect(s, -inf, mask != 0)
-          fn.get(addr).v128Load().v128ConstF32(-Infinity);
-          fn.get(mask).get(j).i32Const(4).i32Mul().i32Add().v128Load().v128ConstI32(0).i32x4Ne();
-          fn.v128Bitselect().v128Store();
-        },
-      );
-    },
-  );
-  return fn;
-}
-
-/**
- * gumbelScanRow(row, cols, j0, r1, r2, thr, pKey, pIdx, pScore): the column
- * loop of one query. Per vector of 4 columns: bits = hash; if some lane has
- * bits <= thr, compute the 4 Gumbel values and keys = s + G, and update the
- * running best (f32 *pKey, i32 *pIdx, f32 *pScore) lane by lane in column
- * order (strict >, so earlier columns win ties).
- *
- * A separate function rather than the inner loop of gumbelScan: as an
- * inner loop TurboFan recomputed the query's seeds on every trip.
- */
-function buildGumbelScanRow(K: VecConsts): FunctionBuilder {
-  const fn = new FunctionBuilder('gumbelScanRow', ['i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32']);
-  const [row, cols, j0, r1, r2, thr, pKey, pIdx, pScore] = [0, 1, 2, 3, 4, 5, 6, 7, 8].map((q) =>
-    fn.param(q),
-  ) as Local[] as [Local, Local, Local, Local, Local, Local, Local, Local, Local];
-  const N = noiseLocals(fn);
-  const G = {
-    bits: fn.local('v128'),
-    w: fn.local('v128'),
-    t: fn.local('v128'),
-    mask: fn.local('v128'),
-    lg: logLocals(fn),
-  };
-  const p = fn.local('i32');
-  const thrv = fn.local('v128'),
-    bits = fn.local('v128'),
-    sv = fn.local('v128'),
-    keys = fn.local('v128');
-  const bestK = fn.local('f32'),
-    bestJ = fn.local('i32'),
-    bestS = fn.local('f32'),
-    kl = fn.local('f32');
-  fn.get(r1).i32x4Splat().set(N.r1v);
-  fn.get(r2).i32x4Splat().set(N.r2v);
-  fn.get(thr).i32x4Splat().set(thrv);
-  fn.get(pKey).f32Load().set(bestK);
-  fn.get(pIdx).i32Load().set(bestJ);
-  fn.get(pScore).f32Load().set(bestS);
-  fn.get(j0).i32x4Splat().v128ConstI32(0, 1, 2, 3).i32x4Add().set(N.jv);
-  fn.forLoop(
-    p,
-    () => fn.i32Const(0),
-    () => fn.get(cols),
-    4,
-    () => {
-      emitNoiseBitsX4(fn, N.jv, N.r1v, N.r2v, N.hv, K);
-      fn.tee(bits).get(thrv).i32x4LeU().v128AnyTrue();
-      fn.if(() => {
-        fn.get(row).get(p).i32Const(4).i32Mul().i32Add().v128Load().set(sv);
-        fn.get(bits);
-        emitGumbelFromBits(fn, G, K);
-        fn.get(sv).f32x4Add().set(keys);
-        for (let l = 0; l < 4; l++) {
-          // lane l counts only if p + l < cols
-          fn.get(keys)
-            .f32x4ExtractLane(l)
-            .tee(kl)
-            .get(bestK)
-            .f32Gt()
-            .get(p)
-            .i32Const(l)
-            .i32Add()
-            .get(cols)
-            .i32LtS()
-            .i32And();
-          fn.if(() => {
-            fn.get(kl).set(bestK);
-            fn.get(j0).get(p).i32Add().i32Const(l).i32Add().set(bestJ);
-            fn.get(sv).f32x4ExtractLane(l).set(bestS);
-          });
-        }
-      });
-      fn.get(N.jv).v128ConstI32(4).i32x4Add().set(N.jv);
-    },
-  );
-  fn.get(pKey).get(bestK).f32Store();
-  fn.get(pIdx).get(bestJ).i32Store();
-  fn.get(pScore).get(bestS).f32Store();
-  return fn;
-}
-
-/** gumbelScan: see KernelExports. Per row: the query's seeds r1, r2, then gumbelScanRow on its columns. */
-function buildGumbelScan(rowFn: number): FunctionBuilder {
-  const fn = new FunctionBuilder('gumbelScan', [
-    'i32',
-    'i32',
-    'i32',
-    'i32',
-    'i32',
-    'i32',
-    'i32',
-    'i32',
-    'i32',
-    'i32',
-    'i32',
-    'i32',
-  ]);
-  const [s, rows, cols, ld, q0, j0, k0, k1, thr, bestKey, bestIdx, bestScore] = [
-    0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11,
-  ].map((q) => fn.param(q)) as Local[] as [
-    Local,
-    Local,
-    Local,
-    Local,
-    Local,
-    Local,
-    Local,
-    Local,
-    Local,
-    Local,
-    Local,
-    Local,
-  ];
-  const N = noiseLocals(fn);
-  const r = fn.local('i32'),
-    q = fn.local('i32'),
-    off = fn.local('i32');
-  fn.forLoop(
-    r,
-    () => fn.i32Const(0),
-    () => fn.get(rows),
-    1,
-    () => {
-      fn.get(q0).get(r).i32Add().set(q);
-      emitRowSeeds(fn, q, k0, k1, N.r1, N.r2, N.h);
-      fn.get(r).i32Const(4).i32Mul().set(off);
-      fn.get(s).get(r).get(ld).i32Mul().i32Const(4).i32Mul().i32Add();
-      fn.get(cols).get(j0).get(N.r1).get(N.r2);
-      fn.get(thr).get(off).i32Add().i32Load();
-      fn.get(bestKey).get(off).i32Add().get(bestIdx).get(off).i32Add().get(bestScore).get(off).i32Add();
-      fn.call(rowFn);
-    },
-  );
-  return fn;
-}
-
-/**
- * groupScan: per row, walk the columns group segment by group segment; in a
- * segment keep the running (max, first argmax) in scalar registers with a
- * strict > and merge it into gMax/gArg (strict >: earlier columns — earlier
- * blocks were merged before — win ties).
- */
-function buildGroupScan(): FunctionBuilder {
-  const fn = new FunctionBuilder('groupScan', ['i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32']);
-  const [s, rows, cols, ld, j0, gs, g0, kg, gMax, gArg] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9].map((q) =>
-    fn.param(q),
-  ) as Local[] as [Local, Local, Local, Local, Local, Local, Local, Local, Local, Local];
-  const r = fn.local('i32'),
-    j = fn.local('i32'),
-    segEnd = fn.local('i32'),
-    g = fn.local('i32'),
-    row = fn.local('i32');
-  const best = fn.local('f32'),
-    bestJ = fn.local('i32'),
-    v = fn.local('f32'),
-    slot = fn.local('i32');
-  fn.forLoop(
-    r,
-    () => fn.i32Const(0),
-    () => fn.get(rows),
-    1,
-    () => {
-      fn.get(s).get(r).get(ld).i32Mul().i32Const(4).i32Mul().i32Add().set(row);
-      fn.i32Const(0).set(j);
-      fn.block((done) =>
-        fn.loop((seg) => {
-          fn.get(j).get(cols).i32GeS().brIf(done);
-          // g = (j0 + j) / gs; segEnd = min(cols, (g + 1) * gs - j0)
-          fn.get(j0).get(j).i32Add().get(gs).i32DivU().set(g);
-          fn.get(g).i32Const(1).i32Add().get(gs).i32Mul().get(j0).i32Sub().tee(segEnd).get(cols).i32GtS();
-          fn.if(() => {
-            fn.get(cols).set(segEnd);
-          });
-          fn.f32Const(-Infinity).set(best);
-          fn.i32Const(-1).set(bestJ);
-          fn.block((exit) =>
-            fn.loop((top) => {
-              fn.get(j).get(segEnd).i32GeS().brIf(exit);
-              fn.get(row).get(j).i32Const(4).i32Mul().i32Add().f32Load().tee(v).get(best).f32Gt();
-              fn.if(() => {
-                fn.get(v).set(best);
-                fn.get(j).set(bestJ);
-              });
-              fn.get(j).i32Const(1).i32Add().set(j);
-              fn.br(top);
-            }),
-          );
-          // merge into slot r*kg + (g - g0)
-          fn.get(r).get(kg).i32Mul().get(g).get(g0).i32Sub().i32Add().i32Const(4).i32Mul().set(slot);
-          fn.get(best).get(gMax).get(slot).i32Add().f32Load().f32Gt();
-          fn.if(() => {
-            fn.get(gMax).get(slot).i32Add().get(best).f32Store();
-            fn.get(gArg).get(slot).i32Add().get(j0).get(bestJ).i32Add().i32Store();
-          });
-          fn.br(seg);
-        }),
-      );
-    },
-  );
-  return fn;
 }
 
 // ---------------------------------------------------------------------------
 // Module
 // ---------------------------------------------------------------------------
 
-/** Builds the kernel module. Deterministic: the same config gives the same bytes. */
-export function buildKernelModule(cfg: KernelConfig = DEFAULT_KERNEL_CONFIG): Uint8Array {
-  if (cfg.mr < 1 || cfg.nr < 1 || cfg.nc % cfg.nr !== 0)
-    throw new RangeError('buildKernelModule: nc must be a multiple of nr');
-  const mod = new ModuleBuilder().importMemory('env', 'memory', 1);
+/** Adds functions to the generic module; `K` is the module's constant pool, `cfg` the matmul tile. */
+export type KernelBuilder = (mod: ModuleBuilder, K: ConstPool, cfg: KernelConfig) => void;
+
+function addMatmul(mod: ModuleBuilder, _K: ConstPool, cfg: KernelConfig): void {
   // Edge tiles first so the driver can call them by index.
   const edge = new Map<string, number>();
   for (let r = 1; r <= cfg.mr; r++) {
@@ -1231,8 +731,13 @@ export function buildKernelModule(cfg: KernelConfig = DEFAULT_KERNEL_CONFIG): Ui
     }
   }
   mod.add(buildMatmulNT(cfg, (r, q) => edge.get(`${r}x${q}`)!));
+}
+
+function addTranspose(mod: ModuleBuilder): void {
   mod.add(buildTranspose());
-  const K = new ConstPool();
+}
+
+function addExpLog(mod: ModuleBuilder, K: ConstPool): void {
   mod.add(buildMapArray('expArray', (fn) => emitExpF32x4(fn, expLocals(fn), K)));
   mod.add(
     buildMapArray('logArray', (fn) => {
@@ -1240,13 +745,18 @@ export function buildKernelModule(cfg: KernelConfig = DEFAULT_KERNEL_CONFIG): Ui
       emitLogGeneral(fn, { in: fn.local('v128'), sub: fn.local('v128'), ...L }, K);
     }),
   );
-  mod.add(buildNoiseRow('noiseBits', K));
-  mod.add(buildNoiseRow('gumbelRow', K));
-  mod.add(buildRowStats(K));
-  mod.add(buildMaskColumns());
-  const gumbelRow = mod.add(buildGumbelScanRow(K), null);
-  mod.add(buildGumbelScan(gumbelRow));
-  mod.add(buildGroupScan());
-  mod.data(0, K.bytes());
+}
+
+/** The builders of the generic module, in function-index order. */
+export const GENERIC_KERNELS: readonly KernelBuilder[] = [addMatmul, addTranspose, addExpLog];
+
+/** Builds the generic kernel module. Deterministic: the same config gives the same bytes. */
+export function buildKernelModule(cfg: KernelConfig = DEFAULT_KERNEL_CONFIG): Uint8Array {
+  if (cfg.mr < 1 || cfg.nr < 1 || cfg.nc % cfg.nr !== 0)
+    throw new RangeError('buildKernelModule: nc must be a multiple of nr');
+  const mod = new ModuleBuilder().importMemory('env', 'memory', 1);
+  const K = new ConstPool(0);
+  for (const add of GENERIC_KERNELS) add(mod, K, cfg);
+  mod.data(K.base, K.bytes());
   return mod.emit();
 }

@@ -20,7 +20,7 @@
  * depending on the query, so two queries' rows are not shifted copies of each
  * other. For a fixed query, j -> bits is a bijection of uint32 (both
  * multipliers are odd). Only i32x4.mul / xor / shr_u / add are needed, so the
- * wasm kernel evaluates four j at once (kernels.ts mirrors this file).
+ * wasm kernel evaluates four j at once (src/scan/wasmKernels.ts mirrors this file).
  *
  * Gumbel noise from the bits, in float32 arithmetic (each step rounded to
  * binary32, exactly what the f32x4 kernel computes; wasm has no FMA and
@@ -38,11 +38,12 @@
  * where float32 has full relative precision: G ranges from
  * -log(-log(2^-33)) ≈ -3.15 up to -log(2^-33) ≈ 22.87 with no visible
  * discretisation at either end. `logf` is the Cephes logf polynomial (max
- * error ~1 ulp), written out below so that TypeScript reproduces the
- * kernel's bits. |G - G_exact| < 3e-6 over all 2^32 inputs' range (tested
+ * error ~1 ulp), `logf32` of src/tensor/kernels/f32math.ts, which
+ * reproduces the vector kernel's bits. |G - G_exact| < 3e-6 over all 2^32 inputs' range (tested
  * on samples and at the extremes), where G_exact = -log(-log1p(-(bits + 0.5)/2^32)).
  */
-import type { Rng } from '../random.js';
+import type { Rng } from '../tensor/random.js';
+import { logf32 } from '../tensor/kernels/f32math.js';
 
 /** Multipliers of the noise hash (odd). */
 export const NOISE_CONST = {
@@ -50,17 +51,6 @@ export const NOISE_CONST = {
   colMul: 0x85ebca77,
   fmixA: 0x85ebca6b,
   fmixB: 0xc2b2ae35,
-} as const;
-
-/** Cephes logf constants (shared with the wasm kernel). */
-export const LOGF_CONST = {
-  sqrtHalf: 0.707106781186547524,
-  q1: -2.1219444e-4,
-  q2: 0.693359375,
-  p: [
-    7.0376836292e-2, -1.151461031e-1, 1.167699874e-1, -1.2420140846e-1, 1.4249322787e-1, -1.6668057665e-1,
-    2.0000714765e-1, -2.4999993993e-1, 3.3333331174e-1,
-  ],
 } as const;
 
 /** A 64-bit noise key (two uint32) drawn from the generator: two draws. */
@@ -101,41 +91,6 @@ export function uniformAt(k0: number, k1: number, i: number, j: number): number 
 }
 
 const f32 = Math.fround;
-const bitsF = new Float32Array(1);
-const bitsI = new Int32Array(bitsF.buffer);
-const LP = LOGF_CONST.p.map((c) => f32(c));
-const SQRT_HALF = f32(LOGF_CONST.sqrtHalf);
-const Q1 = f32(LOGF_CONST.q1);
-const Q2 = f32(LOGF_CONST.q2);
-
-/**
- * Natural log in float32, bit-identical to the wasm kernel's vector log for
- * positive normal inputs (the domain the noise uses):
- *   x = m·2^e, m in [0.5, 1); if m < √½ then f = 2m - 1, e -= 1 else f = m - 1
- *   z = f²; y = f·z·P(f) + e·q1 - z/2; log x = (f + y) + e·q2
- */
-export function logf32(x: number): number {
-  bitsF[0] = x;
-  const bits = bitsI[0]!;
-  let e = (bits >> 23) - 126;
-  bitsI[0] = (bits & 0x007fffff) | 0x3f000000;
-  const m = bitsF[0]!;
-  let f = f32(m - 1);
-  if (m < SQRT_HALF) {
-    e -= 1;
-    f = f32(f + m);
-  }
-  const z = f32(f * f);
-  let p = f32(LP[0]! * f);
-  for (let q = 1; q < LP.length; q++) {
-    p = f32(p + LP[q]!);
-    if (q < LP.length - 1) p = f32(p * f);
-  }
-  let y = f32(f32(p * f) * z);
-  y = f32(y + f32(e * Q1));
-  y = f32(y - f32(z * 0.5));
-  return f32(f32(f + y) + f32(e * Q2));
-}
 
 /** Gumbel noise (float32 value) from 32 random bits, as specified above. */
 export function gumbelFromBits(bits: number): number {

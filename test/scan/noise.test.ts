@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { Rng } from '../../../src/tensor/random.js';
+import { Rng } from '../../src/tensor/random.js';
 import {
   bitsFromSeeds,
   fmix32,
@@ -8,13 +8,14 @@ import {
   gumbelFromBits,
   gumbelFromBitsExact,
   gumbelScreen,
-  logf32,
   noiseKey,
   rowSeeds,
   uniformAt,
-} from '../../../src/tensor/kernels/noise.js';
-import { gumbelRowWasm, initWasm, noiseBitsWasm } from '../../../src/tensor/kernels/wasm/index.js';
-import { params } from '../../util/props.js';
+} from '../../src/scan/noise.js';
+import { logf32 } from '../../src/tensor/kernels/f32math.js';
+import { initWasm } from '../../src/tensor/kernels/wasm/index.js';
+import { gumbelRowWasm, noiseBitsWasm } from '../../src/scan/wasm.js';
+import { params } from '../util/props.js';
 
 beforeAll(async () => {
   expect(await initWasm()).toBe(true);

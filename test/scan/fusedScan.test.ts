@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { ArgumentError, DTypeError, ShapeError } from '../../../src/errors.js';
-import { Rng } from '../../../src/tensor/random.js';
+import { ArgumentError, DTypeError, ShapeError } from '../../src/errors.js';
+import { Rng } from '../../src/tensor/random.js';
 import {
   SCAN_BLOCK,
   categoricalUniformCount,
@@ -13,16 +13,10 @@ import {
   type FusedScanArgs,
   type FusedScanResult,
   type ScanSampler,
-} from '../../../src/tensor/kernels/fusedScan.js';
-import {
-  fusedCacheScan,
-  fusedCacheScanWasm,
-  fusedCacheScanWasmRange,
-  initWasm,
-  isResident,
-  releaseResident,
-} from '../../../src/tensor/kernels/wasm/index.js';
-import { params } from '../../util/props.js';
+} from '../../src/scan/index.js';
+import { initWasm, isResident, releaseResident } from '../../src/tensor/kernels/wasm/index.js';
+import { fusedCacheScan, fusedCacheScanWasm, fusedCacheScanWasmRange } from '../../src/scan/wasm.js';
+import { params } from '../util/props.js';
 
 beforeAll(async () => {
   expect(await initWasm()).toBe(true);

@@ -1,0 +1,214 @@
+/**
+ * The wasm backend of the streaming scan and the public scan entry points.
+ *
+ * Two modules share one memory. The scores of a (query chunk, row block) are
+ * computed by the GENERIC matmul kernel (src/tensor/kernels/wasm/, the same
+ * code every float32 matmul of the library uses) into wasm scratch, and the
+ * scan's own kernels (wasmKernels.ts: masks, row statistics, the Gumbel pass,
+ * group maxima) read them there, in place. The scan module is registered as
+ * an extension of the generic runtime (`defineWasmExtension`), which gives it
+ * the shared memory, the allocator, a constant-pool slot, and includes it in
+ * `initWasm()`; tensor/ never imports this layer. JS drives the blocks
+ * (runScanRange, streaming.ts): a few calls per block of 256 rows, whose
+ * cost is negligible next to the block's b·256·d multiply-adds.
+ */
+import { NegcacheError } from '../errors.js';
+import {
+  Temps,
+  defineWasmExtension,
+  makeResident,
+  requireState,
+  type WasmState,
+} from '../tensor/kernels/wasm/index.js';
+import {
+  SCAN_BLOCK,
+  SCAN_QUERY_CHUNK,
+  checkScanRange,
+  validateScanArgs,
+  type FusedScanArgs,
+  type FusedScanResult,
+  type ScanPartial,
+  type ScanShape,
+} from './contract.js';
+import { combinePartials, runScanRange, type ScanBackend } from './streaming.js';
+import { fusedScanRangeTS, fusedScanTS } from './tsBackend.js';
+import { buildScanModule, type ScanKernelExports } from './wasmKernels.js';
+
+/** The scan kernels, a module sharing the generic kernels' memory (compiled by initWasm()). */
+const scanModule = defineWasmExtension<ScanKernelExports>('negcache-scan', buildScanModule);
+
+/** Whether the wasm scan can run now (both modules instantiated, synchronously if allowed). */
+export function scanWasmAvailable(): boolean {
+  return scanModule.exports() !== null;
+}
+
+function requireScan(op: string): { st: WasmState; ex: ScanKernelExports } {
+  const st = requireState(op);
+  const ex = scanModule.exports();
+  if (ex === null)
+    throw new NegcacheError(
+      op,
+      'the WebAssembly scan kernels are not available here (await initWasm() and check that it resolved true)',
+    );
+  return { st, ex };
+}
+
+/** gumbelAt(k0, k1, i, j) for j in [j0, j0 + len), computed by the wasm kernel (bit-identical to noise.ts). */
+export function gumbelRowWasm(k0: number, k1: number, i: number, j0: number, len: number): Float32Array {
+  const { st, ex } = requireScan('gumbelRowWasm');
+  const t = new Temps(st);
+  try {
+    const p = t.alloc(len * 4);
+    ex.gumbelRow(p, k0 | 0, k1 | 0, i | 0, j0 | 0, len);
+    return new Float32Array(st.memory.buffer, p, len).slice();
+  } finally {
+    t.free();
+  }
+}
+
+/** uniformAt(k0, k1, i, j) for j in [j0, j0 + len), computed by the wasm kernel. */
+export function noiseBitsWasm(k0: number, k1: number, i: number, j0: number, len: number): Uint32Array {
+  const { st, ex } = requireScan('noiseBitsWasm');
+  const t = new Temps(st);
+  try {
+    const p = t.alloc(len * 4);
+    ex.noiseBits(p, k0 | 0, k1 | 0, i | 0, j0 | 0, len);
+    return new Uint32Array(st.memory.buffer, p, len).slice();
+  } finally {
+    t.free();
+  }
+}
+
+// ---------------------------------------------------------------------------
+// The fused cache scan
+// ---------------------------------------------------------------------------
+
+export interface WasmScanOptions {
+  /** Make the cache array resident (copied once, reused by later calls with the same array). Default false. */
+  residentCache?: boolean;
+}
+
+function createWasmBackend(
+  st: WasmState,
+  sx: ScanKernelExports,
+  args: FusedScanArgs,
+  sh: ScanShape,
+  rowStart: number,
+  rowEnd: number,
+  t: Temps,
+): ScanBackend {
+  const { b, d, k, groupSize } = sh;
+  const ex = st.exports;
+  const chunk = SCAN_QUERY_CHUNK * SCAN_BLOCK;
+  // Inputs (copies or resident) and scratch; no allocation after this point,
+  // so the views below stay attached.
+  const pq = t.input(args.queries);
+  const pc = t.input(args.cache, rowStart * d, (rowEnd - rowStart) * d);
+  const pcBase = pc - rowStart * d * 4; // where row 0 is (or would be): row j is at pcBase + j*d*4
+  const ps = t.alloc(chunk * 4);
+  const pe = args.sampler === 'categorical' ? t.alloc(chunk * 4) : 0;
+  const pmax = t.alloc(SCAN_QUERY_CHUNK * 4),
+    psum = t.alloc(SCAN_QUERY_CHUNK * 4);
+  const pmask = t.alloc(SCAN_BLOCK * 4);
+  const pthr = t.alloc(b * 4),
+    pbk = t.alloc(b * 4),
+    pbi = t.alloc(b * 4),
+    pbs = t.alloc(b * 4);
+  const pgm = k > 0 ? t.alloc(b * k * 4) : 0,
+    pga = k > 0 ? t.alloc(b * k * 4) : 0;
+  const buf = st.memory.buffer;
+  const scores = new Float32Array(buf, ps, chunk);
+  return {
+    scores,
+    exps: pe ? new Float32Array(buf, pe, chunk) : null,
+    statMax: new Float32Array(buf, pmax, SCAN_QUERY_CHUNK),
+    statSum: new Float32Array(buf, psum, SCAN_QUERY_CHUNK),
+    colMask: new Int32Array(buf, pmask, SCAN_BLOCK),
+    thr: new Uint32Array(buf, pthr, b),
+    bestKey: new Float32Array(buf, pbk, b),
+    bestIdx: new Int32Array(buf, pbi, b),
+    bestScore: new Float32Array(buf, pbs, b),
+    groupMax: k > 0 ? new Float32Array(buf, pgm, b * k) : null,
+    groupArg: k > 0 ? new Int32Array(buf, pga, b * k) : null,
+    scoreBlock(q0, mq, j0, R, ld) {
+      ex.matmulNT(pq + q0 * d * 4, pcBase + j0 * d * 4, ps, mq, R, d, d, d, ld, sh.scale32);
+      if (ld > R) for (let r = 0; r < mq; r++) for (let c = R; c < ld; c++) scores[r * ld + c] = -Infinity;
+    },
+    maskColumns(mq, ld) {
+      sx.maskColumns(ps, mq, ld, ld, pmask);
+    },
+    rowStats(mq, R, ld, wantExps) {
+      sx.rowStats(ps, mq, R, ld, pmax, psum, wantExps ? pe : 0);
+    },
+    gumbelScan(q0, mq, j0, R, ld) {
+      sx.gumbelScan(ps, mq, R, ld, q0, j0, sh.k0, sh.k1, pthr + q0 * 4, pbk + q0 * 4, pbi + q0 * 4, pbs + q0 * 4);
+    },
+    groupScan(q0, mq, j0, R, ld) {
+      sx.groupScan(ps, mq, R, ld, j0, groupSize, 0, k, pgm + q0 * k * 4, pga + q0 * k * 4);
+    },
+    dispose() {},
+  };
+}
+
+/**
+ * The fused scan of cache rows [rowStart, rowEnd) on the wasm kernels, as a
+ * partial result (see contract.ts; combine with combinePartials). Only the
+ * rows of the range are copied into wasm memory (none if the cache is resident).
+ */
+export function fusedCacheScanWasmRange(
+  args: FusedScanArgs,
+  rowStart: number,
+  rowEnd: number,
+  opts: WasmScanOptions = {},
+): ScanPartial {
+  const op = 'fusedCacheScanWasmRange';
+  const sh = validateScanArgs(args, op);
+  checkScanRange(sh, rowStart, rowEnd, op);
+  return scanRange(op, args, sh, rowStart, rowEnd, opts);
+}
+
+function scanRange(
+  op: string,
+  args: FusedScanArgs,
+  sh: ScanShape,
+  rowStart: number,
+  rowEnd: number,
+  opts: WasmScanOptions,
+): ScanPartial {
+  const { st, ex } = requireScan(op);
+  if (opts.residentCache) makeResident(args.cache);
+  const t = new Temps(st);
+  try {
+    return runScanRange(args, sh, rowStart, rowEnd, createWasmBackend(st, ex, args, sh, rowStart, rowEnd, t));
+  } finally {
+    t.free();
+  }
+}
+
+/** The fused cache scan on the wasm SIMD kernels (contract in contract.ts). */
+export function fusedCacheScanWasm(args: FusedScanArgs, opts: WasmScanOptions = {}): FusedScanResult {
+  const op = 'fusedCacheScanWasm';
+  const sh = validateScanArgs(args, op);
+  return combinePartials(args, [scanRange(op, args, sh, 0, sh.n, opts)]);
+}
+
+/**
+ * The fused cache scan on the fastest implementation available: the wasm
+ * kernels when they can run (see scanWasmAvailable), else the TypeScript
+ * streaming scan. Both follow the same contract (contract.ts).
+ */
+export function fusedCacheScan(args: FusedScanArgs, opts: WasmScanOptions = {}): FusedScanResult {
+  return scanWasmAvailable() ? fusedCacheScanWasm(args, opts) : fusedScanTS(args);
+}
+
+/** fusedCacheScan on a row range, as a partial result. */
+export function fusedCacheScanRange(
+  args: FusedScanArgs,
+  rowStart: number,
+  rowEnd: number,
+  opts: WasmScanOptions = {},
+): ScanPartial {
+  return scanWasmAvailable()
+    ? fusedCacheScanWasmRange(args, rowStart, rowEnd, opts)
+    : fusedScanRangeTS(args, rowStart, rowEnd);
+}
