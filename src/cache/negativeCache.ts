@@ -32,8 +32,11 @@ export interface NegativeCache {
 }
 
 export interface CacheUpdate {
-  /** New items: exactly the cache's keys, each [n, ...spec.shape]. */
-  newItems: Readonly<Record<string, Tensor>>;
+  /**
+   * New items: exactly the cache's keys, each [n, ...spec.shape]. Optional:
+   * an update without new items only refreshes rows (and ages every slot).
+   */
+  newItems?: Readonly<Record<string, Tensor>>;
   /** bool [n]: false items are not written (their slots stay as they are). */
   newItemsMask?: Tensor;
   /** Rows to overwrite in place: a subset of the cache's keys, each [m, ...spec.shape]. */
@@ -181,7 +184,7 @@ export class CacheManager {
       for (let i = 0; i < n; i++) {
         if (mask && !mask[i]) continue;
         const slot = slots[k++]!;
-        for (const [key, items] of Object.entries(update.newItems)) {
+        for (const [key, items] of Object.entries(update.newItems!)) {
           const inner = rowSize(cache.data[key]!);
           copies[key]!.set(unsafeData(items).subarray(i * inner, (i + 1) * inner), slot * inner);
         }
@@ -248,18 +251,21 @@ export class CacheManager {
         throw new ArgumentError(OP, `unknown update field "${k}"; allowed: ${allowed.join(', ')}`);
     }
     const { newItems, newItemsMask, updatedItemData, updatedItemIndices, updatedItemMask } = update;
-    // new items: exactly the cache's keys, one item count
-    checkKeys(OP, 'newItems', newItems, Object.keys(this.specs), true);
-    const n = this.checkRows('newItems', newItems, size, cache);
-    if (newItemsMask !== undefined) checkMask('newItemsMask', newItemsMask, n);
-    const written = newItemsMask ? countTrue(newItemsMask) : n;
-    if (n > size) {
-      throw new ArgumentError(
-        OP,
-        `newItems has ${n} items but the cache has ${size} slots; need at most ${size} new items per update`,
-      );
+    // new items (optional: without them the update only refreshes): exactly the cache's keys, one item count
+    let n = 0;
+    if (newItems === undefined) {
+      if (newItemsMask !== undefined) throw new ArgumentError(OP, 'newItemsMask was given without newItems');
+    } else {
+      checkKeys(OP, 'newItems', newItems, Object.keys(this.specs), true);
+      n = this.checkRows('newItems', newItems, size, cache);
+      if (newItemsMask !== undefined) checkMask('newItemsMask', newItemsMask, n);
+      if (n > size) {
+        throw new ArgumentError(
+          OP,
+          `newItems has ${n} items but the cache has ${size} slots; need at most ${size} new items per update`,
+        );
+      }
     }
-    void written;
     // refreshes: a subset of keys, one item count shared with indices and mask
     let m = 0;
     if (updatedItemData !== undefined || updatedItemIndices !== undefined || updatedItemMask !== undefined) {
@@ -337,13 +343,6 @@ export class CacheManager {
 
 function rowSize(t: Tensor): number {
   return t.shape.length <= 1 ? 1 : sizeOf(t.shape.slice(1));
-}
-
-function countTrue(mask: Tensor): number {
-  const d = unsafeData(mask);
-  let c = 0;
-  for (let i = 0; i < d.length; i++) c += d[i]!;
-  return c;
 }
 
 function checkMask(arg: string, mask: unknown, n: number): void {

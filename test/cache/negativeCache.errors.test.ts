@@ -50,6 +50,12 @@ const cases: { name: string; update: () => unknown; cls: ErrClass; msg: RegExp[]
     msg: [/^updateCache: newItems has unknown keys \["extra"\]/],
   },
   {
+    name: 'newItemsMask without newItems',
+    update: () => ({ newItemsMask: tensor([true]) }),
+    cls: ArgumentError,
+    msg: [/^updateCache: newItemsMask was given without newItems/],
+  },
+  {
     name: 'newItems not a record',
     update: () => ({ newItems: zeros([1, 2]) }),
     cls: ArgumentError,

@@ -55,17 +55,19 @@ function updateArb(size: number): fc.Arbitrary<ModelUpdate> {
   return fc
     .record({
       n: fc.integer({ min: 0, max: size }),
+      withNew: fc.nat(4).map((v) => v > 0), // a refresh-only update (no newItems) one time in five
       newMasked: fc.boolean(),
       refresh: fc.boolean(),
       m: fc.integer({ min: 0, max: 6 }),
       refreshMasked: fc.boolean(),
       subset: fc.subarray(allKeys), // may be empty: then only ages/valid flags of the indexed rows change (reference semantics)
     })
-    .chain(({ n, newMasked, refresh, m, refreshMasked, subset }) =>
+    .chain(({ n, withNew, newMasked, refresh, m, refreshMasked, subset }) =>
       fc
         .record({
-          newItems: rowsArb(allKeys, n),
-          newItemsMask: newMasked ? fc.array(fc.boolean(), { minLength: n, maxLength: n }) : fc.constant(undefined),
+          newItems: withNew ? rowsArb(allKeys, n) : fc.constant(undefined),
+          newItemsMask:
+            withNew && newMasked ? fc.array(fc.boolean(), { minLength: n, maxLength: n }) : fc.constant(undefined),
           updatedItemData: refresh ? rowsArb(subset, m) : fc.constant(undefined),
           // repeated indices are likely: m up to 6 draws from up to 8 slots
           updatedItemIndices: refresh

@@ -26,7 +26,8 @@ export interface ModelCache {
 }
 
 export interface ModelUpdate {
-  newItems: Record<string, number[][]>;
+  /** Absent: a refresh-only update. */
+  newItems?: Record<string, number[][]>;
   newItemsMask?: boolean[];
   updatedItemData?: Record<string, number[][]>;
   updatedItemIndices?: number[];
@@ -75,15 +76,16 @@ export function modelUpdate(cache: ModelCache, update: ModelUpdate, useLru: bool
 
   // 3. New items: the n slots with the largest age, ties to the smallest
   //    index; the k-th unmasked item goes to the k-th chosen slot, age -1.
-  const keys = Object.keys(update.newItems);
-  const n = keys.length === 0 ? 0 : update.newItems[keys[0]!]!.length;
+  const newItems = update.newItems ?? {};
+  const keys = Object.keys(newItems);
+  const n = keys.length === 0 ? 0 : newItems[keys[0]!]!.length;
   const order = Array.from({ length: size }, (_, j) => j).sort((a, b) => age[b]! - age[a]! || a - b);
   const chosen = order.slice(0, n);
   let k = 0;
   for (let i = 0; i < n; i++) {
     if (update.newItemsMask !== undefined && !update.newItemsMask[i]) continue;
     const slot = chosen[k++]!;
-    for (const key of keys) data[key]![slot] = update.newItems[key]![i]!.slice();
+    for (const key of keys) data[key]![slot] = newItems[key]![i]!.slice();
     age[slot] = -1;
     valid[slot] = true;
   }
@@ -136,9 +138,11 @@ export function cacheToModel(c: NegativeCache): ModelCache {
 
 /** The library form of a model update. */
 export function updateToTensors(u: ModelUpdate, specs: Record<string, ModelSpec>): CacheUpdate {
-  const out: CacheUpdate = {
-    newItems: Object.fromEntries(Object.entries(u.newItems).map(([k, rows]) => [k, rowsToTensor(rows, specs[k]!)])),
-  };
+  const out: CacheUpdate = {};
+  if (u.newItems !== undefined)
+    out.newItems = Object.fromEntries(
+      Object.entries(u.newItems).map(([k, rows]) => [k, rowsToTensor(rows, specs[k]!)]),
+    );
   if (u.newItemsMask !== undefined)
     out.newItemsMask = tensor(
       u.newItemsMask.map((v) => (v ? 1 : 0)),
