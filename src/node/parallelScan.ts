@@ -195,6 +195,8 @@ export interface ParallelScan {
   _injectFault(kind: ScanFault, w?: number): void;
   /** @internal Test hook: resolves with the workers' exit codes once every worker thread has exited. */
   _whenExited(): Promise<number[]>;
+  /** @internal Test hook: resolves once every worker has loaded and compiled its kernels (READY). */
+  _whenReady(): Promise<void>;
 }
 
 /** Where the compiled worker module lives. */
@@ -562,6 +564,10 @@ export function createParallelScan(opts: ParallelScanOptions = {}): ParallelScan
     },
     _whenExited(): Promise<number[]> {
       return Promise.all(slots.map((s) => s.exited));
+    },
+    async _whenReady(): Promise<void> {
+      while (!slots.every((s) => Atomics.load(s.ctrl, C.READY) === 1 || Atomics.load(s.ctrl, C.DEAD) !== 0))
+        await new Promise((res) => setTimeout(res, 5));
     },
   };
   // Keyed on the scan function (what a loss holds), which api.scan keeps alive too.

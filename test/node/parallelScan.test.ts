@@ -509,6 +509,7 @@ describe('createParallelScan: failures', () => {
 
   it('a worker that hangs: a timeout error after timeoutMs, and the worker is terminated', async () => {
     const p = scanner({ minRows: 0, timeoutMs: 300 });
+    await p._whenReady(); // the worker's start-up (module load, kernel compilation) is not part of the 300 ms
     expectSame(p.scan(args), fusedCacheScan(args));
     p._injectFault('hang');
     const { error, ms } = failure(p);
