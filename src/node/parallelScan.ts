@@ -20,8 +20,10 @@
  * rowValid, rowIds / queryExcludeIds) are IDENTICAL to fusedCacheScan: the
  * split is on SCAN_BLOCK boundaries, so every block is scored by the same
  * kernel on the same rows as in the single-thread scan, and the merge is
- * exact with ties to the lower row index. logSumExp equals it up to float64
- * rounding of the sums (the per-share sums are rescaled and added). The split
+ * exact with ties to the lower row index; that holds for each of the
+ * numSamples draws. logSumExp equals it up to float64 rounding of the sums
+ * (the per-share sums are rescaled and added), softmaxMean up to the float32
+ * rounding of the per-share accumulators (within the contract's bound). The split
  * depends only on n and the number of workers (balanced block counts,
  * splitScanRows), never on timing, so a run is reproducible bit for bit.
  *
@@ -193,6 +195,8 @@ export interface ParallelScan {
   _injectFault(kind: ScanFault, w?: number): void;
   /** @internal Test hook: resolves with the workers' exit codes once every worker thread has exited. */
   _whenExited(): Promise<number[]>;
+  /** @internal Test hook: resolves once every worker has loaded and compiled its kernels (READY). */
+  _whenReady(): Promise<void>;
 }
 
 /** Where the compiled worker module lives. */
@@ -408,7 +412,7 @@ export function createParallelScan(opts: ParallelScanOptions = {}): ParallelScan
       );
     if (closed) throw new ParallelScanError(OP, 'the parallel scan was closed', 'closed');
     const sh = validateScanArgs(args, OP);
-    const { b, d, n, k } = sh;
+    const { b, d, n, k, S } = sh;
     const big = minRows === null ? n >= DEFAULT_MIN_ROWS && b * n * d >= DEFAULT_MIN_WORK : n >= minRows;
     if (W === 0 || !big || b === 0 || d === 0) return single(args, n);
     const ranges = splitScanRows(n, W + 1);
@@ -422,17 +426,17 @@ export function createParallelScan(opts: ParallelScanOptions = {}): ParallelScan
     const t0 = performance.now();
     const lo = ranges[1]![0];
     const sampler = args.sampler;
-    const uniformCount = sampler === 'categorical' ? categoricalUniformCount(b, n, args.topKGroups) : 0;
+    const uniformCount = sampler === 'categorical' ? categoricalUniformCount(b, n, args.topKGroups, S) : 0;
     const L: InputLayout = inputLayout(b, d, n, uniformCount, args.rowValid !== undefined, args.rowIds !== undefined);
     if (inputs.byteLength < L.bytes) inputs = new SharedArrayBuffer(Math.max(L.bytes, 2 * inputs.byteLength));
     new Float32Array(inputs, L.queries, b * d).set(args.queries);
     if (L.uniforms >= 0 && k === 0) {
-      // query i, block β reads uniforms[i·2B + 2β], [.. + 1]: copy the workers' blocks only
+      // draw t of query i, block β reads uniforms[(i·S+t)·2B + 2β], [.. + 1]: copy the workers' blocks only
       const perQuery = 2 * sh.blocks,
         from = 2 * (lo / SCAN_BLOCK);
       const dst = new Float64Array(inputs, L.uniforms, uniformCount);
-      for (let i = 0; i < b; i++)
-        dst.set(args.uniforms!.subarray(i * perQuery + from, (i + 1) * perQuery), i * perQuery + from);
+      for (let v = 0; v < b * S; v++)
+        dst.set(args.uniforms!.subarray(v * perQuery + from, (v + 1) * perQuery), v * perQuery + from);
     } // with topKGroups the uniforms are only read by combinePartials, on this thread
     if (L.rowValid >= 0) new Uint8Array(inputs, L.rowValid, n).set(args.rowValid!.subarray(lo, n), lo);
     if (L.rowIds >= 0) {
@@ -440,7 +444,7 @@ export function createParallelScan(opts: ParallelScanOptions = {}): ParallelScan
       new Int32Array(inputs, L.excludeIds, b).set(args.queryExcludeIds!);
     }
     const cache = cacheBuffer(args.cache, lo * d);
-    const RL = resultLayout(b, k, sampler);
+    const RL = resultLayout(b, k, sampler, S, sh.mean, d);
 
     // Post the jobs.
     const s = ++seq;
@@ -456,8 +460,10 @@ export function createParallelScan(opts: ParallelScanOptions = {}): ParallelScan
         n,
         scale: args.scale,
         sampler,
-        key: sampler === 'gumbel' ? [args.key![0], args.key![1]] : null,
+        keys: sampler === 'gumbel' ? Array.from({ length: S }, (_, t) => [sh.keys[2 * t]!, sh.keys[2 * t + 1]!]) : null,
         topKGroups: k > 0 ? k : null,
+        numSamples: S,
+        softmaxMean: sh.mean,
         rowStart: ranges[w + 1]![0],
         rowEnd: ranges[w + 1]![1],
         inputs,
@@ -508,10 +514,11 @@ export function createParallelScan(opts: ParallelScanOptions = {}): ParallelScan
         sumExp: new Float64Array(r, RL.sumExp, b).slice(),
       };
       if (RL.sample >= 0) {
-        part.sample = new Int32Array(r, RL.sample, b).slice();
-        part.sampleScore = new Float32Array(r, RL.sampleScore, b).slice();
-        part.sampleKey = new Float64Array(r, RL.sampleKey, b).slice();
+        part.sample = new Int32Array(r, RL.sample, b * S).slice();
+        part.sampleScore = new Float32Array(r, RL.sampleScore, b * S).slice();
+        part.sampleKey = new Float64Array(r, RL.sampleKey, b * S).slice();
       }
+      if (RL.meanAcc >= 0) part.meanAcc = new Float64Array(r, RL.meanAcc, b * d).slice();
       if (RL.groupMax >= 0) {
         part.groupMax = new Float32Array(r, RL.groupMax, b * k).slice();
         part.groupArg = new Int32Array(r, RL.groupArg, b * k).slice();
@@ -557,6 +564,10 @@ export function createParallelScan(opts: ParallelScanOptions = {}): ParallelScan
     },
     _whenExited(): Promise<number[]> {
       return Promise.all(slots.map((s) => s.exited));
+    },
+    async _whenReady(): Promise<void> {
+      while (!slots.every((s) => Atomics.load(s.ctrl, C.READY) === 1 || Atomics.load(s.ctrl, C.DEAD) !== 0))
+        await new Promise((res) => setTimeout(res, 5));
     },
   };
   // Keyed on the scan function (what a loss holds), which api.scan keeps alive too.

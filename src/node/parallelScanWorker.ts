@@ -82,8 +82,11 @@ export interface ScanJob {
   readonly n: number;
   readonly scale: number;
   readonly sampler: ScanSampler;
-  readonly key: [number, number] | null;
+  /** 'gumbel': one key per draw. */
+  readonly keys: [number, number][] | null;
   readonly topKGroups: number | null;
+  readonly numSamples: number;
+  readonly softmaxMean: boolean;
   readonly rowStart: number;
   readonly rowEnd: number;
   readonly inputs: SharedArrayBuffer;
@@ -133,15 +136,19 @@ export function inputLayout(
 export interface ResultLayout {
   max: number;
   sumExp: number;
+  /** [b·S] each, or -1. */
   sample: number;
   sampleScore: number;
   sampleKey: number;
   groupMax: number;
   groupArg: number;
+  /** [b·d] float64, or -1. */
+  meanAcc: number;
   bytes: number;
 }
 
-export function resultLayout(b: number, k: number, sampler: ScanSampler): ResultLayout {
+/** Where a partial's arrays go: S draws per query, `mean` with the softmax-mean accumulator [b·d]. */
+export function resultLayout(b: number, k: number, sampler: ScanSampler, S = 1, mean = false, d = 0): ResultLayout {
   let at = 0;
   const take = (bytes: number): number => {
     const p = at;
@@ -150,13 +157,14 @@ export function resultLayout(b: number, k: number, sampler: ScanSampler): Result
   };
   const samples = k === 0 && sampler !== 'none';
   const sumExp = take(b * 8);
-  const sampleKey = samples ? take(b * 8) : -1;
+  const sampleKey = samples ? take(b * S * 8) : -1;
+  const meanAcc = mean && k === 0 ? take(b * d * 8) : -1;
   const max = take(b * 4);
-  const sample = samples ? take(b * 4) : -1;
-  const sampleScore = samples ? take(b * 4) : -1;
+  const sample = samples ? take(b * S * 4) : -1;
+  const sampleScore = samples ? take(b * S * 4) : -1;
   const groupMax = k > 0 ? take(b * k * 4) : -1;
   const groupArg = k > 0 ? take(b * k * 4) : -1;
-  return { max, sumExp, sample, sampleScore, sampleKey, groupMax, groupArg, bytes: Math.max(8, at) };
+  return { max, sumExp, sample, sampleScore, sampleKey, groupMax, groupArg, meanAcc, bytes: Math.max(8, at) };
 }
 
 /** Writes an error text into the control block (truncated on a UTF-8 boundary). */
@@ -204,16 +212,18 @@ function errorText(e: unknown): string {
 }
 
 function writePartial(job: ScanJob, k: number, part: ScanPartial): void {
-  const L = resultLayout(job.b, k, job.sampler);
+  const S = job.numSamples;
+  const L = resultLayout(job.b, k, job.sampler, S, job.softmaxMean, job.d);
   const r = job.results,
     b = job.b;
   new Float32Array(r, L.max, b).set(part.max);
   new Float64Array(r, L.sumExp, b).set(part.sumExp);
   if (L.sample >= 0) {
-    new Int32Array(r, L.sample, b).set(part.sample!);
-    new Float32Array(r, L.sampleScore, b).set(part.sampleScore!);
-    new Float64Array(r, L.sampleKey, b).set(part.sampleKey!);
+    new Int32Array(r, L.sample, b * S).set(part.sample!);
+    new Float32Array(r, L.sampleScore, b * S).set(part.sampleScore!);
+    new Float64Array(r, L.sampleKey, b * S).set(part.sampleKey!);
   }
+  if (L.meanAcc >= 0) new Float64Array(r, L.meanAcc, b * job.d).set(part.meanAcc!);
   if (L.groupMax >= 0) {
     new Float32Array(r, L.groupMax, b * k).set(part.groupMax!);
     new Int32Array(r, L.groupArg, b * k).set(part.groupArg!);
@@ -236,9 +246,11 @@ function argsOf(job: ScanJob): FusedScanArgs {
     args.rowIds = new Int32Array(inputs, L.rowIds, n);
     args.queryExcludeIds = new Int32Array(inputs, L.excludeIds, b);
   }
-  if (job.key) args.key = job.key;
+  if (job.keys) args.keys = job.keys;
   if (L.uniforms >= 0) args.uniforms = new Float64Array(inputs, L.uniforms, L.uniformCount);
   if (job.topKGroups !== null) args.topKGroups = job.topKGroups;
+  if (job.numSamples !== 1) args.numSamples = job.numSamples;
+  if (job.softmaxMean) args.softmaxMean = true;
   return args;
 }
 

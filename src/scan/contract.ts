@@ -1,7 +1,7 @@
 /**
  * The fused cache scan: scores of every cached embedding against every query,
- * their softmax statistics, and one sample per query — without ever holding
- * the b × n score matrix.
+ * their softmax statistics, S samples per query and (optionally) the softmax
+ * mean of the cached embeddings — without ever holding the b × n score matrix.
  *
  * score(i, j) = f32(f32(scale) · f32(<q_i, c_j>))       (float32, as the kernels compute it)
  *
@@ -24,6 +24,41 @@
  *     'categorical' a blockwise exponential race with caller-supplied
  *                   uniforms, described below.
  *   sampleScore[i] the score of the sampled row (-Infinity if none)
+ *
+ * Several samples: numSamples = S >= 1 (default 1) independent draws per
+ * query from the same softmax (with replacement). sample / sampleScore are
+ * then [b·S] row-major: query i's draws at i·S ... i·S + S - 1.
+ *   'gumbel'      keys[m] (S keys, e.g. S calls of noiseKey(rng)) for draw m:
+ *                 draw m = argmax_j f32(score(i,j) + gumbelAt(keys[m], i, j)),
+ *                 exactly what S single-sample scans with those keys return.
+ *                 `key` (S = 1 only) means keys = [key].
+ *   'categorical' draw m of query i reads the uniforms a single-sample scan
+ *                 of b·S queries gives to "query i·S + m" (below), so
+ *                 categoricalUniformCount(b, n, topKGroups, S) values.
+ * The block statistics are computed once per block and shared by the S
+ * draws; only the race bookkeeping is per draw. Different keys (uniforms)
+ * make the draws independent; the same key twice gives the same draw.
+ *
+ * Softmax mean: with softmaxMean: true the result also has
+ *   softmaxMean[i·d .. i·d + d)  μ_i = Σ_j π_ij c_j,  π_i = softmax over query
+ *                 i's candidates (the non-excluded rows; with topKGroups the
+ *                 k group maxima, candidate row = groupArg), c_j = cache row j;
+ *                 zeros when the query has no candidate.
+ * It is the expectation of the cached embedding under the cache softmax,
+ * which gives the exact query-side gradient of the cache softmax loss:
+ * ∂(−log p⁺_i)/∂q_i = scale·(1 − p⁺_i)·(μ_i − pos_i). Streaming, it is an
+ * online softmax: per query a running (max m_i, Σexp s_i, acc_i = Σ_j
+ * exp(score_ij − m_i)·c_j); a block adds the product of its exps
+ * [queries × rows] with its cache rows [rows × d], and acc is rescaled when
+ * the max grows. Partials carry acc relative to their max; combinePartials
+ * rescales, adds and divides by the combined Σexp. With topKGroups it is
+ * computed at the end from the group maxima (b·k·d work).
+ *   Accuracy (wasm and TS against the float64 reference, equal scores):
+ *   |μ_ip − μ*_ip| <= (SCAN_BLOCK + B + 16)·2^-23 · Σ_j π_ij |c_jp| (float32
+ *   exps, block products and folds; B = number of blocks), plus, when the
+ *   scores themselves differ from the reference's by up to δ_i (float32 dot
+ *   products in another order), 2·δ_i·Σ_j π_ij |c_jp|. Tested in
+ *   test/scan/fusedScan.test.ts.
  *
  * topKGroups = k (k must divide n): rows are cut into k groups of n/k
  * consecutive rows; groupMax[i*k + g] / groupArg[i*k + g] are the max score of
@@ -51,19 +86,24 @@
  * sequential "replace with probability mass/massSoFar" reservoir, the race
  * key of a block does not depend on the blocks before it, which is what makes
  * row-range partial results combine exactly.
- *   Uniforms: `categoricalUniformCount(b, n, topKGroups)` values strictly
- *   inside (0, 1) (e.g. Rng.uniformOpen); query i, block β reads
- *   uniforms[i·2B + 2β] (race) and uniforms[i·2B + 2β + 1] (within block), B =
- *   ceil(n / 256). With topKGroups: one per query, uniforms[i].
+ *   Uniforms: `categoricalUniformCount(b, n, topKGroups, S)` values strictly
+ *   inside (0, 1) (e.g. Rng.uniformOpen); draw m of query i, block β reads
+ *   uniforms[(i·S+m)·2B + 2β] (race) and uniforms[(i·S+m)·2B + 2β + 1]
+ *   (within block), B = ceil(n / 256). With topKGroups: one per draw,
+ *   uniforms[i·S+m].
  *
  * Row ranges: `fusedScanRangeTS(args, rowStart, rowEnd)` (and the wasm
  * equivalent) scan rows [rowStart, rowEnd) only and return a ScanPartial
- * (max, sum of exp relative to max, race winner and its key, group maxima of
- * the groups touched); `combinePartials(args, partials)` merges any set of
+ * (max, sum of exp relative to max, race winners and their keys per draw,
+ * group maxima of the groups touched, the softmax-mean accumulator);
+ * `combinePartials(args, partials)` merges any set of
  * partials covering [0, n) into the full result. rowStart and rowEnd must be
  * multiples of SCAN_BLOCK (or n), so blocks are never split. Max, group
  * maxima and samples combine exactly (ties go to the lower row index);
- * logSumExp up to float64 rounding of the sums.
+ * logSumExp and softmaxMean up to rounding of the sums.
+ *
+ * Compatibility: without numSamples, keys and softmaxMean every result is
+ * bit-identical to the single-sample scan's.
  *
  * Non-finite inputs: NaN in the embeddings or scale gives unspecified
  * results (they are not scanned for, which would cost a pass over the cache).
@@ -97,21 +137,30 @@ export interface FusedScanArgs {
   rowIds?: Int32Array;
   queryExcludeIds?: Int32Array;
   sampler: ScanSampler;
-  /** For 'gumbel': the noise key (two uint32), e.g. noiseKey(rng). */
+  /** For 'gumbel' with one sample: the noise key (two uint32), e.g. noiseKey(rng). Same as keys: [key]. */
   key?: [number, number];
-  /** For 'categorical': categoricalUniformCount(b, n, topKGroups) uniforms in (0, 1). */
+  /** For 'gumbel': one noise key per draw (numSamples of them); give key or keys, not both. */
+  keys?: [number, number][];
+  /** For 'categorical': categoricalUniformCount(b, n, topKGroups, numSamples) uniforms in (0, 1). */
   uniforms?: Float64Array;
   /** If set (must divide n): per-group maxima, and statistics over the group maxima only. */
   topKGroups?: number;
+  /** Draws per query, S >= 1 (default 1): sample and sampleScore are [b·S]. */
+  numSamples?: number;
+  /** Also return softmaxMean [b·d], Σ_j π_ij c_j (default false). */
+  softmaxMean?: boolean;
 }
 
 export interface FusedScanResult {
   max: Float32Array;
   logSumExp: Float64Array;
+  /** [b·S] the draws (query i's at i·S ... i·S + S - 1), -1 if the query has no candidate. */
   sample?: Int32Array;
   sampleScore?: Float32Array;
   groupMax?: Float32Array;
   groupArg?: Int32Array;
+  /** [b·d] with softmaxMean: μ_i = Σ_j π_ij c_j (zeros for a query with no candidate). */
+  softmaxMean?: Float32Array;
 }
 
 /** The result of scanning rows [rowStart, rowEnd); see combinePartials. */
@@ -122,13 +171,15 @@ export interface ScanPartial {
   max: Float32Array;
   /** [b] Σ exp(score - max) over the range (0 if none). Without topKGroups only. */
   sumExp: Float64Array;
-  /** [b] the range's sample candidate (-1 if none), its score, and its race key (gumbel: score + G as float32). */
+  /** [b·S] the range's candidate per draw (-1 if none), its score, and its race key (gumbel: score + G as float32). */
   sample?: Int32Array;
   sampleScore?: Float32Array;
   sampleKey?: Float64Array;
   /** [b, k] group maxima over the range's rows (-Infinity / -1 for groups it does not touch). */
   groupMax?: Float32Array;
   groupArg?: Int32Array;
+  /** [b·d] with softmaxMean (without topKGroups): Σ_j exp(score_ij - max_i)·c_j over the range (0 if none). */
+  meanAcc?: Float64Array;
 }
 
 /** Rows per block of the streaming scan (and of the categorical race). */
@@ -148,14 +199,21 @@ export interface ScanShape {
   /** Number of SCAN_BLOCK blocks, ceil(n / SCAN_BLOCK). */
   blocks: number;
   scale32: number;
+  /** The first draw's key (0, 0 unless 'gumbel'). */
   k0: number;
   k1: number;
+  /** Draws per query. */
+  S: number;
+  /** [2·S] the draws' keys as int32 pairs (k0, k1) ('gumbel'; else empty). */
+  keys: Int32Array;
+  /** Whether softmaxMean is asked for. */
+  mean: boolean;
 }
 
-/** How many uniforms a categorical scan reads. */
-export function categoricalUniformCount(b: number, n: number, topKGroups?: number): number {
-  if (topKGroups !== undefined) return b;
-  return b * 2 * Math.ceil(n / SCAN_BLOCK);
+/** How many uniforms a categorical scan reads (numSamples draws per query, default 1). */
+export function categoricalUniformCount(b: number, n: number, topKGroups?: number, numSamples = 1): number {
+  if (topKGroups !== undefined) return b * numSamples;
+  return b * numSamples * 2 * Math.ceil(n / SCAN_BLOCK);
 }
 
 function isCount(x: unknown): x is number {
@@ -214,20 +272,47 @@ export function validateScanArgs(args: FusedScanArgs, op = 'fusedScan'): ScanSha
       );
     }
   }
-  let k0 = 0,
-    k1 = 0;
+  const S = args.numSamples ?? 1;
+  if (!Number.isInteger(S) || S < 1)
+    throw new ArgumentError(op, `numSamples must be a positive integer, got ${describe(args.numSamples)}`);
+  if (args.softmaxMean !== undefined && typeof args.softmaxMean !== 'boolean')
+    throw new ArgumentError(op, `softmaxMean must be a boolean, got ${describe(args.softmaxMean)}`);
+  let keys = new Int32Array(0);
   if (args.sampler === 'gumbel') {
-    const key = args.key;
     const okWord = (v: unknown): boolean =>
       typeof v === 'number' && Number.isInteger(v) && v >= -0x80000000 && v <= 0xffffffff;
-    if (!Array.isArray(key) || key.length !== 2 || !okWord(key[0]) || !okWord(key[1])) {
-      throw new ArgumentError(op, `sampler 'gumbel' needs key: [uint32, uint32] (noiseKey(rng)), got ${describe(key)}`);
+    const okKey = (key: unknown): key is [number, number] =>
+      Array.isArray(key) && key.length === 2 && okWord(key[0]) && okWord(key[1]);
+    if (args.keys !== undefined) {
+      if (args.key !== undefined) throw new ArgumentError(op, 'give key (one sample) or keys (one per draw), not both');
+      if (!Array.isArray(args.keys) || args.keys.length !== S || !args.keys.every(okKey)) {
+        throw new ArgumentError(
+          op,
+          `sampler 'gumbel' needs keys: numSamples = ${S} pairs [uint32, uint32] (noiseKey(rng) each), got ${describe(args.keys)}`,
+        );
+      }
+      keys = new Int32Array(2 * S);
+      args.keys.forEach((key, m) => {
+        keys[2 * m] = key[0] | 0;
+        keys[2 * m + 1] = key[1] | 0;
+      });
+    } else {
+      if (!okKey(args.key)) {
+        throw new ArgumentError(
+          op,
+          `sampler 'gumbel' needs key: [uint32, uint32] (noiseKey(rng)), or keys for several samples, got ${describe(args.key)}`,
+        );
+      }
+      if (S !== 1)
+        throw new ArgumentError(
+          op,
+          `numSamples = ${S} needs keys (one [uint32, uint32] per draw); key is for one sample`,
+        );
+      keys = Int32Array.of(args.key[0] | 0, args.key[1] | 0);
     }
-    k0 = key[0] | 0;
-    k1 = key[1] | 0;
   }
   if (args.sampler === 'categorical') {
-    const need = categoricalUniformCount(b, n, args.topKGroups);
+    const need = categoricalUniformCount(b, n, args.topKGroups, S);
     if (!(args.uniforms instanceof Float64Array) || args.uniforms.length < need) {
       throw new ArgumentError(
         op,
@@ -243,8 +328,11 @@ export function validateScanArgs(args: FusedScanArgs, op = 'fusedScan'): ScanSha
     groupSize: k > 0 ? n / k : 0,
     blocks: Math.ceil(n / SCAN_BLOCK),
     scale32: Math.fround(args.scale),
-    k0,
-    k1,
+    k0: keys.length > 0 ? keys[0]! : 0,
+    k1: keys.length > 0 ? keys[1]! : 0,
+    S,
+    keys,
+    mean: args.softmaxMean === true,
   };
 }
 

@@ -13,12 +13,13 @@ import { SCAN_BLOCK, inverseCdf, validateScanArgs, type FusedScanArgs, type Fuse
  */
 export function fusedScanReference(args: FusedScanArgs): FusedScanResult {
   const sh = validateScanArgs(args, 'fusedScanReference');
-  const { b, d, n, k, groupSize } = sh;
+  const { b, d, n, k, groupSize, S } = sh;
   const { queries, cache, sampler } = args;
   const max = new Float32Array(b);
   const logSumExp = new Float64Array(b);
-  const sample = sampler === 'none' ? undefined : new Int32Array(b);
-  const sampleScore = sampler === 'none' ? undefined : new Float32Array(b);
+  const sample = sampler === 'none' ? undefined : new Int32Array(b * S);
+  const sampleScore = sampler === 'none' ? undefined : new Float32Array(b * S);
+  const softmaxMean = sh.mean ? new Float32Array(b * d) : undefined;
   const groupMax = k > 0 ? new Float32Array(b * k) : undefined;
   const groupArg = k > 0 ? new Int32Array(b * k) : undefined;
   const row = new Float32Array(n);
@@ -59,57 +60,71 @@ export function fusedScanReference(args: FusedScanArgs): FusedScanResult {
     let m = -Infinity;
     for (let c = 0; c < count; c++) if (candScore[c]! > m) m = candScore[c]!;
     max[i] = m;
+    let total = 0;
     if (m === -Infinity) {
       logSumExp[i] = -Infinity;
     } else {
-      let s = 0;
-      for (let c = 0; c < count; c++) s += Math.exp(candScore[c]! - m);
-      logSumExp[i] = m + Math.log(s);
+      for (let c = 0; c < count; c++) total += Math.exp(candScore[c]! - m);
+      logSumExp[i] = m + Math.log(total);
     }
-    // 4. the sample
-    if (sampler === 'none') continue;
-    let pick = -1;
-    if (m !== -Infinity && sampler === 'gumbel') {
-      let best = -Infinity;
+    // 4. the softmax mean, Σ_c π_c · cache row of candidate c, in float64
+    if (softmaxMean && m !== -Infinity) {
+      const mu = new Float64Array(d);
       for (let c = 0; c < count; c++) {
         if (candScore[c] === -Infinity) continue;
-        const key = Math.fround(candScore[c]! + gumbelAt(sh.k0, sh.k1, i, candIndex(c)));
-        if (key > best) {
-          best = key;
-          pick = c;
-        }
+        const pi = Math.exp(candScore[c]! - m) / total;
+        const j = candIndex(c);
+        for (let p = 0; p < d; p++) mu[p] += pi * cache[j * d + p]!;
       }
-    } else if (m !== -Infinity && k > 0) {
-      // categorical over the group maxima: inverse CDF with one uniform
-      const u = args.uniforms![i]!;
-      let total = 0;
-      for (let c = 0; c < count; c++) total += Math.exp(candScore[c]! - m);
-      pick = inverseCdf(candScore, 0, count, m, u * total);
-    } else if (m !== -Infinity) {
-      // categorical: the blockwise race
-      const perQuery = 2 * sh.blocks;
-      let bestKey = -Infinity;
-      for (let beta = 0; beta < sh.blocks; beta++) {
-        const lo = beta * SCAN_BLOCK,
-          hi = Math.min(n, lo + SCAN_BLOCK);
-        let mb = -Infinity;
-        for (let j = lo; j < hi; j++) if (row[j]! > mb) mb = row[j]!;
-        if (mb === -Infinity) continue;
-        let sb = 0;
-        for (let j = lo; j < hi; j++) sb += Math.exp(row[j]! - mb);
-        const u1 = args.uniforms![i * perQuery + 2 * beta]!;
-        const u2 = args.uniforms![i * perQuery + 2 * beta + 1]!;
-        const key = mb + Math.log(sb) - Math.log(-Math.log(u1));
-        if (key > bestKey) {
-          bestKey = key;
-          pick = inverseCdf(row, lo, hi, mb, u2 * sb);
-        }
-      }
+      softmaxMean.set(mu, i * d);
     }
-    sample![i] = pick < 0 ? -1 : candIndex(pick);
-    sampleScore![i] = pick < 0 ? -Infinity : candScore[pick]!;
+    // 5. the samples: draw t uses keys[t] ('gumbel') or the uniforms of "query i·S + t" ('categorical')
+    if (sampler === 'none') continue;
+    for (let t = 0; t < S; t++) {
+      const v = i * S + t; // the draw's slot, and its uniforms' query index
+      let pick = -1;
+      if (m !== -Infinity && sampler === 'gumbel') {
+        const k0 = sh.keys[2 * t]!,
+          k1 = sh.keys[2 * t + 1]!;
+        let best = -Infinity;
+        for (let c = 0; c < count; c++) {
+          if (candScore[c] === -Infinity) continue;
+          const key = Math.fround(candScore[c]! + gumbelAt(k0, k1, i, candIndex(c)));
+          if (key > best) {
+            best = key;
+            pick = c;
+          }
+        }
+      } else if (m !== -Infinity && k > 0) {
+        // categorical over the group maxima: inverse CDF with one uniform
+        pick = inverseCdf(candScore, 0, count, m, args.uniforms![v]! * total);
+      } else if (m !== -Infinity) {
+        // categorical: the blockwise race
+        const perQuery = 2 * sh.blocks;
+        let bestKey = -Infinity;
+        for (let beta = 0; beta < sh.blocks; beta++) {
+          const lo = beta * SCAN_BLOCK,
+            hi = Math.min(n, lo + SCAN_BLOCK);
+          let mb = -Infinity;
+          for (let j = lo; j < hi; j++) if (row[j]! > mb) mb = row[j]!;
+          if (mb === -Infinity) continue;
+          let sb = 0;
+          for (let j = lo; j < hi; j++) sb += Math.exp(row[j]! - mb);
+          const u1 = args.uniforms![v * perQuery + 2 * beta]!;
+          const u2 = args.uniforms![v * perQuery + 2 * beta + 1]!;
+          const key = mb + Math.log(sb) - Math.log(-Math.log(u1));
+          if (key > bestKey) {
+            bestKey = key;
+            pick = inverseCdf(row, lo, hi, mb, u2 * sb);
+          }
+        }
+      }
+      sample![v] = pick < 0 ? -1 : candIndex(pick);
+      sampleScore![v] = pick < 0 ? -Infinity : candScore[pick]!;
+    }
   }
   const out: FusedScanResult = { max, logSumExp };
+  if (softmaxMean) out.softmaxMean = softmaxMean;
   if (sample) {
     out.sample = sample;
     out.sampleScore = sampleScore!;

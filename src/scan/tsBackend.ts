@@ -39,18 +39,23 @@ export function matmulNTJs(
 
 /** The plain TypeScript backend: the same block orchestration, kernels as loops. */
 export function createJsBackend(args: FusedScanArgs, sh: ScanShape): ScanBackend {
-  const { b, d, k, groupSize } = sh;
+  const { b, d, k, groupSize, S } = sh;
+  const mean = sh.mean && k === 0;
   const scores = new Float32Array(SCAN_QUERY_CHUNK * SCAN_BLOCK);
-  const exps = args.sampler === 'categorical' ? new Float32Array(SCAN_QUERY_CHUNK * SCAN_BLOCK) : null;
+  const exps = args.sampler === 'categorical' || mean ? new Float32Array(SCAN_QUERY_CHUNK * SCAN_BLOCK) : null;
   const statMax = new Float32Array(SCAN_QUERY_CHUNK);
   const statSum = new Float64Array(SCAN_QUERY_CHUNK);
   const colMask = new Int32Array(SCAN_BLOCK);
-  const thr = new Uint32Array(b);
-  const bestKey = new Float32Array(b),
-    bestIdx = new Int32Array(b),
-    bestScore = new Float32Array(b);
+  const thr = new Uint32Array(S * b);
+  const bestKey = new Float32Array(S * b),
+    bestIdx = new Int32Array(S * b),
+    bestScore = new Float32Array(S * b);
   const groupMax = k > 0 ? new Float32Array(b * k) : null;
   const groupArg = k > 0 ? new Int32Array(b * k) : null;
+  const meanOld = mean ? new Float64Array(SCAN_QUERY_CHUNK) : null;
+  const meanNew = mean ? new Float64Array(SCAN_QUERY_CHUNK) : null;
+  const acc = mean ? new Float64Array(b * d) : null;
+  const blockSum = mean ? new Float64Array(d) : null;
   const { queries, cache } = args;
   return {
     scores,
@@ -64,6 +69,8 @@ export function createJsBackend(args: FusedScanArgs, sh: ScanShape): ScanBackend
     bestScore,
     groupMax,
     groupArg,
+    meanOld,
+    meanNew,
     scoreBlock(q0, mq, j0, R, ld) {
       matmulNTJs(queries, cache, mq, R, d, scores, ld, sh.scale32, q0 * d, j0 * d);
       if (ld > R) for (let r = 0; r < mq; r++) for (let c = R; c < ld; c++) scores[r * ld + c] = -Infinity;
@@ -91,14 +98,17 @@ export function createJsBackend(args: FusedScanArgs, sh: ScanShape): ScanBackend
         statSum[r] = s;
       }
     },
-    gumbelScan(q0, mq, j0, R, ld) {
+    gumbelScan(q0, mq, j0, R, ld, draw) {
+      const k0 = sh.keys[2 * draw]!,
+        k1 = sh.keys[2 * draw + 1]!;
       for (let r = 0; r < mq; r++) {
-        const i = q0 + r;
-        const [r1, r2] = rowSeeds(sh.k0, sh.k1, i);
-        const t = thr[i]!;
-        let best = bestKey[i]!,
-          bestJ = bestIdx[i]!,
-          bestS = bestScore[i]!;
+        const i = q0 + r,
+          slot = draw * b + i;
+        const [r1, r2] = rowSeeds(k0, k1, i);
+        const t = thr[slot]!;
+        let best = bestKey[slot]!,
+          bestJ = bestIdx[slot]!,
+          bestS = bestScore[slot]!;
         const base = r * ld;
         for (let c = 0; c < R; c++) {
           const bits = bitsFromSeeds(r1, r2, j0 + c);
@@ -111,9 +121,9 @@ export function createJsBackend(args: FusedScanArgs, sh: ScanShape): ScanBackend
             bestS = s;
           }
         }
-        bestKey[i] = best;
-        bestIdx[i] = bestJ;
-        bestScore[i] = bestS;
+        bestKey[slot] = best;
+        bestIdx[slot] = bestJ;
+        bestScore[slot] = bestS;
       }
     },
     groupScan(q0, mq, j0, R, ld) {
@@ -129,6 +139,28 @@ export function createJsBackend(args: FusedScanArgs, sh: ScanShape): ScanBackend
           }
         }
       }
+    },
+    meanBlock(q0, mq, j0, R, ld) {
+      for (let r = 0; r < mq; r++) {
+        const base = (q0 + r) * d;
+        const a = meanOld![r]!,
+          x = meanNew![r]!;
+        if (x === 0) {
+          for (let p = 0; p < d; p++) acc![base + p] = a * acc![base + p]!;
+          continue;
+        }
+        blockSum!.fill(0);
+        for (let c = 0; c < R; c++) {
+          const e = exps![r * ld + c]!;
+          if (e === 0) continue;
+          const row = (j0 + c) * d;
+          for (let p = 0; p < d; p++) blockSum![p] += e * cache[row + p]!;
+        }
+        for (let p = 0; p < d; p++) acc![base + p] = a * acc![base + p]! + x * blockSum![p]!;
+      }
+    },
+    meanAcc() {
+      return acc!.slice();
     },
     dispose() {},
   };

@@ -97,7 +97,8 @@ function createWasmBackend(
   rowEnd: number,
   t: Temps,
 ): ScanBackend {
-  const { b, d, k, groupSize } = sh;
+  const { b, d, k, groupSize, S } = sh;
+  const mean = sh.mean && k === 0;
   const ex = st.exports;
   const chunk = SCAN_QUERY_CHUNK * SCAN_BLOCK;
   // Inputs (copies or resident) and scratch; no allocation after this point,
@@ -106,30 +107,40 @@ function createWasmBackend(
   const pc = t.input(args.cache, rowStart * d, (rowEnd - rowStart) * d);
   const pcBase = pc - rowStart * d * 4; // where row 0 is (or would be): row j is at pcBase + j*d*4
   const ps = t.alloc(chunk * 4);
-  const pe = args.sampler === 'categorical' ? t.alloc(chunk * 4) : 0;
+  const pe = args.sampler === 'categorical' || mean ? t.alloc(chunk * 4) : 0;
   const pmax = t.alloc(SCAN_QUERY_CHUNK * 4),
     psum = t.alloc(SCAN_QUERY_CHUNK * 4);
   const pmask = t.alloc(SCAN_BLOCK * 4);
-  const pthr = t.alloc(b * 4),
-    pbk = t.alloc(b * 4),
-    pbi = t.alloc(b * 4),
-    pbs = t.alloc(b * 4);
+  const pthr = t.alloc(S * b * 4),
+    pbk = t.alloc(S * b * 4),
+    pbi = t.alloc(S * b * 4),
+    pbs = t.alloc(S * b * 4);
   const pgm = k > 0 ? t.alloc(b * k * 4) : 0,
     pga = k > 0 ? t.alloc(b * k * 4) : 0;
+  // softmax mean: fold factors, the block's cache rows transposed [d × R], the product [chunk × d], acc [b × d]
+  const pOld = mean ? t.alloc(SCAN_QUERY_CHUNK * 4) : 0,
+    pNew = mean ? t.alloc(SCAN_QUERY_CHUNK * 4) : 0,
+    pct = mean ? t.alloc(SCAN_BLOCK * d * 4) : 0,
+    pprod = mean ? t.alloc(SCAN_QUERY_CHUNK * d * 4) : 0,
+    pacc = mean ? t.alloc(b * d * 4) : 0;
   const buf = st.memory.buffer;
   const scores = new Float32Array(buf, ps, chunk);
+  if (mean) new Float32Array(buf, pacc, b * d).fill(0);
+  let transposedBlock = -1; // j0 of the block now in pct
   return {
     scores,
     exps: pe ? new Float32Array(buf, pe, chunk) : null,
     statMax: new Float32Array(buf, pmax, SCAN_QUERY_CHUNK),
     statSum: new Float32Array(buf, psum, SCAN_QUERY_CHUNK),
     colMask: new Int32Array(buf, pmask, SCAN_BLOCK),
-    thr: new Uint32Array(buf, pthr, b),
-    bestKey: new Float32Array(buf, pbk, b),
-    bestIdx: new Int32Array(buf, pbi, b),
-    bestScore: new Float32Array(buf, pbs, b),
+    thr: new Uint32Array(buf, pthr, S * b),
+    bestKey: new Float32Array(buf, pbk, S * b),
+    bestIdx: new Int32Array(buf, pbi, S * b),
+    bestScore: new Float32Array(buf, pbs, S * b),
     groupMax: k > 0 ? new Float32Array(buf, pgm, b * k) : null,
     groupArg: k > 0 ? new Int32Array(buf, pga, b * k) : null,
+    meanOld: mean ? new Float32Array(buf, pOld, SCAN_QUERY_CHUNK) : null,
+    meanNew: mean ? new Float32Array(buf, pNew, SCAN_QUERY_CHUNK) : null,
     scoreBlock(q0, mq, j0, R, ld) {
       ex.matmulNT(pq + q0 * d * 4, pcBase + j0 * d * 4, ps, mq, R, d, d, d, ld, sh.scale32);
       if (ld > R) for (let r = 0; r < mq; r++) for (let c = R; c < ld; c++) scores[r * ld + c] = -Infinity;
@@ -140,11 +151,37 @@ function createWasmBackend(
     rowStats(mq, R, ld, wantExps) {
       sx.rowStats(ps, mq, R, ld, pmax, psum, wantExps ? pe : 0);
     },
-    gumbelScan(q0, mq, j0, R, ld) {
-      sx.gumbelScan(ps, mq, R, ld, q0, j0, sh.k0, sh.k1, pthr + q0 * 4, pbk + q0 * 4, pbi + q0 * 4, pbs + q0 * 4);
+    gumbelScan(q0, mq, j0, R, ld, draw) {
+      const o = (draw * b + q0) * 4;
+      sx.gumbelScan(
+        ps,
+        mq,
+        R,
+        ld,
+        q0,
+        j0,
+        sh.keys[2 * draw]!,
+        sh.keys[2 * draw + 1]!,
+        pthr + o,
+        pbk + o,
+        pbi + o,
+        pbs + o,
+      );
     },
     groupScan(q0, mq, j0, R, ld) {
       sx.groupScan(ps, mq, R, ld, j0, groupSize, 0, k, pgm + q0 * k * 4, pga + q0 * k * 4);
+    },
+    meanBlock(q0, mq, j0, R, ld) {
+      // prod[r, :] = Σ_c exps[r, c]·cache[j0 + c, :] as exps [mq × R] · (cacheᵀ [d × R])ᵀ on the generic kernel
+      if (transposedBlock !== j0) {
+        ex.transpose(pcBase + j0 * d * 4, pct, R, d);
+        transposedBlock = j0;
+      }
+      ex.matmulNT(pe, pct, pprod, mq, d, R, ld, R, d, 1);
+      sx.meanFold(pacc + q0 * d * 4, pprod, mq, d, pOld, pNew);
+    },
+    meanAcc() {
+      return Float64Array.from(new Float32Array(buf, pacc, b * d));
     },
     dispose() {},
   };

@@ -91,6 +91,13 @@ export interface ScanKernelExports {
     gMax: number,
     gArg: number,
   ): void;
+  /**
+   * The softmax-mean fold: for rows r < rows, acc[r, :] = old[r]·acc[r, :] +
+   * new[r]·prod[r, :] over d columns (row strides d), the second term
+   * skipped when new[r] = 0 (so a stale prod row, e.g. of a block without
+   * candidates, is never read). old/new are f32 arrays.
+   */
+  meanFold(acc: number, prod: number, rows: number, d: number, oldScale: number, newScale: number): void;
 }
 
 // ---------------------------------------------------------------------------
@@ -562,6 +569,77 @@ function buildGroupScan(): FunctionBuilder {
   return fn;
 }
 
+/**
+ * meanFold: see ScanKernelExports. Per row two scalar factors, then f32x4
+ * over the columns in groups of 4 and a scalar tail (d need not be a
+ * multiple of 4); every element is f32(f32(a·acc) + f32(x·prod)).
+ */
+function buildMeanFold(): FunctionBuilder {
+  const fn = new FunctionBuilder('meanFold', ['i32', 'i32', 'i32', 'i32', 'i32', 'i32']);
+  const [acc, prod, rows, d, oldS, newS] = [0, 1, 2, 3, 4, 5].map((q) => fn.param(q)) as [
+    Local,
+    Local,
+    Local,
+    Local,
+    Local,
+    Local,
+  ];
+  const r = fn.local('i32'),
+    p = fn.local('i32'),
+    d4 = fn.local('i32'),
+    pa = fn.local('i32'),
+    pp = fn.local('i32');
+  const a = fn.local('f32'),
+    x = fn.local('f32');
+  const av = fn.local('v128'),
+    xv = fn.local('v128');
+  fn.get(d).i32Const(-4).i32And().set(d4);
+  fn.forLoop(
+    r,
+    () => fn.i32Const(0),
+    () => fn.get(rows),
+    1,
+    () => {
+      fn.get(oldS).get(r).i32Const(4).i32Mul().i32Add().f32Load().tee(a).f32x4Splat().set(av);
+      fn.get(newS).get(r).i32Const(4).i32Mul().i32Add().f32Load().tee(x).f32x4Splat().set(xv);
+      fn.get(acc).get(r).get(d).i32Mul().i32Const(4).i32Mul().i32Add().set(pa);
+      fn.get(prod).get(r).get(d).i32Mul().i32Const(4).i32Mul().i32Add().set(pp);
+      const body = (withProd: boolean): void => {
+        fn.forLoop(
+          p,
+          () => fn.i32Const(0),
+          () => fn.get(d4),
+          4,
+          () => {
+            fn.get(pa).get(p).i32Const(4).i32Mul().i32Add();
+            fn.get(av).get(pa).get(p).i32Const(4).i32Mul().i32Add().v128Load().f32x4Mul();
+            if (withProd) fn.get(xv).get(pp).get(p).i32Const(4).i32Mul().i32Add().v128Load().f32x4Mul().f32x4Add();
+            fn.v128Store();
+          },
+        );
+        fn.forLoop(
+          p,
+          () => fn.get(d4),
+          () => fn.get(d),
+          1,
+          () => {
+            fn.get(pa).get(p).i32Const(4).i32Mul().i32Add();
+            fn.get(a).get(pa).get(p).i32Const(4).i32Mul().i32Add().f32Load().f32Mul();
+            if (withProd) fn.get(x).get(pp).get(p).i32Const(4).i32Mul().i32Add().f32Load().f32Mul().f32Add();
+            fn.f32Store();
+          },
+        );
+      };
+      fn.get(x).f32Const(0).f32Eq();
+      fn.if(
+        () => body(false),
+        () => body(true),
+      );
+    },
+  );
+  return fn;
+}
+
 // ---------------------------------------------------------------------------
 // Module
 // ---------------------------------------------------------------------------
@@ -581,6 +659,7 @@ export function buildScanModule(constBase: number): Uint8Array {
   const gumbelRow = mod.add(buildGumbelScanRow(K), null);
   mod.add(buildGumbelScan(gumbelRow));
   mod.add(buildGroupScan());
+  mod.add(buildMeanFold());
   mod.data(K.base, K.bytes());
   return mod.emit();
 }

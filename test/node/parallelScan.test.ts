@@ -167,6 +167,41 @@ describe('createParallelScan: identical to fusedCacheScan', () => {
     expect(parallelRuns).toBeGreaterThan(0);
   });
 
+  it('several samples (numSamples, keys) and the softmax mean: samples identical, mean within the stated bound', () => {
+    const two = scanner({ minRows: 0 });
+    const three = scanner({ minRows: 0, workers: 2 });
+    fc.assert(
+      fc.property(specArb(), fc.integer({ min: 1, max: 4 }), fc.boolean(), (spec, S, mean) => {
+        const base = makeArgs(spec);
+        const rng = new Rng(spec.seed + 1);
+        const args: FusedScanArgs = { ...base, numSamples: S, softmaxMean: mean };
+        delete args.key;
+        if (spec.sampler === 'gumbel')
+          args.keys = Array.from({ length: S }, () => [rng.nextUint32(), rng.nextUint32()]);
+        args.uniforms = new Float64Array(categoricalUniformCount(spec.b, spec.n, args.topKGroups, S)).map(() =>
+          rng.uniformOpen(),
+        );
+        const want = fusedCacheScan(args);
+        for (const p of [two, three]) {
+          const got = p.scan(args);
+          expect(p.lastStats.parallel).toBe(true);
+          expectSame({ ...got, softmaxMean: undefined }, { ...want, softmaxMean: undefined });
+          if (!mean) {
+            expect(got.softmaxMean).toBeUndefined();
+            continue;
+          }
+          // both within (SCAN_BLOCK + B + 16)·2^-23·Σπ|c| (+ score error) of the float64 mean, so of each other
+          // within twice that; Σπ|c| <= max|c| = 3 (integer) or 1
+          const tol = 2 * (SCAN_BLOCK + Math.ceil(spec.n / SCAN_BLOCK) + 16) * 2 ** -23 * (spec.integer ? 3 : 1);
+          expect(got.softmaxMean!.length).toBe(spec.b * spec.d);
+          for (let q = 0; q < got.softmaxMean!.length; q++)
+            expect(Math.abs(got.softmaxMean![q]! - want.softmaxMean![q]!)).toBeLessThanOrEqual(tol);
+        }
+      }),
+      params(30),
+    );
+  });
+
   it('n not much above one block: every worker that gets rows scans them; ragged last block', () => {
     const p = scanner({ minRows: 0, workers: 2 });
     for (const n of [257, 300, 511, 512, 513, 767, 769]) {
@@ -474,6 +509,7 @@ describe('createParallelScan: failures', () => {
 
   it('a worker that hangs: a timeout error after timeoutMs, and the worker is terminated', async () => {
     const p = scanner({ minRows: 0, timeoutMs: 300 });
+    await p._whenReady(); // the worker's start-up (module load, kernel compilation) is not part of the 300 ms
     expectSame(p.scan(args), fusedCacheScan(args));
     p._injectFault('hang');
     const { error, ms } = failure(p);
