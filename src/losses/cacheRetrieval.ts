@@ -44,9 +44,6 @@ import { transformScores, type Sampler, type ScoreTransform } from './common.js'
 /** A fused cache scan (the contract of src/tensor/kernels/fusedScan.ts). */
 export type Scanner = (args: FusedScanArgs) => FusedScanResult;
 
-/** The scan's multi-sample and softmax-mean arguments (issue 12's contract extension). */
-type ScanArgs = FusedScanArgs & { numSamples?: number; keys?: [number, number][]; softmaxMean?: boolean };
-type ScanResult = FusedScanResult & { softmaxMean?: Float32Array };
 
 /** How a loss retrieves: fixed at construction. */
 export interface RetrieverConfig {
@@ -264,7 +261,7 @@ function retrieveFused(
     positiveIds && cfg.falseNegativeKey !== undefined
       ? (unsafeData(concatSources(cache, sources, cfg.falseNegativeKey)) as Int32Array)
       : null;
-  const args: ScanArgs = {
+  const args: FusedScanArgs = {
     queries: unsafeData(q) as Float32Array,
     b,
     d,
@@ -284,12 +281,11 @@ function retrieveFused(
     if (S === 1) args.key = noiseKey(rng);
     else args.keys = Array.from({ length: S }, () => noiseKey(rng));
   } else {
-    // draw m of query i reads the uniforms of "query i·S + m"
-    const u = new Float64Array(categoricalUniformCount(b * S, n, topK));
+    const u = new Float64Array(categoricalUniformCount(b, n, topK, S));
     for (let i = 0; i < u.length; i++) u[i] = rng.uniformOpen();
     args.uniforms = u;
   }
-  const res: ScanResult = cfg.scanner(args);
+  const res = cfg.scanner(args);
   const c = unsafeData(allEmb);
   for (let i = 0; i < b; i++) {
     const v = res.logSumExp[i]!;
