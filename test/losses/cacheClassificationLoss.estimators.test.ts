@@ -37,6 +37,7 @@ import {
   mul,
   normal,
   reshape,
+  scaleTransform,
   stopGradient,
   sub,
   sum,
@@ -421,5 +422,160 @@ describe('every option off is the reference, bit for bit', () => {
     const a = run({});
     const b = run({ numNegatives: 1, inBatchNegatives: false, queryGradient: 'sampled' });
     expect(b).toEqual(a);
+  });
+});
+
+describe('the fused path (float32, the streaming scan) equals the straightforward path', () => {
+  /** Small-integer embeddings: every dot product is exact in float32, in any summation order. */
+  const intCase = (seed: number, b: number, n: number, d: number) => {
+    const r = new Rng(seed);
+    const ints = (rows: number, cols: number): number[][] =>
+      Array.from({ length: rows }, () => Array.from({ length: cols }, () => r.int(7) - 3));
+    return { q: tensor(ints(b, d)), pos: tensor(ints(b, d)), emb: tensor(ints(n, d)) };
+  };
+
+  it('Gumbel with numNegatives S: the same S items per query, the same losses and gradients (property)', () => {
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 0, max: 1e6 }),
+        fc.integer({ min: 1, max: 6 }),
+        fc.integer({ min: 1, max: 700 }),
+        fc.integer({ min: 1, max: 4 }),
+        fc.boolean(),
+        (seed, b, n, S, inBatch) => {
+          const { q, pos, emb } = intCase(seed, b, n, 5);
+          const ids = tensor(
+            Array.from({ length: n }, (_, j) => j % 11),
+            'int32',
+          );
+          const cache = {
+            c: { data: { emb, feat: emb, id: ids }, age: tensor(new Array<number>(n).fill(0), 'int32') },
+          };
+          const positiveIds = tensor(
+            Array.from({ length: b }, (_, i) => (3 * i) % 11),
+            'int32',
+          );
+          const run = (fused: boolean) => {
+            const loss = new CacheClassificationLoss({
+              embeddingKey: 'emb',
+              dataKeys: ['feat'],
+              scoreTransform: scaleTransform(0.5),
+              rng: new Rng(seed),
+              sampler: 'gumbel',
+              falseNegativeKey: 'id',
+              numNegatives: S,
+              inBatchNegatives: inBatch,
+              fused,
+            });
+            let out!: ReturnType<typeof loss.call>;
+            const g = grad((qq: Tensor) => {
+              out = loss.call((f) => mul(f.feat!, 0.5), qq, pos, cache, { positiveIds });
+              return out.trainingLoss;
+            })(q);
+            return {
+              idx: Array.from(out.retrievedIndices.dataSync()),
+              g: Array.from(g.dataSync() as Float32Array),
+              out,
+            };
+          };
+          const a = run(true),
+            s = run(false);
+          expect(a.idx).toEqual(s.idx);
+          a.g.forEach((v, k) =>
+            expect(Math.abs(v - s.g[k]!)).toBeLessThanOrEqual(1e-5 * Math.max(1, Math.abs(s.g[k]!))),
+          );
+          const il = (t: Tensor) => t.item() as number;
+          expect(Math.abs(il(a.out.interpretableLoss) - il(s.out.interpretableLoss))).toBeLessThanOrEqual(1e-5);
+        },
+      ),
+      params(40),
+    );
+  });
+
+  it("queryGradient 'exact': the query gradient equals autodiff of the dense softmax over the cache (float32)", () => {
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 0, max: 1e6 }),
+        fc.integer({ min: 1, max: 8 }),
+        fc.integer({ min: 1, max: 900 }),
+        fc.boolean(),
+        fc.option(fc.constantFrom(1, 2, 3, 4), { nil: undefined }),
+        (seed, b, n0, inBatch, topKDiv) => {
+          const r = new Rng(seed);
+          const d = 8;
+          const n = topKDiv !== undefined ? n0 - (n0 % topKDiv) + topKDiv : n0;
+          const topK = topKDiv !== undefined ? n / topKDiv : undefined;
+          const q = normal([b, d], r, { std: 0.5 });
+          const pos = normal([b, d], r, { std: 0.5 });
+          const emb = normal([n, d], r, { std: 0.5 });
+          const valid = tensor(Array.from({ length: n }, () => r.uniform() < 0.9));
+          const cache = { c: { data: { emb, feat: emb }, age: tensor(new Array<number>(n).fill(0), 'int32'), valid } };
+          const loss = new CacheClassificationLoss({
+            embeddingKey: 'emb',
+            dataKeys: ['feat'],
+            scoreTransform: scaleTransform(3),
+            rng: new Rng(seed + 1),
+            sampler: 'categorical',
+            queryGradient: 'exact',
+            inBatchNegatives: inBatch,
+            ...(topK !== undefined ? { topK } : {}),
+          });
+          const g = grad((qq: Tensor) => loss.call((f) => f.feat!, qq, pos, cache).trainingLoss)(q);
+          // dense reference in float64: -log softmax([s⁺, (in-batch), candidates])₀ with stale constants
+          const q64 = tensor(q.toArray() as number[][], 'float64');
+          const v = Array.from(valid.dataSync() as Uint8Array);
+          const ref = grad((qq: Tensor) => {
+            const sPos = mul(sum(mul(qq, tensor(pos.toArray() as number[][], 'float64')), { axis: 1 }), 3);
+            const all = mul(matmul(qq, tensor(emb.toArray() as number[][], 'float64'), { transposeB: true }), 3);
+            const sb = mul(matmul(qq, tensor(pos.toArray() as number[][], 'float64'), { transposeB: true }), 3);
+            const allv = all.toArray() as number[][];
+            let total: Tensor = tensor(0, 'float64');
+            for (let i = 0; i < b; i++) {
+              let cols = Array.from({ length: n }, (_, j) => j).filter((j) => v[j]);
+              if (topK !== undefined) {
+                const gsz = n / topK;
+                cols = [];
+                for (let gi = 0; gi < topK; gi++) {
+                  let best = -1;
+                  for (let j = gi * gsz; j < (gi + 1) * gsz; j++)
+                    if (v[j] && (best < 0 || allv[i]![j]! > allv[i]![best]!)) best = j;
+                  if (best >= 0) cols.push(best);
+                }
+              }
+              const parts = [gather(sPos, tensor([i], 'int32'))];
+              if (cols.length)
+                parts.push(
+                  gather(
+                    reshape(all, [b * n]),
+                    tensor(
+                      cols.map((j) => i * n + j),
+                      'int32',
+                    ),
+                  ),
+                );
+              if (inBatch && b > 1)
+                parts.push(
+                  gather(
+                    reshape(sb, [b * b]),
+                    tensor(
+                      Array.from({ length: b }, (_, j) => j)
+                        .filter((j) => j !== i)
+                        .map((j) => i * b + j),
+                      'int32',
+                    ),
+                  ),
+                );
+              total = add(total, sub(logSumExp(concat(parts)), reshape(parts[0]!, [])));
+            }
+            return div(total, b);
+          })(q64);
+          const got = Array.from(g.dataSync() as Float32Array),
+            want = Array.from(ref.dataSync() as Float64Array);
+          const scale = Math.max(1e-3, ...want.map(Math.abs));
+          got.forEach((x, k) => expect(Math.abs(x - want[k]!), `entry ${k}`).toBeLessThanOrEqual(2e-4 * scale));
+        },
+      ),
+      params(40),
+    );
   });
 });
