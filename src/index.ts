@@ -27,6 +27,8 @@ export {
   categoricalRetrievalFn,
   type RetrievalFn,
   type SamplerOptions,
+  type GumbelMaxOptions,
+  type GumbelNoise,
 } from './retrieval/retrieval.js';
 export { approximateTopKWithIndices } from './retrieval/topk.js';
 export { scaleTransform, type DocNetwork, type ScoreTransform, type Reducer, type Sampler } from './losses/common.js';
