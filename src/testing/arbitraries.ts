@@ -25,6 +25,11 @@ import type { RetrievalFn } from '../retrieval/retrieval.js';
 
 const OP = 'negcache/testing';
 
+/** fc.record with plain objects (fast-check may otherwise build null-prototype objects). */
+function record<T>(model: { [K in keyof T]: fc.Arbitrary<T[K]> }): fc.Arbitrary<T> {
+  return fc.record(model as Parameters<typeof fc.record>[0], { noNullPrototype: true }) as unknown as fc.Arbitrary<T>;
+}
+
 // ------------------------------------------------------------------ values and tensors
 
 /** Value ranges for generated tensors. */
@@ -192,7 +197,7 @@ export function arbFeatureSpecs(opts: FeatureSpecsOptions = {}): fc.Arbitrary<Re
   const dtypes = opts.dtypes ?? (['float32', 'float64', 'int32', 'bool'] as const);
   if (!Array.isArray(dtypes) || dtypes.length === 0 || !dtypes.every(isDType))
     throw new ArgumentError(OP, `dtypes must be a non-empty list of dtypes, got ${describe(opts.dtypes)}`);
-  const spec: fc.Arbitrary<FeatureSpec> = fc.record({
+  const spec: fc.Arbitrary<FeatureSpec> = record({
     shape: arbShape({ minRank: 0, maxRank: opts.maxRank ?? 2, minDim: 1, maxDim: opts.maxDim ?? 3 }),
     dtype: fc.constantFrom(...dtypes),
   });
@@ -223,7 +228,7 @@ export function arbCacheSpec(opts: CacheSpecOptions = {}): fc.Arbitrary<CacheMan
   range('size', minSize, maxSize);
   if (opts.useLru !== undefined && typeof opts.useLru !== 'boolean')
     throw new ArgumentError(OP, `useLru must be true or false, got ${describe(opts.useLru)}`);
-  return fc.record({
+  return record({
     specs: arbFeatureSpecs(opts),
     cacheSize: fc.integer({ min: minSize, max: maxSize }),
     useLru: opts.useLru !== undefined ? fc.constant(opts.useLru) : fc.boolean(),
@@ -271,33 +276,31 @@ export function arbCache(layout: CacheLayout, opts: CacheArbOptions = {}): fc.Ar
     validMode === 'random'
       ? fc.array(fc.boolean(), { minLength: size, maxLength: size })
       : fc.constant(new Array<boolean>(size).fill(validMode !== 'none'));
-  return fc
-    .record({
-      data,
-      age: fc.array(fc.integer({ min: 0, max: maxAge }), { minLength: size, maxLength: size }),
-      valid,
-    })
-    .map(({ data: d, age, valid: v }) => {
-      const out: Record<string, Tensor> = {};
-      keys.forEach((k, i) => {
-        const t = d[i]!;
-        if (validMode === 'absent') {
-          out[k] = t;
-          return;
-        }
-        // invalid slots hold zeros, as after initCache
-        const src = t.dataSync();
-        const inner = src.length / size;
-        for (let j = 0; j < size; j++) if (!v[j]) src.fill(0, j * inner, (j + 1) * inner);
-        out[k] = printable(wrap(src, t.shape, t.dtype));
-      });
-      const cache: NegativeCache = {
-        data: out,
-        age: printable(wrap(Int32Array.from(age), [size], 'int32')),
-        ...(validMode === 'absent' ? {} : { valid: printable(wrap(Uint8Array.from(v, Number), [size], 'bool')) }),
-      };
-      return cache;
+  return record({
+    data,
+    age: fc.array(fc.integer({ min: 0, max: maxAge }), { minLength: size, maxLength: size }),
+    valid,
+  }).map(({ data: d, age, valid: v }) => {
+    const out: Record<string, Tensor> = {};
+    keys.forEach((k, i) => {
+      const t = d[i]!;
+      if (validMode === 'absent') {
+        out[k] = t;
+        return;
+      }
+      // invalid slots hold zeros, as after initCache
+      const src = t.dataSync();
+      const inner = src.length / size;
+      for (let j = 0; j < size; j++) if (!v[j]) src.fill(0, j * inner, (j + 1) * inner);
+      out[k] = printable(wrap(src, t.shape, t.dtype));
     });
+    const cache: NegativeCache = {
+      data: out,
+      age: printable(wrap(Int32Array.from(age), [size], 'int32')),
+      ...(validMode === 'absent' ? {} : { valid: printable(wrap(Uint8Array.from(v, Number), [size], 'bool')) }),
+    };
+    return cache;
+  });
 }
 
 export interface CacheUpdateArbOptions extends ValueOptions {
@@ -333,34 +336,32 @@ export function arbCacheUpdate(layout: CacheLayout, opts: CacheUpdateArbOptions 
     fc
       .array(fc.boolean(), { minLength: n, maxLength: n })
       .map((b) => printable(wrap(Uint8Array.from(b, Number), [n], 'bool')));
-  return fc
-    .record({
-      n: fc.integer({ min: 0, max: maxNew }),
-      m: fc.integer({ min: 0, max: maxRefresh }),
-      newMasked: masks ? fc.boolean() : fc.constant(false),
-      refreshMasked: masks ? fc.boolean() : fc.constant(false),
-      subset: fc.subarray(keys),
-    })
-    .chain(({ n, m, newMasked, refreshMasked, subset }) => {
-      const parts: { [K in keyof CacheUpdate]-?: fc.Arbitrary<CacheUpdate[K]> } = {
-        newItems: rows(keys, n),
-        newItemsMask: newMasked ? boolMask(n) : fc.constant(undefined),
-        updatedItemData: m > 0 ? rows(subset, m) : fc.constant(undefined),
-        updatedItemIndices:
-          m > 0
-            ? fc
-                .array(fc.integer({ min: 0, max: size - 1 }), { minLength: m, maxLength: m })
-                .map((ix) => printable(wrap(Int32Array.from(ix), [m], 'int32')))
-            : fc.constant(undefined),
-        updatedItemMask: m > 0 && refreshMasked ? boolMask(m) : fc.constant(undefined),
-      };
-      return fc.record(parts).map((u) => {
-        const out = { newItems: u.newItems } as CacheUpdate;
-        for (const k of ['newItemsMask', 'updatedItemData', 'updatedItemIndices', 'updatedItemMask'] as const)
-          if (u[k] !== undefined) (out as unknown as Record<string, unknown>)[k] = u[k];
-        return out;
-      });
+  return record({
+    n: fc.integer({ min: 0, max: maxNew }),
+    m: fc.integer({ min: 0, max: maxRefresh }),
+    newMasked: masks ? fc.boolean() : fc.constant(false),
+    refreshMasked: masks ? fc.boolean() : fc.constant(false),
+    subset: fc.subarray(keys),
+  }).chain(({ n, m, newMasked, refreshMasked, subset }) => {
+    const parts: { [K in keyof CacheUpdate]-?: fc.Arbitrary<CacheUpdate[K]> } = {
+      newItems: rows(keys, n),
+      newItemsMask: newMasked ? boolMask(n) : fc.constant(undefined),
+      updatedItemData: m > 0 ? rows(subset, m) : fc.constant(undefined),
+      updatedItemIndices:
+        m > 0
+          ? fc
+              .array(fc.integer({ min: 0, max: size - 1 }), { minLength: m, maxLength: m })
+              .map((ix) => printable(wrap(Int32Array.from(ix), [m], 'int32')))
+          : fc.constant(undefined),
+      updatedItemMask: m > 0 && refreshMasked ? boolMask(m) : fc.constant(undefined),
+    };
+    return record(parts).map((u) => {
+      const out = { newItems: u.newItems } as CacheUpdate;
+      for (const k of ['newItemsMask', 'updatedItemData', 'updatedItemIndices', 'updatedItemMask'] as const)
+        if (u[k] !== undefined) (out as unknown as Record<string, unknown>)[k] = u[k];
+      return out;
     });
+  });
 }
 
 export interface CacheScenario {
@@ -419,7 +420,7 @@ export function arbQueryBatch(opts: QueryBatchOptions = {}): fc.Arbitrary<{ quer
   return fc
     .tuple(sizeArb('batch', opts.batch, { min: 1, max: 4 }), sizeArb('dim', opts.dim, { min: 1, max: 4 }))
     .chain(([b, d]) =>
-      fc.record({ queries: arbTensorOf([b, d], dtype, opts), positives: arbTensorOf([b, d], dtype, opts) }),
+      record({ queries: arbTensorOf([b, d], dtype, opts), positives: arbTensorOf([b, d], dtype, opts) }),
     );
 }
 
@@ -527,19 +528,18 @@ export function arbLossProblem(opts: LossProblemOptions = {}): fc.Arbitrary<Loss
   if (dtype !== 'float32' && dtype !== 'float64')
     throw new ArgumentError(OP, `dtype must be 'float32' or 'float64', got ${describe(opts.dtype)}`);
   const valid = opts.valid ?? 'all';
-  return fc
-    .record({
-      sizes: sizeArb('sources', opts.sources, { min: 1, max: 3 }).chain((s) =>
-        fc.array(sizeArb('sourceSize', opts.sourceSize, { min: 1, max: 4 }), { minLength: s, maxLength: s }),
-      ),
-      b: sizeArb('batch', opts.batch, { min: 1, max: 4 }),
-      d: sizeArb('dim', opts.dim, { min: 1, max: 4 }),
-    })
+  return record({
+    sizes: sizeArb('sources', opts.sources, { min: 1, max: 3 }).chain((s) =>
+      fc.array(sizeArb('sourceSize', opts.sourceSize, { min: 1, max: 4 }), { minLength: s, maxLength: s }),
+    ),
+    b: sizeArb('batch', opts.batch, { min: 1, max: 4 }),
+    d: sizeArb('dim', opts.dim, { min: 1, max: 4 }),
+  })
     .chain(({ sizes, b, d }) => {
       const specs: Record<string, FeatureSpec> = { emb: { shape: [d], dtype }, feat: { shape: [d], dtype } };
       const caches = fc.tuple(...sizes.map((n) => arbCache({ specs, cacheSize: n }, { ...opts, valid })));
       const n = sizes.reduce((a, c) => a + c, 0);
-      return fc.record({
+      return record({
         caches,
         batch: arbQueryBatch({ ...opts, batch: b, dim: d, dtype }),
         picks: fc.array(fc.integer({ min: 0, max: n - 1 }), { minLength: b, maxLength: b }),

@@ -114,6 +114,9 @@ describe('cache specs, caches and updates', () => {
         const m = new CacheManager(o);
         expect(m.cacheSize).toBeLessThanOrEqual(5);
         expect(o.specs['emb']).toEqual({ shape: [3], dtype: 'float32' });
+        // plain objects (fast-check's records may otherwise have a null prototype)
+        for (const x of [o, o.specs, ...Object.values(o.specs)])
+          expect(Object.getPrototypeOf(x)).toBe(Object.prototype);
       }),
       params(100),
     );
