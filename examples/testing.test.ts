@@ -41,15 +41,16 @@ function portUpdate(
       if (keys.length > 0) valid[slot] = true;
     });
   }
-  const keys = Object.keys(u.newItems);
-  const n = u.newItems[keys[0]!]!.shape[0]!;
+  const items: Readonly<Record<string, Tensor>> = u.newItems ?? {};
+  const keys = Object.keys(items);
+  const n = keys.length > 0 ? items[keys[0]!]!.shape[0]! : 0;
   const mask = u.newItemsMask ? rows(u.newItemsMask).map((r) => r[0]! === 1) : new Array(n).fill(true);
   const slots = age.map((_, j) => j).sort((a, b) => age[b]! - age[a]! || a - b);
   let next = 0;
   for (let i = 0; i < n; i++) {
     if (!mask[i]) continue;
     const slot = slots[next++]!;
-    for (const k of keys) data[k]![slot] = rows(u.newItems[k]!)[i]!;
+    for (const k of keys) data[k]![slot] = rows(items[k]!)[i]!;
     age[slot] = -1;
     valid[slot] = true;
   }

@@ -178,7 +178,7 @@ describe('cache specs, caches and updates', () => {
           const m = new CacheManager(o);
           const next = m.updateCache(cache, update);
           expect(m.checkCache('test', next)).toBe(o.cacheSize);
-          const n = Object.values(update.newItems)[0]!.shape[0]!;
+          const n = Object.values(update.newItems ?? {})[0]?.shape[0] ?? 0;
           expect(n).toBeLessThanOrEqual(o.cacheSize);
           if (update.updatedItemIndices)
             expect(values(update.updatedItemIndices).every((j) => j >= 0 && j < o.cacheSize)).toBe(true);
@@ -210,7 +210,7 @@ describe('cache specs, caches and updates', () => {
     const layout = { specs: { id: { shape: [], dtype: 'int32' as const } }, cacheSize: 4 };
     const u = shrunk(arbCacheUpdate(layout), (x) => x.updatedItemIndices === undefined);
     expect(u.updatedItemIndices!.shape).toEqual([1]);
-    expect(u.newItems['id']!.shape).toEqual([0]);
+    expect(u.newItems?.['id']!.shape).toEqual([0]);
     expect(u.newItemsMask).toBeUndefined();
     expect(u.updatedItemMask).toBeUndefined();
   });
