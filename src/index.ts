@@ -27,6 +27,8 @@ export {
   categoricalRetrievalFn,
   type RetrievalFn,
   type SamplerOptions,
+  type GumbelMaxOptions,
+  type GumbelNoise,
 } from './retrieval/retrieval.js';
 export { approximateTopKWithIndices } from './retrieval/topk.js';
 export { scaleTransform, type DocNetwork, type ScoreTransform, type Reducer, type Sampler } from './losses/common.js';
@@ -63,6 +65,22 @@ export {
 
 // Checkpoint format (browser-safe bytes; file I/O is in negcache/node)
 export { encodeSafetensors, decodeSafetensors, crc32, type DecodedSafetensors } from './io/safetensors.js';
+
+// Conformance vectors for checking other implementations (negcache conformance; tools/check_vectors.py)
+export {
+  generateConformanceVectors,
+  buildConformanceVectors,
+  encodeConformanceVectors,
+  readConformanceVectors,
+  verifyConformanceVectors,
+  compareOutputs as compareConformanceOutputs,
+  CONFORMANCE_FORMAT,
+  VECTOR_KINDS,
+  type Vector as ConformanceVector,
+  type VectorKind as ConformanceVectorKind,
+  type VectorCheck as ConformanceVectorCheck,
+  type Manifest as ConformanceManifest,
+} from './conformance/index.js';
 
 // Replicas and collectives (the in-process group is browser-safe; worker threads are in negcache/node)
 export { runInProcess, type RunInProcessOptions } from './distributed/inProcess.js';

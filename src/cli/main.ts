@@ -4,6 +4,7 @@
  *   negcache demo                       the README's main job: the three methods at equal wall-clock, one report
  *   negcache train --loss cache|inbatch|full [flags]
  *   negcache compare [flags]            all three methods with one budget, one report
+ *   negcache conformance --out DIR      test vectors for other implementations (src/cli/conformance.ts)
  * Bad flags print a message and exit with status 2.
  */
 import { existsSync, mkdirSync, realpathSync, writeFileSync } from 'node:fs';
@@ -37,6 +38,7 @@ function checkpointStep(c: Checkpoint): number {
 }
 import { hashString } from '../data/text.js';
 import { UsageError, parseFlags, usageOf, type FlagSpec } from './args.js';
+import { CONFORMANCE_SUMMARY, conformanceCommand } from './conformance.js';
 
 const COMMON: Record<string, FlagSpec> = {
   steps: { kind: 'int', help: 'maximum steps per method', min: 1 },
@@ -117,7 +119,7 @@ const COMMANDS: Record<string, { summary: string; flags: Record<string, FlagSpec
 function usage(): string {
   return `usage: negcache <command> [flags]\n\ncommands:\n${Object.entries(COMMANDS)
     .map(([k, c]) => `  ${k.padEnd(10)}${c.summary}`)
-    .join('\n')}\n\nnegcache <command> --help lists the flags.\n`;
+    .join('\n')}\n  conformance ${CONFORMANCE_SUMMARY}\n\nnegcache <command> --help lists the flags.\n`;
 }
 
 function loadCorpus(
@@ -299,6 +301,7 @@ export function main(argv: readonly string[]): number {
     process.stdout.write(usage());
     return command === undefined ? 2 : 0;
   }
+  if (command === 'conformance') return conformanceCommand(rest);
   const spec = COMMANDS[command];
   if (!spec) {
     process.stderr.write(`negcache: unknown command "${command}"\n\n${usage()}`);

@@ -41,9 +41,8 @@ import { noiseKey } from '../scan/noise.js';
 import { categoricalUniformCount, type FusedScanArgs, type FusedScanResult } from '../scan/contract.js';
 import { transformScores, type Sampler, type ScoreTransform } from './common.js';
 
-/** A fused cache scan (the contract of src/tensor/kernels/fusedScan.ts). */
+/** A fused cache scan (the contract of src/scan/contract.ts). */
 export type Scanner = (args: FusedScanArgs) => FusedScanResult;
-
 
 /** How a loss retrieves: fixed at construction. */
 export interface RetrieverConfig {

@@ -77,23 +77,62 @@ export interface SamplerOptions {
 }
 
 /**
+ * Injected Gumbel noise: given the shape [b, n] of the scores, returns G as a
+ * float tensor of that shape (finite values). It plays the part of the
+ * reference's `_sample_gumbel(shape)`, which its tests mock; a caller that
+ * holds uniforms U in (0, 1) passes `G = -log(-log U)`.
+ */
+export type GumbelNoise = (shape: readonly [number, number]) => Tensor;
+
+export interface GumbelMaxOptions {
+  /** The seeded generator the draws come from (give this or `noise`). */
+  rng?: Rng;
+  /**
+   * Injected Gumbel noise instead of `rng` (give one of the two). Called once
+   * per call of the retrieval function with the scores' shape; the draw is
+   * argmax_j (invTemp·s_ij + G_ij). For tests, conformance vectors and
+   * ports that must reproduce a given noise draw exactly.
+   */
+  noise?: GumbelNoise;
+  /** Inverse temperature: samples from softmax(invTemp * scores) (default 1). */
+  invTemp?: number;
+}
+
+/**
  * Gumbel-max sampling (reference: GumbelMaxRetrievalFn): index
  * argmax_j (invTemp·s_ij + G_ij), G_ij = -log(-log U_ij), U_ij strictly in
  * (0, 1); first index on ties. This draws j with probability
- * softmax(invTemp·s_i)_j.
+ * softmax(invTemp·s_i)_j. Excluded entries (s_ij = -Infinity) are skipped,
+ * whatever their noise.
  *
- * The noise is counter-based: each call draws a 64-bit key from `rng`, and
- * U_ij is a hash of (key, i, j) (src/scan/noise.ts). The same key
- * therefore gives the same noise in any traversal order, which lets the
- * fused, blocked and multi-threaded kernels reproduce this function's
- * indices exactly. Two draws of `rng` per call.
+ * With `rng`, the noise is counter-based: each call draws a 64-bit key from
+ * `rng`, and U_ij is a hash of (key, i, j) (src/scan/noise.ts).
+ * The same key therefore gives the same noise in any traversal order, which
+ * lets the fused, blocked and multi-threaded kernels reproduce this
+ * function's indices exactly. Two draws of `rng` per call.
+ *
+ * With `noise`, G is whatever the function returns for the scores' shape
+ * (one call per call, as the reference calls `_sample_gumbel` once); the sum
+ * invTemp·s + G is formed in float64. The loss's fused scan never applies
+ * to such a sampler: the loss sees a custom retrievalFn and takes its
+ * straightforward path.
  */
-export function gumbelMaxRetrievalFn(opts: SamplerOptions): RetrievalFn {
+export function gumbelMaxRetrievalFn(opts: GumbelMaxOptions): RetrievalFn {
   const op = 'gumbelMaxRetrieval';
   if (opts === null || typeof opts !== 'object')
-    throw new ArgumentError(op, `options must be {rng, invTemp?}, got ${describe(opts)}`);
-  const rng = checkRng(op, opts.rng);
+    throw new ArgumentError(op, `options must be {rng, invTemp?} or {noise, invTemp?}, got ${describe(opts)}`);
+  for (const k of Object.keys(opts))
+    if (!['rng', 'noise', 'invTemp'].includes(k))
+      throw new ArgumentError(op, `unknown option "${k}"; allowed: rng, noise, invTemp`);
   const invTemp = checkInvTemp(op, opts.invTemp ?? 1);
+  if (opts.noise !== undefined) {
+    if (opts.rng !== undefined)
+      throw new ArgumentError(op, 'give rng or noise, not both (noise replaces the generator)');
+    if (typeof opts.noise !== 'function')
+      throw new ArgumentError(op, `noise must be a function (shape) => Tensor, got ${describe(opts.noise)}`);
+    return injectedGumbelMax(op, opts.noise, invTemp);
+  }
+  const rng = checkRng(op, opts.rng);
   return (scores) => {
     const { d, b, n } = checkScores(op, scores);
     const [k0, k1] = noiseKey(rng);
@@ -105,6 +144,41 @@ export function gumbelMaxRetrievalFn(opts: SamplerOptions): RetrievalFn {
         const s = d[i * n + j]!;
         if (s === -Infinity) continue;
         const v = invTemp * s + gumbelAt(k0, k1, i, j);
+        if (v > best) {
+          best = v;
+          arg = j;
+        }
+      }
+      out[i] = arg;
+    }
+    return wrap(out, [b, 1], 'int32');
+  };
+}
+
+/** Gumbel-max over injected noise: the same arg-max rule as the seeded path. */
+function injectedGumbelMax(op: string, noise: GumbelNoise, invTemp: number): RetrievalFn {
+  return (scores) => {
+    const { d, b, n } = checkScores(op, scores);
+    const g = noise([b, n]);
+    if (!isTensor(g) || !isFloat(g.dtype) || g.rank !== 2 || g.shape[0] !== b || g.shape[1] !== n) {
+      throw new ShapeError(
+        op,
+        `noise must return float Gumbel noise of the scores' shape [${b}, ${n}], got ${describe(g)}`,
+      );
+    }
+    const gd = unsafeData(g);
+    for (let k = 0; k < gd.length; k++) {
+      if (!Number.isFinite(gd[k]!))
+        throw new NonFiniteError(op, `noise[${Math.floor(k / n)}, ${k % n}] is ${gd[k]}; need finite Gumbel noise`);
+    }
+    const out = new Int32Array(b);
+    for (let i = 0; i < b; i++) {
+      let best = -Infinity,
+        arg = 0;
+      for (let j = 0; j < n; j++) {
+        const s = d[i * n + j]!;
+        if (s === -Infinity) continue;
+        const v = invTemp * s + gd[i * n + j]!;
         if (v > best) {
           best = v;
           arg = j;

@@ -52,8 +52,16 @@ interface Walk {
   edges: number;
 }
 
-/** Walks the relative import graph from `entry`; `resolveSpec` maps a relative specifier to a file. */
-function walk(entry: string, resolveSpec: (from: string, spec: string) => string, followTypeOnly: boolean): Walk {
+/**
+ * Walks the relative import graph from `entry`; `resolveSpec` maps a relative specifier to a file.
+ * `allowedBare` lists the bare specifiers the entry may import (the testing entry's peer, fast-check).
+ */
+function walk(
+  entry: string,
+  resolveSpec: (from: string, spec: string) => string,
+  followTypeOnly: boolean,
+  allowedBare: ReadonlySet<string> = new Set(),
+): Walk {
   const reached = new Set<string>();
   const problems: string[] = [];
   const queue = [entry];
@@ -89,7 +97,7 @@ function walk(entry: string, resolveSpec: (from: string, spec: string) => string
         problems.push(
           `${chain(file)}: imports the Node built-in '${imp.specifier}'${imp.dynamic ? ' (dynamically)' : ''}`,
         );
-      } else {
+      } else if (!allowedBare.has(imp.specifier)) {
         problems.push(
           `${chain(file)}: imports the bare specifier '${imp.specifier}' (a browser cannot resolve it, and negcache has no runtime dependencies)`,
         );
@@ -117,6 +125,8 @@ function filesUnder(dir: string, ext: string): string[] {
 
 const SRC_ENTRY = join(ROOT, 'src/index.ts');
 const DIST_ENTRY = join(ROOT, 'dist/src/index.js');
+const SRC_TESTING = join(ROOT, 'src/testing/index.ts');
+const DIST_TESTING = join(ROOT, 'dist/src/testing/index.js');
 
 describe('the scanner itself', () => {
   it('ignores comments and literals, and finds every import form', () => {
@@ -195,8 +205,9 @@ describe('the browser-safe core entry', () => {
     ];
     expect(builtNodeOnly.length).toBeGreaterThan(0);
     expect(builtNodeOnly.filter((f) => dist.has(f)).map(rel)).toEqual([]);
-    // Every reached source file lies in src/, outside the Node-only folders.
-    for (const f of src) expect(rel(f)).toMatch(/^src\/(?!node\/|cli\/).+\.ts$/);
+    // Every reached source file lies in src/, outside the Node-only folders and the testing entry (it imports fast-check).
+    for (const f of src) expect(rel(f)).toMatch(/^src\/(?!node\/|cli\/|testing\/).+\.ts$/);
+    for (const f of dist) expect(rel(f)).not.toMatch(/^dist\/src\/testing\//);
   });
 
   it('is the package\'s "." export, with the Node-only parts exported separately as "./node"', () => {
@@ -210,6 +221,7 @@ describe('the browser-safe core entry', () => {
     };
     expect(target('.')).toBe('./dist/src/index.js');
     expect(target('./node')).toBe('./dist/src/node/index.js');
+    expect(target('./testing')).toBe('./dist/src/testing/index.js');
     expect(pkg.main).toBe('./dist/src/index.js');
     // No other export points into the Node-only code, and "." has no Node-only condition.
     for (const key of Object.keys(pkg.exports)) {
@@ -217,5 +229,40 @@ describe('the browser-safe core entry', () => {
     }
     const dot = pkg.exports['.'];
     expect(typeof dot === 'object' ? Object.keys(dot).sort() : []).toEqual(['default', 'types']);
+  });
+});
+
+describe('the testing entry (negcache/testing)', () => {
+  const FAST_CHECK = new Set(['fast-check']);
+
+  it('reaches no Node built-in or Node global, and no bare specifier but its peer fast-check (sources and built files)', () => {
+    const src = walk(SRC_TESTING, fromSource, false, FAST_CHECK);
+    expect(src.reached.size).toBeGreaterThan(5);
+    expect(src.problems).toEqual([]);
+    expect(existsSync(DIST_TESTING), 'dist/src/testing/index.js is missing: run `npm run build`').toBe(true);
+    const dist = walk(DIST_TESTING, fromBuilt, true, FAST_CHECK);
+    expect(dist.problems).toEqual([]);
+    // without the allowance the walker does see fast-check (the check can fail)
+    expect(walk(SRC_TESTING, fromSource, false).problems.some((p) => p.includes("bare specifier 'fast-check'"))).toBe(
+      true,
+    );
+  });
+
+  it('reaches no file under src/node/ or src/cli/', () => {
+    const reached = walk(SRC_TESTING, fromSource, true, FAST_CHECK).reached;
+    for (const f of reached) expect(rel(f)).toMatch(/^src\/(?!node\/|cli\/).+\.ts$/);
+  });
+
+  it('fast-check is an optional peer dependency (and a devDependency), never a runtime dependency', () => {
+    const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as {
+      dependencies?: Record<string, string>;
+      devDependencies: Record<string, string>;
+      peerDependencies?: Record<string, string>;
+      peerDependenciesMeta?: Record<string, { optional?: boolean }>;
+    };
+    expect(pkg.dependencies ?? {}).toEqual({});
+    expect(pkg.peerDependencies?.['fast-check']).toBeDefined();
+    expect(pkg.peerDependenciesMeta?.['fast-check']?.optional).toBe(true);
+    expect(pkg.devDependencies['fast-check']).toBeDefined();
   });
 });

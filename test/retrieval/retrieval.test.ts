@@ -343,3 +343,106 @@ describe('counter-based noise (noise.ts)', () => {
     expect(a).not.toEqual(b);
   });
 });
+
+describe('gumbelMaxRetrievalFn with injected noise', () => {
+  it('with the noise the seeded path would draw, it picks what the seeded path picks (property)', () => {
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 1, max: 6 }),
+        fc.integer({ min: 1, max: 7 }),
+        fc.integer({ min: 0, max: 2 ** 31 }),
+        fc.constantFrom(0, 0.5, 1, 4),
+        fc.integer({ min: 0, max: 2 ** 31 }),
+        (b, n, seed, invTemp, dataSeed) => {
+          const r = new Rng(dataSeed);
+          const scores = Array.from({ length: b * n }, () => (r.uniform() < 0.2 ? -Infinity : r.normal()));
+          const t = tensor(scores, 'float32', [b, n]);
+          const seeded = Array.from(gumbelMaxRetrievalFn({ rng: new Rng(seed), invTemp })(t).dataSync());
+          const [k0, k1] = noiseKey(new Rng(seed));
+          const shapes: number[][] = [];
+          const noise = (shape: readonly [number, number]): Tensor => {
+            shapes.push(shape.slice());
+            const g = new Float64Array(b * n);
+            for (let i = 0; i < b; i++) for (let j = 0; j < n; j++) g[i * n + j] = gumbelAt(k0, k1, i, j);
+            return tensor(g, 'float64', [b, n]);
+          };
+          const injected = Array.from(gumbelMaxRetrievalFn({ noise, invTemp })(t).dataSync());
+          expect(injected).toEqual(seeded);
+          expect(shapes).toEqual([[b, n]]);
+        },
+      ),
+      params(100),
+    );
+  });
+
+  it('is argmax_j(invTemp·s_ij + G_ij), first on ties, skipping -Infinity whatever its noise', () => {
+    const scores = tensor([
+      [1, -Infinity, 0],
+      [0, 0, 0],
+      [-Infinity, -Infinity, -Infinity],
+      [2, 1, 0],
+    ]);
+    const g = tensor([
+      [0, 100, 0.5],
+      [0.25, 0.25, 0.25],
+      [1, 2, 3],
+      [-1, 0.5, 3.5],
+    ]);
+    const pick = (invTemp: number): number[] =>
+      Array.from(gumbelMaxRetrievalFn({ noise: () => g, invTemp })(scores).dataSync());
+    // invTemp 1: row 0: [1, skip, 0.5] -> 0; row 1: tie -> 0; row 2: nothing finite -> 0; row 3: [1, 1.5, 3.5] -> 2
+    expect(pick(1)).toEqual([0, 0, 0, 2]);
+    // invTemp 0: the noise alone decides (row 0 still skips the -Infinity column)
+    expect(pick(0)).toEqual([2, 0, 0, 2]);
+    // invTemp 4: row 3: [7, 4.5, 3.5] -> 0
+    expect(pick(4)).toEqual([0, 0, 0, 0]);
+  });
+
+  it('a uniform source U gives the reference noise through G = -log(-log U)', () => {
+    const u = [
+      [0.1, 0.9, 0.5],
+      [0.99, 0.01, 0.5],
+    ];
+    const noise = (): Tensor =>
+      tensor(
+        u.map((row) => row.map((x) => -Math.log(-Math.log(x)))),
+        'float64',
+      );
+    // G = [[-0.834, 2.250, 0.367], [4.600, -1.527, 0.367]]; scores add [0, 0, 2] -> [[-0.834, 2.250, 2.367], [4.600, -1.527, 2.367]]
+    expect(
+      Array.from(
+        gumbelMaxRetrievalFn({ noise })(
+          tensor([
+            [0, 0, 2],
+            [0, 0, 2],
+          ]),
+        ).dataSync(),
+      ),
+    ).toEqual([2, 0]);
+  });
+
+  it('validates the noise and the options', () => {
+    const scores = tensor([[0, 1]]);
+    expect(() => gumbelMaxRetrievalFn({ noise: () => tensor([[0, 1]]), rng: new Rng(0) })).toThrow(
+      'gumbelMaxRetrieval: give rng or noise, not both',
+    );
+    expect(() => gumbelMaxRetrievalFn({ noise: 3 as unknown as () => Tensor })).toThrow(ArgumentError);
+    expect(() => gumbelMaxRetrievalFn({ rng: new Rng(0), temp: 1 } as never)).toThrow(
+      'gumbelMaxRetrieval: unknown option "temp"',
+    );
+    expect(() => gumbelMaxRetrievalFn({ noise: () => tensor([[0, 1]]), invTemp: -1 })).toThrow(ArgumentError);
+    expect(() => gumbelMaxRetrievalFn({ noise: () => tensor([0, 1]) })(scores)).toThrow(ShapeError);
+    expect(() => gumbelMaxRetrievalFn({ noise: () => tensor([[0, 1, 2]]) })(scores)).toThrow(
+      "noise must return float Gumbel noise of the scores' shape [1, 2]",
+    );
+    expect(() => gumbelMaxRetrievalFn({ noise: () => tensor([[0, 1]], 'int32') })(scores)).toThrow(ShapeError);
+    expect(() => gumbelMaxRetrievalFn({ noise: () => tensor([[0, Infinity]]) })(scores)).toThrow(
+      'gumbelMaxRetrieval: noise[0, 1] is Infinity',
+    );
+    expect(() => gumbelMaxRetrievalFn({ noise: () => tensor([[NaN, 0]]) })(scores)).toThrow(NonFiniteError);
+    // the scores are checked first, as on the seeded path
+    expect(() => gumbelMaxRetrievalFn({ noise: () => tensor([[0, 0]]) })(tensor([[NaN, 0]]))).toThrow(
+      'gumbelMaxRetrieval: scores[0, 0] is NaN',
+    );
+  });
+});
