@@ -17,7 +17,7 @@
  * <version>/ (writable by whoever ran `npm ci`; `npm ci` starts it afresh;
  * os.tmpdir()/negcache-chromium-<uid>/ when node_modules is read-only):
  *
- *   chromium             the executable (209 MB for 147.0.0, about 2 s to inflate, once)
+ *   chromium             the executable (197 MB for 147.0.0, 2 to 5 s to inflate, once)
  *   lib/                 libnss3, libnspr4, libexpat, ... (LD_LIBRARY_PATH)
  *   fontconfig/fonts/    Open Sans; fontconfig/fonts.conf names only this folder (FONTCONFIG_FILE)
  *
@@ -33,12 +33,15 @@
  */
 import { randomBytes } from 'node:crypto';
 import {
+  accessSync,
+  constants,
   createReadStream,
   createWriteStream,
   existsSync,
   mkdirSync,
   readdirSync,
   readFileSync,
+  statSync,
   writeFileSync,
 } from 'node:fs';
 import { rename, rm, writeFile } from 'node:fs/promises';
@@ -86,7 +89,7 @@ export async function findChromium(
     );
   }
   const version = readManifest(pkgDir).version!;
-  const dir = await extractChromium(join(pkgDir, 'bin'), cacheRoot(root), version);
+  const dir = await extractChromium(join(pkgDir, 'bin'), cacheRoot(root, version), version);
   return {
     executablePath: join(dir, 'chromium'),
     source: `${NPM_CHROMIUM} ${version} (inflated in ${dir})`,
@@ -105,15 +108,23 @@ function packageDir(entry: string, name: string): string {
   throw new Error(`no package.json of ${name} above ${entry}`);
 }
 
-/** node_modules/.cache/negcache-chromium when writable, else a per-user folder in os.tmpdir(). */
-function cacheRoot(root: string): string {
+/**
+ * node_modules/.cache/negcache-chromium when writable (or when it already
+ * holds this version), else a folder of this user's own in os.tmpdir().
+ */
+function cacheRoot(root: string, version: string): string {
   const preferred = join(root, 'node_modules', '.cache', 'negcache-chromium');
   try {
+    if (existsSync(join(preferred, version, 'chromium'))) return preferred;
     mkdirSync(preferred, { recursive: true });
+    accessSync(preferred, constants.W_OK);
     return preferred;
   } catch {
-    const fallback = join(tmpdir(), `negcache-chromium-${process.getuid?.() ?? 'user'}`);
-    mkdirSync(fallback, { recursive: true });
+    const uid = process.getuid?.();
+    const fallback = join(tmpdir(), `negcache-chromium-${uid ?? 'user'}`);
+    mkdirSync(fallback, { recursive: true, mode: 0o700 });
+    if (uid !== undefined && statSync(fallback).uid !== uid)
+      throw new Error(`${fallback} belongs to another user; set NEGCACHE_CHROMIUM or make node_modules writable`);
     return fallback;
   }
 }
