@@ -1,7 +1,10 @@
 /**
  * `npm run bench [-- names...] [-- --quick]`: runs the benchmarks one after
  * another, each in its own process (so one's memory and JIT state cannot
- * skew the next), and prints their tables.
+ * skew the next), and prints their tables. matmul and step compare against
+ * TensorFlow.js, which is bench/'s own package (bench/package.json, kept out
+ * of negcache's install): the first run that needs it installs it
+ * (`npm ci --prefix bench`, about 300 MB; the registry is needed once).
  *
  *   matmul       matmul and exp vs tfjs-cpu (single thread)
  *   kernels      the wasm SIMD kernels vs plain JS, the fused scan
@@ -13,8 +16,10 @@
 import { spawnSync } from 'node:child_process';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { BENCH_DIR, installPeers, peersInstalled } from './peers.js';
 
 const ALL = ['matmul', 'kernels', 'step', 'scaling', 'sharded', 'collectives'];
+const NEEDS_PEERS = ['matmul', 'step'];
 const args = process.argv.slice(2);
 const flags = args.filter((a) => a.startsWith('--'));
 const names = args.filter((a) => !a.startsWith('--'));
@@ -24,8 +29,14 @@ if (unknown.length > 0) {
   process.exit(2);
 }
 const here = dirname(fileURLToPath(import.meta.url));
+const selected = names.length > 0 ? names : ALL;
+// matmul and step compare against TensorFlow.js, which lives in bench/'s own package: install it on first use.
+if (selected.some((n) => NEEDS_PEERS.includes(n)) && !peersInstalled()) {
+  console.log(`bench: installing the TensorFlow.js peers into ${BENCH_DIR}/node_modules (npm ci --prefix bench, once)`);
+  if (!installPeers()) console.error(`bench: the peers did not install; matmul fails and step reports tfjs as n/a`);
+}
 let failed = 0;
-for (const name of names.length > 0 ? names : ALL) {
+for (const name of selected) {
   console.log(`\n=== bench/${name} ===\n`);
   const r = spawnSync(process.execPath, [join(here, `${name}.js`), ...flags], { stdio: 'inherit' });
   if (r.status !== 0) {

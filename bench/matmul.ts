@@ -13,9 +13,16 @@
  * Environment: BENCH_RUNS (negcache, default 5), BENCH_TF_RUNS (tfjs, default 3).
  */
 import * as os from 'node:os';
-import * as tf from '@tensorflow/tfjs-core';
-import '@tensorflow/tfjs-backend-cpu';
 import { Rng, exp, matmul, uniform, type Tensor } from '../src/index.js';
+import { INSTALL_HINT, importPeer, peersInstalled, type Tf, type TfTensor } from './peers.js';
+
+// The peer lives in bench/'s own package (bench/peers.ts); importing the CPU backend registers it with tfjs-core.
+if (!peersInstalled()) {
+  console.error(`bench/matmul compares against TensorFlow.js, which is not installed: ${INSTALL_HINT}`);
+  process.exit(1);
+}
+const tf = await importPeer<Tf>('@tensorflow/tfjs-core');
+await importPeer('@tensorflow/tfjs-backend-cpu');
 
 const RUNS = Math.max(5, Number(process.env.BENCH_RUNS ?? 5) | 0);
 const TF_RUNS = Math.max(3, Number(process.env.BENCH_TF_RUNS ?? 3) | 0);
@@ -84,7 +91,7 @@ async function main(): Promise<void> {
     }, RUNS);
     const tq = tf.tensor2d(q.dataSync() as Float32Array, [128, 128]);
     const tc = tf.tensor2d(c.dataSync() as Float32Array, [65536, 128]);
-    let tout: tf.Tensor | null = null;
+    let tout: TfTensor | null = null;
     const theirs = time(() => {
       tout?.dispose();
       tout = tf.matMul(tq, tc, false, true);
@@ -92,9 +99,9 @@ async function main(): Promise<void> {
     }, TF_RUNS);
     reportMatmul('matmul [128×128]·[65536×128]ᵀ', 2 * 128 * 65536 * 128, ours, theirs);
     console.log(
-      `  max |negcache - tfjs| = ${maxAbsDiff((out as unknown as Tensor).dataSync(), (tout as unknown as tf.Tensor).dataSync()).toExponential(2)}\n`,
+      `  max |negcache - tfjs| = ${maxAbsDiff((out as unknown as Tensor).dataSync(), (tout as unknown as TfTensor).dataSync()).toExponential(2)}\n`,
     );
-    tf.dispose([tq, tc, tout as unknown as tf.Tensor]);
+    tf.dispose([tq, tc, tout as unknown as TfTensor]);
   }
 
   // 2. square: [1024,1024] · [1024,1024]
@@ -107,7 +114,7 @@ async function main(): Promise<void> {
     }, RUNS);
     const ta = tf.tensor2d(a.dataSync() as Float32Array, [1024, 1024]);
     const tb = tf.tensor2d(b.dataSync() as Float32Array, [1024, 1024]);
-    let tout: tf.Tensor | null = null;
+    let tout: TfTensor | null = null;
     const theirs = time(() => {
       tout?.dispose();
       tout = tf.matMul(ta, tb);
@@ -115,9 +122,9 @@ async function main(): Promise<void> {
     }, TF_RUNS);
     reportMatmul('matmul [1024×1024]·[1024×1024]', 2 * 1024 ** 3, ours, theirs);
     console.log(
-      `  max |negcache - tfjs| = ${maxAbsDiff((out as unknown as Tensor).dataSync(), (tout as unknown as tf.Tensor).dataSync()).toExponential(2)}\n`,
+      `  max |negcache - tfjs| = ${maxAbsDiff((out as unknown as Tensor).dataSync(), (tout as unknown as TfTensor).dataSync()).toExponential(2)}\n`,
     );
-    tf.dispose([ta, tb, tout as unknown as tf.Tensor]);
+    tf.dispose([ta, tb, tout as unknown as TfTensor]);
   }
 
   // 3. elementwise exp over 8M float32 elements

@@ -59,6 +59,7 @@ import { createParallelScan } from '../src/node/parallelScan.js';
 import type { FusedScanArgs, FusedScanResult } from '../src/scan/contract.js';
 import { fusedCacheScan } from '../src/scan/wasm.js';
 import { initWasm } from '../src/tensor/kernels/wasm/index.js';
+import { importPeer, peerEntry, type Tf, type TfWasm } from './peers.js';
 import { fmtTiming, printTable, randomFloats, timeIt, type Timing } from './util.js';
 
 const argv = process.argv.slice(2);
@@ -113,11 +114,11 @@ function negcacheStep(n: number, scanner?: Scanner): { full: () => void; forward
 async function tfjsStep(backend: 'cpu' | 'wasm', n: number): Promise<(() => void) | null> {
   try {
     // The union package registers every gradient (tfjs-core alone has none in Node) and the CPU backend.
-    const tf = await import('@tensorflow/tfjs');
+    // From bench/'s own package (bench/peers.ts): a clear 'not installed' error when it is missing.
+    const tf = await importPeer<Tf>('@tensorflow/tfjs');
     if (backend === 'wasm') {
-      const wasm = await import('@tensorflow/tfjs-backend-wasm');
-      const dir = join(dirname(fileURLToPath(import.meta.resolve('@tensorflow/tfjs-backend-wasm'))), '/');
-      wasm.setWasmPaths(dir);
+      const wasm = await importPeer<TfWasm>('@tensorflow/tfjs-backend-wasm');
+      wasm.setWasmPaths(join(dirname(peerEntry('@tensorflow/tfjs-backend-wasm')!), '/'));
     }
     if (!(await tf.setBackend(backend))) return null;
     await tf.ready();
@@ -141,7 +142,7 @@ async function tfjsStep(backend: 'cpu' | 'wasm', n: number): Promise<(() => void
           const fresh = tf.matMul(sampled, w);
           const sPos = tf.mul(tf.sum(tf.mul(q, p), 1), SCALE);
           const sNeg = tf.mul(tf.sum(tf.mul(q, fresh), 1), SCALE);
-          return tf.mean(tf.mul(tf.sub(1, probPos), tf.sub(sNeg, sPos))) as ReturnType<typeof tf.scalar>;
+          return tf.mean(tf.mul(tf.sub(1, probPos), tf.sub(sNeg, sPos)));
         }, [q, p, w]);
         tf.sum(tf.square(tf.sub(cached, tf.matMul(sampled, w))), 1).dataSync();
         Object.values(grads).forEach((g) => g.dataSync());

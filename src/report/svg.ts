@@ -126,11 +126,22 @@ function fmtNumber(v: number, step: number): string {
   return v.toFixed(decimals);
 }
 
+/**
+ * The narrowest span an axis shows, the mirror of the 1e300 cap on values:
+ * with spans of at least 1e-300 the tick step stays near 1e-301, whose
+ * power of ten is a normal double, so the step, the ticks and the pixel
+ * mapping stay finite. (A subnormal span such as [0, 5e-324], or a constant
+ * 5e-324 whose 10 % padding underflows to 0, would make niceNum divide by
+ * 10 ** -324 = 0.)
+ */
+const MIN_SPAN = 1e-300;
+
 function linearAxis(lo: number, hi: number, maxTicks: number): Axis {
-  if (!(hi - lo > Math.max(Math.abs(lo), Math.abs(hi)) * 1e-9)) {
-    // Constant (or numerically constant) range: centre it.
+  if (!(hi - lo > Math.max(Math.abs(lo), Math.abs(hi)) * 1e-9) || hi - lo < MIN_SPAN) {
+    // Constant (or numerically constant, or narrower than MIN_SPAN) range: centre it.
+    // pad >= MIN_SPAN > (hi - lo) / 2 in the last case, so every point stays inside.
     const mid = (lo + hi) / 2;
-    const pad = mid !== 0 ? Math.abs(mid) * 0.1 : 1;
+    const pad = mid !== 0 ? Math.max(Math.abs(mid) * 0.1, MIN_SPAN) : 1;
     lo = mid - pad;
     hi = mid + pad;
   }

@@ -1,7 +1,7 @@
 /**
- * negcache runs unchanged in a real browser: headless Chromium (Debian's
- * /usr/bin/chromium, driven by playwright-core) loads the built library
- * from a static server on 127.0.0.1 and
+ * negcache runs unchanged in a real browser: headless Chromium, driven by
+ * playwright-core, loads the built library from a static server on
+ * 127.0.0.1 and
  *  a. runs a seeded negative-cache training (test/browser/pages/run.mjs)
  *     whose losses, sampled indices and final parameters are bit-identical
  *     to the same module run here in Node;
@@ -9,10 +9,13 @@
  *     a screenshot (decoded here) and on the canvas itself.
  * No page may log a console error, throw, or fail a request.
  *
- * Needs `npm run build` (npm test builds first) and Debian's chromium
- * (`apt-get install -y chromium`; CI installs it). NEGCACHE_CHROMIUM
- * overrides the executable; NEGCACHE_BROWSER_SCREENSHOT=<file.png> keeps the
- * example's screenshot.
+ * Needs `npm run build` (npm test builds first) and a Chromium, found by
+ * test/browser/chromiumPath.ts in this order: NEGCACHE_CHROMIUM, Debian's
+ * /usr/bin/chromium when present, else the one inside the devDependency
+ * @sparticuz/chromium (inflated once into node_modules/.cache), so
+ * `npm ci && npm test` needs no root and no system packages. Without any of
+ * them the tests fail, they do not skip. NEGCACHE_BROWSER_SCREENSHOT=<file.png>
+ * keeps the example's screenshot.
  */
 import { existsSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
@@ -20,11 +23,13 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { startStaticServer, type StaticServer } from '../../examples/browser/serve.mjs';
+import { findChromium } from './chromiumPath.js';
 import type { DeterminismResult } from './pages/run.mjs';
 import { decodePng } from './png.js';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
-const CHROMIUM = process.env['NEGCACHE_CHROMIUM'] ?? '/usr/bin/chromium';
+// No network: the page loads only from 127.0.0.1, and nothing may phone home (background updates, sync, QUIC probes).
+// --no-sandbox: the npm Chromium has no setuid sandbox helper, and CI runs as root.
 const CHROMIUM_ARGS = [
   '--headless',
   '--no-sandbox',
@@ -43,18 +48,21 @@ let starting: Promise<{ server: StaticServer; browser: Browser }> | null = null;
 /** The server and browser, started once; fails with what to install when something is missing. */
 function environment(): Promise<{ server: StaticServer; browser: Browser }> {
   starting ??= (async () => {
-    if (!existsSync(CHROMIUM)) {
-      throw new Error(
-        `Chromium not found at ${CHROMIUM}. The browser tests need Debian's chromium: run \`apt-get update && apt-get install -y chromium\` (CI's .ci/run installs it), or point NEGCACHE_CHROMIUM at a Chromium binary. Do not use \`npx playwright install\`.`,
-      );
-    }
     if (!existsSync(join(ROOT, 'dist/src/index.js')))
       throw new Error('dist/src/index.js is missing: run `npm run build` first (npm test builds first)');
-    server = await startStaticServer({ root: ROOT });
     const t0 = performance.now();
-    browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS, timeout: 30_000 });
+    const found = await findChromium(ROOT);
+    const t1 = performance.now();
+    server = await startStaticServer({ root: ROOT });
+    browser = await chromium.launch({
+      executablePath: found.executablePath,
+      headless: true,
+      args: CHROMIUM_ARGS,
+      env: { ...process.env, ...found.env },
+      timeout: 30_000,
+    });
     console.log(
-      `chromium ${browser.version()} launched in ${(performance.now() - t0).toFixed(0)} ms; serving ${ROOT} at ${server.url}`,
+      `chromium ${browser.version()} from ${found.source}: found in ${(t1 - t0).toFixed(0)} ms, launched in ${(performance.now() - t1).toFixed(0)} ms; serving ${ROOT} at ${server.url}`,
     );
     return { server, browser };
   })();

@@ -234,8 +234,52 @@ describe('lineChart', () => {
           expect(numbersAreFinite(svg)).toBe(true);
         },
       ),
-      params(150),
+      // A subnormal y (found by seed -966473702): its 10 % padding underflowed to 0 and the axis to NaN.
+      { ...params(150), examples: [[[{ name: '', points: [[0, 5e-324]] }], false, '']] },
     );
+  });
+
+  it('draws subnormal and tiny values inside a finite plot', () => {
+    const cases: [number, number][][] = [
+      [[0, 5e-324]],
+      [[5e-324, 1]],
+      [
+        [0, 0],
+        [1, 5e-324],
+      ],
+      [
+        [0, -5e-324],
+        [5e-324, 5e-324],
+      ],
+      [
+        [0, 1e-305],
+        [1, 3e-305],
+      ],
+      [[-2.2250738585072014e-308, 2.2250738585072014e-308]],
+    ];
+    for (const points of cases) {
+      for (const logY of [false, true]) {
+        const svg = lineChart({ ...base, series: [{ name: 's', points }], logY });
+        checkXml(svg);
+        expect(numbersAreFinite(svg), `${JSON.stringify(points)} logY=${logY}`).toBe(true);
+        const frame = /<rect x="([\d.]+)" y="([\d.]+)" width="([\d.]+)" height="([\d.]+)" fill="none"/.exec(svg)!;
+        const [x0, y0, w, h] = frame.slice(1).map(Number) as [number, number, number, number];
+        const drawn = [
+          ...[...svg.matchAll(/<circle cx="([^"]+)" cy="([^"]+)"/g)].map((m) => [Number(m[1]), Number(m[2])]),
+          ...[...svg.matchAll(/<path d="([^"]+)"/g)].flatMap((m) =>
+            [...m[1]!.matchAll(/[ML]([-\d.]+) ([-\d.]+)/g)].map((c) => [Number(c[1]), Number(c[2])]),
+          ),
+        ];
+        const expected = points.filter(([, y]) => !logY || y > 0).length;
+        expect(drawn).toHaveLength(expected);
+        for (const [x, y] of drawn) {
+          expect(x).toBeGreaterThanOrEqual(x0);
+          expect(x).toBeLessThanOrEqual(x0 + w);
+          expect(y).toBeGreaterThanOrEqual(y0);
+          expect(y).toBeLessThanOrEqual(y0 + h);
+        }
+      }
+    }
   });
 
   it('validates its options', () => {
