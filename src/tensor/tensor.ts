@@ -1,5 +1,6 @@
-import { ArgumentError, fmtShape } from '../errors.js';
+import { ArgumentError, InternalError, fmtShape } from '../errors.js';
 import type { DType, TypedArray } from './dtype.js';
+import { formatTensor } from './format.js';
 import { sizeOf, stridesOf, type Shape } from './shape.js';
 
 /**
@@ -83,8 +84,19 @@ export class Tensor {
     return this.dtype === 'bool' ? this.#data[0] !== 0 : this.#data[0]!;
   }
 
+  /**
+   * The values, NumPy style, with shape and dtype (large tensors are
+   * summarised; the format is described in src/tensor/format.ts):
+   *   tensor([[1, 2],
+   *           [3, 4]], shape=[2,2], dtype=float32)
+   */
   toString(): string {
-    return `Tensor(${fmtShape(this.shape)} ${this.dtype})`;
+    return formatTensor(this.#data, this.shape, this.dtype);
+  }
+
+  /** What Node's util.inspect and console.log print: the same as toString(). Needs no Node import. */
+  [Symbol.for('nodejs.util.inspect.custom')](): string {
+    return this.toString();
   }
 
   static {
@@ -109,7 +121,7 @@ export function gradNode(t: Tensor): GradNode | null {
 /** @internal Wraps freshly computed storage (ownership passes to the tensor). */
 export function wrap(data: TypedArray, shape: Shape, dtype: DType, node: GradNode | null = null): Tensor {
   if (sizeOf(shape) !== data.length) {
-    throw new Error(`internal: ${data.length} values for shape ${fmtShape(shape)}`);
+    throw new InternalError('wrap', `${data.length} values for shape ${fmtShape(shape)}`);
   }
   return new Tensor(data, shape, dtype, node);
 }
