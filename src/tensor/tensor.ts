@@ -11,14 +11,25 @@ import { sizeOf, stridesOf, type Shape } from './shape.js';
  */
 export interface GradNode {
   readonly id: number;
+  /**
+   * The primitive that computed the tensor (e.g. `matmul`), or `leaf` for a
+   * differentiated argument. The engine always sets op, attrs and trace;
+   * they are optional only so that a hand-made node (in tests) stays valid.
+   */
+  readonly op?: string;
+  /** The primitive's attributes (e.g. `{axes: [1], keepDims: false}`), for graph dumps; null for none. */
+  readonly attrs?: unknown;
+  /** The transform call (grad, vjp, ...) whose trace this node belongs to; see autograd/engine.ts. */
+  readonly trace?: number;
   /** The primal inputs of the primitive (empty for a leaf). */
   readonly inputs: readonly Tensor[];
   /**
-   * Vector-Jacobian product: given the output cotangent, the cotangents of
-   * the inputs (null where an input needs none: `needs[i]` is false).
-   * null for a leaf.
+   * Vector-Jacobian product: given the output cotangent, one entry per
+   * input: a function computing that input's cotangent (called only for
+   * inputs that need one, so unneeded cotangents are never computed), or
+   * null where the input gets none. null for a leaf.
    */
-  readonly vjp: ((cotangent: Tensor, needs: readonly boolean[]) => readonly (Tensor | null)[]) | null;
+  readonly vjp: ((cotangent: Tensor) => readonly ((() => Tensor) | null)[]) | null;
 }
 
 // Set by the Tensor class's static block: the only way to reach its private fields.
