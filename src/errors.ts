@@ -98,17 +98,24 @@ export type OptionRule = (value: unknown) => string | undefined;
 export type OptionSchema = readonly string[] | { readonly [key: string]: OptionRule | null };
 
 /**
- * Checks an options argument: undefined, or a plain object (`{...}`, not an
- * array, class instance or tensor) whose keys are all known, and whose values
- * pass the schema's rules. A misspelt key is an error, never silently ignored:
+ * Checks an options argument: undefined (unless `required`), or a plain
+ * object (`{...}`, not an array, class instance or tensor) whose keys are all
+ * known, and whose values pass the schema's rules. A misspelt key is an
+ * error, never silently ignored:
  *   op: options must be an object like {a, b}, got 3
  *   op: unknown option "axes"; allowed: axis, keepDims
  *   op: keepDims must be true or false, got 1
- * Throws ArgumentError; use it in every public function that takes options.
+ * Throws ArgumentError; use it in every public function that takes options
+ * (constructors whose options are mandatory pass `{required: true}`).
  */
-export function checkOptions(op: string, opts: unknown, schema: OptionSchema): void {
-  if (opts === undefined) return;
+export function checkOptions(
+  op: string,
+  opts: unknown,
+  schema: OptionSchema,
+  { required = false }: { required?: boolean } = {},
+): void {
   const keys: readonly string[] = Array.isArray(schema) ? schema : Object.keys(schema);
+  if (opts === undefined && !required) return;
   const proto = opts !== null && typeof opts === 'object' ? Object.getPrototypeOf(opts) : undefined;
   if (proto !== Object.prototype && proto !== null) {
     throw new ArgumentError(op, `options must be an object like {${keys.join(', ')}}, got ${describe(opts)}`);

@@ -87,6 +87,13 @@ describe('checkOptions', () => {
     }
   });
 
+  it('with {required: true}, undefined is refused too (mandatory constructor options)', () => {
+    expect(() => checkOptions('Thing', undefined, ['a'], { required: true })).toThrow(
+      'Thing: options must be an object like {a}, got undefined',
+    );
+    expect(() => checkOptions('Thing', { a: 1 }, ['a'], { required: true })).not.toThrow();
+  });
+
   it('names an unknown key and the allowed ones (the message every op uses)', () => {
     expect(() => checkOptions('sum', { axes: 1 }, ['axis', 'keepDims'])).toThrow(
       'sum: unknown option "axes"; allowed: axis, keepDims',
