@@ -630,16 +630,14 @@ function mm(a: Tensor, b: Tensor, transA: boolean, transB: boolean): Tensor {
   return bind(primitives.matmul, [a, b], { transA, transB });
 }
 
-/** matmul's x̄ in x's stored layout (the table at the matmul entry), summed to x's shape. */
+/** matmul's x̄ in x's layout (the table at the matmul entry): ḡ·op(y)ᵀ, or op(y)·ḡᵀ when x is transposed. */
 function matmulGradX(g: Tensor, x: Tensor, y: Tensor, { transA, transB }: MatmulAttrs): Tensor {
-  const gx = !transA ? mm(g, y, false, !transB) : transB ? mm(y, g, true, true) : mm(y, g, false, true);
-  return sumTo(gx, x.shape);
+  return sumTo(transA ? mm(y, g, transB, true) : mm(g, y, false, !transB), x.shape);
 }
 
-/** matmul's ȳ in y's stored layout (the table at the matmul entry), summed to y's shape. */
+/** matmul's ȳ in y's layout (the table at the matmul entry): op(x)ᵀ·ḡ, or ḡᵀ·op(x) when y is transposed. */
 function matmulGradY(g: Tensor, x: Tensor, y: Tensor, { transA, transB }: MatmulAttrs): Tensor {
-  const gy = !transB ? mm(x, g, !transA, false) : transA ? mm(g, x, true, true) : mm(g, x, true, false);
-  return sumTo(gy, y.shape);
+  return sumTo(transB ? mm(g, x, true, transA) : mm(x, g, !transA, false), y.shape);
 }
 
 /** Sᵀ·ḡ for sparseRows' S: the same primitive with from and to swapped, giving `rows` rows. */
