@@ -4,7 +4,16 @@
  * This entry point is browser-safe (no Node built-ins); Node-only parts live
  * under `negcache/node`.
  */
-export { NegcacheError, ShapeError, DTypeError, ArgumentError, NonFiniteError } from './errors.js';
+export {
+  NegcacheError,
+  InvalidArgumentError,
+  ShapeError,
+  DTypeError,
+  ArgumentError,
+  NonFiniteError,
+  UnsupportedError,
+  InternalError,
+} from './errors.js';
 export { Tensor, isTensor } from './tensor/tensor.js';
 export type { DType, FloatDType, TypedArray } from './tensor/dtype.js';
 export { Rng, rng } from './tensor/random.js';

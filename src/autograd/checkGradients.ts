@@ -14,11 +14,11 @@
  *    the VJP with the i-th basis cotangent, so a bad entry is localised.
  * Error of a pair (a, n): |a - n| / max(1, |a|, |n|), compared with `tol`.
  */
-import { ArgumentError, describe } from '../errors.js';
+import { ArgumentError, checkOptions, describe, optionRules, type OptionRule } from '../errors.js';
 import { isFloat } from '../tensor/dtype.js';
 import { Rng } from '../tensor/random.js';
 import { isTensor, unsafeData, wrap, type Tensor } from '../tensor/tensor.js';
-import { castP } from './primitives.js';
+import { primitives } from './primitives.js';
 import { bind } from './engine.js';
 import { vjp } from './transforms.js';
 
@@ -60,7 +60,7 @@ export interface GradientCheckReport {
 }
 
 function to64(t: Tensor): Tensor {
-  return isFloat(t.dtype) && t.dtype !== 'float64' ? bind(castP, [t], { dtype: 'float64' }) : t;
+  return isFloat(t.dtype) && t.dtype !== 'float64' ? bind(primitives.cast, [t], { dtype: 'float64' }) : t;
 }
 
 function randomLike(t: Tensor, rng: Rng): Tensor {
@@ -76,26 +76,16 @@ function dot(a: Tensor, b: Float64Array): number {
   return s;
 }
 
-/** The options object and each option's range (a bad eps or tolerance would otherwise give a NaN report). */
-function checkOptions(op: string, opts: unknown): asserts opts is CheckGradientsOptions {
-  if (opts === null || typeof opts !== 'object' || Array.isArray(opts))
-    throw new ArgumentError(op, `options must be an object, got ${describe(opts)}`);
-  const allowed = ['rng', 'eps', 'directions', 'maxJacobianEntries', 'precision', 'tol'];
-  for (const k of Object.keys(opts))
-    if (!allowed.includes(k)) throw new ArgumentError(op, `unknown option "${k}"; allowed: ${allowed.join(', ')}`);
-  const o = opts as Record<string, unknown>;
-  const bad = (name: string, need: string): never => {
-    throw new ArgumentError(op, `${name} must be ${need}, got ${describe(o[name])}`);
-  };
-  if (o['rng'] !== undefined && !(o['rng'] instanceof Rng)) bad('rng', 'a seeded Rng');
-  const num = (v: unknown): v is number => typeof v === 'number' && Number.isFinite(v);
-  if (o['eps'] !== undefined && !(num(o['eps']) && o['eps'] > 0)) bad('eps', 'a finite number > 0');
-  if (o['tol'] !== undefined && !(typeof o['tol'] === 'number' && o['tol'] >= 0)) bad('tol', 'a number >= 0');
-  for (const k of ['directions', 'maxJacobianEntries'])
-    if (o[k] !== undefined && !(Number.isSafeInteger(o[k]) && (o[k] as number) >= 0)) bad(k, 'an integer >= 0');
-  if (o['precision'] !== undefined && o['precision'] !== 'float64' && o['precision'] !== 'native')
-    bad('precision', "'float64' or 'native'");
-}
+/** The options and each option's range (a bad eps or tolerance would otherwise give a NaN report). */
+const count: OptionRule = (v) => (Number.isSafeInteger(v) && (v as number) >= 0 ? undefined : 'an integer >= 0');
+const OPTIONS: Record<keyof CheckGradientsOptions, OptionRule> = {
+  rng: (v) => (v instanceof Rng ? undefined : 'a seeded Rng'),
+  eps: (v) => (typeof v === 'number' && Number.isFinite(v) && v > 0 ? undefined : 'a finite number > 0'),
+  directions: count,
+  maxJacobianEntries: count,
+  precision: optionRules.oneOf(['float64', 'native']),
+  tol: (v) => (typeof v === 'number' && v >= 0 ? undefined : 'a number >= 0'),
+};
 
 export function checkGradients(
   f: (...xs: Tensor[]) => Tensor,
@@ -106,7 +96,7 @@ export function checkGradients(
   if (typeof f !== 'function') throw new ArgumentError(op, `f must be a function, got ${describe(f)}`);
   if (!Array.isArray(inputs) || !inputs.every(isTensor))
     throw new ArgumentError(op, `inputs must be an array of tensors, got ${describe(inputs)}`);
-  checkOptions(op, opts);
+  checkOptions(op, opts, OPTIONS);
   const rng = opts.rng ?? new Rng(0);
   const eps = opts.eps ?? 1e-3;
   const precision = opts.precision ?? 'float64';

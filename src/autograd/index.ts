@@ -7,7 +7,13 @@ export {
   type GradOptions,
   type ValueAndGradOptions,
   type ValueAndGrad,
+  type Grad,
+  type Grads,
+  type ArgGrads,
+  type Argnums,
+  type NonFloatTensor,
 } from './transforms.js';
+export { describeGraph } from './engine.js';
 export {
   checkGradients,
   type CheckGradientsOptions,

@@ -4,31 +4,12 @@
  * except float32 with float64, which promotes to float64.
  */
 import { ArgumentError, DTypeError } from '../errors.js';
-import { allocate, isFloat, promote, type DType } from '../tensor/dtype.js';
-import { broadcastShapes, sizeOf } from '../tensor/shape.js';
+import { isFloat, promote, type DType } from '../tensor/dtype.js';
+import { allocateFor, broadcastShapes } from '../tensor/shape.js';
 import { unsafeData, wrap, type Tensor } from '../tensor/tensor.js';
-import { mapBinary, mapUnary, type Binary } from '../tensor/kernels/elementwise.js';
+import { castInto, mapBinary, mapUnary, type Binary } from '../tensor/kernels/elementwise.js';
 import { bind, type Primitive } from '../autograd/engine.js';
-import {
-  absP,
-  addP,
-  castData,
-  castP,
-  divP,
-  expP,
-  logP,
-  maximumP,
-  minimumP,
-  mulP,
-  negP,
-  powP,
-  reluP,
-  sigmoidP,
-  sqrtP,
-  subP,
-  tanhP,
-  whereP,
-} from '../autograd/primitives.js';
+import { primitives as P } from '../autograd/primitives.js';
 import { checkBoolTensor, checkTensor, operand, type TensorLike } from './util.js';
 
 function arith(
@@ -58,14 +39,14 @@ function arith(
   return bind(prim, [x, y], null);
 }
 
-export const add = (a: TensorLike, b: TensorLike): Tensor => arith('add', addP, a, b);
-export const sub = (a: TensorLike, b: TensorLike): Tensor => arith('sub', subP, a, b);
-export const mul = (a: TensorLike, b: TensorLike): Tensor => arith('mul', mulP, a, b);
+export const add = (a: TensorLike, b: TensorLike): Tensor => arith('add', P.add, a, b);
+export const sub = (a: TensorLike, b: TensorLike): Tensor => arith('sub', P.sub, a, b);
+export const mul = (a: TensorLike, b: TensorLike): Tensor => arith('mul', P.mul, a, b);
 /** Division; float only (integer division is not what a loss wants). */
-export const div = (a: TensorLike, b: TensorLike): Tensor => arith('div', divP, a, b, { floatOnly: true });
-export const pow = (a: TensorLike, b: TensorLike): Tensor => arith('pow', powP, a, b, { floatOnly: true });
-export const maximum = (a: TensorLike, b: TensorLike): Tensor => arith('maximum', maximumP, a, b);
-export const minimum = (a: TensorLike, b: TensorLike): Tensor => arith('minimum', minimumP, a, b);
+export const div = (a: TensorLike, b: TensorLike): Tensor => arith('div', P.div, a, b, { floatOnly: true });
+export const pow = (a: TensorLike, b: TensorLike): Tensor => arith('pow', P.pow, a, b, { floatOnly: true });
+export const maximum = (a: TensorLike, b: TensorLike): Tensor => arith('maximum', P.maximum, a, b);
+export const minimum = (a: TensorLike, b: TensorLike): Tensor => arith('minimum', P.minimum, a, b);
 
 function floatUnary(op: string, prim: Primitive<null>, x: Tensor): Tensor {
   const t = checkTensor(op, 'x', x);
@@ -73,23 +54,23 @@ function floatUnary(op: string, prim: Primitive<null>, x: Tensor): Tensor {
   return bind(prim, [t], null);
 }
 
-export const exp = (x: Tensor): Tensor => floatUnary('exp', expP, x);
-export const log = (x: Tensor): Tensor => floatUnary('log', logP, x);
-export const sqrt = (x: Tensor): Tensor => floatUnary('sqrt', sqrtP, x);
-export const tanh = (x: Tensor): Tensor => floatUnary('tanh', tanhP, x);
-export const sigmoid = (x: Tensor): Tensor => floatUnary('sigmoid', sigmoidP, x);
-export const relu = (x: Tensor): Tensor => floatUnary('relu', reluP, x);
+export const exp = (x: Tensor): Tensor => floatUnary('exp', P.exp, x);
+export const log = (x: Tensor): Tensor => floatUnary('log', P.log, x);
+export const sqrt = (x: Tensor): Tensor => floatUnary('sqrt', P.sqrt, x);
+export const tanh = (x: Tensor): Tensor => floatUnary('tanh', P.tanh, x);
+export const sigmoid = (x: Tensor): Tensor => floatUnary('sigmoid', P.sigmoid, x);
+export const relu = (x: Tensor): Tensor => floatUnary('relu', P.relu, x);
 
 export function neg(x: Tensor): Tensor {
   const t = checkTensor('neg', 'x', x);
   if (t.dtype === 'bool') throw new DTypeError('neg', 'x is bool; use logicalNot for masks');
-  return bind(negP, [t], null);
+  return bind(P.neg, [t], null);
 }
 
 export function abs(x: Tensor): Tensor {
   const t = checkTensor('abs', 'x', x);
   if (t.dtype === 'bool') throw new DTypeError('abs', 'x is bool; abs needs numbers');
-  return bind(absP, [t], null);
+  return bind(P.abs, [t], null);
 }
 
 /** x² (composed: x·x, so its gradient is 2x·ḡ by fan-out accumulation). */
@@ -106,7 +87,7 @@ export function where(cond: Tensor, a: TensorLike, b: TensorLike): Tensor {
   const dtype = promote(x.dtype, y.dtype);
   if (dtype === null) throw new DTypeError('where', `a is ${x.dtype} and b is ${y.dtype}; need equal dtypes`);
   broadcastShapes('where', broadcastShapes('where', c.shape, x.shape), y.shape);
-  return bind(whereP, [c, x, y], null);
+  return bind(P.where, [c, x, y], null);
 }
 
 // ------------------------------------------------------------ comparisons and logic (bool results, no gradient)
@@ -117,7 +98,7 @@ function compare(op: string, f: Binary, a: TensorLike, b: TensorLike): Tensor {
   if (promote(x.dtype, y.dtype) === null)
     throw new DTypeError(op, `dtypes differ (a is ${x.dtype}, b is ${y.dtype}); cast one of them`);
   const shape = broadcastShapes(op, x.shape, y.shape);
-  const out = allocate('bool', sizeOf(shape));
+  const out = allocateFor(op, shape, 'bool');
   mapBinary(unsafeData(x), x.shape, unsafeData(y), y.shape, shape, out, f);
   return wrap(out, shape, 'bool');
 }
@@ -143,7 +124,7 @@ export const logicalOr = (a: Tensor, b: Tensor): Tensor => logical('logicalOr', 
 
 export function logicalNot(a: Tensor): Tensor {
   const x = checkBoolTensor('logicalNot', 'a', a);
-  const out = allocate('bool', x.size);
+  const out = allocateFor('logicalNot', x.shape, 'bool');
   mapUnary(unsafeData(x), out, (v) => (v ? 0 : 1));
   return wrap(out, x.shape, 'bool');
 }
@@ -151,7 +132,7 @@ export function logicalNot(a: Tensor): Tensor {
 /** True where x is neither NaN nor ±Infinity. */
 export function isFinite(x: Tensor): Tensor {
   const t = checkTensor('isFinite', 'x', x);
-  const out = allocate('bool', t.size);
+  const out = allocateFor('isFinite', t.shape, 'bool');
   mapUnary(unsafeData(t), out, (v) => (Number.isFinite(v) ? 1 : 0));
   return wrap(out, t.shape, 'bool');
 }
@@ -168,7 +149,7 @@ export function cast(x: Tensor, dtype: DType): Tensor {
     throw new DTypeError('cast', `dtype must be float32, float64, int32 or bool, got ${String(dtype)}`);
   }
   if (t.dtype === dtype) return t;
-  if (isFloat(t.dtype) && isFloat(dtype)) return bind(castP, [t], { dtype });
+  if (isFloat(t.dtype) && isFloat(dtype)) return bind(P.cast, [t], { dtype });
   if (dtype === 'int32' && isFloat(t.dtype)) {
     const d = unsafeData(t);
     for (let i = 0; i < d.length; i++) {
@@ -181,7 +162,7 @@ export function cast(x: Tensor, dtype: DType): Tensor {
       }
     }
   }
-  return wrap(castData(unsafeData(t), dtype), t.shape, dtype);
+  return wrap(castInto(unsafeData(t), allocateFor('cast', t.shape, dtype)), t.shape, dtype);
 }
 
 export type { DType };

@@ -1,20 +1,21 @@
 /** Shape and indexing ops: reshape, transpose, slice, concat, gather, scatter, topK, ... */
 import { ArgumentError, DTypeError, ShapeError, describe, fmtShape } from '../errors.js';
-import { allocate, promote } from '../tensor/dtype.js';
-import { broadcastShapes, checkShape, normalizeAxis, shapesEqual, showJson, sizeOf } from '../tensor/shape.js';
+import { promote } from '../tensor/dtype.js';
+import {
+  MAX_RANK,
+  allocateFor,
+  broadcastShapes,
+  checkShape,
+  checkSize,
+  normalizeAxis,
+  shapesEqual,
+  showJson,
+  sizeOf,
+} from '../tensor/shape.js';
 import { unsafeData, wrap, type Tensor } from '../tensor/tensor.js';
 import { topK as topKKernel } from '../tensor/kernels/sort.js';
 import { bind } from '../autograd/engine.js';
-import {
-  broadcastToP,
-  concatP,
-  gatherP,
-  padP,
-  permuteP,
-  reshapeP,
-  scatterRowsP,
-  sliceP,
-} from '../autograd/primitives.js';
+import { primitives as P } from '../autograd/primitives.js';
 import { checkInt, checkIntTensor, checkOptions, checkTensor } from './util.js';
 
 /** Reshape to `shape`; one entry may be -1 (inferred). Shares storage. */
@@ -26,6 +27,8 @@ export function reshape(x: Tensor, shape: readonly number[]): Tensor {
       `shape must be an array of non-negative integers (one may be -1), got ${showJson(shape)}`,
     );
   }
+  if (shape.length > MAX_RANK)
+    throw new ArgumentError('reshape', `shape has ${shape.length} axes; need at most ${MAX_RANK}`);
   const unknown = shape.filter((d) => d === -1).length;
   if (unknown > 1) throw new ArgumentError('reshape', `shape ${fmtShape(shape)} has more than one -1`);
   const known = shape.reduce((p, d) => (d === -1 ? p : p * d), 1);
@@ -45,7 +48,7 @@ export function reshape(x: Tensor, shape: readonly number[]): Tensor {
       `x is ${fmtShape(t.shape)} (${t.size} elements) but shape ${fmtShape(shape)} holds ${sizeOf(resolved)}; need equal sizes`,
     );
   }
-  return shapesEqual(resolved, t.shape) ? t : bind(reshapeP, [t], { shape: resolved });
+  return shapesEqual(resolved, t.shape) ? t : bind(P.reshape, [t], { shape: resolved });
 }
 
 /** Permutes axes; with no `perm`, reverses them (matrix transpose for 2-D). */
@@ -64,16 +67,18 @@ export function transpose(x: Tensor, perm?: readonly number[]): Tensor {
     );
   }
   if (p.every((a, i) => a === i)) return t;
-  return bind(permuteP, [t], { perm: p });
+  return bind(P.permute, [t], { perm: p });
 }
 
 /** Inserts a size-1 axis at `axis` (which may equal the rank, or be negative). */
 export function expandDims(x: Tensor, axis: number): Tensor {
   const t = checkTensor('expandDims', 'x', x);
   const a = normalizeAxis('expandDims', axis, t.rank + 1);
+  if (t.rank === MAX_RANK)
+    throw new ArgumentError('expandDims', `x already has ${MAX_RANK} axes, the most a tensor may have`);
   const shape = t.shape.slice();
   shape.splice(a, 0, 1);
-  return bind(reshapeP, [t], { shape });
+  return bind(P.reshape, [t], { shape });
 }
 
 /** Removes size-1 axes (the given ones, or all). */
@@ -102,7 +107,7 @@ export function broadcastTo(x: Tensor, shape: readonly number[]): Tensor {
   const out = broadcastShapes('broadcastTo', t.shape, shape);
   if (!shapesEqual(out, shape))
     throw new ShapeError('broadcastTo', `x ${fmtShape(t.shape)} cannot be broadcast to ${fmtShape(shape)}`);
-  return shapesEqual(t.shape, shape) ? t : bind(broadcastToP, [t], { shape: out });
+  return shapesEqual(t.shape, shape) ? t : bind(P.broadcastTo, [t], { shape: out });
 }
 
 /** Concatenates along `axis` (default 0); all other axes must agree. */
@@ -127,7 +132,10 @@ export function concat(xs: readonly Tensor[], axis = 0): Tensor {
     }
   });
   if (ts.length === 1) return first;
-  return bind(concatP, ts, { axis: a });
+  const shape = first.shape.slice();
+  shape[a] = ts.reduce((n, t) => n + t.shape[a]!, 0);
+  checkSize('concat', shape, dtype);
+  return bind(P.concat, ts, { axis: a });
 }
 
 /** Stacks equal-shaped tensors along a new axis. */
@@ -183,7 +191,7 @@ export function slice(x: Tensor, begin: readonly number[], size?: readonly numbe
     s.push(si);
   }
   if (shapesEqual(s, t.shape)) return t;
-  return bind(sliceP, [t], { begin: b, size: s });
+  return bind(P.slice, [t], { begin: b, size: s });
 }
 
 /** Zero padding: `before[i]` zeros before and `after[i]` after axis i. */
@@ -202,7 +210,8 @@ export function pad(x: Tensor, before: readonly number[], after: readonly number
   const shape = t.shape.map(
     (d, i) => d + checkInt('pad', `before[${i}]`, before[i], 0) + checkInt('pad', `after[${i}]`, after[i], 0),
   );
-  return bind(padP, [t], { begin: before.slice(), shape });
+  checkSize('pad', shape, t.dtype);
+  return bind(P.pad, [t], { begin: before.slice(), shape });
 }
 
 function checkIndices(op: string, idx: Tensor, n: number, axis: number): void {
@@ -225,7 +234,8 @@ export function gather(x: Tensor, indices: Tensor, opts?: { axis?: number }): Te
   if (t.rank === 0) throw new ShapeError('gather', 'x is a scalar; need at least one axis');
   const axis = normalizeAxis('gather', opts?.axis ?? 0, t.rank);
   checkIndices('gather', idx, t.shape[axis]!, axis);
-  return bind(gatherP, [t, idx], { axis });
+  checkSize('gather', [...t.shape.slice(0, axis), ...idx.shape, ...t.shape.slice(axis + 1)], t.dtype);
+  return bind(P.gather, [t, idx], { axis });
 }
 
 /** Rows of x at `indices` (any shape of int32 indices): gather along axis 0. */
@@ -234,7 +244,8 @@ export function gatherRows(x: Tensor, indices: Tensor): Tensor {
   const idx = checkIntTensor('gatherRows', 'indices', indices);
   if (t.rank === 0) throw new ShapeError('gatherRows', 'x is a scalar; need at least one axis');
   checkIndices('gatherRows', idx, t.shape[0]!, 0);
-  return bind(gatherP, [t, idx], { axis: 0 });
+  checkSize('gatherRows', [...idx.shape, ...t.shape.slice(1)], t.dtype);
+  return bind(P.gather, [t, idx], { axis: 0 });
 }
 
 /**
@@ -256,7 +267,7 @@ export function scatterRows(x: Tensor, indices: Tensor, updates: Tensor): Tensor
   if (promote(t.dtype, u.dtype) !== t.dtype)
     throw new DTypeError('scatterRows', `updates is ${u.dtype} but x is ${t.dtype}; need equal dtypes`);
   checkIndices('scatterRows', idx, t.shape[0]!, 0);
-  return bind(scatterRowsP, [t, idx, u], null);
+  return bind(P.scatterRows, [t, idx, u], null);
 }
 
 /**
@@ -271,8 +282,8 @@ export function topK(x: Tensor, k: number): { values: Tensor; indices: Tensor } 
   const n = t.shape[t.rank - 1]!;
   checkInt('topK', 'k', k, 0, n);
   const rows = t.size / Math.max(n, 1);
-  const vals = allocate(t.dtype, rows * k);
-  const idx = new Int32Array(rows * k);
+  const vals = allocateFor('topK', [rows, k], t.dtype);
+  const idx = allocateFor('topK', [rows, k], 'int32') as Int32Array;
   if (n > 0) topKKernel(unsafeData(t), rows, n, k, vals, idx);
   const shape = [...t.shape.slice(0, -1), k];
   const indices = wrap(idx, shape, 'int32');
@@ -281,7 +292,7 @@ export function topK(x: Tensor, k: number): { values: Tensor; indices: Tensor } 
   const flatIdx = new Int32Array(rows * k);
   for (let r = 0; r < rows; r++) for (let j = 0; j < k; j++) flatIdx[r * k + j] = r * n + idx[r * k + j]!;
   const values = reshape(
-    bind(gatherP, [reshape(flat, [rows * n]), wrap(flatIdx, [rows * k], 'int32')], { axis: 0 }),
+    bind(P.gather, [reshape(flat, [rows * n]), wrap(flatIdx, [rows * k], 'int32')], { axis: 0 }),
     shape,
   );
   return { values, indices };

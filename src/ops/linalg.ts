@@ -1,9 +1,9 @@
 import { DTypeError, ShapeError, fmtShape } from '../errors.js';
 import { isFloat, promote } from '../tensor/dtype.js';
-import { broadcastShapes } from '../tensor/shape.js';
+import { broadcastShapes, checkSize } from '../tensor/shape.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { bind } from '../autograd/engine.js';
-import { matmulP } from '../autograd/primitives.js';
+import { primitives as P } from '../autograd/primitives.js';
 import { checkBoolean, checkOptions, checkTensor } from './util.js';
 
 export interface MatmulOptions {
@@ -41,6 +41,9 @@ export function matmul(a: Tensor, b: Tensor, opts?: MatmulOptions): Tensor {
       `inner dimensions differ (a is ${fmtShape(x.shape)}${transA ? ' transposed' : ''}, b is ${fmtShape(y.shape)}${transB ? ' transposed' : ''}; need ${need})`,
     );
   }
-  broadcastShapes('matmul', x.shape.slice(0, -2), y.shape.slice(0, -2));
-  return bind(matmulP, [x, y], { transA, transB });
+  const batch = broadcastShapes('matmul', x.shape.slice(0, -2), y.shape.slice(0, -2));
+  const m = transA ? x.shape[x.rank - 1]! : x.shape[x.rank - 2]!;
+  const n = transB ? y.shape[y.rank - 2]! : y.shape[y.rank - 1]!;
+  checkSize('matmul', [...batch, m, n], promote(x.dtype, y.dtype)!); // before any allocation
+  return bind(P.matmul, [x, y], { transA, transB });
 }

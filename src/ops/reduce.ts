@@ -5,12 +5,13 @@
  */
 import { DTypeError, ShapeError } from '../errors.js';
 import { isFloat } from '../tensor/dtype.js';
-import { normalizeAxes, normalizeAxis, reducedShape, type Shape } from '../tensor/shape.js';
+import { allocateFor, around, normalizeAxes, normalizeAxis, reducedShape, type Shape } from '../tensor/shape.js';
 import { unsafeData, wrap, type Tensor } from '../tensor/tensor.js';
-import { argReduceAxis } from '../tensor/kernels/reduce.js';
+import { argReduceAxis, reduceAxes } from '../tensor/kernels/reduce.js';
 import { bind, detach } from '../autograd/engine.js';
-import { around, cumsumP, logSoftmaxP, maxP, reduce, reshape, sumP } from '../autograd/primitives.js';
+import { primitives as P } from '../autograd/primitives.js';
 import { add, div, exp, isFinite, log, neg, sub, where } from './elementwise.js';
+import { reshape } from './layout.js';
 import { checkBoolean, checkOptions, checkTensor } from './util.js';
 
 export interface ReduceOptions {
@@ -48,7 +49,7 @@ function checkNonEmpty(op: string, t: Tensor, axes: readonly number[]): void {
 export function sum(x: Tensor, opts?: ReduceOptions): Tensor {
   const { t, axes, keepDims } = parse('sum', x, opts);
   numeric('sum', t);
-  return bind(sumP, [t], { axes, keepDims });
+  return bind(P.sum, [t], { axes, keepDims });
 }
 
 export function mean(x: Tensor, opts?: ReduceOptions): Tensor {
@@ -58,7 +59,7 @@ export function mean(x: Tensor, opts?: ReduceOptions): Tensor {
   checkNonEmpty('mean', t, axes);
   let count = 1;
   for (const a of axes) count *= t.shape[a]!;
-  return div(bind(sumP, [t], { axes, keepDims }), count);
+  return div(bind(P.sum, [t], { axes, keepDims }), count);
 }
 
 /** Maximum; its gradient goes to the maximal entries, split evenly among ties. NaN propagates. */
@@ -66,7 +67,7 @@ export function max(x: Tensor, opts?: ReduceOptions): Tensor {
   const { t, axes, keepDims } = parse('max', x, opts);
   numeric('max', t);
   checkNonEmpty('max', t, axes);
-  return bind(maxP, [t], { axes, keepDims });
+  return bind(P.max, [t], { axes, keepDims });
 }
 
 /** Minimum, as -max(-x). */
@@ -74,14 +75,14 @@ export function min(x: Tensor, opts?: ReduceOptions): Tensor {
   const { t, axes, keepDims } = parse('min', x, opts);
   numeric('min', t);
   checkNonEmpty('min', t, axes);
-  return neg(bind(maxP, [neg(t)], { axes, keepDims }));
+  return neg(bind(P.max, [neg(t)], { axes, keepDims }));
 }
 
 function boolReduce(op: 'any' | 'all', x: Tensor, opts?: ReduceOptions): Tensor {
   const { t, axes, keepDims } = parse(op, x, opts);
   if (t.dtype !== 'bool')
     throw new DTypeError(op, `x must be bool, got ${t.dtype}; compare first (e.g. greater(x, 0))`);
-  return reduce(t, axes, keepDims, op);
+  return wrap(reduceAxes(unsafeData(t), t.shape, axes, op), reducedShape(t.shape, axes, keepDims), 'bool');
 }
 
 export const any = (x: Tensor, opts?: ReduceOptions): Tensor => boolReduce('any', x, opts);
@@ -97,9 +98,9 @@ export function logSumExp(x: Tensor, opts?: ReduceOptions): Tensor {
   const { t, axes, keepDims } = parse('logSumExp', x, opts);
   if (!isFloat(t.dtype)) throw new DTypeError('logSumExp', `x must be float, got ${t.dtype}`);
   checkNonEmpty('logSumExp', t, axes);
-  const m0 = detach(bind(maxP, [t], { axes, keepDims: true }));
+  const m0 = detach(bind(P.max, [t], { axes, keepDims: true }));
   const m = where(isFinite(m0), m0, 0);
-  const lse = add(log(bind(sumP, [exp(sub(t, m))], { axes, keepDims: true })), m);
+  const lse = add(log(bind(P.sum, [exp(sub(t, m))], { axes, keepDims: true })), m);
   return keepDims ? lse : reshape(lse, reducedShape(t.shape, axes, false));
 }
 
@@ -111,18 +112,18 @@ function softAxis(op: string, x: Tensor, opts?: { axis?: number }): { t: Tensor;
   return { t, axis: normalizeAxis(op, opts?.axis ?? -1, t.rank) };
 }
 
-/** log softmax along one axis (default last): x - logSumExp(x), as one primitive (see logSoftmaxP). */
+/** log softmax along one axis (default last): x - logSumExp(x), as one primitive (see P.logSoftmax). */
 export function logSoftmax(x: Tensor, opts?: { axis?: number }): Tensor {
   const { t, axis } = softAxis('logSoftmax', x, opts);
   if (t.shape[axis] === 0) return t; // nothing to normalise: the result is empty too
-  return bind(logSoftmaxP, [t], { axis });
+  return bind(P.logSoftmax, [t], { axis });
 }
 
 /** softmax along one axis (default last): exp(x - logSumExp(x)). */
 export function softmax(x: Tensor, opts?: { axis?: number }): Tensor {
   const { t, axis } = softAxis('softmax', x, opts);
   if (t.shape[axis] === 0) return t; // nothing to normalise: the result is empty too
-  return exp(bind(logSoftmaxP, [t], { axis }));
+  return exp(bind(P.logSoftmax, [t], { axis }));
 }
 
 function argReduce(op: 'argmax' | 'argmin', x: Tensor, opts?: { axis?: number; keepDims?: boolean }): Tensor {
@@ -140,7 +141,7 @@ function argReduce(op: 'argmax' | 'argmin', x: Tensor, opts?: { axis?: number; k
     n,
     inner,
     op === 'argmax' ? 'max' : 'min',
-    new Int32Array(outer * inner),
+    allocateFor(op, [outer * inner], 'int32') as Int32Array,
   );
   return wrap(out, reducedShape(t.shape, [axis], keepDims), 'int32');
 }
@@ -157,7 +158,7 @@ export function cumsum(x: Tensor, opts?: { axis?: number; reverse?: boolean }): 
   numeric('cumsum', t);
   if (t.rank === 0) return t;
   const axis = normalizeAxis('cumsum', opts?.axis ?? -1, t.rank);
-  return bind(cumsumP, [t], { axis, reverse: checkBoolean('cumsum', 'reverse', opts?.reverse, false) });
+  return bind(P.cumsum, [t], { axis, reverse: checkBoolean('cumsum', 'reverse', opts?.reverse, false) });
 }
 
 export type { Shape };

@@ -58,15 +58,8 @@ export function operand(op: string, arg: string, x: unknown, other: unknown): Te
   return checkTensor(op, arg, x);
 }
 
-export function checkOptions(op: string, opts: unknown, allowed: readonly string[]): void {
-  if (opts === undefined) return;
-  if (typeof opts !== 'object' || opts === null || Array.isArray(opts)) {
-    throw new ArgumentError(op, `options must be an object like {${allowed.join(', ')}}, got ${describe(opts)}`);
-  }
-  for (const key of Object.keys(opts)) {
-    if (!allowed.includes(key)) throw new ArgumentError(op, `unknown option "${key}"; allowed: ${allowed.join(', ')}`);
-  }
-}
+/** The shared options check (src/errors.ts), re-exported for the ops. */
+export { checkOptions } from '../errors.js';
 
 export function checkBoolean(op: string, arg: string, v: unknown, fallback: boolean): boolean {
   if (v === undefined) return fallback;

@@ -2,10 +2,10 @@
  * Creating tensors. Numbers default to float32 and booleans to bool; pass a
  * dtype to choose. int32 values must be integers in [-2^31, 2^31).
  */
-import { ArgumentError, DTypeError, ShapeError, describe, fmtShape } from '../errors.js';
-import { allocate, isDType, type DType, type TypedArray } from './dtype.js';
+import { ArgumentError, DTypeError, ShapeError, checkOptions, describe, fmtShape } from '../errors.js';
+import { isDType, type DType, type TypedArray } from './dtype.js';
 import { Rng } from './random.js';
-import { checkShape, sizeOf, type Shape } from './shape.js';
+import { MAX_RANK, allocateFor, checkShape, checkSize, sizeOf, type Shape } from './shape.js';
 import { wrap, type Tensor } from './tensor.js';
 
 export type NestedArray = number | boolean | readonly NestedArray[];
@@ -48,13 +48,14 @@ function store(op: string, out: TypedArray, i: number, v: unknown, dtype: DType)
 export function tensor(values: NestedArray | TypedArray, dtype?: DType, shape?: readonly number[]): Tensor {
   const op = 'tensor';
   if (ArrayBuffer.isView(values)) {
-    const d = checkDType(op, dtype ?? inferFromTyped(values));
-    const s = shape === undefined ? [values.length] : checkShape(op, 'shape', shape);
-    if (sizeOf(s) !== values.length)
-      throw new ShapeError(op, `shape ${fmtShape(s)} needs ${sizeOf(s)} values, got ${values.length}`);
-    const out = allocate(d, values.length);
-    for (let i = 0; i < values.length; i++)
-      store(op, out, i, d === 'bool' ? (values[i] === 0 ? 0 : values[i] === 1 ? 1 : values[i]) : values[i], d);
+    const src = checkTypedValues(op, values);
+    const d = checkDType(op, dtype ?? inferFromTyped(src));
+    const s = shape === undefined ? [src.length] : checkShape(op, 'shape', shape);
+    if (sizeOf(s) !== src.length)
+      throw new ShapeError(op, `shape ${fmtShape(s)} needs ${sizeOf(s)} values, got ${src.length}`);
+    const out = allocateFor(op, s, d);
+    for (let i = 0; i < src.length; i++)
+      store(op, out, i, d === 'bool' ? (src[i] === 0 ? 0 : src[i] === 1 ? 1 : src[i]) : src[i], d);
     return wrap(out, s, d);
   }
   const inferred = inferShape(values);
@@ -63,7 +64,7 @@ export function tensor(values: NestedArray | TypedArray, dtype?: DType, shape?: 
   }
   const first = firstLeaf(values);
   const d = checkDType(op, dtype ?? (typeof first === 'boolean' ? 'bool' : 'float32'));
-  const out = allocate(d, sizeOf(inferred));
+  const out = allocateFor(op, inferred, d);
   let i = 0;
   const walk = (v: NestedArray): void => {
     if (Array.isArray(v)) for (const x of v) walk(x);
@@ -71,6 +72,19 @@ export function tensor(values: NestedArray | TypedArray, dtype?: DType, shape?: 
   };
   walk(values);
   return wrap(out, shape ?? inferred, d);
+}
+
+/** Typed arrays of numbers (not a DataView, not BigInt64Array/BigUint64Array), as an indexable array. */
+type NumericArray = ArrayLike<number> & ArrayBufferView;
+
+function checkTypedValues(op: string, values: ArrayBufferView): NumericArray {
+  if (values instanceof DataView || values instanceof BigInt64Array || values instanceof BigUint64Array) {
+    throw new ArgumentError(
+      op,
+      `values must be nested arrays or a typed array of numbers (Float32Array, Float64Array, Int32Array, Uint8Array, ...), got ${describe(values)}`,
+    );
+  }
+  return values as unknown as NumericArray;
 }
 
 function inferFromTyped(a: ArrayBufferView): DType {
@@ -93,9 +107,16 @@ function inferShape(values: unknown): number[] {
   const shape: number[] = [];
   let v: unknown = values;
   while (Array.isArray(v)) {
+    // Bounding the depth first keeps the recursive check below shallow (and ends a self-containing array).
+    if (shape.length === MAX_RANK)
+      throw new ArgumentError(
+        'tensor',
+        `values are nested more than ${MAX_RANK} arrays deep; a tensor has at most ${MAX_RANK} axes`,
+      );
     shape.push(v.length);
     v = v[0];
   }
+  checkSize('tensor', shape, 'float32');
   const check = (x: unknown, depth: number, path: string): void => {
     if (depth === shape.length) {
       if (Array.isArray(x))
@@ -120,7 +141,7 @@ function inferShape(values: unknown): number[] {
 export function full(shape: readonly number[], value: number | boolean, dtype?: DType): Tensor {
   const s = checkShape('full', 'shape', shape);
   const d = checkDType('full', dtype ?? (typeof value === 'boolean' ? 'bool' : 'float32'));
-  const out = allocate(d, sizeOf(s));
+  const out = allocateFor('full', s, d);
   store('full', out, 0, value, d);
   out.fill(out[0] ?? 0);
   return wrap(out, s, d);
@@ -129,7 +150,7 @@ export function full(shape: readonly number[], value: number | boolean, dtype?: 
 export function zeros(shape: readonly number[], dtype: DType = 'float32'): Tensor {
   const s = checkShape('zeros', 'shape', shape);
   const d = checkDType('zeros', dtype);
-  return wrap(allocate(d, sizeOf(s)), s, d);
+  return wrap(allocateFor('zeros', s, d), s, d);
 }
 
 export function ones(shape: readonly number[], dtype: DType = 'float32'): Tensor {
@@ -155,7 +176,7 @@ export function arange(start: number, stop?: number, step = 1, dtype?: DType): T
   const n = Math.max(0, Math.ceil((stop - start) / step));
   if (!(n <= 2 ** 31 - 1))
     throw new ArgumentError('arange', `[${start}, ${stop}) with step ${step} has ${n} values; need at most 2^31-1`);
-  const out = allocate(d, n);
+  const out = allocateFor('arange', [n], d);
   for (let i = 0; i < n; i++) store('arange', out, i, start + i * step, d);
   return wrap(out, [n], d);
 }
@@ -164,15 +185,6 @@ function checkRng(op: string, g: unknown): Rng {
   if (!(g instanceof Rng))
     throw new ArgumentError(op, `rng must be a seeded Rng (e.g. new Rng(42)), got ${describe(g)}`);
   return g;
-}
-
-function checkOpts(op: string, opts: unknown, allowed: readonly string[]): void {
-  if (typeof opts !== 'object' || opts === null || Array.isArray(opts)) {
-    throw new ArgumentError(op, `options must be an object like {${allowed.join(', ')}}, got ${describe(opts)}`);
-  }
-  for (const key of Object.keys(opts)) {
-    if (!allowed.includes(key)) throw new ArgumentError(op, `unknown option "${key}"; allowed: ${allowed.join(', ')}`);
-  }
 }
 
 function checkFloatDType(op: string, dtype: DType): DType {
@@ -189,14 +201,14 @@ export function uniform(
 ): Tensor {
   const s = checkShape('uniform', 'shape', shape);
   const g = checkRng('uniform', rng);
-  checkOpts('uniform', opts, ['low', 'high', 'dtype']);
+  checkOptions('uniform', opts, ['low', 'high', 'dtype']);
   const d = checkFloatDType('uniform', opts.dtype ?? 'float32');
   const low = opts.low ?? 0,
     high = opts.high ?? 1;
   if (!Number.isFinite(low) || !Number.isFinite(high) || !(low <= high)) {
     throw new ArgumentError('uniform', `need finite low <= high, got low=${low}, high=${high}`);
   }
-  const out = allocate(d, sizeOf(s));
+  const out = allocateFor('uniform', s, d);
   for (let i = 0; i < out.length; i++) out[i] = low + (high - low) * g.uniform();
   return wrap(out, s, d);
 }
@@ -209,14 +221,14 @@ export function normal(
 ): Tensor {
   const s = checkShape('normal', 'shape', shape);
   const g = checkRng('normal', rng);
-  checkOpts('normal', opts, ['mean', 'std', 'dtype']);
+  checkOptions('normal', opts, ['mean', 'std', 'dtype']);
   const d = checkFloatDType('normal', opts.dtype ?? 'float32');
   const mean = opts.mean ?? 0,
     std = opts.std ?? 1;
   if (!Number.isFinite(mean) || !Number.isFinite(std) || std < 0) {
     throw new ArgumentError('normal', `need finite mean and std >= 0, got mean=${mean}, std=${std}`);
   }
-  const out = allocate(d, sizeOf(s));
+  const out = allocateFor('normal', s, d);
   for (let i = 0; i < out.length; i++) out[i] = mean + std * g.normal();
   return wrap(out, s, d);
 }

@@ -33,6 +33,11 @@ export function allocate(dtype: DType, size: number): TypedArray {
   }
 }
 
+/** Bytes per element of a dtype's storage. */
+export function bytesPerElement(dtype: DType): number {
+  return dtype === 'float64' ? 8 : dtype === 'bool' ? 1 : 4;
+}
+
 /** The dtype a typed array stores (Uint8Array is bool). */
 export function dtypeOfArray(a: TypedArray): DType {
   if (a instanceof Float32Array) return 'float32';

@@ -1,6 +1,56 @@
 import { ArgumentError, ShapeError, describe, fmtShape } from '../errors.js';
+import { allocate, bytesPerElement, type DType, type TypedArray } from './dtype.js';
 
 export type Shape = readonly number[];
+
+/**
+ * Size limits, checked before anything is allocated. A tensor holds at most
+ * 2^31 - 1 elements (indices are int32 and kernels index with 32-bit
+ * integers; JS engines cap typed arrays near there too), and has at most 64
+ * axes (as NumPy 2; deeper nesting is almost certainly a mistake and would
+ * overflow recursive printers).
+ */
+export const MAX_ELEMENTS = 2 ** 31 - 1;
+export const MAX_RANK = 64;
+
+/**
+ * Checks that a result of `shape` and `dtype` may be allocated: at most
+ * MAX_RANK axes and MAX_ELEMENTS elements. Returns its element count. Call
+ * it wherever a new shape is computed (broadcasting, matmul, concat, pad,
+ * gather, creation) so a too-large request is an ArgumentError naming the op
+ * instead of a RangeError from the engine.
+ */
+export function checkSize(op: string, shape: Shape, dtype: DType): number {
+  if (shape.length > MAX_RANK)
+    throw new ArgumentError(op, `the result would have ${shape.length} axes; need at most ${MAX_RANK}`);
+  const n = sizeOf(shape);
+  if (!(n <= MAX_ELEMENTS)) {
+    const gib = (n * bytesPerElement(dtype)) / 2 ** 30;
+    throw new ArgumentError(
+      op,
+      `the result would be a ${fmtShape(shape)} ${dtype} tensor of ${n} elements (${gib.toFixed(1)} GiB); need at most 2^31-1 elements`,
+    );
+  }
+  return n;
+}
+
+/**
+ * Fresh zeroed storage for a result of `shape` and `dtype`: checkSize, then
+ * the allocation, whose failure (the engine is out of memory) also becomes
+ * an ArgumentError naming the op and the bytes it needed.
+ */
+export function allocateFor(op: string, shape: Shape, dtype: DType): TypedArray {
+  const n = checkSize(op, shape, dtype);
+  try {
+    return allocate(dtype, n);
+  } catch (e) {
+    if (!(e instanceof RangeError)) throw e;
+    throw new ArgumentError(
+      op,
+      `could not allocate ${n * bytesPerElement(dtype)} bytes for a ${fmtShape(shape)} ${dtype} tensor (out of memory: ${e.message})`,
+    );
+  }
+}
 
 export function sizeOf(shape: Shape): number {
   let n = 1;
@@ -46,7 +96,8 @@ export function checkShape(op: string, arg: string, shape: unknown): number[] {
   if (!Array.isArray(shape) || !shape.every(isDim)) {
     throw new ArgumentError(op, `${arg} must be an array of non-negative integers, got ${showJson(shape)}`);
   }
-  if (sizeOf(shape) > 2 ** 31 - 1) {
+  if (shape.length > MAX_RANK) throw new ArgumentError(op, `${arg} has ${shape.length} axes; need at most ${MAX_RANK}`);
+  if (sizeOf(shape) > MAX_ELEMENTS) {
     throw new ArgumentError(op, `${arg} ${fmtShape(shape)} has ${sizeOf(shape)} elements; need at most 2^31-1`);
   }
   return shape.slice();
@@ -76,7 +127,22 @@ export function normalizeAxes(op: string, axis: number | readonly number[] | und
   return unique;
 }
 
-/** NumPy broadcasting of two shapes; throws a ShapeError naming both. */
+/**
+ * [outer, n, inner] view of `shape` around `axis`: the product of the axes
+ * before it, its size, and the product of the axes after it.
+ */
+export function around(shape: Shape, axis: number): [number, number, number] {
+  let outer = 1,
+    inner = 1;
+  for (let i = 0; i < axis; i++) outer *= shape[i]!;
+  for (let i = axis + 1; i < shape.length; i++) inner *= shape[i]!;
+  return [outer, shape[axis]!, inner];
+}
+
+/**
+ * NumPy broadcasting of two shapes; throws a ShapeError naming both, and an
+ * ArgumentError when the result would exceed MAX_ELEMENTS.
+ */
 export function broadcastShapes(op: string, a: Shape, b: Shape): number[] {
   const rank = Math.max(a.length, b.length);
   const out = new Array<number>(rank);
@@ -92,6 +158,11 @@ export function broadcastShapes(op: string, a: Shape, b: Shape): number[] {
       );
     }
   }
+  if (sizeOf(out) > MAX_ELEMENTS)
+    throw new ArgumentError(
+      op,
+      `shapes ${fmtShape(a)} and ${fmtShape(b)} broadcast to ${fmtShape(out)} = ${sizeOf(out)} elements; need at most 2^31-1`,
+    );
   return out;
 }
 

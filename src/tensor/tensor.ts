@@ -1,5 +1,6 @@
-import { ArgumentError, fmtShape } from '../errors.js';
+import { ArgumentError, InternalError, fmtShape } from '../errors.js';
 import type { DType, TypedArray } from './dtype.js';
+import { formatTensor } from './format.js';
 import { sizeOf, stridesOf, type Shape } from './shape.js';
 
 /**
@@ -10,14 +11,25 @@ import { sizeOf, stridesOf, type Shape } from './shape.js';
  */
 export interface GradNode {
   readonly id: number;
+  /**
+   * The primitive that computed the tensor (e.g. `matmul`), or `leaf` for a
+   * differentiated argument. The engine always sets op, attrs and trace;
+   * they are optional only so that a hand-made node (in tests) stays valid.
+   */
+  readonly op?: string;
+  /** The primitive's attributes (e.g. `{axes: [1], keepDims: false}`), for graph dumps; null for none. */
+  readonly attrs?: unknown;
+  /** The transform call (grad, vjp, ...) whose trace this node belongs to; see autograd/engine.ts. */
+  readonly trace?: number;
   /** The primal inputs of the primitive (empty for a leaf). */
   readonly inputs: readonly Tensor[];
   /**
-   * Vector-Jacobian product: given the output cotangent, the cotangents of
-   * the inputs (null where an input needs none: `needs[i]` is false).
-   * null for a leaf.
+   * Vector-Jacobian product: given the output cotangent, one entry per
+   * input: a function computing that input's cotangent (called only for
+   * inputs that need one, so unneeded cotangents are never computed), or
+   * null where the input gets none. null for a leaf.
    */
-  readonly vjp: ((cotangent: Tensor, needs: readonly boolean[]) => readonly (Tensor | null)[]) | null;
+  readonly vjp: ((cotangent: Tensor) => readonly ((() => Tensor) | null)[]) | null;
 }
 
 // Set by the Tensor class's static block: the only way to reach its private fields.
@@ -83,8 +95,19 @@ export class Tensor {
     return this.dtype === 'bool' ? this.#data[0] !== 0 : this.#data[0]!;
   }
 
+  /**
+   * The values, NumPy style, with shape and dtype (large tensors are
+   * summarised; the format is described in src/tensor/format.ts):
+   *   tensor([[1, 2],
+   *           [3, 4]], shape=[2,2], dtype=float32)
+   */
   toString(): string {
-    return `Tensor(${fmtShape(this.shape)} ${this.dtype})`;
+    return formatTensor(this.#data, this.shape, this.dtype);
+  }
+
+  /** What Node's util.inspect and console.log print: the same as toString(). Needs no Node import. */
+  [Symbol.for('nodejs.util.inspect.custom')](): string {
+    return this.toString();
   }
 
   static {
@@ -109,7 +132,7 @@ export function gradNode(t: Tensor): GradNode | null {
 /** @internal Wraps freshly computed storage (ownership passes to the tensor). */
 export function wrap(data: TypedArray, shape: Shape, dtype: DType, node: GradNode | null = null): Tensor {
   if (sizeOf(shape) !== data.length) {
-    throw new Error(`internal: ${data.length} values for shape ${fmtShape(shape)}`);
+    throw new InternalError('wrap', `${data.length} values for shape ${fmtShape(shape)}`);
   }
   return new Tensor(data, shape, dtype, node);
 }

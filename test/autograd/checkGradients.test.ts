@@ -16,13 +16,14 @@ import { arrOfShape, shapeArb, toTensor } from '../util/oracle.js';
 function scaleWith(c: number[], rule: (ct: Float64Array | Float32Array) => number[]): Primitive<null> {
   return {
     name: 'testScale',
+    arity: 1,
     forward: ([x]) => {
       const d = unsafeData(x!);
       const out = new Float64Array(d.length);
       for (let i = 0; i < d.length; i++) out[i] = d[i]! * c[i]!;
       return wrap(out, x!.shape, 'float64');
     },
-    vjp: (ct) => [wrap(Float64Array.from(rule(unsafeData(ct) as Float64Array)), ct.shape, 'float64')],
+    vjp: ({ g }) => [() => wrap(Float64Array.from(rule(unsafeData(g) as Float64Array)), g.shape, 'float64')],
   };
 }
 

@@ -31,6 +31,7 @@ import {
   vjp,
   where,
   zeros,
+  type NonFloatTensor,
   type Tensor,
 } from '../../src/index.js';
 import { params } from '../util/props.js';
@@ -237,10 +238,11 @@ describe('non-float values carry no gradient', () => {
       return add(sum(picked), sum(where(mask, t, 0)));
     })(x);
     expect(g.toArray()).toEqual([1, 2, 0]);
-    const [gx, gi] = grad((t: Tensor, idx: Tensor) => sum(gather(t, idx)), { argnums: [0, 1] })(
+    // an index argument typed NonFloatTensor gets a gradient typed null
+    const [gx, gi] = grad((t: Tensor, idx: NonFloatTensor) => sum(gather(t, idx)), { argnums: [0, 1] })(
       x,
-      tensor([2, 2], 'int32'),
-    ) as [Tensor, null];
+      tensor([2, 2], 'int32') as NonFloatTensor,
+    );
     expect(gx.toArray()).toEqual([0, 0, 2]);
     expect(gi).toBeNull();
     // the int32 result of a cast of a tracked float is a plain constant

@@ -144,7 +144,7 @@ describe('Tensor', () => {
     expect(() => {
       (t.shape as number[])[0] = 5;
     }).toThrow();
-    expect(t.toString()).toBe('Tensor([2,2] float32)');
+    expect(t.toString()).toBe('tensor([[1, 2],\n        [3, 4]], shape=[2,2], dtype=float32)');
     expect(isTensor(t)).toBe(true);
     expect(isTensor({ shape: [2], dtype: 'float32' })).toBe(false);
   });

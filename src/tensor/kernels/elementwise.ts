@@ -6,13 +6,43 @@
  */
 import type { TypedArray } from '../dtype.js';
 import { stridesOf, type Shape } from '../shape.js';
+import { expWasm, wasmAvailable } from './wasm/index.js';
 
 export type Unary = (x: number) => number;
 export type Binary = (a: number, b: number) => number;
 
+/**
+ * Elementwise float32 work on at least this many elements goes to the
+ * WebAssembly SIMD kernels (below it, copying into wasm memory costs more
+ * than the plain loop saves).
+ */
+export const WASM_MIN_ELEMENTS = 4096;
+
 export function mapUnary(src: TypedArray, out: TypedArray, f: Unary): TypedArray {
   const n = src.length;
   for (let i = 0; i < n; i++) out[i] = f(src[i]!);
+  return out;
+}
+
+/**
+ * out[i] = exp(src[i]). Large float32 arrays use the vectorised wasm exp
+ * (within a few float32 ulps, see wasm/kernels.ts); everything else Math.exp.
+ */
+export function expArray(src: TypedArray, out: TypedArray): TypedArray {
+  if (src instanceof Float32Array && out instanceof Float32Array && src.length >= WASM_MIN_ELEMENTS && wasmAvailable())
+    return expWasm(src, out);
+  return mapUnary(src, out, Math.exp);
+}
+
+/**
+ * out[i] = src[i] converted to out's element type: to Int32Array truncates
+ * toward zero, to Uint8Array (bool) is `src[i] != 0`, to floats is exact
+ * (float64 → float32 rounds to nearest).
+ */
+export function castInto(src: TypedArray, out: TypedArray): TypedArray {
+  if (out instanceof Uint8Array) for (let i = 0; i < src.length; i++) out[i] = src[i] !== 0 ? 1 : 0;
+  else if (out instanceof Int32Array) for (let i = 0; i < src.length; i++) out[i] = Math.trunc(src[i]!);
+  else out.set(src);
   return out;
 }
 

@@ -159,6 +159,44 @@ export function scatterAdd(
 }
 
 /**
+ * out = src with rows idx[j] replaced by rows j of `updates` (rows of
+ * `inner` elements; out already holds a copy of src). With repeated indices
+ * the last write wins.
+ */
+export function scatterRows(updates: TypedArray, idx: Int32Array, inner: number, out: TypedArray): TypedArray {
+  for (let j = 0; j < idx.length; j++) out.set(updates.subarray(j * inner, (j + 1) * inner), idx[j]! * inner);
+  return out;
+}
+
+/** Zeroes rows idx[j] (of `inner` elements) of out in place: the part of x that scatterRows overwrote. */
+export function zeroRows(idx: Int32Array, inner: number, out: TypedArray): TypedArray {
+  for (let j = 0; j < idx.length; j++) out.fill(0, idx[j]! * inner, (idx[j]! + 1) * inner);
+  return out;
+}
+
+/**
+ * Sparse row sums: out[to[k]] += weight[k] · src[from[k]] for every entry k
+ * (rows of `inner` elements; weight 1 when null; out starts at zero).
+ */
+export function sparseRows(
+  src: TypedArray,
+  inner: number,
+  from: Int32Array,
+  to: Int32Array,
+  weight: Float64Array | null,
+  out: TypedArray,
+): TypedArray {
+  for (let k = 0; k < from.length; k++) {
+    const s = from[k]! * inner,
+      d = to[k]! * inner,
+      w = weight ? weight[k]! : 1;
+    if (w === 1) for (let i = 0; i < inner; i++) out[d + i] += src[s + i]!;
+    else for (let i = 0; i < inner; i++) out[d + i] += w * src[s + i]!;
+  }
+  return out;
+}
+
+/**
  * For row scatter with repeated indices the LAST occurrence wins (as if the
  * rows were written in order). Returns, for each update j, whether it wins.
  */

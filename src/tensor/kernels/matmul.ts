@@ -14,12 +14,22 @@
  * O(mnk)). Accumulation is in float64 registers (JS numbers).
  */
 import type { TypedArray } from '../dtype.js';
-import { matmulNNWasm, matmulNTWasm, matmulTNWasm, wasmAvailable } from './wasm/index.js';
+import { matmulNNWasm, matmulNTWasm, matmulTNWasm, wasmAvailable, wasmBytesInUse } from './wasm/index.js';
 
 type Floats = Float32Array | Float64Array;
 
 /** Below this many multiply-adds the plain loops win (copying into wasm memory costs more). */
 export const WASM_MIN_WORK = 1 << 15;
+
+/**
+ * Whether the wasm kernels' copies of an m×k by k×n product (operands, their
+ * transposes, the result: at most 2mk + 2kn + mn floats) fit next to what the
+ * wasm memory already holds, below its 4 GiB limit (with 1 MiB to spare).
+ * Larger products stay on the plain loops instead of failing to grow it.
+ */
+export function fitsInWasm(m: number, n: number, k: number): boolean {
+  return 4 * (2 * m * k + 2 * k * n + m * n) + wasmBytesInUse() <= 2 ** 32 - 2 ** 20;
+}
 
 export function matmul2d(
   a: Floats,
@@ -41,6 +51,7 @@ export function matmul2d(
     b instanceof Float32Array &&
     out instanceof Float32Array &&
     m * n * k >= WASM_MIN_WORK &&
+    fitsInWasm(m, n, k) &&
     wasmAvailable()
   ) {
     // float32 products of some size go to the WebAssembly SIMD kernels (wasm/kernels.ts);

@@ -5,8 +5,29 @@
  * numbers), so float32 sums are more accurate than a float32 accumulator.
  */
 import type { TypedArray } from '../dtype.js';
+import { around, type Shape } from '../shape.js';
 
 export type ReduceOp = 'sum' | 'max' | 'min' | 'any' | 'all';
+
+/**
+ * Reduces the sorted `axes` of src (of `shape`) one axis at a time, last
+ * axis first, and returns fresh storage of the reduced size (of src's
+ * element type). No axes: a copy.
+ */
+export function reduceAxes(src: TypedArray, shape: Shape, axes: readonly number[], op: ReduceOp): TypedArray {
+  if (axes.length === 0) return src.slice();
+  let cur = src;
+  const s = shape.slice();
+  for (let a = axes.length - 1; a >= 0; a--) {
+    const axis = axes[a]!;
+    const [outer, n, inner] = around(s, axis);
+    const out = new (cur.constructor as new (length: number) => TypedArray)(outer * inner);
+    reduceAxis(cur, outer, n, inner, op, out);
+    cur = out;
+    s[axis] = 1;
+  }
+  return cur;
+}
 
 export function reduceAxis(
   src: TypedArray,

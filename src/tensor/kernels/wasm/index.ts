@@ -65,7 +65,17 @@ export class Heap {
     }
     const end = prevEnd + size;
     const have = this.memory.buffer.byteLength;
-    if (end > have) this.memory.grow(Math.ceil((end - have) / PAGE));
+    if (end > have) {
+      try {
+        this.memory.grow(Math.ceil((end - have) / PAGE));
+      } catch (e) {
+        // A 32-bit wasm memory ends at 4 GiB (or the engine refused): a typed error, not a bare RangeError.
+        throw new ArgumentError(
+          'wasm',
+          `cannot grow the WebAssembly memory from ${have} to ${end} bytes for a ${bytes}-byte buffer (a 32-bit WebAssembly memory holds at most 4 GiB): ${(e as Error).message}`,
+        );
+      }
+    }
     this.blocks.splice(at, 0, { ptr: prevEnd, size });
     return prevEnd;
   }
