@@ -7,7 +7,7 @@
  * (bool [cacheSize]: which slots hold a real item; all false after initCache).
  * `updateCache` is pure: it returns a new cache and never touches the old one.
  */
-import { ArgumentError, DTypeError, ShapeError, describe, fmtShape } from '../errors.js';
+import { ArgumentError, DTypeError, ShapeError, checkOptions, describe, fmtShape } from '../errors.js';
 import { allocate, isDType, isFloat, type DType } from '../tensor/dtype.js';
 import { shapesEqual, sizeOf } from '../tensor/shape.js';
 import { isTensor, unsafeData, wrap, type Tensor } from '../tensor/tensor.js';
@@ -63,12 +63,7 @@ export class CacheManager {
 
   constructor(opts: CacheManagerOptions) {
     const op = 'CacheManager';
-    if (opts === null || typeof opts !== 'object')
-      throw new ArgumentError(op, `options must be an object {specs, cacheSize, useLru?}, got ${describe(opts)}`);
-    for (const k of Object.keys(opts)) {
-      if (!['specs', 'cacheSize', 'useLru'].includes(k))
-        throw new ArgumentError(op, `unknown option "${k}"; allowed: specs, cacheSize, useLru`);
-    }
+    checkOptions(op, opts, ['specs', 'cacheSize', 'useLru'], { required: true });
     const { specs, cacheSize, useLru = true } = opts;
     if (specs === null || typeof specs !== 'object' || Object.keys(specs).length === 0) {
       throw new ArgumentError(op, `specs must map at least one feature name to {shape, dtype}, got ${describe(specs)}`);
@@ -240,16 +235,9 @@ export class CacheManager {
   }
 
   private checkUpdate(cache: NegativeCache, size: number, update: CacheUpdate): { n: number; m: number } {
-    if (update === null || typeof update !== 'object')
-      throw new ArgumentError(
-        OP,
-        `update must be an object {newItems, newItemsMask?, updatedItemData?, updatedItemIndices?, updatedItemMask?}, got ${describe(update)}`,
-      );
-    const allowed = ['newItems', 'newItemsMask', 'updatedItemData', 'updatedItemIndices', 'updatedItemMask'];
-    for (const k of Object.keys(update)) {
-      if (!allowed.includes(k))
-        throw new ArgumentError(OP, `unknown update field "${k}"; allowed: ${allowed.join(', ')}`);
-    }
+    checkOptions(OP, update, ['newItems', 'newItemsMask', 'updatedItemData', 'updatedItemIndices', 'updatedItemMask'], {
+      required: true,
+    });
     const { newItems, newItemsMask, updatedItemData, updatedItemIndices, updatedItemMask } = update;
     // new items (optional: without them the update only refreshes): exactly the cache's keys, one item count
     let n = 0;

@@ -10,7 +10,7 @@
  * zero rows of an empty cache. With false, every row counts (the reference).
  * Duplicates within one batch of new items are not filtered (as in the reference).
  */
-import { ArgumentError, DTypeError, ShapeError, describe, fmtShape } from '../errors.js';
+import { ArgumentError, DTypeError, ShapeError, checkOptions, describe, fmtShape, optionRules } from '../errors.js';
 import { sizeOf } from '../tensor/shape.js';
 import { isTensor, unsafeData, wrap, type Tensor } from '../tensor/tensor.js';
 import type { NegativeCache } from '../cache/negativeCache.js';
@@ -22,12 +22,7 @@ export function isInCacheFilter(keys: readonly string[], opts: { ignoreEmptySlot
   if (!Array.isArray(keys) || keys.length === 0 || !keys.every((k) => typeof k === 'string')) {
     throw new ArgumentError(op, `keys must be a non-empty array of feature names, got ${describe(keys)}`);
   }
-  if (opts === null || typeof opts !== 'object' || Array.isArray(opts))
-    throw new ArgumentError(op, `options must be an object like {ignoreEmptySlots}, got ${describe(opts)}`);
-  for (const k of Object.keys(opts))
-    if (k !== 'ignoreEmptySlots') throw new ArgumentError(op, `unknown option "${k}"; allowed: ignoreEmptySlots`);
-  if (opts.ignoreEmptySlots !== undefined && typeof opts.ignoreEmptySlots !== 'boolean')
-    throw new ArgumentError(op, `ignoreEmptySlots must be true or false, got ${describe(opts.ignoreEmptySlots)}`);
+  checkOptions(op, opts, { ignoreEmptySlots: optionRules.boolean }, { required: true });
   const ignoreEmpty = opts.ignoreEmptySlots ?? true;
   return (cache, newItems) => {
     if (cache === null || typeof cache !== 'object' || cache.data === null || typeof cache.data !== 'object') {

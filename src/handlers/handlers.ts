@@ -16,7 +16,7 @@
  * `rejectNonFinite`, default true), naming the bad tensor and leaving the
  * cache untouched; it also refuses a step computed against an older cache.
  */
-import { ArgumentError, NonFiniteError, describe } from '../errors.js';
+import { ArgumentError, NonFiniteError, checkOptions, describe } from '../errors.js';
 import { isFloat } from '../tensor/dtype.js';
 import { isTensor, unsafeData, type Tensor } from '../tensor/tensor.js';
 import { stopGradient } from '../autograd/transforms.js';
@@ -187,10 +187,7 @@ abstract class BaseHandler {
     const op = `${this.constructor.name}.commit`;
     if (step === null || typeof step !== 'object' || !step.pending)
       throw new ArgumentError(op, `step must come from computeLoss, got ${describe(step)}`);
-    if (opts === null || typeof opts !== 'object' || Array.isArray(opts))
-      throw new ArgumentError(op, `options must be an object like {gradients}, got ${describe(opts)}`);
-    for (const k of Object.keys(opts))
-      if (k !== 'gradients') throw new ArgumentError(op, `unknown option "${k}"; allowed: gradients`);
+    checkOptions(op, opts, ['gradients'], { required: true });
     const pending = step.pending;
     if (pending.committed) throw new ArgumentError(op, 'this step was already committed');
     if (pending.base !== this.caches)

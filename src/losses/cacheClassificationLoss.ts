@@ -18,7 +18,7 @@
  * gradient over the cache, and per-query extras (probPos, sampled indices,
  * hasNegative). docs/estimators.md explains the estimators.
  */
-import { ArgumentError, describe } from '../errors.js';
+import { ArgumentError, checkOptions, describe } from '../errors.js';
 import type { Rng } from '../tensor/random.js';
 import { isTensor, unsafeData, wrap, type Tensor } from '../tensor/tensor.js';
 import { shapesEqual } from '../tensor/shape.js';
@@ -53,7 +53,7 @@ import {
   type LossTerms,
 } from './cacheLossTerms.js';
 import { refreshData, type RefreshData } from './refresh.js';
-import { checkCaches, checkCallOptions, checkFresh, checkRetrieval, type Retrieval } from './validate.js';
+import { checkCaches, checkFresh, checkRetrieval, type Retrieval } from './validate.js';
 
 export type { Retrieval } from './validate.js';
 export type { RetrievalResult } from './cacheRetrieval.js';
@@ -207,7 +207,7 @@ export class CacheClassificationLoss implements CacheLoss {
 
   constructor(opts: CacheClassificationLossOptions) {
     const op = 'CacheClassificationLoss';
-    checkCallOptions(op, opts, OPTIONS);
+    checkOptions(op, opts, OPTIONS, { required: true });
     if (typeof opts.embeddingKey !== 'string' || opts.embeddingKey === '')
       throw new ArgumentError(op, `embeddingKey must be a non-empty string, got ${describe(opts.embeddingKey)}`);
     if (!Array.isArray(opts.dataKeys) || !opts.dataKeys.every((k) => typeof k === 'string'))
@@ -284,7 +284,7 @@ export class CacheClassificationLoss implements CacheLoss {
         op,
         `docNetwork must be a function (features) => embeddings, got ${describe(docNetwork)}`,
       );
-    checkCallOptions(op, opts, ['positiveIds', 'retrieval']);
+    checkOptions(op, opts, ['positiveIds', 'retrieval'], { required: true });
     const { b, d } = checkQueryAndPositives(op, queryEmbeddings, posDocEmbeddings);
     const sources = checkCaches(op, cache, this.embeddingKey, this.dataKeys, d, this.falseNegativeKey);
     const positiveIds = this.checkPositiveIds(op, opts.positiveIds, b);
@@ -344,7 +344,7 @@ export class CacheClassificationLoss implements CacheLoss {
     opts: Omit<CacheLossCallOptions, 'retrieval'> = {},
   ): Retrieval {
     const op = 'CacheClassificationLoss.retrieve';
-    checkCallOptions(op, opts, ['positiveIds']);
+    checkOptions(op, opts, ['positiveIds'], { required: true });
     if (
       !isTensor(queryEmbeddings) ||
       queryEmbeddings.rank !== 2 ||

@@ -21,14 +21,6 @@ export interface Retrieval extends RetrievalResult {
   readonly docNetworkFeatures: Record<string, Tensor>;
 }
 
-/** The options of call/retrieve: a plain object with known keys. */
-export function checkCallOptions(op: string, opts: unknown, allowed: readonly string[]): void {
-  if (opts === null || typeof opts !== 'object' || Array.isArray(opts))
-    throw new ArgumentError(op, `options must be an object like {${allowed.join(', ')}}, got ${describe(opts)}`);
-  for (const k of Object.keys(opts))
-    if (!allowed.includes(k)) throw new ArgumentError(op, `unknown option "${k}"; allowed: ${allowed.join(', ')}`);
-}
-
 /** Validates the record of caches; returns the sources in sorted order. */
 export function checkCaches(
   op: string,

@@ -10,7 +10,7 @@
  * the loss marks such queries as having no negative). NaN or +Infinity
  * scores are rejected with a NonFiniteError rather than sampled.
  */
-import { ArgumentError, DTypeError, NonFiniteError, ShapeError, describe, fmtShape } from '../errors.js';
+import { ArgumentError, DTypeError, NonFiniteError, ShapeError, checkOptions, describe, fmtShape } from '../errors.js';
 import { isFloat } from '../tensor/dtype.js';
 import { Rng } from '../tensor/random.js';
 import { isTensor, unsafeData, wrap, type Tensor } from '../tensor/tensor.js';
@@ -119,11 +119,7 @@ export interface GumbelMaxOptions {
  */
 export function gumbelMaxRetrievalFn(opts: GumbelMaxOptions): RetrievalFn {
   const op = 'gumbelMaxRetrieval';
-  if (opts === null || typeof opts !== 'object')
-    throw new ArgumentError(op, `options must be {rng, invTemp?} or {noise, invTemp?}, got ${describe(opts)}`);
-  for (const k of Object.keys(opts))
-    if (!['rng', 'noise', 'invTemp'].includes(k))
-      throw new ArgumentError(op, `unknown option "${k}"; allowed: rng, noise, invTemp`);
+  checkOptions(op, opts, ['rng', 'noise', 'invTemp'], { required: true });
   const invTemp = checkInvTemp(op, opts.invTemp ?? 1);
   if (opts.noise !== undefined) {
     if (opts.rng !== undefined)

@@ -176,7 +176,7 @@ const cases: { name: string; update: () => unknown; cls: ErrClass; msg: RegExp[]
     name: 'an unknown update field',
     update: () => ({ newItems: items(0), newItemMask: tensor([true]) }),
     cls: ArgumentError,
-    msg: [/^updateCache: unknown update field "newItemMask"/],
+    msg: [/^updateCache: unknown option "newItemMask"; allowed: newItems, newItemsMask/],
   },
 ];
 

@@ -1759,10 +1759,12 @@ function cacheDefs(): Def[] {
       ArgumentError,
     ),
     upd(
-      'newItems:missing',
+      // newItems may be absent (a refresh-only update), but not while a mask for them is given
+      'newItems:missing-with-mask',
       'throws',
       fc.constant((u: U) => {
         delete u.update['newItems'];
+        u.update['newItemsMask'] = mk([2], 'bool');
       }),
       ArgumentError,
     ),
