@@ -25,8 +25,8 @@ import {
   checkConfig,
   fieldAccepts,
   resumeMismatches,
-  type FieldSpec,
 } from '../../src/train/config.js';
+import { edgeValues } from '../util/configEdges.js';
 import { evalSubset, type Checkpoint } from '../../src/train/run.js';
 import { embedAll } from '../../src/train/evaluate.js';
 import type { Corpus } from '../../src/data/corpus.js';
@@ -347,46 +347,6 @@ describe('checkConfig: unknown keys are refused, as by every other options objec
       expect(fieldAccepts(CONFIG_FIELDS[k], DEFAULT_CONFIG[k]), k).toBe(true);
   });
 });
-
-/** Values at and just beyond the edges of a field's range, each with whether the spec accepts it. */
-export function edgeValues(spec: FieldSpec): [unknown, boolean][] {
-  const up = (x: number): number => (x === 0 ? Number.MIN_VALUE : x + Math.max(Math.abs(x) * 2 ** -52, 2 ** -1074));
-  switch (spec.kind) {
-    case 'int':
-      return [
-        [spec.min, true],
-        [spec.min - 1, false],
-        [spec.max, true],
-        ...(Number.isSafeInteger(spec.max + 1) ? ([[spec.max + 1, false]] as [number, boolean][]) : []),
-        [spec.min + 0.5, false],
-      ];
-    case 'number':
-      return [
-        [spec.min, !spec.minOpen],
-        [spec.min - 1e-9, false],
-        [up(spec.min), true],
-        ...(spec.max === Infinity
-          ? ([
-              [1e300, true],
-              [Infinity, true],
-            ] as [number, boolean][])
-          : ([
-              [spec.max, true],
-              [spec.max * (1 + 2 ** -50), false],
-              [Infinity, false],
-            ] as [number, boolean][])),
-        [NaN, false],
-      ];
-    case 'choice':
-      return [...spec.choices.map((c): [unknown, boolean] => [c, true]), ['nope', false], [1, false]];
-    case 'bool':
-      return [
-        [true, true],
-        [false, true],
-        ['true', false],
-      ];
-  }
-}
 
 describe('checkConfig follows CONFIG_FIELDS at every edge of every field', () => {
   // inbatch (no batch <= cacheSize rule) and the largest cache, so topK's edges divide it.
