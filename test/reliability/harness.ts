@@ -13,7 +13,9 @@
  *     what it was before the call.
  *
  * Every attempt is counted per (entry point, malformation kind), so the suite
- * can report how many distinct malformed calls it tried.
+ * can report how many distinct malformed calls it tried. Calls that return a
+ * promise (collectives, async handlers) are Defs made with `defAsync`: the
+ * promise is awaited and a rejection counts as a throw.
  */
 import fc from 'fast-check';
 import { expect } from 'vitest';
