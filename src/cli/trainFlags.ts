@@ -116,7 +116,16 @@ const show = (v: unknown): string => (v === undefined ? 'off' : String(v));
  * BUDGET_FIELDS in src/train/config.ts), and there is something left to train.
  */
 export function checkResumable(resume: Checkpoint, config: TrainConfig, file: string): number {
-  const saved = checkpointConfig(resume);
+  // A checkpoint whose metadata is not valid is a problem with what --resume names: say so.
+  const named = <T>(read: () => T): T => {
+    try {
+      return read();
+    } catch (e) {
+      if (!(e instanceof NegcacheError)) throw e;
+      throw new UsageError(`--resume: ${file}: ${e.message.replace(/^train: /, '')}`);
+    }
+  };
+  const saved = named(() => checkpointConfig(resume));
   const diff = resumeMismatches(saved, config);
   if (diff.length > 0) {
     const { field, saved: was, now } = diff[0]!;
@@ -128,7 +137,7 @@ export function checkResumable(resume: Checkpoint, config: TrainConfig, file: st
   const t = resume.tensors['train.step'];
   if (t === undefined || t.dtype !== 'int32' || t.size !== 1) return 0; // train() reports the bad tensor
   const step = t.item() as number;
-  const run = checkpointRun(resume, step);
+  const run = named(() => checkpointRun(resume, step));
   if (step >= config.steps)
     throw new UsageError(
       `--steps ${config.steps} is not above the checkpoint's step ${step} (${file}): nothing to train; give --steps above ${step}`,

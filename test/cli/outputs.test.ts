@@ -23,7 +23,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { ensureBuilt } from '../util/build.js';
-import { loadSafetensorsSync } from '../../src/node/atomicFile.js';
+import { loadSafetensorsSync, saveSafetensorsSync } from '../../src/node/atomicFile.js';
 import type { AtomicWriteStep } from '../../src/node/atomicFile.js';
 import { main } from '../../src/cli/main.js';
 
@@ -310,6 +310,32 @@ describe('resume with the CLI: one rule, and nothing to train is said', () => {
         ),
       );
     expect(stepOf(out)).toBe(20);
+  });
+
+  it('a checkpoint re-saved with a valid CRC but bad metadata is refused naming --resume and the field', () => {
+    const bad = join(tmp, 'bad-meta');
+    fs.mkdirSync(bad);
+    const { tensors, metadata } = loadSafetensorsSync(join(out, 'checkpoint.safetensors'));
+    for (const [key, value, message] of [
+      [
+        'negcache.history',
+        '{"a":1}',
+        /the checkpoint's metadata "negcache\.history" must be a JSON array, got an object \(a\)/,
+      ],
+      [
+        'negcache.trainSeconds',
+        'abc',
+        /the checkpoint's metadata "negcache\.trainSeconds" must be a finite number >= 0, got "abc"/,
+      ],
+    ] as const) {
+      saveSafetensorsSync(join(bad, 'checkpoint.safetensors'), tensors, { ...metadata, [key]: value });
+      const r = cli([...TRAIN, '--steps', '30', '--checkpoint-every', '10', '--resume', bad, '--out', bad]);
+      expectRefused(
+        r,
+        new RegExp(`^negcache train: --resume: .*bad-meta/checkpoint\\.safetensors: ${message.source}\n`),
+      );
+      expect(fs.readdirSync(bad)).toEqual(['checkpoint.safetensors']);
+    }
   });
 
   it('budget flags may change: more steps and another evaluation schedule', () => {
