@@ -227,7 +227,9 @@ function editDistanceAtMostOne(a: string, b: string): boolean {
 /**
  * Unknown keys are refused, as by every other options object in the
  * library (ops' `checkOptions`, the optimisers, the losses): a misspelt
- * `lR` or `cachesize` must not silently train with the default.
+ * `lR` or `cachesize` must not silently train with the default. This is the
+ * job of the shared `checkOptions(op, opts, schema)` helper once it is in a
+ * low layer; the did-you-mean suggestion is the part to keep.
  */
 function checkKnownKeys(op: string, c: object): void {
   for (const k of Object.keys(c)) {
