@@ -5,21 +5,30 @@
  *   negcache train --loss cache|inbatch|full [flags]
  *   negcache compare [flags]            all three methods with one budget, one report
  *   negcache conformance --out DIR      test vectors for other implementations (src/cli/conformance.ts)
- * Bad flags print a message and exit with status 2.
+ * Exit status: 0 done; 2 bad usage (a bad flag, a checkpoint that cannot be
+ * resumed, an --out that cannot be written), reported before any training;
+ * 1 the results could not be written to --out at the end and went to a
+ * fallback folder (named in the message), or nowhere.
  */
-import { existsSync, mkdirSync, realpathSync, writeFileSync } from 'node:fs';
+import { existsSync, realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { cpus } from 'node:os';
 import { join, resolve } from 'node:path';
 import { NegcacheError } from '../errors.js';
 import { buildCorpus, syntheticCorpus, type Corpus, type Synset } from '../data/corpus.js';
+import { encodeSafetensors } from '../io/safetensors.js';
 import { loadWordNet } from '../node/wordnet.js';
 import { ProgressReporter, formatDuration } from '../report/progress.js';
 import { buildReport, type MethodSummary } from '../report/report.js';
-import { DEFAULT_CONFIG, METHODS, type Method, type TrainConfig } from '../train/config.js';
-import { train, type Checkpoint } from '../train/run.js';
-import { saveSafetensorsSync, loadSafetensorsSync } from '../node/atomicFile.js';
+import { CONFIG_FIELDS, DEFAULT_CONFIG, type Method, type TrainConfig } from '../train/config.js';
+import { CHECKPOINT_EVERY, train, type Checkpoint } from '../train/run.js';
+import { loadSafetensorsSync, removeStaleTempFilesSync, type AtomicWriteOptions } from '../node/atomicFile.js';
 import { createParallelScan, type ParallelScan } from '../node/parallelScan.js';
+import { CONFORMANCE_SUMMARY, conformanceCommand } from './conformance.js';
+import { hashString } from '../data/text.js';
+import { UsageError, flagOf, parseFlags, usageOf, type FlagSpec } from './args.js';
+import { OutputError, OutputFolder, prepareOutDir } from './outDir.js';
+import { CONFIG_FLAGS, checkConfigFlags, checkResumable, configFrom, parseSeeds } from './trainFlags.js';
 
 let scanner: ParallelScan | null = null;
 
@@ -32,66 +41,32 @@ function parallelScan(): ParallelScan {
 /** The checkpoint file inside a run's folder. */
 export const CHECKPOINT_FILE = 'checkpoint.safetensors';
 
-function checkpointStep(c: Checkpoint): number {
-  const t = c.tensors['train.step'];
-  return t ? (t.item() as number) : 0;
-}
-import { hashString } from '../data/text.js';
-import { UsageError, parseFlags, usageOf, type FlagSpec } from './args.js';
-import { CONFORMANCE_SUMMARY, conformanceCommand } from './conformance.js';
+/** The files a run writes into --out (the plots are every .svg the report makes). */
+const OUTPUT_FILE = /^(report\.md|metrics\.json|checkpoint\.safetensors|.+\.svg)$/;
 
 const COMMON: Record<string, FlagSpec> = {
-  steps: { kind: 'int', help: 'maximum steps per method', min: 1 },
-  seconds: { kind: 'number', help: 'training time budget per method, seconds', min: 0.001 },
-  batch: { kind: 'int', help: `queries per step (default ${DEFAULT_CONFIG.batch})`, min: 1, max: 65536 },
-  'cache-size': { kind: 'int', help: `negative cache slots (default ${DEFAULT_CONFIG.cacheSize})`, min: 1 },
-  dim: { kind: 'int', help: `embedding dimension (default ${DEFAULT_CONFIG.dim})`, min: 1, max: 4096 },
-  lr: { kind: 'number', help: `AdamW learning rate (default ${DEFAULT_CONFIG.lr})`, min: 0 },
-  scale: { kind: 'number', help: `score scale (default ${DEFAULT_CONFIG.scale})`, min: 0 },
-  'weight-decay': { kind: 'number', help: 'decoupled weight decay (default 0)', min: 0 },
-  'clip-norm': { kind: 'number', help: 'clip gradients to this global norm (default off)', min: 0 },
-  sampler: { kind: 'string', help: 'negative sampler (default categorical)', choices: ['gumbel', 'categorical'] },
-  optimizer: { kind: 'string', help: 'adamw (default) or sgd (momentum 0.9)', choices: ['adamw', 'sgd'] },
-  'mask-duplicates': {
-    kind: 'string',
-    help: 'identical documents are not negatives (default true)',
-    choices: ['true', 'false'],
-  },
-  'full-docs': {
-    kind: 'string',
-    help: 'documents of the full softmax: train (default; the positives of training queries) or all',
-    choices: ['train', 'all'],
-  },
-  'top-k': { kind: 'int', help: 'approximate top-k narrowing of the cache (default off)', min: 1 },
-  'num-negatives': {
-    kind: 'int',
-    help: 'cache: negatives sampled per query (default 1, the reference)',
-    min: 1,
-    max: 1024,
-  },
-  'in-batch-negatives': {
-    kind: 'string',
-    help: "cache: the batch's other positives are exact negatives too (default false)",
-    choices: ['true', 'false'],
-  },
-  'query-gradient': {
-    kind: 'string',
-    help: "cache: sampled (default, the reference) or exact (the query's exact gradient over the cache)",
-    choices: ['sampled', 'exact'],
-  },
-  seed: { kind: 'int', help: 'seed for everything (default 0)', min: 0 },
+  ...CONFIG_FLAGS,
   data: { kind: 'string', help: 'wordnet (default) or synthetic', choices: ['wordnet', 'synthetic'] },
-  'max-docs': { kind: 'int', help: 'use a seeded subset of this many synsets (default all)', min: 10 },
-  'eval-every': { kind: 'number', help: 'seconds of training between recall evaluations (default 10)', min: 0 },
-  'eval-every-steps': { kind: 'int', help: 'also evaluate every N steps (default off)', min: 1 },
-  'eval-queries': { kind: 'int', help: 'held-out queries in the periodic evaluations (default 1000)', min: 1 },
+  'max-docs': {
+    kind: 'int',
+    help: 'use a seeded subset of this many synsets (default all)',
+    min: 10,
+    max: 10_000_000,
+  },
   out: { kind: 'string', help: 'report folder (default reports/<command>)' },
   quiet: { kind: 'bool', help: 'no progress line' },
 };
 
 const CHECKPOINTS: Record<string, FlagSpec> = {
-  'checkpoint-every': { kind: 'int', help: 'write <out>/checkpoint.safetensors every N steps (atomic)', min: 1 },
-  resume: { kind: 'string', help: 'continue from DIR/checkpoint.safetensors (same data and config)' },
+  'checkpoint-every': flagOf(
+    CHECKPOINT_EVERY,
+    'write <out>/checkpoint.safetensors every N steps and at the end (atomic; default 0: never)',
+  ),
+  resume: {
+    kind: 'string',
+    help: 'continue from DIR/checkpoint.safetensors (same data; only the budget flags may change)',
+  },
+  overwrite: { kind: 'bool', help: 'replace a checkpoint already in --out (otherwise refused)' },
 };
 
 const COMMANDS: Record<string, { summary: string; flags: Record<string, FlagSpec> }> = {
@@ -102,7 +77,7 @@ const COMMANDS: Record<string, { summary: string; flags: Record<string, FlagSpec
   },
   train: {
     summary: 'train one method and write a report',
-    flags: { loss: { kind: 'string', help: 'cache, inbatch or full', choices: METHODS }, ...COMMON, ...CHECKPOINTS },
+    flags: { loss: flagOf(CONFIG_FIELDS.method, 'cache, inbatch or full'), ...COMMON, ...CHECKPOINTS },
   },
   compare: {
     summary: 'train all three methods with one budget and write one report',
@@ -150,63 +125,19 @@ function loadCorpus(
   };
 }
 
-/** --seeds "0,1,2": distinct non-negative integers. */
-function parseSeeds(v: string): number[] {
-  const parts = v.split(',').map((x) => x.trim());
-  const seeds = parts.map((x) => (/^\d+$/.test(x) ? Number(x) : NaN));
-  if (parts.length === 0 || seeds.some((x) => !Number.isSafeInteger(x)))
-    throw new UsageError(`--seeds needs comma-separated whole numbers >= 0, got "${v}"`);
-  if (new Set(seeds).size !== seeds.length) throw new UsageError(`--seeds has a repeated seed: "${v}"`);
-  return seeds;
-}
-
-function configFrom(
-  flags: Record<string, string | number | boolean>,
-  method: Method,
-  defaultSeconds: number,
-): TrainConfig {
-  const get = <T>(k: string, d: T): T => (flags[k] as T | undefined) ?? d;
-  const topK = flags['top-k'] as number | undefined;
-  const clip = flags['clip-norm'] as number | undefined;
-  return {
-    ...DEFAULT_CONFIG,
-    method,
-    // --steps alone bounds by steps; --seconds alone (or neither) by time; both: whichever comes first.
-    steps: get('steps', DEFAULT_CONFIG.steps),
-    timeBudgetSeconds: get('seconds', flags['steps'] !== undefined ? Infinity : defaultSeconds),
-    batch: get('batch', DEFAULT_CONFIG.batch),
-    cacheSize: get('cache-size', DEFAULT_CONFIG.cacheSize),
-    dim: get('dim', DEFAULT_CONFIG.dim),
-    lr: get('lr', DEFAULT_CONFIG.lr),
-    scale: get('scale', DEFAULT_CONFIG.scale),
-    weightDecay: get('weight-decay', DEFAULT_CONFIG.weightDecay),
-    clipNorm: clip,
-    sampler: get('sampler', DEFAULT_CONFIG.sampler) as TrainConfig['sampler'],
-    optimizer: get('optimizer', DEFAULT_CONFIG.optimizer) as TrainConfig['optimizer'],
-    maskDuplicates:
-      flags['mask-duplicates'] === undefined ? DEFAULT_CONFIG.maskDuplicates : flags['mask-duplicates'] === 'true',
-    fullDocs: get('full-docs', DEFAULT_CONFIG.fullDocs) as TrainConfig['fullDocs'],
-    topK,
-    numNegatives: get('num-negatives', DEFAULT_CONFIG.numNegatives),
-    inBatchNegatives:
-      flags['in-batch-negatives'] === undefined
-        ? DEFAULT_CONFIG.inBatchNegatives
-        : flags['in-batch-negatives'] === 'true',
-    queryGradient: get('query-gradient', DEFAULT_CONFIG.queryGradient) as TrainConfig['queryGradient'],
-    seed: get('seed', DEFAULT_CONFIG.seed),
-    evalEverySeconds: get('eval-every', 10),
-    evalEverySteps: get('eval-every-steps', 0),
-    evalQueries: get('eval-queries', DEFAULT_CONFIG.evalQueries),
-  };
-}
-
 interface CheckpointFlags {
   every?: number;
-  dir?: string;
   resume?: Checkpoint;
 }
 
-function runMethod(corpus: Corpus, config: TrainConfig, quiet: boolean, ckpt: CheckpointFlags = {}): MethodSummary {
+function runMethod(
+  corpus: Corpus,
+  config: TrainConfig,
+  quiet: boolean,
+  output: OutputFolder,
+  command: string,
+  ckpt: CheckpointFlags = {},
+): MethodSummary {
   const started = performance.now();
   const isTTY = Boolean(process.stdout.isTTY);
   const progress = new ProgressReporter({
@@ -238,12 +169,16 @@ function runMethod(corpus: Corpus, config: TrainConfig, quiet: boolean, ckpt: Ch
       ),
     ...(ckpt.resume ? { resume: ckpt.resume } : {}),
     ...(config.method === 'cache' ? { scanner: parallelScan().scan } : {}),
-    ...(ckpt.every !== undefined && ckpt.dir !== undefined
+    ...(ckpt.every !== undefined && ckpt.every > 0
       ? {
           checkpointEvery: ckpt.every,
           onCheckpoint: (c: Checkpoint) => {
-            mkdirSync(ckpt.dir!, { recursive: true });
-            saveSafetensorsSync(join(ckpt.dir!, CHECKPOINT_FILE), c.tensors, c.metadata);
+            const moved = output.failure !== null;
+            const where = output.write({ [CHECKPOINT_FILE]: encodeSafetensors(c.tensors, c.metadata) });
+            if (!moved && output.failure !== null)
+              process.stderr.write(
+                `${isTTY && !quiet ? '\n' : ''}negcache ${command}: could not write the checkpoint to ${output.dir} (${output.failure}); writing it to ${where} from now on\n`,
+              );
           },
         }
       : {}),
@@ -276,26 +211,27 @@ function runMethod(corpus: Corpus, config: TrainConfig, quiet: boolean, ckpt: Ch
 }
 
 function writeReport(
-  outDir: string,
+  output: OutputFolder,
   results: MethodSummary[],
   title: string,
   command: string,
   corpus: string,
   notes: string[],
 ): void {
-  const dir = resolve(outDir);
-  mkdirSync(dir, { recursive: true });
   const machine = `${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, Node ${process.version}`;
   const report = buildReport(results, { title, command, date: new Date().toISOString(), machine, corpus, notes });
-  writeFileSync(join(dir, 'report.md'), report.markdown);
-  writeFileSync(join(dir, 'metrics.json'), report.metrics);
-  for (const [name, svg] of Object.entries(report.svgs)) writeFileSync(join(dir, name), svg);
+  const where = output.write({ 'report.md': report.markdown, 'metrics.json': report.metrics, ...report.svgs });
   process.stdout.write(
-    `\nreport written to ${dir}/report.md (${Object.keys(report.svgs).length} plots, metrics.json)\n`,
+    `\nreport written to ${where}/report.md (${Object.keys(report.svgs).length} plots, metrics.json)\n`,
   );
 }
 
-export function main(argv: readonly string[]): number {
+/** Test seams: `faults` is passed to every atomic write of the run's outputs (see AtomicWriteOptions). */
+export interface MainSeams {
+  faults?: AtomicWriteOptions['faults'];
+}
+
+export function main(argv: readonly string[], seams: MainSeams = {}): number {
   const [command, ...rest] = argv;
   if (command === undefined || command === '--help' || command === '-h' || command === 'help') {
     process.stdout.write(usage());
@@ -315,41 +251,50 @@ export function main(argv: readonly string[]): number {
     const flags = parseFlags(rest, spec.flags);
     if (command === 'train' && flags['loss'] === undefined)
       throw new UsageError('train needs --loss cache|inbatch|full');
-    if (
-      flags['cache-size'] !== undefined &&
-      flags['top-k'] !== undefined &&
-      (flags['cache-size'] as number) % (flags['top-k'] as number) !== 0
-    ) {
-      throw new UsageError(`--top-k ${flags['top-k']} must divide --cache-size ${flags['cache-size']}`);
-    }
     const quiet = flags['quiet'] === true;
     if (flags['seeds'] !== undefined && flags['seed'] !== undefined)
       throw new UsageError('give --seed or --seeds, not both');
     const seeds =
       flags['seeds'] !== undefined
         ? parseSeeds(flags['seeds'] as string)
-        : [(flags['seed'] as number | undefined) ?? 0];
+        : [(flags['seed'] as number | undefined) ?? DEFAULT_CONFIG.seed];
     const methods: Method[] = command === 'train' ? [flags['loss'] as Method] : ['cache', 'inbatch', 'full'];
     const defaultSeconds = command === 'demo' ? 75 : 60;
     const configs = methods.map((m) => configFrom(flags, m, defaultSeconds));
-    for (const c of configs)
-      if (c.method === 'cache' && c.batch > c.cacheSize)
-        throw new UsageError(`--batch ${c.batch} is larger than --cache-size ${c.cacheSize}`);
+    for (const c of configs) checkConfigFlags(c);
     const out = (flags['out'] as string | undefined) ?? join('reports', command);
+    const every = (flags['checkpoint-every'] as number | undefined) ?? 0;
     let resume: Checkpoint | undefined;
+    let resumeFile: string | undefined;
     if (flags['resume'] !== undefined) {
-      const file = join(flags['resume'] as string, CHECKPOINT_FILE);
-      if (!existsSync(file)) throw new UsageError(`--resume: no checkpoint at ${file}`);
-      const { tensors, metadata } = loadSafetensorsSync(file);
+      resumeFile = join(flags['resume'] as string, CHECKPOINT_FILE);
+      if (!existsSync(resumeFile)) throw new UsageError(`--resume: no checkpoint at ${resumeFile}`);
+      const { tensors, metadata } = loadSafetensorsSync(resumeFile);
       resume = { tensors, metadata };
-      if (!quiet) process.stdout.write(`resuming from ${file} at step ${checkpointStep(resume)}\n`);
+      const step = checkResumable(resume, configs[0]!, resumeFile);
+      if (!quiet) process.stdout.write(`resuming from ${resumeFile} at step ${step}\n`);
     }
-    const ckpt: CheckpointFlags = {
-      ...(flags['checkpoint-every'] !== undefined
-        ? { every: flags['checkpoint-every'] as number, dir: resolve(out) }
-        : {}),
-      ...(resume ? { resume } : {}),
-    };
+    // A checkpoint already in --out is only replaced by the run that continues it, or on request.
+    const target = join(resolve(out), CHECKPOINT_FILE);
+    if (every > 0 && existsSync(target) && flags['overwrite'] !== true) {
+      const same = resumeFile !== undefined && realpathSync(resumeFile) === realpathSync(target);
+      if (!same)
+        throw new UsageError(
+          `--out ${out} already holds ${CHECKPOINT_FILE}; give --resume ${out} to continue that run, or --overwrite to replace it`,
+        );
+    }
+    const dir = prepareOutDir(out, (name) => OUTPUT_FILE.test(name));
+    const removed = removeStaleTempFilesSync(dir);
+    if (resumeFile !== undefined && resolve(resumeFile, '..') !== dir) {
+      try {
+        removed.push(...removeStaleTempFilesSync(resolve(resumeFile, '..'), [CHECKPOINT_FILE]));
+      } catch {
+        // someone else's folder we only read from: leave it
+      }
+    }
+    if (!quiet && removed.length > 0)
+      process.stdout.write(`removed ${removed.length} temporary file(s) left by killed runs: ${removed.join(', ')}\n`);
+    const output = new OutputFolder(dir, command, seams.faults !== undefined ? { faults: seams.faults } : {});
     const results: MethodSummary[] = [];
     const descriptions: string[] = [];
     for (const seed of seeds) {
@@ -360,7 +305,13 @@ export function main(argv: readonly string[]): number {
         process.stdout.write(
           `${seeds.length > 1 ? `\n=== seed ${seed}\n` : ''}data: ${description} (loaded in ${((performance.now() - t0) / 1000).toFixed(1)} s)\n`,
         );
-      for (const c of configs) results.push(runMethod(corpus, { ...c, seed }, quiet, ckpt));
+      for (const c of configs)
+        results.push(
+          runMethod(corpus, { ...c, seed }, quiet, output, command, {
+            ...(every > 0 ? { every } : {}),
+            ...(resume ? { resume } : {}),
+          }),
+        );
     }
     const description = descriptions.join('; ');
     const title =
@@ -381,10 +332,20 @@ export function main(argv: readonly string[]): number {
                 ]
               : []),
           ];
-    writeReport(out, results, title, ['negcache', ...argv].join(' '), description, notes);
+    writeReport(output, results, title, ['negcache', ...argv].join(' '), description, notes);
     scanner?.close();
+    if (output.failure !== null) {
+      process.stderr.write(
+        `negcache ${command}: could not write to ${dir} (${output.failure}); the results are in ${output.current}\n`,
+      );
+      return 1;
+    }
     return 0;
   } catch (e) {
+    if (e instanceof OutputError) {
+      process.stderr.write(`negcache ${command}: ${e.message}\n`);
+      return 1;
+    }
     if (e instanceof UsageError || e instanceof NegcacheError) {
       process.stderr.write(`negcache ${command}: ${e.message}\n`);
       if (e instanceof UsageError) process.stderr.write(`run "negcache ${command} --help" for the flags\n`);

@@ -96,6 +96,68 @@ function checkRoutedRefresh(op: string, data: Record<string, Tensor>, mask: Tens
   }
 }
 
+/**
+ * The constructor arguments of both handlers, checked before anything is
+ * built (duck-typed, as BaseHandler does): a ReplicaContext, a CacheManager
+ * with specs for the loss's embedding and data keys, and the options.
+ */
+function checkArgs(
+  op: string,
+  ctx: unknown,
+  cacheManager: unknown,
+  keys: { embeddingKey: unknown; dataKeys: unknown } | null,
+  lossKind: string,
+  opts: unknown,
+): void {
+  const c = ctx as Partial<ReplicaContext> | null;
+  if (
+    c === null ||
+    typeof c !== 'object' ||
+    typeof c.allGather !== 'function' ||
+    typeof c.allToAll !== 'function' ||
+    !Number.isInteger(c.numReplicas) ||
+    c.numReplicas! < 1 ||
+    !Number.isInteger(c.replicaId) ||
+    c.replicaId! < 0 ||
+    c.replicaId! >= c.numReplicas!
+  )
+    throw new ArgumentError(op, `ctx must be a ReplicaContext (from runInProcess or runWorkers), got ${describe(ctx)}`);
+  const m = cacheManager as Partial<CacheManager> | null;
+  if (m === null || typeof m !== 'object' || typeof m.initCache !== 'function' || typeof m.specs !== 'object')
+    throw new ArgumentError(op, `cacheManager must be a CacheManager, got ${describe(cacheManager)}`);
+  if (keys === null || typeof keys.embeddingKey !== 'string' || !Array.isArray(keys.dataKeys))
+    throw new ArgumentError(op, `loss must be a ${lossKind}, got ${describe(keys)}`);
+  for (const k of [keys.embeddingKey, ...(keys.dataKeys as unknown[])])
+    if (typeof k !== 'string' || !m.specs![k])
+      throw new ArgumentError(op, `the cache manager has no spec for the loss's key ${describe(k)}`);
+  if (opts === null || typeof opts !== 'object' || Array.isArray(opts))
+    throw new ArgumentError(op, `options must be an object {rejectNonFinite?, onMetrics?}, got ${describe(opts)}`);
+  const o = opts as HandlerOptions;
+  for (const k of Object.keys(o))
+    if (k !== 'rejectNonFinite' && k !== 'onMetrics')
+      throw new ArgumentError(op, `unknown option "${k}"; allowed: rejectNonFinite, onMetrics`);
+  if (o.rejectNonFinite !== undefined && typeof o.rejectNonFinite !== 'boolean')
+    throw new ArgumentError(op, `rejectNonFinite must be true or false, got ${describe(o.rejectNonFinite)}`);
+  if (o.onMetrics !== undefined && typeof o.onMetrics !== 'function')
+    throw new ArgumentError(op, `onMetrics must be a function, got ${describe(o.onMetrics)}`);
+}
+
+/** commit's options: an object with at most `gradients`. */
+function checkCommitOptions(op: string, opts: unknown): void {
+  if (opts === null || typeof opts !== 'object' || Array.isArray(opts))
+    throw new ArgumentError(op, `options must be an object like {gradients}, got ${describe(opts)}`);
+  for (const k of Object.keys(opts))
+    if (k !== 'gradients') throw new ArgumentError(op, `unknown option "${k}"; allowed: gradients`);
+}
+
+/** The loss's keys if it looks like the loss named (duck-typed), else null. */
+function keysOf(loss: unknown): { embeddingKey: unknown; dataKeys: unknown } | null {
+  const l = loss as { call?: unknown; embeddingKey?: unknown; dataKeys?: unknown } | null;
+  return l !== null && typeof l === 'object' && typeof l.call === 'function'
+    ? { embeddingKey: l.embeddingKey, dataKeys: l.dataKeys }
+    : null;
+}
+
 export interface ShardedStep extends DistributedCacheLossReturn {
   metrics: StepMetrics;
   readonly pending: Pending;
@@ -113,6 +175,15 @@ export class ShardedCacheLossHandler {
     readonly loss: DistributedCacheClassificationLoss,
     opts: HandlerOptions = {},
   ) {
+    const local = (loss as Partial<DistributedCacheClassificationLoss> | null)?.local;
+    checkArgs(
+      'ShardedCacheLossHandler',
+      ctx,
+      cacheManager,
+      keysOf(loss) && keysOf(local),
+      'DistributedCacheClassificationLoss',
+      opts,
+    );
     this.shard = cacheManager.initCache();
     this.rejectNonFinite = opts.rejectNonFinite ?? true;
     this.onMetrics = opts.onMetrics;
@@ -129,6 +200,8 @@ export class ShardedCacheLossHandler {
 
   setState(shard: NegativeCache, step: number): void {
     this.cacheManager.checkCache('setState', shard, 'shard');
+    if (!Number.isInteger(step) || step < 0)
+      throw new ArgumentError('setState', `step must be a non-negative integer, got ${describe(step)}`);
     this.shard = shard;
     this.count = step;
   }
@@ -141,6 +214,8 @@ export class ShardedCacheLossHandler {
     opts: { positiveIds?: Tensor } = {},
   ): Promise<ShardedStep> {
     const op = 'ShardedCacheLossHandler.computeLoss';
+    if (opts === null || typeof opts !== 'object' || Array.isArray(opts))
+      throw new ArgumentError(op, `options must be an object like {positiveIds}, got ${describe(opts)}`);
     const newItems = newItemsOf(op, this.loss.local, features, p);
     this.cacheManager.validateUpdate(this.shard, { newItems });
     const base = this.shard;
@@ -152,6 +227,7 @@ export class ShardedCacheLossHandler {
   commit(step: ShardedStep, opts: { gradients?: unknown } = {}): void {
     const op = 'ShardedCacheLossHandler.commit';
     const pending = checkStep(op, step?.pending, this.shard);
+    checkCommitOptions(op, opts);
     const data = step.updatedItemData[SOURCE];
     if (this.rejectNonFinite) {
       for (const k of ['trainingLoss', 'interpretableLoss'] as const) checkFinite(op, k, step[k]);
@@ -189,6 +265,7 @@ export class ReplicatedCacheLossHandler {
     readonly loss: CacheClassificationLoss,
     opts: HandlerOptions = {},
   ) {
+    checkArgs('ReplicatedCacheLossHandler', ctx, cacheManager, keysOf(loss), 'CacheClassificationLoss', opts);
     this.copy = cacheManager.initCache();
     this.rejectNonFinite = opts.rejectNonFinite ?? true;
     this.onMetrics = opts.onMetrics;
@@ -234,11 +311,12 @@ export class ReplicatedCacheLossHandler {
     let flag = 0;
     try {
       pending = checkStep(op, step?.pending, this.copy);
+      checkCommitOptions(op, opts);
     } catch (e) {
       bad = e;
       flag = 2;
     }
-    if (pending !== undefined && this.rejectNonFinite) {
+    if (bad === null && pending !== undefined && this.rejectNonFinite) {
       try {
         for (const k of ['trainingLoss', 'interpretableLoss'] as const) checkFinite(op, k, step[k]);
         checkFinite(op, 'gradients', opts.gradients);

@@ -221,6 +221,8 @@ abstract class BaseHandler {
 
   /** Replaces the cache state (e.g. from a checkpoint); validated against the managers. */
   protected setCaches(caches: Record<string, NegativeCache>, step: number): void {
+    if (caches === null || typeof caches !== 'object')
+      throw new ArgumentError('setState', `caches must map each source to its cache, got ${describe(caches)}`);
     for (const [s, m] of Object.entries(this.managers)) m.checkCache('setState', caches[s]!, `caches.${s}`);
     if (!Number.isInteger(step) || step < 0)
       throw new ArgumentError('setState', `step must be a non-negative integer, got ${describe(step)}`);
@@ -356,6 +358,9 @@ export class MultiCacheLossHandler extends BaseHandler {
     const op = 'MultiCacheLossHandler.computeLoss';
     if (newItems === null || typeof newItems !== 'object')
       throw new ArgumentError(op, `newItems must map each source to its new items, got ${describe(newItems)}`);
+    for (const [s, r] of Object.entries(newItems))
+      if (r === null || typeof r !== 'object')
+        throw new ArgumentError(op, `newItems.${s} must be a record of tensors, got ${describe(r)}`);
     const extra = Object.keys(newItems).filter((s) => !(s in this.managers));
     if (extra.length > 0)
       throw new ArgumentError(

@@ -120,6 +120,10 @@ export class DistributedCacheClassificationLoss {
     opts: { positiveIds?: Tensor } = {},
   ): Promise<DistributedCacheLossReturn> {
     const op = 'DistributedCacheClassificationLoss';
+    if (opts === null || typeof opts !== 'object' || Array.isArray(opts))
+      throw new ArgumentError(op, `options must be an object like {positiveIds}, got ${describe(opts)}`);
+    for (const k of Object.keys(opts))
+      if (k !== 'positiveIds') throw new ArgumentError(op, `unknown option "${k}"; allowed: positiveIds`);
     if (ctx === null || typeof ctx !== 'object' || typeof ctx.allGather !== 'function')
       throw new ArgumentError(op, `ctx must be a ReplicaContext, got ${describe(ctx)}`);
     if (typeof docNetwork !== 'function')

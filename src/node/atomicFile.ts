@@ -20,8 +20,10 @@
  * Notes: an existing target keeps its permission bits (not its owner); a
  * symlink at the target is replaced by a regular file rather than followed;
  * a process killed between steps 1 and 3 can leave a `.tmp` file behind (never
- * a damaged target). Concurrent writers to the same path are safe (last rename
- * wins) but not ordered.
+ * a damaged target), which `removeStaleTempFilesSync` removes once its writer
+ * is dead. Concurrent writers to the same path are safe (last rename wins) but
+ * not ordered. Fault injection for tests is an option of each write
+ * (`{faults}`), never a module-global setting.
  */
 import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
@@ -63,15 +65,34 @@ const STEP_TEXT: Record<AtomicWriteStep, string> = {
   'fsync-dir': 'flushing (fsync) the directory',
 };
 
-let faultHook: ((step: AtomicWriteStep, tempPath: string) => void) | null = null;
+/**
+ * Options of an atomic write. `faults` is the fault-injection seam for tests:
+ * called before each step with the temporary file's path; if it throws, that
+ * step fails with the thrown error (exactly as if the system call had).
+ */
+export interface AtomicWriteOptions {
+  faults?: (step: AtomicWriteStep, tempPath: string) => void;
+}
+
+function checkWriteOptions(op: string, options: unknown): AtomicWriteOptions['faults'] {
+  if (options === undefined) return undefined;
+  if (options === null || typeof options !== 'object' || Array.isArray(options))
+    throw new ArgumentError(op, `options must be an object {faults?}, got ${describe(options)}`);
+  for (const k of Object.keys(options))
+    if (k !== 'faults') throw new ArgumentError(op, `unknown option "${k}"; allowed: faults`);
+  const f = (options as AtomicWriteOptions).faults;
+  if (f !== undefined && typeof f !== 'function')
+    throw new ArgumentError(op, `faults must be a function (step, tempPath) => void, got ${describe(f)}`);
+  return f;
+}
 
 /**
- * @internal For tests: a hook called before each step of an atomic write;
- * if it throws, that step fails with the thrown error. `null` removes it.
+ * The temporary files (basenames; the counter makes them unique in this
+ * process) this process is writing right now. A temporary file
+ * named with this process's pid but not in this set was left by an earlier
+ * process that had the same pid (pids are reused), so it is stale.
  */
-export function _setAtomicWriteFaultForTests(hook: ((step: AtomicWriteStep, tempPath: string) => void) | null): void {
-  faultHook = hook;
-}
+const inFlight = new Set<string>();
 
 function errCode(e: unknown): string | undefined {
   const c = (e as { code?: unknown } | null | undefined)?.code;
@@ -88,6 +109,70 @@ function tempPathFor(target: string): string {
   counter = (counter + 1) % Number.MAX_SAFE_INTEGER;
   const base = nodePath.basename(target).slice(0, 180);
   return nodePath.join(nodePath.dirname(target), `.${base}.${process.pid}.${counter}.tmp`);
+}
+
+/** `.<name>.<pid>.<counter>.tmp`: the temporary files of writes to `<name>` (name as tempPathFor truncates it). */
+const TEMP_NAME = /^\.(.+)\.(\d+)\.(\d+)\.tmp$/;
+
+/** Whether process `pid` exists (EPERM: it exists but belongs to another user). */
+function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return errCode(e) !== 'ESRCH';
+  }
+}
+
+/**
+ * Removes the temporary files that killed writers left in `dir` (a process
+ * killed between creating its temporary file and the rename leaves one behind;
+ * for a checkpoint that is its full size). A temporary file
+ * `.<name>.<pid>.<n>.tmp` is stale when process `pid` no longer exists, or
+ * when it is this process's pid but not a write in progress here (an earlier
+ * process had the pid). Files of other live processes are never touched, nor
+ * anything that is not a regular file. `names` limits the cleanup to the
+ * temporary files of those targets (basenames, e.g. ['checkpoint.safetensors']).
+ * Returns the paths removed; a missing `dir` has nothing to remove.
+ *
+ * @throws ArgumentError for a bad dir or names; FileIOError if the directory
+ *   cannot be listed or a stale file cannot be removed.
+ */
+export function removeStaleTempFilesSync(dir: string, names?: readonly string[]): string[] {
+  const op = 'removeStaleTempFilesSync';
+  checkPath(op, dir);
+  if (names !== undefined && (!Array.isArray(names) || names.some((n) => typeof n !== 'string' || n.length === 0)))
+    throw new ArgumentError(op, `names must be an array of non-empty file names, got ${describe(names)}`);
+  const wanted = names && new Set(names.map((n) => n.slice(0, 180)));
+  let entries: string[];
+  try {
+    entries = fs.readdirSync(dir);
+  } catch (e) {
+    if (errCode(e) === 'ENOENT') return [];
+    throw new FileIOError(op, `could not list ${JSON.stringify(dir)}: ${errText(e)}`, dir, e);
+  }
+  const removed: string[] = [];
+  for (const entry of entries) {
+    const m = TEMP_NAME.exec(entry);
+    if (!m || (wanted && !wanted.has(m[1]!))) continue;
+    const pid = Number(m[2]);
+    const path = nodePath.join(nodePath.resolve(dir), entry);
+    if (pid === process.pid ? inFlight.has(entry) : pidAlive(pid)) continue;
+    try {
+      if (!fs.lstatSync(path).isFile()) continue;
+      fs.unlinkSync(path);
+      removed.push(path);
+    } catch (e) {
+      if (errCode(e) === 'ENOENT') continue; // another cleaner was first
+      throw new FileIOError(
+        op,
+        `could not remove the stale temporary file ${JSON.stringify(path)}: ${errText(e)}`,
+        path,
+        e,
+      );
+    }
+  }
+  return removed;
 }
 
 function checkPath(op: string, path: unknown): asserts path is string {
@@ -151,10 +236,11 @@ function modeOf(op: string, target: string, st: fs.Stats | null): number | null 
  * @throws ArgumentError for a bad path or non-Uint8Array bytes (nothing touched);
  *   FileIOError when a file-system step fails (target unchanged, temp file removed).
  */
-export async function writeFileAtomic(path: string, bytes: Uint8Array): Promise<void> {
+export async function writeFileAtomic(path: string, bytes: Uint8Array, options?: AtomicWriteOptions): Promise<void> {
   const op = 'writeFileAtomic';
   checkPath(op, path);
   checkBytes(op, bytes);
+  const faultHook = checkWriteOptions(op, options);
   const target = nodePath.resolve(path);
   let step: AtomicWriteStep = 'stat';
   let temp = '';
@@ -170,12 +256,14 @@ export async function writeFileAtomic(path: string, bytes: Uint8Array): Promise<
     step = 'open';
     for (let attempt = 0; ; attempt++) {
       temp = tempPathFor(target);
+      inFlight.add(nodePath.basename(temp));
       try {
         faultHook?.(step, temp);
         fh = await fsp.open(temp, 'wx', mode ?? 0o666);
         created = true;
         break;
       } catch (e) {
+        inFlight.delete(nodePath.basename(temp));
         if (errCode(e) === 'EEXIST' && attempt < 100) continue;
         throw e;
       }
@@ -201,6 +289,8 @@ export async function writeFileAtomic(path: string, bytes: Uint8Array): Promise<
     if (fh !== null) await fh.close().catch(() => undefined);
     if (created) await fsp.unlink(temp).catch(() => undefined);
     throw stepError(op, target, step, temp, e);
+  } finally {
+    inFlight.delete(nodePath.basename(temp));
   }
   try {
     faultHook?.('fsync-dir', temp);
@@ -216,10 +306,11 @@ export async function writeFileAtomic(path: string, bytes: Uint8Array): Promise<
 }
 
 /** Synchronous `writeFileAtomic` (same protocol and errors). */
-export function writeFileAtomicSync(path: string, bytes: Uint8Array): void {
+export function writeFileAtomicSync(path: string, bytes: Uint8Array, options?: AtomicWriteOptions): void {
   const op = 'writeFileAtomicSync';
   checkPath(op, path);
   checkBytes(op, bytes);
+  const faultHook = checkWriteOptions(op, options);
   const target = nodePath.resolve(path);
   let step: AtomicWriteStep = 'stat';
   let temp = '';
@@ -238,12 +329,14 @@ export function writeFileAtomicSync(path: string, bytes: Uint8Array): void {
     step = 'open';
     for (let attempt = 0; ; attempt++) {
       temp = tempPathFor(target);
+      inFlight.add(nodePath.basename(temp));
       try {
         faultHook?.(step, temp);
         fd = fs.openSync(temp, 'wx', mode ?? 0o666);
         created = true;
         break;
       } catch (e) {
+        inFlight.delete(nodePath.basename(temp));
         if (errCode(e) === 'EEXIST' && attempt < 100) continue;
         throw e;
       }
@@ -283,6 +376,8 @@ export function writeFileAtomicSync(path: string, bytes: Uint8Array): void {
       }
     }
     throw stepError(op, target, step, temp, e);
+  } finally {
+    inFlight.delete(nodePath.basename(temp));
   }
   try {
     faultHook?.('fsync-dir', temp);
@@ -399,19 +494,35 @@ function rethrowDecode(op: string, path: string, e: unknown): never {
   throw e;
 }
 
+/** Options of saveSafetensors: the encoder's (checksum) and the atomic writer's (faults). */
+export type SaveSafetensorsOptions = EncodeSafetensorsOptions & AtomicWriteOptions;
+
+function splitSaveOptions(
+  op: string,
+  options: unknown,
+): { encode: EncodeSafetensorsOptions | undefined; write: AtomicWriteOptions | undefined } {
+  if (options === undefined) return { encode: undefined, write: undefined };
+  if (options === null || typeof options !== 'object' || Array.isArray(options))
+    throw new ArgumentError(op, `options must be an object {checksum?, faults?}, got ${describe(options)}`);
+  const { faults, ...encode } = options as SaveSafetensorsOptions;
+  return { encode, write: faults === undefined ? undefined : { faults } };
+}
+
 /**
  * Encodes `tensors` (+ string metadata) as safetensors (with the negcache.crc32
- * checksum unless `options.checksum` is false) and writes it atomically.
+ * checksum unless `options.checksum` is false) and writes it atomically
+ * (`options.faults`: see AtomicWriteOptions).
  * Tensors and metadata are validated before the file system is touched.
  */
 export async function saveSafetensors(
   path: string,
   tensors: Record<string, Tensor>,
   metadata?: Record<string, string>,
-  options?: EncodeSafetensorsOptions,
+  options?: SaveSafetensorsOptions,
 ): Promise<void> {
   checkPath('saveSafetensors', path);
-  await writeFileAtomic(path, encodeSafetensors(tensors, metadata, options));
+  const { encode, write } = splitSaveOptions('saveSafetensors', options);
+  await writeFileAtomic(path, encodeSafetensors(tensors, metadata, encode), write);
 }
 
 /** Synchronous `saveSafetensors`. */
@@ -419,10 +530,11 @@ export function saveSafetensorsSync(
   path: string,
   tensors: Record<string, Tensor>,
   metadata?: Record<string, string>,
-  options?: EncodeSafetensorsOptions,
+  options?: SaveSafetensorsOptions,
 ): void {
   checkPath('saveSafetensorsSync', path);
-  writeFileAtomicSync(path, encodeSafetensors(tensors, metadata, options));
+  const { encode, write } = splitSaveOptions('saveSafetensorsSync', options);
+  writeFileAtomicSync(path, encodeSafetensors(tensors, metadata, encode), write);
 }
 
 /**

@@ -12,7 +12,11 @@ export {
   saveSafetensorsSync,
   loadSafetensors,
   loadSafetensorsSync,
+  removeStaleTempFilesSync,
   FileIOError,
+  type AtomicWriteOptions,
+  type AtomicWriteStep,
+  type SaveSafetensorsOptions,
 } from './atomicFile.js';
 export { runWorkers } from './workerGroup.js';
 export {

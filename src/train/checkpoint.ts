@@ -9,9 +9,12 @@ import { isTensor, unsafeData, wrap, type Tensor } from '../tensor/tensor.js';
 import { AdamW, SGD } from '../optim/optimizers.js';
 import type { NegativeCache } from '../cache/negativeCache.js';
 import { CacheLossHandler } from '../handlers/handlers.js';
-import type { TrainConfig } from './config.js';
+import { checkConfig, type TrainConfig } from './config.js';
 import type { EvalResult } from './evaluate.js';
 import type { DualEncoder } from './model.js';
+
+/** The checkpoint format this version writes and reads (`negcache.format`). */
+const FORMAT = 'negcache-trainer-v1';
 
 export interface StepRecord {
   step: number;
@@ -191,7 +194,7 @@ export function checkpointOf(
   return {
     tensors: trainerState(trainer),
     metadata: {
-      'negcache.format': 'negcache-trainer-v1',
+      'negcache.format': FORMAT,
       'negcache.config': JSON.stringify(trainer.config, finite),
       'negcache.history': JSON.stringify(history, finite),
       'negcache.evals': JSON.stringify(evals, finite),
@@ -200,24 +203,110 @@ export function checkpointOf(
   };
 }
 
+/** An ArgumentError about one metadata field of a checkpoint. */
+function metaError(key: string, what: string): ArgumentError {
+  return new ArgumentError('train', `the checkpoint's metadata "${key}" ${what}`);
+}
+
+/** A metadata field as JSON ("NaN" / "Infinity" / "-Infinity" strings revived as numbers, as checkpointOf writes them). */
 export function parseMeta<T>(c: Checkpoint, key: string): T {
-  const raw = c.metadata[key];
+  const raw: unknown = c.metadata[key];
   if (raw === undefined) throw new ArgumentError('train', `the checkpoint has no metadata "${key}"`);
+  if (typeof raw !== 'string') throw metaError(key, `must be a string, got ${describe(raw)}`);
   try {
     return JSON.parse(raw, (_k, v) =>
       v === 'NaN' ? NaN : v === 'Infinity' ? Infinity : v === '-Infinity' ? -Infinity : v,
     ) as T;
   } catch {
-    throw new ArgumentError('train', `the checkpoint's metadata "${key}" is not valid JSON`);
+    throw metaError(key, 'is not valid JSON');
   }
 }
 
-/** The config a checkpoint was trained with (so a resumed run can insist on the same). */
+/**
+ * The config a checkpoint was trained with (so a resumed run can insist on
+ * the same), validated field by field as checkConfig does. Keys absent from
+ * the JSON are undefined (JSON.stringify drops the undefined optional fields).
+ */
 export function checkpointConfig(c: Checkpoint): TrainConfig {
-  if (c.metadata['negcache.format'] !== 'negcache-trainer-v1')
+  if (c.metadata['negcache.format'] !== FORMAT)
     throw new ArgumentError(
       'train',
       `not a negcache trainer checkpoint (format ${String(c.metadata['negcache.format'])})`,
     );
-  return parseMeta<TrainConfig>(c, 'negcache.config');
+  const raw = parseMeta<unknown>(c, 'negcache.config');
+  if (raw === null || typeof raw !== 'object' || Array.isArray(raw))
+    throw metaError('negcache.config', `must be a JSON object (a TrainConfig), got ${describe(raw)}`);
+  try {
+    return checkConfig({ ...(raw as TrainConfig) });
+  } catch (e) {
+    if (!(e instanceof ArgumentError)) throw e;
+    throw metaError('negcache.config', `is not a valid TrainConfig: ${e.message.replace(/^train: /, '')}`);
+  }
+}
+
+/** What a checkpoint's metadata holds besides the config: the run so far. */
+export interface CheckpointRun {
+  history: StepRecord[];
+  evals: EvalRecord[];
+  trainSeconds: number;
+}
+
+const STEP_KEYS = ['step', 'time', 'stepMs', 'trainingLoss', 'interpretableLoss', 'staleness'] as const;
+const EVAL_KEYS = ['step', 'time', 'recallAt1', 'recallAt10', 'recallAt100', 'mrr', 'count'] as const;
+
+/**
+ * One record of history or evals: a plain object whose every value is a
+ * number (the loss fields may be NaN: staleness is NaN outside the cache
+ * method), with at least `keys`, a whole `step` in [lo, hi] and a finite
+ * non-negative `time`. Extra numeric fields are allowed (metrics a newer
+ * trainer records).
+ */
+function checkRecord(key: string, i: number, r: unknown, keys: readonly string[], lo: number, hi: number): void {
+  const at = `entry ${i}`;
+  if (r === null || typeof r !== 'object' || Array.isArray(r))
+    throw metaError(key, `${at} must be an object, got ${describe(r)}`);
+  const rec = r as Record<string, unknown>;
+  for (const k of keys) if (!(k in rec)) throw metaError(key, `${at} has no field "${k}"`);
+  for (const [k, v] of Object.entries(rec))
+    if (typeof v !== 'number') throw metaError(key, `${at} field "${k}" must be a number, got ${describe(v)}`);
+  const step = rec['step'] as number;
+  if (!Number.isInteger(step) || step < lo || step > hi)
+    throw metaError(key, `${at} has step ${describe(step)}; need an integer in [${lo}, ${hi}]`);
+  for (const k of ['time', ...(keys === STEP_KEYS ? ['stepMs'] : ['count'])]) {
+    const v = rec[k] as number;
+    if (!Number.isFinite(v) || v < 0) throw metaError(key, `${at} has ${k} ${describe(v)}; need a finite number >= 0`);
+  }
+}
+
+/**
+ * The run recorded in a checkpoint, every field validated (a typed
+ * ArgumentError naming the field otherwise): `negcache.history` an array of
+ * step records, one per step 1..stepCount in order; `negcache.evals` an
+ * array of evaluation records at steps in [0, stepCount], in order;
+ * `negcache.trainSeconds` a finite number >= 0, not below the history's last
+ * time. `stepCount` is the checkpoint's train.step.
+ */
+export function checkpointRun(c: Checkpoint, stepCount: number): CheckpointRun {
+  const history = parseMeta<unknown>(c, 'negcache.history');
+  if (!Array.isArray(history)) throw metaError('negcache.history', `must be a JSON array, got ${describe(history)}`);
+  if (history.length !== stepCount)
+    throw metaError('negcache.history', `has ${history.length} entries; the checkpoint is at step ${stepCount}`);
+  history.forEach((r: unknown, i) => {
+    checkRecord('negcache.history', i, r, STEP_KEYS, i + 1, i + 1);
+  });
+  const evals = parseMeta<unknown>(c, 'negcache.evals');
+  if (!Array.isArray(evals)) throw metaError('negcache.evals', `must be a JSON array, got ${describe(evals)}`);
+  evals.forEach((r: unknown, i) => {
+    const prev = i > 0 ? ((evals[i - 1] as EvalRecord).step ?? 0) : 0;
+    checkRecord('negcache.evals', i, r, EVAL_KEYS, prev, stepCount);
+  });
+  const raw: unknown = c.metadata['negcache.trainSeconds'];
+  if (raw === undefined) throw new ArgumentError('train', 'the checkpoint has no metadata "negcache.trainSeconds"');
+  const trainSeconds = typeof raw === 'string' && /^\d+(\.\d*)?([eE][-+]?\d+)?$/.test(raw) ? Number(raw) : NaN;
+  if (!Number.isFinite(trainSeconds))
+    throw metaError('negcache.trainSeconds', `must be a finite number >= 0, got ${describe(raw)}`);
+  const last = (history.at(-1) as StepRecord | undefined)?.time ?? 0;
+  if (trainSeconds < last)
+    throw metaError('negcache.trainSeconds', `is ${trainSeconds}, less than the history's last time ${last}`);
+  return { history: history as StepRecord[], evals: evals as EvalRecord[], trainSeconds };
 }

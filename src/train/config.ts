@@ -1,4 +1,11 @@
-/** The training configuration: its fields, defaults and validation. */
+/**
+ * The training configuration: its fields, defaults and validation.
+ *
+ * CONFIG_FIELDS is the one source of truth for what each field accepts:
+ * checkConfig validates with it and the CLI derives its flags' ranges from it
+ * (src/cli/main.ts), so the two cannot drift apart. BUDGET_FIELDS is the
+ * resume rule (see resumeMismatches).
+ */
 import { ArgumentError, describe } from '../errors.js';
 import type { Sampler } from '../losses/common.js';
 
@@ -85,52 +92,190 @@ export const DEFAULT_CONFIG: Omit<TrainConfig, 'method'> = {
   evalQueries: 1000,
 };
 
-export function checkConfig(c: TrainConfig): TrainConfig {
-  const op = 'train';
-  if (c === null || typeof c !== 'object')
-    throw new ArgumentError(op, `config must be a TrainConfig object, got ${describe(c)}`);
-  const int = (name: keyof TrainConfig, lo: number, hi = 2 ** 31 - 1): void => {
-    const v = c[name];
-    if (typeof v !== 'number' || !Number.isInteger(v) || v < lo || v > hi)
-      throw new ArgumentError(op, `${name} must be an integer in [${lo}, ${hi}], got ${describe(v)}`);
-  };
-  const num = (name: keyof TrainConfig, lo: number, open = false): void => {
-    const v = c[name];
-    if (typeof v !== 'number' || Number.isNaN(v) || v < lo || (open && v === lo))
-      throw new ArgumentError(op, `${name} must be a number ${open ? '>' : '>='} ${lo}, got ${describe(v)}`);
-  };
-  if (!METHODS.includes(c.method))
-    throw new ArgumentError(op, `method must be one of ${METHODS.join(', ')}, got ${describe(c.method)}`);
-  int('steps', 1);
-  int('batch', 1, 65536);
-  int('cacheSize', 1, 2 ** 24);
-  int('dim', 1, 4096);
-  int('seed', 0, Number.MAX_SAFE_INTEGER);
-  int('evalQueries', 1);
-  int('evalEverySteps', 0);
-  num('lr', 0, true);
-  num('scale', 0, true);
-  num('weightDecay', 0);
-  num('timeBudgetSeconds', 0, true);
-  num('evalEverySeconds', 0);
-  if (c.clipNorm !== undefined) num('clipNorm', 0, true);
-  if (typeof c.maskDuplicates !== 'boolean')
-    throw new ArgumentError(op, `maskDuplicates must be true or false, got ${describe(c.maskDuplicates)}`);
-  if (c.fullDocs !== 'train' && c.fullDocs !== 'all')
-    throw new ArgumentError(op, `fullDocs must be train or all, got ${describe(c.fullDocs)}`);
-  if (c.optimizer !== 'adamw' && c.optimizer !== 'sgd')
-    throw new ArgumentError(op, `optimizer must be adamw or sgd, got ${describe(c.optimizer)}`);
-  if (c.sampler !== 'gumbel' && c.sampler !== 'categorical')
-    throw new ArgumentError(op, `sampler must be gumbel or categorical, got ${describe(c.sampler)}`);
-  int('numNegatives', 1, 1024);
-  if (typeof c.inBatchNegatives !== 'boolean')
-    throw new ArgumentError(op, `inBatchNegatives must be true or false, got ${describe(c.inBatchNegatives)}`);
-  if (c.queryGradient !== 'sampled' && c.queryGradient !== 'exact')
-    throw new ArgumentError(op, `queryGradient must be sampled or exact, got ${describe(c.queryGradient)}`);
-  if (c.topK !== undefined) {
-    int('topK', 1);
-    if (c.cacheSize % c.topK !== 0) throw new ArgumentError(op, `topK ${c.topK} must divide cacheSize ${c.cacheSize}`);
+/**
+ * What one TrainConfig field accepts. `int` and `number` ranges are closed
+ * unless `minOpen` (then min itself is refused); `max` may be Infinity for a
+ * number (Infinity itself is then allowed: "no limit"). `optional` fields may
+ * also be undefined (= off).
+ */
+export type FieldSpec =
+  | { readonly kind: 'int'; readonly min: number; readonly max: number; readonly optional?: true }
+  | {
+      readonly kind: 'number';
+      readonly min: number;
+      readonly minOpen?: true;
+      readonly max: number;
+      readonly optional?: true;
+    }
+  | { readonly kind: 'choice'; readonly choices: readonly string[] }
+  | { readonly kind: 'bool' };
+
+const INT32_MAX = 2 ** 31 - 1;
+
+/**
+ * Every TrainConfig field and what it accepts (the mapped type makes a new
+ * field without a spec a compile error). The upper bounds are those of the
+ * parts the field feeds: lr and weightDecay as the optimisers check them,
+ * batch / cacheSize / dim as the trainer can allocate, scale so that scores
+ * (scale · cosine) stay far inside float32.
+ */
+export const CONFIG_FIELDS: { readonly [K in keyof TrainConfig]-?: FieldSpec } = {
+  method: { kind: 'choice', choices: METHODS },
+  steps: { kind: 'int', min: 1, max: INT32_MAX },
+  timeBudgetSeconds: { kind: 'number', min: 0, minOpen: true, max: Infinity },
+  batch: { kind: 'int', min: 1, max: 65536 },
+  cacheSize: { kind: 'int', min: 1, max: 2 ** 24 },
+  dim: { kind: 'int', min: 1, max: 4096 },
+  lr: { kind: 'number', min: 0, minOpen: true, max: 1e6 },
+  scale: { kind: 'number', min: 0, minOpen: true, max: 1e6 },
+  weightDecay: { kind: 'number', min: 0, max: 1e6 },
+  optimizer: { kind: 'choice', choices: ['adamw', 'sgd'] },
+  maskDuplicates: { kind: 'bool' },
+  fullDocs: { kind: 'choice', choices: ['train', 'all'] },
+  clipNorm: { kind: 'number', min: 0, minOpen: true, max: Infinity, optional: true },
+  sampler: { kind: 'choice', choices: ['gumbel', 'categorical'] },
+  topK: { kind: 'int', min: 1, max: 2 ** 24, optional: true },
+  numNegatives: { kind: 'int', min: 1, max: 1024 },
+  inBatchNegatives: { kind: 'bool' },
+  queryGradient: { kind: 'choice', choices: ['sampled', 'exact'] },
+  seed: { kind: 'int', min: 0, max: Number.MAX_SAFE_INTEGER },
+  evalEverySeconds: { kind: 'number', min: 0, max: Infinity },
+  evalEverySteps: { kind: 'int', min: 0, max: INT32_MAX },
+  evalQueries: { kind: 'int', min: 1, max: INT32_MAX },
+};
+
+/** The config keys, in declaration order. */
+export const CONFIG_KEYS = Object.keys(CONFIG_FIELDS) as readonly (keyof TrainConfig)[];
+
+/**
+ * The resume rule. A resumed run continues the checkpoint's trajectory bit
+ * for bit, so every field that changes what a step computes must equal the
+ * checkpoint's. Only these budget fields may differ: how long to train
+ * (steps, timeBudgetSeconds) and when and on how many held-out queries to
+ * evaluate (evaluation reads the model and draws nothing from the training
+ * generators). Every other field, including any field added later, is
+ * trajectory-relevant by default: clipNorm, for one, changes the update.
+ */
+export const BUDGET_FIELDS: readonly (keyof TrainConfig)[] = [
+  'steps',
+  'timeBudgetSeconds',
+  'evalEverySeconds',
+  'evalEverySteps',
+  'evalQueries',
+];
+
+/** One field whose value differs between a checkpoint's config and a resumed run's. */
+export interface ConfigMismatch {
+  field: keyof TrainConfig;
+  saved: unknown;
+  now: unknown;
+}
+
+/** The trajectory-relevant fields (all but BUDGET_FIELDS) on which `now` differs from `saved`, in CONFIG_KEYS order. */
+export function resumeMismatches(saved: TrainConfig, now: TrainConfig): ConfigMismatch[] {
+  return CONFIG_KEYS.filter((k) => !BUDGET_FIELDS.includes(k) && !Object.is(saved[k], now[k])).map((field) => ({
+    field,
+    saved: saved[field],
+    now: now[field],
+  }));
+}
+
+/** "an integer in [1, 65536]", "a number in (0, 1000000]", "one of adamw, sgd", ... (used by the CLI too). */
+export function describeField(spec: FieldSpec): string {
+  switch (spec.kind) {
+    case 'int':
+      return `an integer in [${spec.min}, ${spec.max}]`;
+    case 'number':
+      return spec.max === Infinity
+        ? `a number ${spec.minOpen ? '>' : '>='} ${spec.min}`
+        : `a number in ${spec.minOpen ? '(' : '['}${spec.min}, ${spec.max}]`;
+    case 'choice':
+      return `one of ${spec.choices.join(', ')}`;
+    case 'bool':
+      return 'true or false';
   }
+}
+
+/** Whether `v` is a value the spec accepts (undefined for an optional field included). */
+export function fieldAccepts(spec: FieldSpec, v: unknown): boolean {
+  switch (spec.kind) {
+    case 'int':
+      return (
+        (v === undefined && spec.optional === true) ||
+        (typeof v === 'number' && Number.isInteger(v) && v >= spec.min && v <= spec.max)
+      );
+    case 'number':
+      return (
+        (v === undefined && spec.optional === true) ||
+        (typeof v === 'number' &&
+          !Number.isNaN(v) &&
+          (spec.minOpen ? v > spec.min : v >= spec.min) &&
+          v <= spec.max &&
+          (v !== Infinity || spec.max === Infinity))
+      );
+    case 'choice':
+      return typeof v === 'string' && spec.choices.includes(v);
+    case 'bool':
+      return typeof v === 'boolean';
+  }
+}
+
+/** The known key a misspelt one most likely meant (same letters ignoring case, or one edit away), if any. */
+function suggestKey(key: string): string | undefined {
+  const lower = key.toLowerCase().replace(/[-_]/g, '');
+  const exact = CONFIG_KEYS.find((k) => k.toLowerCase() === lower);
+  if (exact) return exact;
+  return CONFIG_KEYS.find((k) => editDistanceAtMostOne(k.toLowerCase(), lower));
+}
+
+function editDistanceAtMostOne(a: string, b: string): boolean {
+  if (Math.abs(a.length - b.length) > 1) return false;
+  let i = 0;
+  while (i < a.length && i < b.length && a[i] === b[i]) i++;
+  if (a.length === b.length) return a.slice(i + 1) === b.slice(i + 1);
+  return a.length > b.length ? a.slice(i + 1) === b.slice(i) : a.slice(i) === b.slice(i + 1);
+}
+
+/**
+ * Unknown keys are refused, as by every other options object in the
+ * library (ops' `checkOptions`, the optimisers, the losses): a misspelt
+ * `lR` or `cachesize` must not silently train with the default. This is the
+ * job of the shared `checkOptions(op, opts, schema)` helper once it is in a
+ * low layer; the did-you-mean suggestion is the part to keep.
+ */
+function checkKnownKeys(op: string, c: object): void {
+  for (const k of Object.keys(c)) {
+    if (!Object.hasOwn(CONFIG_FIELDS, k)) {
+      const hint = suggestKey(k);
+      throw new ArgumentError(
+        op,
+        `unknown config key ${JSON.stringify(k)}${hint ? ` (did you mean "${hint}"?)` : ''}; the keys are ${CONFIG_KEYS.join(', ')}`,
+      );
+    }
+  }
+}
+
+/**
+ * Validates a TrainConfig: no unknown keys, every field as CONFIG_FIELDS
+ * says, topK dividing cacheSize, and (cache method) a batch that fits in the
+ * cache. Returns the config; throws ArgumentError (op `op`, default 'train')
+ * naming the first bad field.
+ */
+export function checkConfig(c: TrainConfig, op = 'train'): TrainConfig {
+  if (c === null || typeof c !== 'object' || Array.isArray(c))
+    throw new ArgumentError(op, `config must be a TrainConfig object, got ${describe(c)}`);
+  checkKnownKeys(op, c);
+  for (const k of CONFIG_KEYS) {
+    const spec = CONFIG_FIELDS[k];
+    const v: unknown = c[k];
+    if (!fieldAccepts(spec, v))
+      throw new ArgumentError(
+        op,
+        `${k} must be ${describeField(spec)}${'optional' in spec ? ' (or undefined: off)' : ''}, got ${describe(v)}`,
+      );
+  }
+  if (c.topK !== undefined && c.cacheSize % c.topK !== 0)
+    throw new ArgumentError(op, `topK ${c.topK} must divide cacheSize ${c.cacheSize}`);
   if (c.method === 'cache' && c.batch > c.cacheSize)
     throw new ArgumentError(
       op,

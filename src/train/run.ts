@@ -4,12 +4,19 @@ import type { Corpus } from '../data/corpus.js';
 import type { FusedScanArgs, FusedScanResult } from '../scan/contract.js';
 import type { DualEncoder } from './model.js';
 import { evaluate, type EvalResult } from './evaluate.js';
-import type { TrainConfig } from './config.js';
+import {
+  BUDGET_FIELDS,
+  describeField,
+  fieldAccepts,
+  resumeMismatches,
+  type FieldSpec,
+  type TrainConfig,
+} from './config.js';
 import { Trainer } from './trainer.js';
 import {
   checkpointConfig,
   checkpointOf,
-  parseMeta,
+  checkpointRun,
   restoreTrainerState,
   type Checkpoint,
   type EvalRecord,
@@ -53,22 +60,30 @@ export interface TrainOptions extends TrainHooks {
   scanner?: (args: FusedScanArgs) => FusedScanResult;
 }
 
+/** What `checkpointEvery` accepts (0 = never); the CLI's --checkpoint-every is derived from it. */
+export const CHECKPOINT_EVERY: FieldSpec = { kind: 'int', min: 0, max: 2 ** 31 - 1 };
+
+const OPTION_KEYS = ['resume', 'checkpointEvery', 'onCheckpoint', 'onStep', 'onEval', 'now', 'scanner'] as const;
+
 /** The hooks and checkpoint options of train(), checked before anything runs. */
 function checkHooks(hooks: unknown): asserts hooks is TrainOptions {
   const op = 'train';
-  if (hooks === null || typeof hooks !== 'object')
-    throw new ArgumentError(
-      op,
-      `options must be an object {resume?, checkpointEvery?, onCheckpoint?, onStep?, onEval?, now?}, got ${describe(hooks)}`,
-    );
+  if (hooks === null || typeof hooks !== 'object' || Array.isArray(hooks))
+    throw new ArgumentError(op, `options must be an object {${OPTION_KEYS.join('?, ')}?}, got ${describe(hooks)}`);
   const h = hooks as Record<string, unknown>;
+  for (const k of Object.keys(h))
+    if (!(OPTION_KEYS as readonly string[]).includes(k))
+      throw new ArgumentError(op, `unknown option "${k}"; allowed: ${OPTION_KEYS.join(', ')}`);
   for (const k of ['onStep', 'onEval', 'onCheckpoint', 'now', 'scanner']) {
     if (h[k] !== undefined && typeof h[k] !== 'function')
       throw new ArgumentError(op, `${k} must be a function, got ${describe(h[k])}`);
   }
   const every = h['checkpointEvery'];
-  if (every !== undefined && !(typeof every === 'number' && Number.isInteger(every) && every >= 0))
-    throw new ArgumentError(op, `checkpointEvery must be a non-negative integer (0 = never), got ${describe(every)}`);
+  if (every !== undefined && !fieldAccepts(CHECKPOINT_EVERY, every))
+    throw new ArgumentError(
+      op,
+      `checkpointEvery must be ${describeField(CHECKPOINT_EVERY)} (0 = never), got ${describe(every)}`,
+    );
   const r = h['resume'] as Partial<Checkpoint> | undefined;
   if (r !== undefined) {
     if (
@@ -97,34 +112,30 @@ export function train(corpus: Corpus, config: TrainConfig, hooks: TrainOptions =
   let trainMs = 0;
   if (hooks.resume) {
     const saved = checkpointConfig(hooks.resume);
-    for (const k of [
-      'method',
-      'batch',
-      'cacheSize',
-      'dim',
-      'lr',
-      'scale',
-      'weightDecay',
-      'optimizer',
-      'maskDuplicates',
-      'fullDocs',
-      'sampler',
-      'topK',
-      'numNegatives',
-      'inBatchNegatives',
-      'queryGradient',
-      'seed',
-    ] as const) {
-      if (saved[k] !== config[k])
-        throw new ArgumentError(
-          'train',
-          `cannot resume: the checkpoint was trained with ${k} = ${String(saved[k])}, this run has ${String(config[k])}`,
-        );
+    const diff = resumeMismatches(saved, trainer.config);
+    if (diff.length > 0) {
+      const { field, saved: was, now: is } = diff[0]!;
+      throw new ArgumentError(
+        'train',
+        `cannot resume: the checkpoint was trained with ${field} = ${String(was)}, this run has ${String(is)} ` +
+          `(only ${BUDGET_FIELDS.join(', ')} may change on resume)`,
+      );
     }
     restoreTrainerState(trainer, hooks.resume.tensors);
-    history = parseMeta<StepRecord[]>(hooks.resume, 'negcache.history');
-    evals = parseMeta<EvalRecord[]>(hooks.resume, 'negcache.evals');
-    trainMs = 1000 * Number(hooks.resume.metadata['negcache.trainSeconds'] ?? 0);
+    const run = checkpointRun(hooks.resume, trainer.stepCount);
+    history = run.history;
+    evals = run.evals;
+    trainMs = 1000 * run.trainSeconds;
+    if (trainer.stepCount >= config.steps)
+      throw new ArgumentError(
+        'train',
+        `nothing to train: the checkpoint is at step ${trainer.stepCount} and steps is ${config.steps}; need steps > ${trainer.stepCount} to continue`,
+      );
+    if (run.trainSeconds >= config.timeBudgetSeconds)
+      throw new ArgumentError(
+        'train',
+        `nothing to train: the checkpoint has ${run.trainSeconds} s of training and timeBudgetSeconds is ${config.timeBudgetSeconds}; need a larger budget to continue`,
+      );
   }
   const subset = evalSubset(corpus.testQueries, config.evalQueries);
   let nextEval =

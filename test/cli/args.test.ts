@@ -15,6 +15,7 @@ const SPECS: Record<string, FlagSpec> = {
   out: { kind: 'string', help: 'folder' },
   quiet: { kind: 'bool', help: 'no progress' },
   'max-docs': { kind: 'int', help: 'subset', min: 10, max: 100 },
+  rate: { kind: 'number', help: 'positive', min: 0, minOpen: true },
 };
 
 function usageError(argv: string[]): string {
@@ -43,7 +44,9 @@ describe('parseFlags accepts', () => {
     expect(parseFlags(['--max-docs', '100'], SPECS)).toEqual({ 'max-docs': 100 });
     expect(parseFlags(['--shift', '-3.5'], SPECS)).toEqual({ shift: -3.5 });
     expect(parseFlags(['--shift=1e3'], SPECS)).toEqual({ shift: 1000 });
-    expect(parseFlags(['--out', ''], SPECS)).toEqual({ out: '' });
+    expect(parseFlags(['--shift=.5', '--lr', '5.'], SPECS)).toEqual({ shift: 0.5, lr: 5 });
+    expect(parseFlags(['--shift=-2.5E-3', '--steps', '007'], SPECS)).toEqual({ shift: -0.0025, steps: 7 });
+    expect(parseFlags(['--steps', '9007199254740991'], SPECS)).toEqual({ steps: 9007199254740991 });
     expect(parseFlags([], SPECS)).toEqual({});
   });
 
@@ -70,7 +73,7 @@ describe('parseFlags rejects, with a UsageError naming the problem', () => {
     [
       'an unknown flag',
       ['--nope', '1'],
-      /^unknown flag --nope; known flags: --steps, --lr, --shift, --sampler, --out, --quiet, --max-docs$/,
+      /^unknown flag --nope; known flags: --steps, --lr, --shift, --sampler, --out, --quiet, --max-docs, --rate$/,
     ],
     ['an unknown flag with =', ['--nope=1'], /^unknown flag --nope;/],
     ['Object.prototype names', ['--constructor', '1'], /^unknown flag --constructor;/],
@@ -80,15 +83,35 @@ describe('parseFlags rejects, with a UsageError naming the problem', () => {
     ['a single-dash flag', ['-steps', '3'], /^unexpected argument "-steps"/],
     ['a missing value at the end', ['--steps'], /^--steps needs a value \(maximum steps\)$/],
     ['a missing value before the next flag', ['--lr', '--quiet'], /^--lr needs a value \(learning rate\)$/],
-    ['a non-number', ['--steps', 'abc'], /^--steps needs a number, got "abc"$/],
-    ['an empty number', ['--lr='], /^--lr needs a number, got ""$/],
-    ['a blank number', ['--lr', '  '], /^--lr needs a number, got "  "$/],
-    ['NaN', ['--shift', 'NaN'], /^--shift needs a number, got "NaN"$/],
-    ['Infinity', ['--shift', 'Infinity'], /^--shift needs a number, got "Infinity"$/],
-    ['a fraction for an int', ['--steps', '2.5'], /^--steps needs a whole number, got "2.5"$/],
-    ['a value under min', ['--steps', '0'], /^--steps must be at least 1, got 0$/],
-    ['a negative value under min', ['--lr=-0.1'], /^--lr must be at least 0, got -0.1$/],
-    ['a value over max', ['--max-docs', '101'], /^--max-docs must be at most 100, got 101$/],
+    ['a non-number', ['--steps', 'abc'], /^--steps needs a whole number, got "abc"$/],
+    ['a non-number for a number', ['--lr', 'abc'], /^--lr needs a decimal number \(like 0\.01 or 1e-3\), got "abc"$/],
+    ['an empty number', ['--lr='], /^--lr needs a decimal number .*, got ""$/],
+    ['a blank number', ['--lr', '  '], /^--lr needs a decimal number .*, got "  "$/],
+    ['a padded number', ['--lr', ' 5'], /^--lr needs a decimal number .*, got " 5"$/],
+    ['a padded int', ['--steps', '5 '], /^--steps needs a whole number, got "5 "$/],
+    ['NaN', ['--shift', 'NaN'], /^--shift needs a decimal number .*, got "NaN"$/],
+    ['Infinity', ['--shift', 'Infinity'], /^--shift needs a decimal number .*, got "Infinity"$/],
+    ['an overflowing number', ['--shift', '1e400'], /^--shift must be a finite number, got 1e400$/],
+    ['hex for an int', ['--steps', '0x10'], /^--steps needs a whole number, got "0x10"$/],
+    ['octal for an int', ['--steps', '0o17'], /^--steps needs a whole number, got "0o17"$/],
+    ['binary for an int', ['--steps', '0b101'], /^--steps needs a whole number, got "0b101"$/],
+    ['hex for a number', ['--lr', '0x1'], /^--lr needs a decimal number .*, got "0x1"$/],
+    [
+      'an exponent for an int',
+      ['--steps', '1e3'],
+      /^--steps needs a whole number written in digits \(like 1000\), got "1e3"$/,
+    ],
+    ['a point for an int', ['--steps', '10.0'], /^--steps needs a whole number written in digits .*, got "10\.0"$/],
+    ['underscores', ['--steps', '1_000'], /^--steps needs a whole number, got "1_000"$/],
+    ['a plus sign', ['--steps', '+5'], /^--steps needs a whole number, got "\+5"$/],
+    ['a fraction for an int', ['--steps', '2.5'], /^--steps needs a whole number, got "2\.5"$/],
+    ['an int beyond 2^53', ['--steps', '9007199254740993'], /^--steps must be an integer >= 1, got 9007199254740993$/],
+    ['a value under min', ['--steps', '0'], /^--steps must be an integer >= 1, got 0$/],
+    ['a negative value under min', ['--lr=-0.1'], /^--lr must be a number in \[0, 10\], got -0\.1$/],
+    ['a value over max', ['--max-docs', '101'], /^--max-docs must be an integer in \[10, 100\], got 101$/],
+    ['an exclusive minimum', ['--rate', '0'], /^--rate must be a number > 0, got 0$/],
+    ['an empty string', ['--out', ''], /^--out needs a non-empty value \(folder\)$/],
+    ['an empty string with =', ['--out='], /^--out needs a non-empty value \(folder\)$/],
     ['a duplicate flag', ['--steps', '1', '--steps=2'], /^--steps is given twice$/],
     ['a duplicate bool', ['--quiet', '--quiet'], /^--quiet is given twice$/],
     ['a bad choice', ['--sampler', 'bad'], /^--sampler must be one of gumbel, categorical, got "bad"$/],

@@ -39,7 +39,7 @@ describe('negcache CLI: bad usage exits 2 with a clear message and no stack trac
     [
       'a non-number',
       ['train', '--loss', 'inbatch', '--batch', 'abc'],
-      /^negcache train: --batch needs a number, got "abc"\n/,
+      /^negcache train: --batch needs a whole number, got "abc"\n/,
     ],
     [
       'an unknown flag',
@@ -57,12 +57,16 @@ describe('negcache CLI: bad usage exits 2 with a clear message and no stack trac
       /^negcache train: --loss must be one of cache, inbatch, full, got "softmax"\n/,
     ],
     ['an unknown command', ['frobnicate', '--steps', '3'], /^negcache: unknown command "frobnicate"\n/],
-    ['a value out of range', ['compare', '--steps', '0'], /^negcache compare: --steps must be at least 1, got 0\n/],
+    [
+      'a value out of range',
+      ['compare', '--steps', '0'],
+      /^negcache compare: --steps must be an integer in \[1, 2147483647\], got 0\n/,
+    ],
     ['a duplicate flag', ['demo', '--seed', '1', '--seed=2'], /^negcache demo: --seed is given twice\n/],
     [
       'bad --seeds',
       ['compare', '--seeds', '0,x', '--steps', '1'],
-      /^negcache compare: --seeds needs comma-separated whole numbers >= 0, got "0,x"\n/,
+      /^negcache compare: --seeds needs comma-separated whole numbers in \[0, 9007199254740991\], got "0,x"\n/,
     ],
     [
       'a repeated seed',
@@ -82,9 +86,35 @@ describe('negcache CLI: bad usage exits 2 with a clear message and no stack trac
       /^negcache compare: --top-k 3 must divide --cache-size 100\n/,
     ],
     [
+      'hex for an int',
+      ['train', '--loss', 'inbatch', '--steps', '0x10'],
+      /^negcache train: --steps needs a whole number, got "0x10"\n/,
+    ],
+    [
+      'an exponent for an int',
+      ['train', '--loss', 'inbatch', '--steps', '1e3'],
+      /^negcache train: --steps needs a whole number written in digits \(like 1000\), got "1e3"\n/,
+    ],
+    ['an empty --out', ['train', '--loss', 'inbatch', '--out', ''], /^negcache train: --out needs a non-empty value/],
+    [
+      'an empty --resume',
+      ['train', '--loss', 'inbatch', '--resume='],
+      /^negcache train: --resume needs a non-empty value/,
+    ],
+    [
+      'a learning rate the optimiser would refuse',
+      ['train', '--loss', 'inbatch', '--lr', '1e7'],
+      /^negcache train: --lr must be a number in \(0, 1000000\], got 1e7\n/,
+    ],
+    [
+      'top-k not dividing the default cache size',
+      ['train', '--loss', 'cache', '--top-k', '3'],
+      /^negcache train: --top-k 3 must divide --cache-size 4096\n/,
+    ],
+    [
       'batch larger than the cache',
       ['train', '--loss', 'cache', '--batch', '64', '--cache-size', '32'],
-      /^negcache train: --batch 64 is larger than --cache-size 32\n/,
+      /^negcache train: --batch 64 is larger than --cache-size 32; the cache must hold at least one batch of new items\n/,
     ],
   ];
   for (const [name, args, msg] of cases) {
@@ -99,7 +129,7 @@ describe('negcache CLI: bad usage exits 2 with a clear message and no stack trac
     });
   }
 
-  it('a config the trainer rejects (lr 0) is reported the same way', () => {
+  it("a value the library rejects (lr 0) is refused by the flag, in the library's words, before anything is created", () => {
     const r = cli([
       'train',
       '--loss',
@@ -117,7 +147,9 @@ describe('negcache CLI: bad usage exits 2 with a clear message and no stack trac
       join(tmp, 'never'),
     ]);
     expect(r.status, r.stderr).toBe(2);
-    expect(r.stderr).toMatch(/^negcache train: train: lr must be a number > 0, got 0\n$/);
+    expect(r.stderr).toBe(
+      'negcache train: --lr must be a number in (0, 1000000], got 0\nrun "negcache train --help" for the flags\n',
+    );
     expectNoStack(r.stderr);
     expect(existsSync(join(tmp, 'never'))).toBe(false);
   });

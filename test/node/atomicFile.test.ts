@@ -1,12 +1,12 @@
 import * as fs from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
-import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { spawn, spawnSync } from 'node:child_process';
+import { afterAll, beforeEach, describe, expect, it } from 'vitest';
 import { ArgumentError } from '../../src/errors.js';
 import { decodeSafetensors, encodeSafetensors } from '../../src/io/safetensors.js';
 import {
   FileIOError,
-  _setAtomicWriteFaultForTests,
   loadSafetensors,
   loadSafetensorsSync,
   readFileStrict,
@@ -15,6 +15,8 @@ import {
   saveSafetensorsSync,
   writeFileAtomic,
   writeFileAtomicSync,
+  removeStaleTempFilesSync,
+  type AtomicWriteOptions,
   type AtomicWriteStep,
 } from '../../src/node/atomicFile.js';
 import { type Tensor, wrap } from '../../src/tensor/tensor.js';
@@ -28,7 +30,6 @@ beforeEach(() => {
   dir = join(root, `case${n++}`);
   fs.mkdirSync(dir);
 });
-afterEach(() => _setAtomicWriteFaultForTests(null));
 
 const bytes = (...v: number[]): Uint8Array => new Uint8Array(v);
 const filled = (len: number, v: number): Uint8Array => new Uint8Array(len).fill(v);
@@ -46,7 +47,7 @@ async function caught(thunk: () => unknown): Promise<unknown> {
   return null;
 }
 
-type Writer = (path: string, data: Uint8Array) => void | Promise<void>;
+type Writer = (path: string, data: Uint8Array, options?: AtomicWriteOptions) => void | Promise<void>;
 type Reader = (path: string) => Uint8Array | Promise<Uint8Array>;
 const variants: [string, Writer, Reader][] = [
   ['async', writeFileAtomic, readFileStrict],
@@ -151,12 +152,11 @@ describe.each(variants)('writeFileAtomic / readFileStrict (%s)', (kind, write, r
       const p = join(dir, 'old.bin');
       fs.writeFileSync(p, filled(100, 0xaa));
       const seen: AtomicWriteStep[] = [];
-      _setAtomicWriteFaultForTests((s) => {
+      const faults = (s: AtomicWriteStep): void => {
         seen.push(s);
         if (s === step) throw Object.assign(new Error(`injected EIO at ${s}`), { code: 'EIO' });
-      });
-      const e = await caught(() => write(p, filled(300, 0xbb)));
-      _setAtomicWriteFaultForTests(null);
+      };
+      const e = await caught(() => write(p, filled(300, 0xbb), { faults }));
       expect(e).toBeInstanceOf(FileIOError);
       const err = e as FileIOError;
       expect(err.code).toBe('EIO');
@@ -174,26 +174,54 @@ describe.each(variants)('writeFileAtomic / readFileStrict (%s)', (kind, write, r
 
   it('tolerates a directory fsync that the file system does not support', async () => {
     const p = join(dir, 'd.bin');
-    _setAtomicWriteFaultForTests((s) => {
-      if (s === 'fsync-dir') throw Object.assign(new Error('EINVAL'), { code: 'EINVAL' });
+    await write(p, bytes(1, 2), {
+      faults: (s) => {
+        if (s === 'fsync-dir') throw Object.assign(new Error('EINVAL'), { code: 'EINVAL' });
+      },
     });
-    await write(p, bytes(1, 2));
     expect([...(await read(p))]).toEqual([1, 2]);
   });
 
   it('reports any other directory fsync failure, with the new content in place', async () => {
     const p = join(dir, 'e.bin');
     fs.writeFileSync(p, bytes(0));
-    _setAtomicWriteFaultForTests((s) => {
-      if (s === 'fsync-dir') throw Object.assign(new Error('disk on fire'), { code: 'EIO' });
-    });
-    const e = await caught(() => write(p, bytes(7)));
+    const e = await caught(() =>
+      write(p, bytes(7), {
+        faults: (s) => {
+          if (s === 'fsync-dir') throw Object.assign(new Error('disk on fire'), { code: 'EIO' });
+        },
+      }),
+    );
     expect(e).toBeInstanceOf(FileIOError);
     expect((e as Error).message).toMatch(
       /but flushing \(fsync\) the directory .* failed: disk on fire; the new content is in place/,
     );
     expect([...(await read(p))]).toEqual([7]);
     expect(listing()).toEqual(['e.bin']);
+  });
+
+  it('the fault seam is an option of one call: bad options are refused, and other writes are unaffected', async () => {
+    const p = join(dir, 'seam.bin');
+    fs.writeFileSync(p, bytes(1));
+    for (const options of [null, 5, [], { faults: 3 }, { fault: () => undefined }]) {
+      const e = await caught(() => write(p, bytes(2), options as AtomicWriteOptions));
+      expect(e, JSON.stringify(options)).toBeInstanceOf(ArgumentError);
+      expect((e as ArgumentError).message).toMatch(
+        new RegExp(`^${op}: (options must be|faults must be|unknown option)`),
+      );
+    }
+    const failing = caught(() =>
+      write(p, bytes(3), {
+        faults: (s) => {
+          if (s === 'rename') throw Object.assign(new Error('injected'), { code: 'EIO' });
+        },
+      }),
+    );
+    await write(join(dir, 'other.bin'), bytes(4)); // no seam: not affected by the other call's
+    expect(await failing).toBeInstanceOf(FileIOError);
+    expect([...(await read(p))]).toEqual([1]);
+    expect([...(await read(join(dir, 'other.bin')))]).toEqual([4]);
+    expect(listing()).toEqual(['other.bin', 'seam.bin']);
   });
 
   it('readFileStrict: missing files and directories are clear FileIOErrors', async () => {
@@ -296,5 +324,84 @@ describe('saveSafetensors / loadSafetensors', () => {
     expect(fs.readFileSync(p)).toEqual(before);
     expect(decodeSafetensors(new Uint8Array(before)).checksum).toBe('verified');
     expect(listing()).toEqual(['keep.safetensors']);
+  });
+});
+
+describe("removeStaleTempFilesSync: the temporary files of dead writers go, nobody else's", () => {
+  /** A pid that certainly belonged to a process that has exited. */
+  const deadPid = (): number => {
+    const r = spawnSync(process.execPath, ['-e', ''], { stdio: 'ignore' });
+    expect(r.status).toBe(0);
+    return r.pid!;
+  };
+
+  it('removes those of a dead pid, keeps those of a live process, and never touches other files', async () => {
+    const live = spawn(process.execPath, ['-e', 'setTimeout(() => {}, 60000)'], { stdio: 'ignore' });
+    try {
+      const dead = deadPid();
+      expect(dead).not.toBe(live.pid);
+      const put = (name: string, size = 3): string => {
+        fs.writeFileSync(join(dir, name), new Uint8Array(size));
+        return name;
+      };
+      const stale = [put(`.checkpoint.safetensors.${dead}.1.tmp`, 1 << 16), put(`.report.md.${dead}.7.tmp`)];
+      const kept = [
+        put(`.checkpoint.safetensors.${live.pid}.3.tmp`),
+        put('checkpoint.safetensors'),
+        put(`checkpoint.safetensors.${dead}.1.tmp`), // no leading dot: not ours
+        put(`.checkpoint.safetensors.${dead}.x.tmp`),
+        put(`.checkpoint.safetensors.${dead}.1.tmp.bak`),
+      ];
+      fs.mkdirSync(join(dir, `.dir.${dead}.2.tmp`)); // not a regular file
+      kept.push(`.dir.${dead}.2.tmp`);
+      const removed = removeStaleTempFilesSync(dir);
+      expect(removed.map((x) => x.slice(dir.length + 1)).sort()).toEqual(stale.sort());
+      expect(listing()).toEqual(kept.sort());
+      expect(removeStaleTempFilesSync(dir)).toEqual([]);
+    } finally {
+      live.kill('SIGKILL');
+    }
+  });
+
+  it('names limits it to the temporary files of those targets', () => {
+    const dead = deadPid();
+    fs.writeFileSync(join(dir, `.checkpoint.safetensors.${dead}.1.tmp`), 'x');
+    fs.writeFileSync(join(dir, `.notes.txt.${dead}.1.tmp`), 'x');
+    expect(removeStaleTempFilesSync(dir, ['checkpoint.safetensors']).map((x) => x.slice(dir.length + 1))).toEqual([
+      `.checkpoint.safetensors.${dead}.1.tmp`,
+    ]);
+    expect(listing()).toEqual([`.notes.txt.${dead}.1.tmp`]);
+  });
+
+  it("this process's pid: a leftover of an earlier process with the same pid goes, a write in progress stays", async () => {
+    const leftover = `.ckpt.bin.${process.pid}.999999999.tmp`;
+    fs.writeFileSync(join(dir, leftover), 'old');
+    const seenDuringWrite: string[][] = [];
+    await writeFileAtomic(join(dir, 'ckpt.bin'), bytes(1, 2, 3), {
+      faults: (s, temp) => {
+        if (s !== 'rename') return;
+        // The write's own temporary file exists now and is in flight: the cleanup must keep it.
+        expect(fs.existsSync(temp)).toBe(true);
+        seenDuringWrite.push(removeStaleTempFilesSync(dir).map((x) => x.slice(dir.length + 1)));
+        expect(fs.existsSync(temp)).toBe(true);
+      },
+    });
+    expect(seenDuringWrite).toEqual([[leftover]]);
+    expect(listing()).toEqual(['ckpt.bin']);
+    expect([...fs.readFileSync(join(dir, 'ckpt.bin'))]).toEqual([1, 2, 3]);
+  });
+
+  it('a missing folder has nothing to remove; bad arguments are ArgumentErrors', () => {
+    expect(removeStaleTempFilesSync(join(dir, 'absent'))).toEqual([]);
+    for (const [d, names] of [
+      ['', undefined],
+      [5, undefined],
+      [dir, 'checkpoint.safetensors'],
+      [dir, ['']],
+    ] as [string, string[]][]) {
+      expect(() => removeStaleTempFilesSync(d, names)).toThrow(ArgumentError);
+    }
+    fs.writeFileSync(join(dir, 'file'), 'x');
+    expect(() => removeStaleTempFilesSync(join(dir, 'file'))).toThrow(FileIOError);
   });
 });

@@ -4,7 +4,9 @@
  * restarted from whatever is on disk, again and again (a crash loop). After
  * every kill:
  *   - the newest checkpoint file loads with the strict decoder and its CRC
- *     (leftover `.tmp` files are allowed: the atomic writer's contract);
+ *     (a `.tmp` file of the killed writer may be left: the atomic writer's
+ *     contract; but once a restarted process is past its start-up, the
+ *     `.tmp` files of every earlier, dead writer are gone, so they never pile up);
  *   - it is never older than the one a previous trial found (nothing lost);
  *   - its tensors are bit-identical to an uninterrupted in-process run at the
  *     same step, and so are the per-step metrics recorded in it;
@@ -128,6 +130,7 @@ class Reference {
 interface Outcome {
   /** The process was still running when it was killed. */
   killed: boolean;
+  pid: number;
   exitCode: number | null;
   stdout: string;
   stderr: string;
@@ -166,7 +169,7 @@ function runAndKill(args: readonly string[], delayMs: number, fromSpawn: boolean
     child.on('exit', (code) => {
       if (timer) clearTimeout(timer);
       clearTimeout(guard);
-      resolve({ killed, exitCode: code, stdout, stderr });
+      resolve({ killed, pid: child.pid!, exitCode: code, stdout, stderr });
     });
   });
 }
@@ -187,6 +190,12 @@ interface Tally {
   completed: number;
   /** Distinct temporary files left behind by killed writers (allowed; the target stays complete). */
   leftoverTmp: Set<string>;
+  /** Those in the folder after the last trial. */
+  present: Set<string>;
+  /** How many a later start removed (all of them, once a start gets past its clean-up). */
+  removedTmp: number;
+  /** The most temporary files in the folder at once. */
+  maxTmpAtOnce: number;
   resumedSteps: number;
 }
 
@@ -197,8 +206,34 @@ const newTally = (): Tally => ({
   killedMidRun: 0,
   completed: 0,
   leftoverTmp: new Set(),
+  present: new Set(),
+  removedTmp: 0,
+  maxTmpAtOnce: 0,
   resumedSteps: 0,
 });
+
+/**
+ * The `.tmp` files in the folder after a trial. If the child got past its
+ * start-up clean-up (`cleaned`), every temporary file of an earlier (dead)
+ * writer must be gone: only the child's own may remain.
+ */
+function checkTempFiles(dir: string, child: Outcome, cleaned: boolean, tally: Tally, label: string): void {
+  const tmps = readdirSync(dir)
+    .filter((f) => f.endsWith('.tmp'))
+    .map((f) => join(dir, f));
+  tally.maxTmpAtOnce = Math.max(tally.maxTmpAtOnce, tmps.length);
+  for (const t of tally.present) if (t.startsWith(dir) && !tmps.includes(t)) tally.removedTmp++;
+  for (const t of [...tally.present]) if (t.startsWith(dir)) tally.present.delete(t);
+  if (cleaned)
+    for (const t of tmps)
+      expect(t, `${label}: a temporary file of an earlier, dead writer survived the restart`).toMatch(
+        new RegExp(`/\\.checkpoint\\.safetensors\\.${child.pid}\\.\\d+\\.tmp$`),
+      );
+  for (const t of tmps) {
+    tally.leftoverTmp.add(t);
+    tally.present.add(t);
+  }
+}
 
 /** Inspects the folder after a kill; returns the step of the checkpoint found (or the previous step if none). */
 function verifyAfterKill(
@@ -210,7 +245,6 @@ function verifyAfterKill(
   lastStep: number,
 ): number {
   const files = readdirSync(chain.dir);
-  for (const f of files) if (f.endsWith('.tmp')) tally.leftoverTmp.add(join(chain.dir, f));
   if (!files.includes(CHECKPOINT)) {
     expect(chain.step, `${label}: the checkpoint of step ${chain.step} disappeared`).toBe(0);
     tally.none++;
@@ -251,7 +285,8 @@ function report(kind: string, t: Tally, claims: number, extra = ''): void {
   console.log(
     `[reliability crash] ${kind} (kill-delay seed ${SEED}): ${t.trials} SIGKILL trials; ${t.found} found a checkpoint (loaded strictly with CRC, bit-identical to the ` +
       `uninterrupted run), ${t.none} found none yet; ${t.killedMidRun} killed while running, ${t.completed} had finished; ` +
-      `${t.leftoverTmp.size} .tmp files left by killed writers; ${claims} resumed-step metrics checked against the uninterrupted run${extra}`,
+      `${t.leftoverTmp.size} .tmp files left by killed writers, ${t.removedTmp} of them removed by the next start (at most ${t.maxTmpAtOnce} in a folder at once); ` +
+      `${claims} resumed-step metrics checked against the uninterrupted run${extra}`,
   );
 }
 
@@ -301,6 +336,7 @@ describe('crash safety: SIGKILL at random moments, restart from disk, repeat', (
         tally.completed++;
       }
       const label = `trial ${trial} (${name}, every ${every}, chain ${chainIndex}, killed ${delay.toFixed(0)} ms after ${early ? 'spawn' : 'ready'})`;
+      checkTempFiles(chain.dir, out, out.stdout.includes('ready'), tally, label);
       chain.step = verifyAfterKill(chain, refs[k]!, label, tally, 3, LAST);
       if (!out.killed) expect(chain.step, `${label}: finished without its last checkpoint`).toBe(LAST);
     }
@@ -348,7 +384,6 @@ describe('crash safety: SIGKILL at random moments, restart from disk, repeat', (
       '1',
       '--eval-every',
       '0',
-      '--quiet',
       '--out',
       dir,
     ];
@@ -359,14 +394,10 @@ describe('crash safety: SIGKILL at random moments, restart from disk, repeat', (
       tally.trials++;
       expect(out.killed, `the CLI exited by itself (code ${out.exitCode}): ${out.stderr}`).toBe(true);
       tally.killedMidRun++;
-      chain.step = verifyAfterKill(
-        chain,
-        ref,
-        `CLI trial ${trial} (killed ${delay.toFixed(0)} ms after spawn)`,
-        tally,
-        2,
-        Infinity,
-      );
+      const label = `CLI trial ${trial} (killed ${delay.toFixed(0)} ms after spawn)`;
+      // "data:" is printed after the start-up checks and clean-up.
+      checkTempFiles(dir, out, out.stdout.includes('data:'), tally, label);
+      chain.step = verifyAfterKill(chain, ref, label, tally, 2, Infinity);
     }
     const claims = ref.settle();
     report('CLI', tally, claims, `; reached step ${chain.step} over ${trials} restarts (25 MB checkpoints)`);

@@ -15,8 +15,10 @@
  * Entry points: the tensor constructors, every op family, the autodiff
  * transforms and checkGradients, CacheManager, the retrieval functions and
  * approximateTopKWithIndices, CacheClassificationLoss, CacheLossHandler,
- * isInCacheFilter, the layers and EmbeddingTable, the optimisers, and train /
- * Trainer.setState. The sampler's generator counts as state too: a call
+ * MultiCacheLossHandler, DistributedCacheClassificationLoss and the sharded
+ * and replicated handlers (in a replica group under runInProcess; see
+ * fuzzDistributed.ts), isInCacheFilter, the layers and EmbeddingTable, the
+ * optimisers, and train / Trainer.setState (SUITES below lists them). The sampler's generator counts as state too: a call
  * rejected before sampling must not move it. Only where the rejection comes
  * after the negatives were drawn by design (a user doc network returning
  * garbage, or commit refusing an already computed step) may it have moved.
@@ -128,6 +130,12 @@ import { unsafeData, wrap } from '../../src/tensor/tensor.js';
 import { params } from '../util/props.js';
 import { BASE, tinyCorpus } from './training.js';
 import {
+  distributedLossDefs,
+  multiCacheHandlerDefs,
+  replicatedHandlerDefs,
+  shardedHandlerDefs,
+} from './fuzzDistributed.js';
+import {
   STATS,
   type Call,
   type Def,
@@ -160,7 +168,7 @@ const emptyRecord = (g: unknown): boolean =>
   Object.keys(g).length === 0 &&
   [Object.prototype, null].includes(Object.getPrototypeOf(g));
 
-const run = (defs: Def[]): void => runDefs(defs, (n) => params(n) as fc.Parameters<unknown>);
+const run = (defs: Def[]): Promise<void> => runDefs(defs, (n) => params(n) as fc.Parameters<unknown>);
 const call = (c: Call): Call => c;
 const FLOAT = ['float32', 'float64'] as const;
 /** A dtype that is a string but not a dtype. */
@@ -4137,19 +4145,34 @@ function trainingDefs(): Def[] {
 
 // ================================================================================================ the suite
 
+/**
+ * The suite: one row per group of entry points, each a function returning its
+ * Defs. To fuzz a new API (a loader, the model, an index, ...), write a
+ * function returning its Defs, here or in a module next to this file (see
+ * fuzzDistributed.ts: sync entry points use `def`, promise-returning ones
+ * `defAsync`), and add a row; the counts below pick it up.
+ */
+const SUITES: readonly (readonly [string, () => Def[]])[] = [
+  ['tensor constructors (tensor, zeros, full, arange, uniform, normal)', creationDefs],
+  ['elementwise ops, comparisons, logic, where, cast', elementwiseDefs],
+  ['reductions, softmax, argmax, cumsum', reductionDefs],
+  ['layout ops, gather/scatter, topK, matmul', layoutDefs],
+  ['grad, valueAndGrad, vjp, checkGradients', autogradDefs],
+  ['CacheManager (constructor, initCache, updateCache)', cacheDefs],
+  ['retrieval functions and approximateTopKWithIndices', retrievalDefs],
+  ['CacheClassificationLoss (constructor, call, retrieve)', lossDefs],
+  ['CacheLossHandler (constructor, computeLoss, commit, setState) and isInCacheFilter', handlerDefs],
+  ['MultiCacheLossHandler (constructor, computeLoss, commit, setState)', multiCacheHandlerDefs],
+  ['DistributedCacheClassificationLoss (constructor, call under runInProcess)', distributedLossDefs],
+  ['ShardedCacheLossHandler (constructor, computeLoss, commit, setState) under runInProcess', shardedHandlerDefs],
+  ['ReplicatedCacheLossHandler (constructor, computeLoss, commit) under runInProcess', replicatedHandlerDefs],
+  ['layers: linear, l2Normalize, embeddingBag, makeBags, EmbeddingTable', layerDefs],
+  ['optimisers: SGD, Adam, AdamW (constructors, step, setState)', optimizerDefs],
+  ['training: train (config, corpus, resume and checkpoint options) and Trainer.setState', trainingDefs],
+];
+
 describe('fuzz: every public entry point rejects malformed calls with a NegcacheError and changes nothing', () => {
-  it('tensor constructors (tensor, zeros, full, arange, uniform, normal)', () => run(creationDefs()));
-  it('elementwise ops, comparisons, logic, where, cast', () => run(elementwiseDefs()));
-  it('reductions, softmax, argmax, cumsum', () => run(reductionDefs()));
-  it('layout ops, gather/scatter, topK, matmul', () => run(layoutDefs()));
-  it('grad, valueAndGrad, vjp, checkGradients', () => run(autogradDefs()));
-  it('CacheManager (constructor, initCache, updateCache)', () => run(cacheDefs()));
-  it('retrieval functions and approximateTopKWithIndices', () => run(retrievalDefs()));
-  it('CacheClassificationLoss (constructor, call, retrieve)', () => run(lossDefs()));
-  it('CacheLossHandler (constructor, computeLoss, commit, setState) and isInCacheFilter', () => run(handlerDefs()));
-  it('layers: linear, l2Normalize, embeddingBag, makeBags, EmbeddingTable', () => run(layerDefs()));
-  it('optimisers: SGD, Adam, AdamW (constructors, step, setState)', () => run(optimizerDefs()));
-  it('training: train (config, corpus, resume and checkpoint options) and Trainer.setState', () => run(trainingDefs()));
+  for (const [name, defs] of SUITES) it(name, () => run(defs()));
 });
 
 afterAll(() => {

@@ -13,7 +13,9 @@
  *     what it was before the call.
  *
  * Every attempt is counted per (entry point, malformation kind), so the suite
- * can report how many distinct malformed calls it tried.
+ * can report how many distinct malformed calls it tried. Calls that return a
+ * promise (collectives, async handlers) are Defs made with `defAsync`: the
+ * promise is awaited and a rejection counts as a throw.
  */
 import fc from 'fast-check';
 import { expect } from 'vitest';
@@ -186,6 +188,7 @@ export function snap(x: unknown, seen: Set<unknown> = new Set()): unknown {
 export type ErrorClass = abstract new (...args: never[]) => Error;
 
 export interface Call {
+  /** The call; for an async Def (defAsync) it may return a promise, awaited before the checks. */
   run: () => unknown;
   /** The arguments: bit-identical after the call, whatever happened. */
   inputs?: unknown;
@@ -211,6 +214,8 @@ export interface Def {
   mode: Mode;
   arb: fc.Arbitrary<Labeled>;
   runs: number;
+  /** The call returns a promise (collectives, async handlers): awaited, and rejections count as throws. */
+  async?: boolean;
 }
 
 /** One generated call per value of `arb`; `build` must create fresh stateful objects on every invocation. */
@@ -229,6 +234,18 @@ export function def<T>(
     runs,
     arb: arb.map((v) => ({ label: safeStringify(v), build: () => build(v) })),
   };
+}
+
+/** As `def`, for calls that return a promise (e.g. a replica group under runInProcess). */
+export function defAsync<T>(
+  entry: string,
+  kind: string,
+  mode: Mode,
+  arb: fc.Arbitrary<T>,
+  build: (v: T) => Call,
+  runs = 20,
+): Def {
+  return { ...def(entry, kind, mode, arb, build, runs), async: true };
 }
 
 function safeStringify(v: unknown): string {
@@ -274,8 +291,14 @@ function errorText(e: unknown): string {
   }
 }
 
-/** Runs one generated call and checks the contract (see the module comment). */
-export function attempt(d: Def, l: Labeled): void {
+interface Begun {
+  where: string;
+  call: Call;
+  inputsBefore: unknown;
+  stateBefore: unknown;
+}
+
+function begin(d: Def, l: Labeled): Begun {
   const where = `${d.entry} [${d.kind}] with ${l.label}`;
   let call: Call;
   try {
@@ -283,17 +306,11 @@ export function attempt(d: Def, l: Labeled): void {
   } catch (e) {
     throw new Error(`test setup failed for ${where}: ${errorText(e)}`);
   }
-  const inputsBefore = snap(call.inputs);
-  const stateBefore = snap(call.state);
-  let error: unknown;
-  let threw = false;
-  let out: unknown;
-  try {
-    out = call.run();
-  } catch (e) {
-    threw = true;
-    error = e;
-  }
+  return { where, call, inputsBefore: snap(call.inputs), stateBefore: snap(call.state) };
+}
+
+function finish(d: Def, b: Begun, threw: boolean, error: unknown, out: unknown): void {
+  const { where, call } = b;
   if (threw) {
     if (!(error instanceof NegcacheError)) {
       expect.fail(
@@ -312,20 +329,56 @@ export function attempt(d: Def, l: Labeled): void {
     call.check?.(out);
     record(d.entry, d.kind, d.mode, 'accepted');
   }
-  expect(snap(call.inputs), `${where}: the call changed its arguments`).toEqual(inputsBefore);
-  if (threw) expect(snap(call.state), `${where}: a rejected call changed state`).toEqual(stateBefore);
+  expect(snap(call.inputs), `${where}: the call changed its arguments`).toEqual(b.inputsBefore);
+  if (threw) expect(snap(call.state), `${where}: a rejected call changed state`).toEqual(b.stateBefore);
 }
 
-/** Runs every def with its scaled run count. */
-export function runDefs(defs: readonly Def[], scaled: (n: number) => fc.Parameters<unknown>): void {
+/** Runs one generated call and checks the contract (see the module comment). */
+export function attempt(d: Def, l: Labeled): void {
+  const b = begin(d, l);
+  let error: unknown;
+  let threw = false;
+  let out: unknown;
+  try {
+    out = b.call.run();
+  } catch (e) {
+    threw = true;
+    error = e;
+  }
+  finish(d, b, threw, error, out);
+}
+
+/** `attempt` for an async Def: the call's promise is awaited; a rejection is a throw. */
+export async function attemptAsync(d: Def, l: Labeled): Promise<void> {
+  const b = begin(d, l);
+  let error: unknown;
+  let threw = false;
+  let out: unknown;
+  try {
+    out = await b.call.run();
+  } catch (e) {
+    threw = true;
+    error = e;
+  }
+  finish(d, b, threw, error, out);
+}
+
+/** Runs every def with its scaled run count (async defs with fast-check's asyncProperty). */
+export async function runDefs(defs: readonly Def[], scaled: (n: number) => fc.Parameters<unknown>): Promise<void> {
   // Every pair runs even when an earlier one fails, so one run reports every broken entry point.
   const failures: string[] = [];
   for (const d of defs) {
     try {
-      fc.assert(
-        fc.property(d.arb, (l) => attempt(d, l)),
-        scaled(d.runs) as fc.Parameters<[Labeled]>,
-      );
+      if (d.async)
+        await fc.assert(
+          fc.asyncProperty(d.arb, (l) => attemptAsync(d, l)),
+          scaled(d.runs) as fc.Parameters<[Labeled]>,
+        );
+      else
+        fc.assert(
+          fc.property(d.arb, (l) => attempt(d, l)),
+          scaled(d.runs) as fc.Parameters<[Labeled]>,
+        );
     } catch (e) {
       const cause = e instanceof Error && e.cause instanceof Error ? `\n${e.cause.message}` : '';
       const text = e instanceof Error ? e.message.replace(/\nHint: .*/s, '') : String(e);

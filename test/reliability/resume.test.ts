@@ -201,6 +201,157 @@ describe('a checkpoint from another run is refused with an ArgumentError', () =>
   });
 });
 
+describe('every metadata field of a checkpoint is validated: a typed ArgumentError naming the field, nothing trained', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'negcache-meta-'));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+  const config = CONFIGS[0]![1];
+  let first: ReturnType<typeof run>;
+  beforeAll(() => {
+    first = run({ ...config, evalEverySteps: 2 }, 4);
+  });
+  const history = (): Record<string, unknown>[] => JSON.parse(first.last.metadata['negcache.history']!);
+  const evals = (): Record<string, unknown>[] => JSON.parse(first.last.metadata['negcache.evals']!);
+  const cfg = (): Record<string, unknown> => JSON.parse(first.last.metadata['negcache.config']!);
+  /** A value computed when the test runs (the checkpoint exists only after beforeAll). */
+  class Lazy {
+    constructor(readonly get: () => unknown) {}
+  }
+  const lazy = (get: () => unknown): Lazy => new Lazy(get);
+  const edit = <T>(v: T, f: (v: T) => void): T => {
+    f(v);
+    return v;
+  };
+  const H = 'negcache.history',
+    E = 'negcache.evals',
+    C = 'negcache.config',
+    S = 'negcache.trainSeconds',
+    F = 'negcache.format';
+  const cases: [string, string, unknown, RegExp][] = [
+    ['history an object', H, '{"a":1}', /"negcache\.history" must be a JSON array, got an object \(a\)/],
+    ['history a number', H, '7', /"negcache\.history" must be a JSON array, got 7/],
+    ['history too short', H, '[]', /"negcache\.history" has 0 entries; the checkpoint is at step 4/],
+    ['history not JSON', H, '[{', /"negcache\.history" is not valid JSON/],
+    ['history entry not an object', H, JSON.stringify([1, 2, 3, 4]), /"negcache\.history" entry 0 must be an object/],
+    [
+      'history entry without a field',
+      H,
+      lazy(() => JSON.stringify(edit(history(), (h) => delete h[2]!['trainingLoss']))),
+      /"negcache\.history" entry 2 has no field "trainingLoss"/,
+    ],
+    [
+      'history entry with a string loss',
+      H,
+      lazy(() => JSON.stringify(edit(history(), (h) => (h[1]!['interpretableLoss'] = 'abc')))),
+      /"negcache\.history" entry 1 field "interpretableLoss" must be a number, got "abc"/,
+    ],
+    [
+      'history steps out of order',
+      H,
+      lazy(() => JSON.stringify(edit(history(), (h) => (h[3]!['step'] = 3)))),
+      /"negcache\.history" entry 3 has step 3; need an integer in \[4, 4\]/,
+    ],
+    [
+      'history with a negative time',
+      H,
+      lazy(() => JSON.stringify(edit(history(), (h) => (h[0]!['time'] = -1)))),
+      /"negcache\.history" entry 0 has time -1; need a finite number >= 0/,
+    ],
+    ['evals an object', E, '{"a":1}', /"negcache\.evals" must be a JSON array/],
+    [
+      'evals entry beyond the checkpoint',
+      E,
+      lazy(() => JSON.stringify(edit(evals(), (e) => (e[0]!['step'] = 9)))),
+      /"negcache\.evals" entry 0 has step 9; need an integer in \[0, 4\]/,
+    ],
+    [
+      'evals out of order',
+      E,
+      lazy(() => JSON.stringify(edit(evals(), (e) => (e[1]!['step'] = -1)))),
+      /"negcache\.evals" entry 1 has step -1; need an integer in \[0, 4\]/,
+    ],
+    [
+      'evals entry without recall',
+      E,
+      lazy(() => JSON.stringify(edit(evals(), (e) => delete e[0]!['recallAt10']))),
+      /"negcache\.evals" entry 0 has no field "recallAt10"/,
+    ],
+    [
+      'evals with a negative count',
+      E,
+      lazy(() => JSON.stringify(edit(evals(), (e) => (e[0]!['count'] = -3)))),
+      /"negcache\.evals" entry 0 has count -3/,
+    ],
+    ['trainSeconds not a number', S, 'abc', /"negcache\.trainSeconds" must be a finite number >= 0, got "abc"/],
+    ['trainSeconds empty', S, '', /"negcache\.trainSeconds" must be a finite number >= 0, got ""/],
+    ['trainSeconds negative', S, '-1', /"negcache\.trainSeconds" must be a finite number >= 0, got "-1"/],
+    ['trainSeconds Infinity', S, 'Infinity', /"negcache\.trainSeconds" must be a finite number/],
+    ['trainSeconds overflowing', S, '1e400', /"negcache\.trainSeconds" must be a finite number/],
+    ['trainSeconds hex', S, '0x10', /"negcache\.trainSeconds" must be a finite number/],
+    ['trainSeconds below the history', S, '0', /"negcache\.trainSeconds" is 0, less than the history's last time/],
+    ['trainSeconds not a string', S, 5, /"negcache\.trainSeconds" must be a finite number >= 0, got 5/],
+    [
+      'config an object of the wrong keys',
+      C,
+      '{"a":1}',
+      /"negcache\.config" is not a valid TrainConfig: unknown config key "a"/,
+    ],
+    ['config an array', C, '[1]', /"negcache\.config" must be a JSON object \(a TrainConfig\), got an array/],
+    [
+      'config with a string lr',
+      C,
+      lazy(() => JSON.stringify(edit(cfg(), (c) => (c['lr'] = '0.01')))),
+      /"negcache\.config" is not a valid TrainConfig: lr must be a number in \(0, 1000000\], got "0\.01"/,
+    ],
+    [
+      'config without steps',
+      C,
+      lazy(() => JSON.stringify(edit(cfg(), (c) => delete c['steps']))),
+      /"negcache\.config" is not a valid TrainConfig: steps must be an integer in \[1, 2147483647\], got undefined/,
+    ],
+    ['config not a string', C, { lr: 1 }, /"negcache\.config" must be a string, got an object/],
+    ['no format', F, undefined, /^train: not a negcache trainer checkpoint \(format undefined\)/],
+  ];
+  const corrupt = (key: string, lazyValue: unknown): Checkpoint => {
+    const value = lazyValue instanceof Lazy ? lazyValue.get() : lazyValue;
+    const metadata: Record<string, unknown> = { ...first.last.metadata };
+    if (value === undefined) delete metadata[key];
+    else metadata[key] = value;
+    return { tensors: first.last.tensors, metadata: metadata as Record<string, string> };
+  };
+  const refused = (c: Checkpoint, re: RegExp, what: string): void => {
+    let steps = 0;
+    let caught: unknown;
+    try {
+      train(corpus, { ...config, steps: 8 }, { resume: c, onStep: () => steps++ });
+    } catch (e) {
+      caught = e;
+    }
+    expect(caught, what).toBeInstanceOf(ArgumentError);
+    expect((caught as Error).message, what).toMatch(re);
+    expect(steps, `${what}: steps were trained`).toBe(0);
+  };
+
+  it.each(cases)('%s (%s)', (what, key, value, re) => {
+    refused(corrupt(key, value), re, what);
+  });
+
+  it('the same corruptions re-saved with a valid CRC (what a hand-edited file looks like) are refused after loading', () => {
+    const path = join(dir, 'checkpoint.safetensors');
+    for (const [what, key, value, re] of cases) {
+      const c = corrupt(key, value);
+      if (typeof c.metadata[key] !== 'string') continue; // safetensors metadata are strings
+      saveSafetensorsSync(path, c.tensors, c.metadata);
+      const loaded = loadSafetensorsSync(path, { requireChecksum: true });
+      expect(loaded.checksum, what).toBe('verified');
+      refused({ tensors: loaded.tensors, metadata: loaded.metadata }, re, `${what} (re-saved)`);
+    }
+  });
+
+  it('the intact checkpoint still resumes', () => {
+    expect(train(corpus, { ...config, evalEverySteps: 2, steps: 6 }, { resume: first.last }).steps).toBe(6);
+  });
+});
+
 describe('a corrupted checkpoint file is rejected by loadSafetensorsSync with a clear ArgumentError and never loaded', () => {
   const dir = mkdtempSync(join(tmpdir(), 'negcache-resume-'));
   afterAll(() => rmSync(dir, { recursive: true, force: true }));

@@ -17,7 +17,16 @@ import {
   type TrainResult,
 } from '../../src/index.js';
 import { contentKeys } from '../../src/train/trainer.js';
-import { METHODS, checkConfig } from '../../src/train/config.js';
+import {
+  BUDGET_FIELDS,
+  CONFIG_FIELDS,
+  CONFIG_KEYS,
+  METHODS,
+  checkConfig,
+  fieldAccepts,
+  resumeMismatches,
+} from '../../src/train/config.js';
+import { edgeValues } from '../util/configEdges.js';
 import { evalSubset, type Checkpoint } from '../../src/train/run.js';
 import { embedAll } from '../../src/train/evaluate.js';
 import type { Corpus } from '../../src/data/corpus.js';
@@ -282,12 +291,12 @@ describe('checkConfig', () => {
     ['steps 0', { steps: 0 }, /steps must be an integer in \[1,/],
     ['fractional batch', { batch: 2.5 }, /batch must be an integer/],
     ['dim 0', { dim: 0 }, /dim must be an integer/],
-    ['lr 0', { lr: 0 }, /lr must be a number > 0, got 0/],
-    ['NaN scale', { scale: NaN }, /scale must be a number > 0, got NaN/],
-    ['negative weight decay', { weightDecay: -0.1 }, /weightDecay must be a number >= 0/],
+    ['lr 0', { lr: 0 }, /lr must be a number in \(0, 1000000\], got 0/],
+    ['NaN scale', { scale: NaN }, /scale must be a number in \(0, 1000000\], got NaN/],
+    ['negative weight decay', { weightDecay: -0.1 }, /weightDecay must be a number in \[0, 1000000\], got -0.1/],
     ['clipNorm 0', { clipNorm: 0 }, /clipNorm must be a number > 0/],
-    ['a bad fullDocs', { fullDocs: 'test' as never }, /fullDocs must be train or all, got "test"/],
-    ['a bad sampler', { sampler: 'greedy' as never }, /sampler must be gumbel or categorical, got "greedy"/],
+    ['a bad fullDocs', { fullDocs: 'test' as never }, /fullDocs must be one of train, all, got "test"/],
+    ['a bad sampler', { sampler: 'greedy' as never }, /sampler must be one of gumbel, categorical, got "greedy"/],
     ['a zero time budget', { timeBudgetSeconds: 0 }, /timeBudgetSeconds must be a number > 0/],
     ['fractional evalEverySteps', { evalEverySteps: 1.5 }, /evalEverySteps must be an integer in \[0,/],
     ['negative evalEverySeconds', { evalEverySeconds: -1 }, /evalEverySeconds must be a number >= 0/],
@@ -303,6 +312,136 @@ describe('checkConfig', () => {
       expect(() => train(corpus, c)).toThrow(ArgumentError);
     });
   }
+});
+
+describe('checkConfig: unknown keys are refused, as by every other options object', () => {
+  const ok: TrainConfig = { ...small, method: 'inbatch' };
+  const cases: [string, Record<string, unknown>, RegExp][] = [
+    [
+      'a misspelt lr',
+      { lR: 5 },
+      /^train: unknown config key "lR" \(did you mean "lr"\?\); the keys are method, steps,/,
+    ],
+    [
+      'a lower-case cacheSize',
+      { cachesize: 3 },
+      /^train: unknown config key "cachesize" \(did you mean "cacheSize"\?\)/,
+    ],
+    ['a dashed flag name', { 'cache-size': 3 }, /unknown config key "cache-size" \(did you mean "cacheSize"\?\)/],
+    ['one letter off', { bach: 3 }, /unknown config key "bach" \(did you mean "batch"\?\)/],
+    ['no near key', { momentum: 0.9 }, /unknown config key "momentum"; the keys are/],
+  ];
+  for (const [name, extra, msg] of cases) {
+    it(`${name}: ${JSON.stringify(extra)}, from checkConfig, the Trainer and train`, () => {
+      const c = { ...ok, ...extra } as TrainConfig;
+      expect(() => checkConfig(c)).toThrow(msg);
+      expect(() => new Trainer(corpus, c)).toThrow(ArgumentError);
+      expect(() => new Trainer(corpus, c)).toThrow(msg);
+      expect(() => train(corpus, c)).toThrow(msg);
+    });
+  }
+
+  it('every key of the defaults has a spec, and the spec accepts its default', () => {
+    expect([...CONFIG_KEYS].sort()).toEqual([...Object.keys(DEFAULT_CONFIG), 'method'].sort());
+    for (const k of Object.keys(DEFAULT_CONFIG) as (keyof typeof DEFAULT_CONFIG)[])
+      expect(fieldAccepts(CONFIG_FIELDS[k], DEFAULT_CONFIG[k]), k).toBe(true);
+  });
+});
+
+describe('checkConfig follows CONFIG_FIELDS at every edge of every field', () => {
+  // inbatch (no batch <= cacheSize rule) and the largest cache, so topK's edges divide it.
+  const base: TrainConfig = { ...DEFAULT_CONFIG, method: 'inbatch', cacheSize: 2 ** 24 };
+  for (const k of CONFIG_KEYS) {
+    it(k, () => {
+      for (const [v, accepted] of edgeValues(CONFIG_FIELDS[k])) {
+        if (k === 'method' && v === 'cache') continue; // the cache method adds the batch rule; checked above
+        const c = { ...base, [k]: v } as TrainConfig;
+        if (accepted) expect(() => checkConfig(c), `${k} = ${String(v)}`).not.toThrow();
+        else expect(() => checkConfig(c), `${k} = ${String(v)}`).toThrow(new RegExp(`^train: ${k} must be `));
+      }
+      if ('optional' in CONFIG_FIELDS[k]) expect(() => checkConfig({ ...base, [k]: undefined })).not.toThrow();
+      else expect(() => checkConfig({ ...base, [k]: undefined })).toThrow(new RegExp(`^train: ${k} must be `));
+    });
+  }
+});
+
+describe('the resume rule: every field but the budget fields must equal the checkpoint', () => {
+  const config: TrainConfig = { ...small, method: 'cache', steps: 4, batch: 8, cacheSize: 32, dim: 8 };
+  let checkpoint: Checkpoint | undefined;
+  const take = (): Checkpoint => {
+    if (checkpoint) return checkpoint;
+    train(corpus, config, { checkpointEvery: 4, onCheckpoint: (c) => (checkpoint = c) });
+    return checkpoint!;
+  };
+  /** A valid value different from config[k] (the rule is about any change, so any valid one will do). */
+  const other = (k: keyof TrainConfig): unknown => {
+    const spec = CONFIG_FIELDS[k];
+    const v = config[k];
+    if (k === 'method') return 'inbatch';
+    if (k === 'topK') return 4;
+    if (k === 'cacheSize') return 64;
+    if (spec.kind === 'choice') return spec.choices.find((c) => c !== v);
+    if (spec.kind === 'bool') return !v;
+    if (v === undefined) return 0.5;
+    if (v === Infinity) return 1e9;
+    return (v as number) + 1;
+  };
+
+  it('the budget fields are steps, timeBudgetSeconds and the evaluation schedule', () => {
+    expect([...BUDGET_FIELDS]).toEqual([
+      'steps',
+      'timeBudgetSeconds',
+      'evalEverySeconds',
+      'evalEverySteps',
+      'evalQueries',
+    ]);
+  });
+
+  it('resumeMismatches: every key of the config is compared unless it is a budget field (so new fields are covered)', () => {
+    for (const k of CONFIG_KEYS) {
+      const changed = { ...config, [k]: other(k) } as TrainConfig;
+      expect(() => checkConfig({ ...changed }), `${k}: the changed value must be valid`).not.toThrow();
+      const diff = resumeMismatches(config, changed).map((m) => m.field);
+      expect(diff, k).toEqual(BUDGET_FIELDS.includes(k) ? [] : [k]);
+    }
+  });
+
+  it('train refuses each changed trajectory field and accepts each changed budget field', () => {
+    const ckpt = take();
+    for (const k of CONFIG_KEYS) {
+      const changed = { ...config, steps: 6, [k]: other(k) } as TrainConfig;
+      if (k === 'steps') changed.steps = 7;
+      if (BUDGET_FIELDS.includes(k)) {
+        const r = train(corpus, changed, { resume: ckpt });
+        expect(r.steps, k).toBe(changed.steps);
+      } else {
+        expect(() => train(corpus, changed, { resume: ckpt }), k).toThrow(
+          new RegExp(
+            `^train: cannot resume: the checkpoint was trained with ${k} = .* \\(only steps, timeBudgetSeconds`,
+          ),
+        );
+      }
+    }
+  });
+
+  it('clipNorm is trajectory-relevant: a changed or added clip norm is refused', () => {
+    const ckpt = take();
+    expect(() => train(corpus, { ...config, steps: 6, clipNorm: 1 }, { resume: ckpt })).toThrow(
+      /cannot resume: the checkpoint was trained with clipNorm = undefined, this run has 1/,
+    );
+  });
+
+  it('nothing to train: steps at or below the checkpoint step, or the time budget already spent', () => {
+    const ckpt = take();
+    expect(() => train(corpus, { ...config, steps: 3 }, { resume: ckpt })).toThrow(
+      /^train: nothing to train: the checkpoint is at step 4 and steps is 3; need steps > 4 to continue$/,
+    );
+    expect(() => train(corpus, { ...config, steps: 4 }, { resume: ckpt })).toThrow(/nothing to train/);
+    const spent = Number(ckpt.metadata['negcache.trainSeconds']);
+    expect(() => train(corpus, { ...config, steps: 9, timeBudgetSeconds: spent }, { resume: ckpt })).toThrow(
+      /^train: nothing to train: the checkpoint has .* s of training and timeBudgetSeconds is/,
+    );
+  });
 });
 
 describe('evalSubset', () => {
