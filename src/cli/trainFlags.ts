@@ -12,8 +12,9 @@ import {
   CONFIG_FIELDS,
   DEFAULT_CONFIG,
   checkConfig,
+  recipeConfig,
   resumeMismatches,
-  type Method,
+  type Recipe,
   type TrainConfig,
 } from '../train/config.js';
 import { checkpointConfig, checkpointRun, type Checkpoint } from '../train/checkpoint.js';
@@ -30,7 +31,7 @@ export const FIELD_FLAGS: Record<string, { field: keyof TrainConfig; help: strin
   batch: { field: 'batch', help: `queries per step (default ${DEFAULT_CONFIG.batch})` },
   'cache-size': { field: 'cacheSize', help: `negative cache slots (default ${DEFAULT_CONFIG.cacheSize})` },
   dim: { field: 'dim', help: `embedding dimension (default ${DEFAULT_CONFIG.dim})` },
-  lr: { field: 'lr', help: `learning rate (default ${DEFAULT_CONFIG.lr})` },
+  lr: { field: 'lr', help: "learning rate (default: the recipe's tuned rate, see negcache --help)" },
   scale: { field: 'scale', help: `score scale (default ${DEFAULT_CONFIG.scale})` },
   'weight-decay': { field: 'weightDecay', help: 'decoupled weight decay (default 0)' },
   'clip-norm': { field: 'clipNorm', help: 'clip gradients to this global norm (default off)' },
@@ -42,14 +43,17 @@ export const FIELD_FLAGS: Record<string, { field: keyof TrainConfig; help: strin
     help: 'documents of the full softmax: train (default; the positives of training queries) or all',
   },
   'top-k': { field: 'topK', help: 'approximate top-k narrowing of the cache (default off)' },
-  'num-negatives': { field: 'numNegatives', help: 'cache: negatives sampled per query (default 1, the reference)' },
+  'num-negatives': {
+    field: 'numNegatives',
+    help: "cache: negatives sampled per query (default: the recipe's; 1 = the reference)",
+  },
   'in-batch-negatives': {
     field: 'inBatchNegatives',
-    help: "cache: the batch's other positives are exact negatives too (default false)",
+    help: "cache: the batch's other positives are exact negatives too (default: the recipe's)",
   },
   'query-gradient': {
     field: 'queryGradient',
-    help: "cache: sampled (default, the reference) or exact (the query's exact gradient over the cache)",
+    help: "cache: sampled (the reference) or exact (the query's exact gradient over the cache); default: the recipe's",
   },
   seed: { field: 'seed', help: 'seed for everything (default 0)' },
   'eval-every': { field: 'evalEverySeconds', help: 'seconds of training between recall evaluations (default 10)' },
@@ -79,15 +83,17 @@ export function parseSeeds(v: string): number[] {
   return seeds;
 }
 
-/** The config of one method from the flags: the defaults, then every given flag's field. */
+/**
+ * The config of one recipe from the flags: the recipe's tuned defaults, then
+ * every given flag's field (recipeConfig: cache-reference keeps the reference
+ * estimator whatever the flags say).
+ */
 export function configFrom(
   flags: Record<string, string | number | boolean>,
-  method: Method,
+  recipe: Recipe,
   defaultSeconds: number,
 ): TrainConfig {
   const c: Record<string, unknown> = {
-    ...DEFAULT_CONFIG,
-    method,
     // --steps alone bounds by steps; --seconds alone (or neither) by time; both: whichever comes first.
     timeBudgetSeconds: flags['steps'] !== undefined ? Infinity : defaultSeconds,
     evalEverySeconds: 10,
@@ -96,7 +102,7 @@ export function configFrom(
     const v = flags[flag];
     if (v !== undefined) c[field] = CONFIG_FIELDS[field].kind === 'bool' ? v === 'true' : v;
   }
-  return c as unknown as TrainConfig;
+  return recipeConfig(recipe, c as Partial<TrainConfig>);
 }
 
 /** checkConfig with its field names turned into the flags that set them (`--top-k 3 must divide --cache-size 4096`). */

@@ -92,6 +92,48 @@ export const DEFAULT_CONFIG: Omit<TrainConfig, 'method'> = {
   evalQueries: 1000,
 };
 
+/** The estimator fields of the cache method (docs/estimators.md). */
+export const ESTIMATOR_FIELDS = ['numNegatives', 'inBatchNegatives', 'queryGradient'] as const;
+
+/**
+ * A named training recipe: a method and its tuned defaults, applied over
+ * DEFAULT_CONFIG. The CLI's --loss takes these names and `compare`/`demo`
+ * run all four, each with its own tuned defaults (tuning grid and results in
+ * the README's Results):
+ *  - cache:            the negative cache with the estimators that won the grid;
+ *  - cache-reference:  the reference estimator (one sampled negative per query,
+ *                      sampled query gradient), at its own best learning rate;
+ *  - inbatch, full:    the softmax baselines at their best learning rates.
+ * Explicit settings override a recipe's defaults, except that
+ * cache-reference keeps the reference estimator whatever is asked.
+ */
+export type Recipe = 'cache' | 'cache-reference' | 'inbatch' | 'full';
+
+export const RECIPES: { readonly [R in Recipe]: { readonly method: Method; readonly defaults: Partial<TrainConfig> } } =
+  {
+    cache: { method: 'cache', defaults: { lr: 0.01, numNegatives: 4, inBatchNegatives: true, queryGradient: 'exact' } },
+    'cache-reference': {
+      method: 'cache',
+      defaults: { lr: 0.003, numNegatives: 1, inBatchNegatives: false, queryGradient: 'sampled' },
+    },
+    inbatch: { method: 'inbatch', defaults: { lr: 0.01 } },
+    full: { method: 'full', defaults: { lr: 0.01 } },
+  };
+
+export const RECIPE_NAMES = Object.keys(RECIPES) as readonly Recipe[];
+
+/**
+ * The config of a recipe: DEFAULT_CONFIG, the recipe's defaults, then
+ * `overrides` (cache-reference ignores overrides of the estimator fields).
+ */
+export function recipeConfig(recipe: Recipe, overrides: Partial<TrainConfig> = {}): TrainConfig {
+  const r = RECIPES[recipe];
+  const c: TrainConfig = { ...DEFAULT_CONFIG, ...r.defaults, ...overrides, method: r.method };
+  if (recipe === 'cache-reference')
+    for (const k of ESTIMATOR_FIELDS) (c as unknown as Record<string, unknown>)[k] = r.defaults[k];
+  return c;
+}
+
 /**
  * What one TrainConfig field accepts. `int` and `number` ranges are closed
  * unless `minOpen` (then min itself is refused); `max` may be Infinity for a

@@ -35,7 +35,7 @@ function expectNoStack(s: string): void {
 
 describe('negcache CLI: bad usage exits 2 with a clear message and no stack trace', () => {
   const cases: [string, string[], RegExp][] = [
-    ['train without --loss', ['train', '--steps', '3'], /^negcache train: train needs --loss cache\|inbatch\|full\n/],
+    ['train without --loss', ['train', '--steps', '3'], /^negcache train: train needs --loss cache\|cache-reference\|inbatch\|full\n/],
     [
       'a non-number',
       ['train', '--loss', 'inbatch', '--batch', 'abc'],
@@ -54,7 +54,7 @@ describe('negcache CLI: bad usage exits 2 with a clear message and no stack trac
     [
       'a bad --loss',
       ['train', '--loss', 'softmax'],
-      /^negcache train: --loss must be one of cache, inbatch, full, got "softmax"\n/,
+      /^negcache train: --loss must be one of cache, cache-reference, inbatch, full, got "softmax"\n/,
     ],
     ['an unknown command', ['frobnicate', '--steps', '3'], /^negcache: unknown command "frobnicate"\n/],
     [
@@ -161,7 +161,7 @@ describe('negcache CLI: bad usage exits 2 with a clear message and no stack trac
     const help = cli(['train', '--help']);
     expect(help.status).toBe(0);
     expect(help.stdout).toMatch(/^negcache train: /);
-    expect(help.stdout).toMatch(/--loss <cache\|inbatch\|full>/);
+    expect(help.stdout).toMatch(/--loss <cache\|cache-reference\|inbatch\|full>/);
     expect(help.stdout).toMatch(/--max-docs <int>/);
   });
 });
@@ -232,7 +232,7 @@ describe('negcache train: a tiny successful run', () => {
 });
 
 describe('negcache compare --seeds: one run per seed and method, and the across-seeds table', () => {
-  it('runs 2 seeds × 3 methods and reports mean ± sd', () => {
+  it('runs 2 seeds × 4 recipes and reports mean ± sd', () => {
     const out = join(tmp, 'seeds');
     const r = cli([
       'compare',
@@ -262,9 +262,11 @@ describe('negcache compare --seeds: one run per seed and method, and the across-
     };
     expect(metrics.results.map((x) => `${x.method}:${x.config.seed}`)).toEqual([
       'cache:3',
+      'cache-reference:3',
       'inbatch:3',
       'full:3',
       'cache:4',
+      'cache-reference:4',
       'inbatch:4',
       'full:4',
     ]);
