@@ -45,7 +45,9 @@ export const LAYERS: Readonly<Record<string, number>> = {
   eval: 7,
   report: 7,
   train: 7,
+  conformance: 7,
   index: 8,
+  testing: 8,
   node: 9,
   cli: 10,
 };
