@@ -286,6 +286,106 @@ def run_cache_loss(config, inputs):
     return out
 
 
+def run_cache_loss_estimators(config, inputs):
+    """The estimator options (numNegatives S, inBatchNegatives, queryGradient) for fixed draws; see docs/estimators.md.
+
+    Per query i, with the constant softmax weights w+ (positive), w_b (in-batch negatives), w_c (cache mass) of
+    [s+_i, s_ib, cache candidates]: trainingLoss_i = w_c * mean_m T(q_i . f_im) + sum_b w_b s_ib - (1 - w+) s+_i,
+    f_im = feat[j_im] @ W. With queryGradient 'exact' the sampled scores give q no gradient and q gets
+    w_c * sum_j pi_j T'(q_i . c_j) c_j over the candidates instead.
+    """
+    T, dT = transform(config)
+    sources = config["sources"]
+    get = lambda s, k: inputs.get("cache/%s/%s" % (s, k))
+    emb = np.concatenate([f64(get(s, "emb")) for s in sources])
+    feat = np.concatenate([f64(get(s, "feat")) for s in sources])
+    sizes = [get(s, "emb").shape[0] for s in sources]
+    q, p, W = f64(inputs["queries"]), f64(inputs["positives"]), f64(inputs["W"])
+    b, n = q.shape[0], emb.shape[0]
+    S = int(config["numNegatives"])
+    in_batch = bool(config["inBatchNegatives"])
+    exact = config["queryGradient"] == "exact"
+    fnk = config["falseNegativeKey"]
+    pos_ids = inputs["positiveIds"] if fnk is not None else None
+    excluded = np.zeros((b, n), dtype=bool)
+    if config["maskEmptySlots"] and any(get(s, "valid") is not None for s in sources):
+        valid = np.concatenate(
+            [get(s, "valid") if get(s, "valid") is not None else np.ones(z, dtype=bool) for s, z in zip(sources, sizes)]
+        )
+        excluded |= ~valid[None, :]
+    if fnk is not None:
+        ids = np.concatenate([get(s, fnk).reshape(-1) for s in sources])
+        excluded |= ids[None, :] == pos_ids[:, None]
+        if in_batch:  # cached copies of the batch's positives take part fresh, as in-batch negatives
+            excluded |= np.isin(ids, pos_ids)[None, :]
+    u_cache = q @ emb.T
+    scores = np.where(excluded, -np.inf, T(u_cache))
+    if config["topK"] is not None:
+        cand, cand_idx = top_k_groups(scores, int(config["topK"]))
+    else:
+        cand, cand_idx = scores, np.broadcast_to(np.arange(n), (b, n))
+    has_neg = np.any(np.isfinite(cand), axis=1)
+    j = np.stack([cand_idx[np.arange(b), inputs["retrieved"][:, m]] for m in range(S)], axis=1)  # [b, S]
+    v = np.sum(q * p, axis=1)
+    s_pos = T(v)
+    u_b = q @ p.T
+    allowed_b = np.zeros((b, b), dtype=bool)
+    if in_batch:
+        allowed_b = ~np.eye(b, dtype=bool)
+        if fnk is not None:
+            allowed_b &= pos_ids[None, :] != pos_ids[:, None]
+    s_b = np.where(allowed_b, T(u_b), -np.inf)
+    log_z = logsumexp_rows(np.concatenate([s_pos[:, None], s_b, cand], axis=1))
+    pp = np.exp(s_pos - log_z)
+    w_b = np.exp(s_b - log_z[:, None])
+    w_c = np.sum(np.exp(cand - log_z[:, None]), axis=1)
+    fresh = feat[j] @ W  # [b, S, d]
+    u_neg = np.einsum("id,isd->is", q, fresh)
+    s_neg = T(u_neg)
+    training = w_c * np.mean(s_neg, axis=1) + np.sum(w_b * np.where(allowed_b, T(u_b), 0.0), axis=1) - (1 - pp) * s_pos
+    err = np.sum((emb[j] - fresh) ** 2, axis=2)
+    nrm = np.sum(fresh**2, axis=2)
+    defined = has_neg[:, None] & (nrm > 0)
+    stale = np.mean(np.where(defined, err / np.where(defined, nrm, 1.0), 0.0), axis=1)
+    wt = np.broadcast_to(f64(inputs["cotangent"]), (b,)) / (b if config["reducer"] == "mean" else 1)
+    # d/d(q, p, W) of sum_i wt_i * trainingLoss_i
+    a_neg = (wt * w_c / S)[:, None] * dT(u_neg)  # [b, S]
+    a_b = (wt[:, None] * w_b) * np.where(allowed_b, dT(u_b), 0.0)  # [b, b]
+    a_pos = wt * (1 - pp) * dT(v)
+    grad_q = a_b @ p - a_pos[:, None] * p
+    if exact:
+        pi = np.exp(cand - logsumexp_rows(cand)[:, None])  # softmax over the candidates (rows without one: none)
+        pi = np.where(has_neg[:, None], pi, 0.0)
+        rows = emb[cand_idx]  # [b, width, d]
+        deriv = dT(np.take_along_axis(u_cache, cand_idx, axis=1))
+        grad_q += (wt * w_c)[:, None] * np.einsum("iw,iw,iwd->id", pi, deriv, rows)
+    else:
+        grad_q += np.einsum("is,isd->id", a_neg, fresh)
+    grad_p = a_b.T @ q - a_pos[:, None] * q
+    grad_W = np.einsum("isf,isd->fd", feat[j], a_neg[:, :, None] * q[:, None, :])
+    red = (lambda x: np.mean(x)) if config["reducer"] == "mean" else (lambda x: x)
+    out = {
+        "trainingLoss": red(training),
+        "interpretableLoss": red(log_z - s_pos),
+        "staleness": red(stale),
+        "probPos": pp,
+        "hasNegative": has_neg,
+        "retrievedIndices": (j if S > 1 else j[:, 0]).astype(np.int32),
+        "grad/queries": grad_q,
+        "grad/positives": grad_p,
+        "grad/W": grad_W,
+    }
+    flat_j = j.reshape(-1)
+    flat_valid = np.repeat(has_neg, S)
+    start = 0
+    for s, z in zip(sources, sizes):
+        out["refresh/%s/indices" % s] = (flat_j - start).astype(np.int32)
+        out["refresh/%s/mask" % s] = flat_valid & (flat_j >= start) & (flat_j < start + z)
+        out["refresh/%s/emb" % s] = fresh.reshape(b * S, -1)
+        start += z
+    return out
+
+
 def run_sharded_loss(config, inputs):
     """DistributedCacheClassificationLoss for fixed local and shard picks, per replica."""
     T, dT = transform(config)
@@ -363,6 +463,7 @@ IMPLEMENTATIONS = {
     "retrieval_gumbel": run_retrieval_gumbel,
     "approx_top_k": run_approx_top_k,
     "cache_loss": run_cache_loss,
+    "cache_loss_estimators": run_cache_loss_estimators,
     "sharded_loss": run_sharded_loss,
     "is_in_cache": run_is_in_cache,
 }

@@ -28,6 +28,7 @@ import { cacheUpdate } from './kinds/cacheUpdate.js';
 import { gumbel, maxScore } from './kinds/retrieval.js';
 import { approxTopK } from './kinds/topK.js';
 import { cacheLoss } from './kinds/cacheLoss.js';
+import { cacheLossEstimators } from './kinds/cacheLossEstimators.js';
 import { shardedLoss } from './kinds/shardedLoss.js';
 import { isInCache } from './kinds/isInCache.js';
 
@@ -40,6 +41,7 @@ export const VECTOR_KINDS: readonly VectorKind[] = [
   gumbel,
   approxTopK,
   cacheLoss,
+  cacheLossEstimators,
   shardedLoss,
   isInCache,
 ];

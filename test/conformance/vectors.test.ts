@@ -78,6 +78,7 @@ describe('the vector set', () => {
       'retrieval_gumbel',
       'approx_top_k',
       'cache_loss',
+      'cache_loss_estimators',
       'sharded_loss',
       'is_in_cache',
     ]);
