@@ -131,7 +131,7 @@ export { recallAtK, meanReciprocalRank, rankOfTarget, summarizeRanks } from './e
 export { lineChart } from './report/svg.js';
 export { DualEncoder, tower } from './train/model.js';
 export { Trainer } from './train/trainer.js';
-export { DEFAULT_CONFIG, type TrainConfig, type Method } from './train/config.js';
+export { DEFAULT_CONFIG, RECIPES, recipeConfig, type Recipe, type TrainConfig, type Method } from './train/config.js';
 export { train, type TrainResult } from './train/run.js';
 export { evaluate, embedAll } from './train/evaluate.js';
 
