@@ -138,6 +138,16 @@ interface CheckpointFlags {
   resume?: Checkpoint;
 }
 
+/** The cache estimator of a config in words ("reference estimator" or "4 negatives, in-batch negatives, exact query gradient"). */
+export function estimatorText(c: TrainConfig): string {
+  if (c.numNegatives === 1 && !c.inBatchNegatives && c.queryGradient === 'sampled') return 'reference estimator';
+  return [
+    `${c.numNegatives} negative${c.numNegatives > 1 ? 's' : ''} per query`,
+    ...(c.inBatchNegatives ? ['in-batch negatives'] : []),
+    `${c.queryGradient} query gradient`,
+  ].join(', ');
+}
+
 function runMethod(
   label: string,
   corpus: Corpus,
@@ -160,7 +170,7 @@ function runMethod(
   let peak = process.memoryUsage().rss;
   if (!quiet)
     process.stdout.write(
-      `\n== ${config.method}: ${Number.isFinite(config.timeBudgetSeconds) ? `${config.timeBudgetSeconds} s budget` : `${config.steps} steps`}, batch ${config.batch}${config.method === 'cache' ? `, cache ${config.cacheSize}` : ''}\n`,
+      `\n== ${label}: ${Number.isFinite(config.timeBudgetSeconds) ? `${config.timeBudgetSeconds} s budget` : `${config.steps} steps`}, batch ${config.batch}${config.method === 'cache' ? `, cache ${config.cacheSize}, ${estimatorText(config)}` : ''}, lr ${config.lr}\n`,
     );
   const result = train(corpus, config, {
     onStep: (r) => {
