@@ -159,6 +159,26 @@ describe('matmuls (wasm SIMD) against a float64 loop, and bit for bit against th
     expect(Array.from(matmulNNWasm(new Float32Array(0), new Float32Array(0), 3, 5, 0))).toEqual(new Array(15).fill(0));
   });
 
+  it('streams the large operand through wasm memory in chunks (several chunks; resident or not): bit-identical', () => {
+    const rng = new Rng(10);
+    const k = 512; // 1 MB chunks: 512 rows of 512 floats
+    for (const [m, n] of [
+      [9, 1500],
+      [1500, 9],
+    ] as const) {
+      const a = rand(rng, m * k),
+        b = rand(rng, n * k),
+        bn = rand(rng, k * n);
+      const want = bits(matmulF32Reference(a, b, m, n, k, false, true));
+      expect(bits(matmulNTWasm(a, b, m, n, k))).toEqual(want);
+      const big = m > n ? a : b;
+      makeResident(big);
+      expect(bits(matmulNTWasm(a, b, m, n, k))).toEqual(want);
+      releaseResident(big);
+      expect(bits(matmulNNWasm(a, bn, m, n, k))).toEqual(bits(matmulF32Reference(a, bn, m, n, k, false, false)));
+    }
+  });
+
   it('k blocks (NN with k > 512; NT with k > 1024 and m > n) continue the same sums: bit-identical', () => {
     const rng = new Rng(9);
     for (const [m, n, k] of [

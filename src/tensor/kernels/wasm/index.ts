@@ -453,6 +453,10 @@ export function wasmBytesInUse(): number {
 export class Temps {
   private readonly ptrs: number[] = [];
   constructor(private readonly st: WasmState) {}
+  /** The memory's current buffer (views made after the last alloc stay attached until the next one). */
+  get buffer(): ArrayBuffer {
+    return this.st.memory.buffer;
+  }
   alloc(bytes: number): number {
     const p = this.st.heap.alloc(bytes);
     this.ptrs.push(p);
@@ -569,10 +573,49 @@ function gemmNBlocked(
   }
 }
 
+/** Bytes of the S operand streamed through wasm memory per chunk (a staged chunk stays in L2 for its product). */
+const STREAM_CHUNK_BYTES = 1 << 20;
+
+/**
+ * Runs `body(sPtr, r0, rows)` over the rows of the S operand `src` ([count ×
+ * k] row-major) in chunks: the resident copy if `src` is resident, else each
+ * chunk is copied into a staging buffer right before its product reads it
+ * (the operand never needs a full copy in wasm memory, and the chunk is still
+ * in cache when it is read). Chunks are multiples of NR rows.
+ */
+/** Rows per chunk of streamRows for rows of k floats: a multiple of NR, about STREAM_CHUNK_BYTES. */
+function chunkRowsFor(k: number): number {
+  const { NR } = gemmTile();
+  return Math.max(NR, Math.floor(STREAM_CHUNK_BYTES / (Math.max(1, k) * 4 * NR)) * NR);
+}
+
+function streamRows(
+  t: Temps,
+  src: Float32Array,
+  count: number,
+  k: number,
+  body: (sPtr: number, r0: number, rows: number) => void,
+): void {
+  const chunk = chunkRowsFor(k);
+  const res = residentPointer(src);
+  const stage = res === null ? t.alloc(Math.min(chunk, count) * k * 4) : 0;
+  for (let r0 = 0; r0 < count; r0 += chunk) {
+    const rows = Math.min(chunk, count - r0);
+    if (res !== null) {
+      body(res + r0 * k * 4, r0, rows);
+    } else {
+      new Float32Array(t.buffer, stage, rows * k).set(src.subarray(r0 * k, (r0 + rows) * k));
+      body(stage, r0, rows);
+    }
+  }
+}
+
 /**
  * C[m,n] = A[m,k] · B[n,k]ᵀ (row-major; k contiguous in both). The smaller
- * operand is packed into panels (the V operand), the other is read in place
- * as the broadcast (S) operand (gemm.ts); the bits do not depend on which.
+ * operand is packed into panels (the V operand), the other (S) is streamed
+ * through wasm memory in row chunks and read in place (gemm.ts); each chunk's
+ * block of C is copied out as it is done. The bits do not depend on the
+ * orientation or the chunking (every output is the same sequential sum).
  */
 export function matmulNTWasm(
   a: Float32Array,
@@ -590,29 +633,50 @@ export function matmulNTWasm(
   const { W } = gemmTile();
   const t = new Temps(st);
   try {
-    const pa = t.input(a),
-      pb = t.input(b),
-      pc = t.alloc(m * n * 4);
     if (m <= n && k <= GEMM_T_MAX_K) {
-      // V = A (packed), S = rows of B: C[i, j] in orientation T
+      // V = A (packed), S = rows of B in chunks: C[:, j0 .. j0 + rows) in orientation T
+      const pa = t.input(a);
       const pp = t.alloc(packedBytes(m, k));
       ex.packRows(pa, k, m, k, pp);
       const { vb, sb } = gemmBlocks(k);
-      ex.gemmT(pp, k * W * 4, W, m, pb, k, n, k, pc, n, 1, vb, sb);
+      const pc = t.alloc(m * Math.min(n, chunkRowsFor(k)) * 4);
+      streamRows(t, b, n, k, (sPtr, j0, rows) => {
+        ex.gemmT(pp, k * W * 4, W, m, sPtr, k, rows, k, pc, rows, 1, vb, sb);
+        const block = new Float32Array(t.buffer, pc, m * rows);
+        for (let i = 0; i < m; i++) c.set(block.subarray(i * rows, (i + 1) * rows), i * n + j0);
+      });
     } else {
-      // V = B (packed), S = rows of A: C[i, j] in orientation N
+      // V = B (packed), S = rows of A in chunks: C[i0 .. i0 + rows, :] in orientation N
+      const pb = t.input(b);
       const pp = t.alloc(packedBytes(n, k));
       ex.packRows(pb, k, n, k, pp);
-      gemmNBlocked(ex, pp, n, pa, k, m, k, pc, n, 1);
+      streamC(t, ex, a, m, k, pp, n, c);
     }
-    c.set(new Float32Array(st.memory.buffer, pc, m * n));
   } finally {
     t.free();
   }
   return c;
 }
 
-/** C[m,n] = A[m,k] · B[k,n]: B's columns packed into panels (V), A's rows broadcast (S), orientation N. */
+/** C = S·V for V packed [k × nv] and S = rows of `a` streamed in chunks (orientation N, k blocks), copied out per chunk. */
+function streamC(
+  t: Temps,
+  ex: KernelExports,
+  a: Float32Array,
+  m: number,
+  k: number,
+  vPacked: number,
+  nv: number,
+  c: Float32Array,
+): void {
+  const pc = t.alloc(Math.min(m, chunkRowsFor(k)) * nv * 4);
+  streamRows(t, a, m, k, (sPtr, i0, rows) => {
+    gemmNBlocked(ex, vPacked, nv, sPtr, k, rows, k, pc, nv, 1);
+    c.set(new Float32Array(t.buffer, pc, rows * nv), i0 * nv);
+  });
+}
+
+/** C[m,n] = A[m,k] · B[k,n]: B's columns packed into panels (V), A's rows streamed (S), orientation N. */
 export function matmulNNWasm(
   a: Float32Array,
   b: Float32Array,
@@ -627,13 +691,10 @@ export function matmulNNWasm(
   const st = requireState(op);
   const t = new Temps(st);
   try {
-    const pa = t.input(a),
-      pb = t.input(b),
-      pp = t.alloc(packedBytes(n, k)),
-      pc = t.alloc(m * n * 4);
+    const pb = t.input(b),
+      pp = t.alloc(packedBytes(n, k));
     st.exports.packCols(pb, n, k, n, pp);
-    gemmNBlocked(st.exports, pp, n, pa, k, m, k, pc, n, 1);
-    c.set(new Float32Array(st.memory.buffer, pc, m * n));
+    streamC(t, st.exports, a, m, k, pp, n, c);
   } finally {
     t.free();
   }
