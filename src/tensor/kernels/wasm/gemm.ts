@@ -58,7 +58,7 @@ import { FunctionBuilder, ModuleBuilder, type Local } from './emitter.js';
 export interface GemmConfig {
   /** f32x4 vectors of V per tile (W = 4·mrv V indices). */
   mrv: number;
-  /** S rows per tile (the 'T' orientation needs nr a multiple of 4 for its 4×4 transposes: 4). */
+  /** S rows per tile, 1 to 4 (the 'T' store transposes 4×4 blocks; edge tiles cover nr < 4). */
   nr: number;
   /** Steps of p per loop trip. */
   unroll: number;
@@ -69,6 +69,22 @@ export interface GemmConfig {
 /**
  * mrv × nr = 2 × 4: 8 accumulators + 2 V vectors + 1 broadcast = 11 of the
  * 15 xmm registers V8 allocates on x64 (xmm15 is its scratch), no spills.
+ * Unroll 1: Node 20's TurboFan (V8 11.3) hoists the loads of an unrolled
+ * body to the top of the trip and spills accumulators to the stack (seen
+ * with --print-wasm-code); Node 24 does not. Measured on the 2-core Xeon
+ * (Sapphire Rapids, shared and loaded, so in CPU time), GFLOP/s of
+ * [128×128]·[16384×128]ᵀ in 256-row blocks (old dot-product kernel: 30–33):
+ *   mrv×nr unroll   Node 20   Node 24
+ *   2×4    1        34–37     35–36      <- default
+ *   2×4    2        28–30     35–37
+ *   2×4    4        25–27     34–36
+ *   3×4    1        28–32     31–35
+ *   3×3    1        30–35     35–38
+ *   1×4    4        22–24     —
+ *   2×4    1, fma   n/a       42–44      (relaxed SIMD: Node 22+)
+ * The non-FMA step is 8 mulps + 8 addps per 64 flops; on this CPU three
+ * ports take them (~12 flop/cycle ≈ 44 GFLOP/s at 3.7 GHz), on Zen 2/3 two
+ * multiply and two add pipes (16 flop/cycle); with FMA 8 vfmadd on two ports.
  */
 export const DEFAULT_GEMM_CONFIG: GemmConfig = { mrv: 2, nr: 4, unroll: 1, fma: false };
 
@@ -521,20 +537,20 @@ function buildGemm(cfg: GemmConfig, orient: 'N' | 'T', edge: (nr: number) => num
   return fn;
 }
 
-/** packRows / packCols (scalar loops: O(size) work next to the product's O(size·k)). */
-function buildPack(cfg: GemmConfig, kind: 'rows' | 'cols'): FunctionBuilder {
+/**
+ * packRows: for each row r (zero rows up to a multiple of W), its k values
+ * scattered into column r % W of panel r / W (a transpose; scalar loop,
+ * O(rows·k) next to the product's O(rows·k·n)).
+ */
+function buildPackRows(cfg: GemmConfig): FunctionBuilder {
   const W = 4 * cfg.mrv;
-  const fn = new FunctionBuilder(kind === 'rows' ? 'packRows' : 'packCols', ['i32', 'i32', 'i32', 'i32', 'i32']);
-  // rows: (src, lds, rows, k, dst): count = rows, dst[(r/W)kW + pW + r%W] = src[r·lds + p]
-  // cols: (src, lds, k, cols, dst): count = cols, dst[(j/W)kW + pW + j%W] = src[p·lds + j]
-  const [src, lds, a2, a3, dst] = [0, 1, 2, 3, 4].map((i) => fn.param(i)) as [Local, Local, Local, Local, Local];
-  const count = kind === 'rows' ? a2 : a3,
-    k = kind === 'rows' ? a3 : a2;
+  const fn = new FunctionBuilder('packRows', ['i32', 'i32', 'i32', 'i32', 'i32']);
+  const [src, lds, rows, k, dst] = [0, 1, 2, 3, 4].map((i) => fn.param(i)) as [Local, Local, Local, Local, Local];
   const r = fn.local('i32'),
     p = fn.local('i32'),
     padded = fn.local('i32'),
     out = fn.local('i32');
-  fn.get(count)
+  fn.get(rows)
     .i32Const(W - 1)
     .i32Add()
     .i32Const(W)
@@ -578,20 +594,96 @@ function buildPack(cfg: GemmConfig, kind: 'rows' | 'cols'): FunctionBuilder {
               .i32Mul()
               .i32Add();
           };
-          fn.get(r).get(count).i32LtS();
+          fn.get(r).get(rows).i32LtS();
           fn.if(
             () => {
               at();
-              fn.get(src);
-              if (kind === 'rows') fn.get(r).get(lds).i32Mul().get(p).i32Add();
-              else fn.get(p).get(lds).i32Mul().get(r).i32Add();
-              fn.i32Const(4).i32Mul().i32Add().f32Load().f32Store();
+              fn.get(src).get(r).get(lds).i32Mul().get(p).i32Add().i32Const(4).i32Mul().i32Add().f32Load().f32Store();
             },
             () => {
               at();
               fn.f32Const(0).f32Store();
             },
           );
+        },
+      );
+    },
+  );
+  return fn;
+}
+
+/**
+ * packCols: panel q holds, for each step p, the W values src[p, qW .. qW + W)
+ * — a copy of W contiguous floats per (q, p), whole vectors for full panels
+ * and lane by lane with zero padding for the last one.
+ */
+function buildPackCols(cfg: GemmConfig): FunctionBuilder {
+  const W = 4 * cfg.mrv;
+  const fn = new FunctionBuilder('packCols', ['i32', 'i32', 'i32', 'i32', 'i32']);
+  const [src, lds, k, cols, dst] = [0, 1, 2, 3, 4].map((i) => fn.param(i)) as [Local, Local, Local, Local, Local];
+  const q = fn.local('i32'),
+    p = fn.local('i32'),
+    w = fn.local('i32'),
+    valid = fn.local('i32'),
+    from = fn.local('i32'),
+    to = fn.local('i32'),
+    lds4 = fn.local('i32');
+  fn.get(lds).i32Const(4).i32Mul().set(lds4);
+  fn.forLoop(
+    q,
+    () => fn.i32Const(0),
+    () => fn.get(cols),
+    W,
+    () => {
+      // this panel's source column q and destination (q / W)·k·W floats in
+      fn.get(src).get(q).i32Const(4).i32Mul().i32Add().set(from);
+      fn.get(dst).get(q).get(k).i32Mul().i32Const(4).i32Mul().i32Add().set(to);
+      fn.get(cols).get(q).i32Sub().set(valid);
+      fn.forLoop(
+        p,
+        () => fn.i32Const(0),
+        () => fn.get(k),
+        1,
+        () => {
+          fn.get(valid).i32Const(W).i32GeS();
+          fn.if(
+            () => {
+              for (let v = 0; v < cfg.mrv; v++)
+                fn.get(to)
+                  .get(from)
+                  .v128Load(16 * v)
+                  .v128Store(16 * v);
+            },
+            () => {
+              fn.forLoop(
+                w,
+                () => fn.i32Const(0),
+                () => fn.i32Const(W),
+                1,
+                () => {
+                  const at = (): void => {
+                    fn.get(to).get(w).i32Const(4).i32Mul().i32Add();
+                  };
+                  fn.get(w).get(valid).i32LtS();
+                  fn.if(
+                    () => {
+                      at();
+                      fn.get(from).get(w).i32Const(4).i32Mul().i32Add().f32Load().f32Store();
+                    },
+                    () => {
+                      at();
+                      fn.f32Const(0).f32Store();
+                    },
+                  );
+                },
+              );
+            },
+          );
+          fn.get(from).get(lds4).i32Add().set(from);
+          fn.get(to)
+            .i32Const(4 * W)
+            .i32Add()
+            .set(to);
         },
       );
     },
@@ -608,6 +700,6 @@ export function addGemm(mod: ModuleBuilder, cfg: GemmConfig = DEFAULT_GEMM_CONFI
     for (let r = 1; r < cfg.nr; r++) edges.set(r, mod.add(buildEdgeTile(cfg, r, orient), null));
     mod.add(buildGemm(cfg, orient, (r) => edges.get(r)!));
   }
-  mod.add(buildPack(cfg, 'rows'));
-  mod.add(buildPack(cfg, 'cols'));
+  mod.add(buildPackRows(cfg));
+  mod.add(buildPackCols(cfg));
 }
