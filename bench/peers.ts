@@ -95,6 +95,15 @@ export async function importPeer<T>(name: Peer): Promise<T> {
   return ns.default ?? (ns as T);
 }
 
+/** A peer, or null (with a one-line message) when bench/'s package is not installed: its columns are skipped. */
+export async function optionalPeer<T>(name: Peer): Promise<T | null> {
+  if (peerEntry(name) === null) {
+    console.log(`${name}: not installed in bench/, its columns are skipped (${INSTALL_HINT})`);
+    return null;
+  }
+  return importPeer<T>(name);
+}
+
 /**
  * Installs bench/'s locked peers (`npm ci --prefix bench`) with the npm that
  * runs this script (npm_execpath under `npm run`), else the npm on PATH.

@@ -4,7 +4,20 @@
  * CPU and WASM backends (forward + gradients), at batch 128, dimension 128,
  * cache 8192 / 65536 / 131072.
  *
- *   npm run build && node dist/bench/step.js [--quick] [--sizes 8192,65536] [--crossover]
+ *   npm run build && node dist/bench/step.js [--quick] [--sizes 8192,65536] [--json] [--fma] [--no-memory] [--crossover]
+ *
+ * --json: the last line printed is one JSON object, {"cpu", "node", "fma",
+ * "rows": [{"n", "fullStep1ThreadMs", "fullStep2ThreadsMs", "numpyForwardMs",
+ * "scanGflops1T", "scanGflops2T", "numpySgemmGflops1T", "numpySgemmGflops2T",
+ * ...}]} (medians; the numpy fields are null when python3 / numpy are missing).
+ * --fma: setKernelOptions({ fma: true }) first (relaxed-SIMD FMA where the
+ * engine has it: Node 22+; Node 20 ignores it). --no-memory skips the memory table.
+ *
+ * numpy's sgemm on the scan's own product ([b × d]·[n × d]ᵀ, OpenBLAS pinned
+ * to 1 thread with OPENBLAS_NUM_THREADS=1, then 2 threads) is timed beside
+ * the scan in the same run, and the table gives the ratio scan / sgemm.
+ * tfjs (optional: it may not be installed) is loaded dynamically; without it
+ * its columns read n/a.
  *
  * The step: scores = 20·Q·Cᵀ over the cache, one negative per query drawn
  * from the softmax over the cache, the sampled items' features through a
@@ -58,12 +71,14 @@ import {
 import { createParallelScan } from '../src/node/parallelScan.js';
 import type { FusedScanArgs, FusedScanResult } from '../src/scan/contract.js';
 import { fusedCacheScan } from '../src/scan/wasm.js';
-import { initWasm } from '../src/tensor/kernels/wasm/index.js';
-import { importPeer, peerEntry, type Tf, type TfWasm } from './peers.js';
-import { fmtTiming, printTable, randomFloats, timeIt, type Timing } from './util.js';
+import { initWasm, kernelOptions, setKernelOptions } from '../src/tensor/kernels/wasm/index.js';
+import { cpuModel, fmtTiming, printTable, randomFloats, runNumpy, timeIt, type Timing } from './util.js';
+import { optionalPeer } from './peers.js';
 
 const argv = process.argv.slice(2);
 const quick = argv.includes('--quick');
+const asJson = argv.includes('--json');
+if (argv.includes('--fma')) setKernelOptions({ fma: true });
 const sizesArg = argv.indexOf('--sizes');
 const SIZES = sizesArg >= 0 ? argv[sizesArg + 1]!.split(',').map(Number) : [8192, 65536, 131072];
 const B = 128,
@@ -114,11 +129,13 @@ function negcacheStep(n: number, scanner?: Scanner): { full: () => void; forward
 async function tfjsStep(backend: 'cpu' | 'wasm', n: number): Promise<(() => void) | null> {
   try {
     // The union package registers every gradient (tfjs-core alone has none in Node) and the CPU backend.
-    // From bench/'s own package (bench/peers.ts): a clear 'not installed' error when it is missing.
-    const tf = await importPeer<Tf>('@tensorflow/tfjs');
+    const tf = await optionalPeer<any>('@tensorflow/tfjs');
+    if (tf === null) return null;
     if (backend === 'wasm') {
-      const wasm = await importPeer<TfWasm>('@tensorflow/tfjs-backend-wasm');
-      wasm.setWasmPaths(join(dirname(peerEntry('@tensorflow/tfjs-backend-wasm')!), '/'));
+      const wasm = await optionalPeer<any>('@tensorflow/tfjs-backend-wasm');
+      if (wasm === null) return null;
+      const dir = join(dirname(fileURLToPath(import.meta.resolve('@tensorflow/tfjs-backend-wasm'))), '/');
+      wasm.setWasmPaths(dir);
     }
     if (!(await tf.setBackend(backend))) return null;
     await tf.ready();
@@ -142,10 +159,10 @@ async function tfjsStep(backend: 'cpu' | 'wasm', n: number): Promise<(() => void
           const fresh = tf.matMul(sampled, w);
           const sPos = tf.mul(tf.sum(tf.mul(q, p), 1), SCALE);
           const sNeg = tf.mul(tf.sum(tf.mul(q, fresh), 1), SCALE);
-          return tf.mean(tf.mul(tf.sub(1, probPos), tf.sub(sNeg, sPos)));
+          return tf.mean(tf.mul(tf.sub(1, probPos), tf.sub(sNeg, sPos))) as ReturnType<typeof tf.scalar>;
         }, [q, p, w]);
         tf.sum(tf.square(tf.sub(cached, tf.matMul(sampled, w))), 1).dataSync();
-        Object.values(grads).forEach((g) => g.dataSync());
+        Object.values(grads).forEach((g) => (g as { dataSync(): unknown }).dataSync());
       });
     };
   } catch (e) {
@@ -155,22 +172,12 @@ async function tfjsStep(backend: 'cpu' | 'wasm', n: number): Promise<(() => void
 }
 
 function numpyStep(n: number): Timing | null {
-  const script = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'bench', 'numpy_step.py');
-  if (!existsSync(script)) return null;
-  try {
-    const env = { ...process.env };
-    delete env['OPENBLAS_CORETYPE'];
-    delete env['OPENBLAS_L2_SIZE'];
-    const out = execFileSync('python3', [script, String(B), String(D), String(n), String(F), String(RUNS)], {
-      env,
-      encoding: 'utf8',
-    });
-    const r = JSON.parse(out.trim().split('\n').pop()!) as Timing;
-    return r;
-  } catch (e) {
-    console.log(`numpy: skipped (${(e as Error).message.split('\n')[0]})`);
-    return null;
-  }
+  return runNumpy([String(B), String(D), String(n), String(F), String(RUNS)]);
+}
+
+/** numpy's sgemm on the scan's product [B × D]·[n × D]ᵀ, GFLOP/s, on `threads` OpenBLAS threads. */
+function numpySgemm(n: number, threads: number): number | null {
+  return runNumpy(['sgemm', String(B), String(n), String(D), 'nt', String(quick ? 5 : 9)], threads)?.gflops ?? null;
 }
 
 // ---------------------------------------------------------------------------
@@ -320,6 +327,8 @@ async function main(): Promise<void> {
   const rows: string[][] = [];
   const kernelRows: string[][] = [];
   const memRows: string[][] = [];
+  const jsonRows: Record<string, number | null>[] = [];
+  const noMemory = argv.includes('--no-memory');
   for (const n of SIZES) {
     const nc = negcacheStep(n);
     const full = await timeIt(nc.full, RUNS, 1);
@@ -360,21 +369,45 @@ async function main(): Promise<void> {
     const copyMs = parallel.lastStats.copyMs;
     const twoSame = await timeIt(() => parallel.scan(a), reps, 1);
     const flop = 2 * B * n * D;
+    const rate = (t: Timing): number => flop / t.median / 1e6;
     const gf = (t: Timing): string =>
-      `${(flop / t.median / 1e6).toFixed(1)} (${((100 * flop) / t.median / 1e6 / peak.gflops).toFixed(1)}%)`;
+      `${rate(t).toFixed(1)} (${((100 * flop) / t.median / 1e6 / peak.gflops).toFixed(1)}%)`;
+    // numpy's sgemm on the same product, pinned to 1 and to 2 OpenBLAS threads, in this run
+    const np1 = numpySgemm(n, 1),
+      np2 = numpySgemm(n, 2);
+    const vs = (ours: number, theirs: number | null): string => (theirs ? (ours / theirs).toFixed(2) : 'n/a');
     kernelRows.push([
       String(n),
       fmtTiming(one),
       gf(one),
+      np1 === null ? 'n/a' : np1.toFixed(1),
+      vs(rate(one), np1),
       fmtTiming(twoNew),
       gf(twoNew),
+      np2 === null ? 'n/a' : np2.toFixed(1),
+      vs(rate(twoNew), np2),
       copyMs.toFixed(1),
       fmtTiming(twoSame),
       gf(twoSame),
+      (full.median - one.median).toFixed(1),
     ]);
+    jsonRows.push({
+      n,
+      fullStep1ThreadMs: full.median,
+      fullStep2ThreadsMs: full2.median,
+      numpyForwardMs: np ? np.median : null,
+      scanGflops1T: rate(one),
+      scanGflops2T: rate(twoNew),
+      numpySgemmGflops1T: np1,
+      numpySgemmGflops2T: np2,
+      forward1ThreadMs: fwd.median,
+      forward2ThreadsMs: fwd2.median,
+      scan1ThreadMs: one.median,
+      scan2ThreadsMs: twoNew.median,
+    });
 
-    const m1 = runMemoryProbe(n, 'single'),
-      m2 = runMemoryProbe(n, 'parallel');
+    const m1 = noMemory ? null : runMemoryProbe(n, 'single'),
+      m2 = noMemory ? null : runMemoryProbe(n, 'parallel');
     const mb = (m: MemoryProbe | null, k: keyof MemoryProbe): string => (m ? m[k].toFixed(1) : 'n/a');
     memRows.push([
       String(n),
@@ -419,30 +452,42 @@ async function main(): Promise<void> {
       'cache',
       'scan 1 thread',
       'GFLOP/s',
+      'numpy sgemm 1T GFLOP/s',
+      'scan / sgemm 1T',
       'scan 2 threads, new cache array',
       'GFLOP/s',
+      'numpy sgemm 2T GFLOP/s',
+      'scan / sgemm 2T',
       'of which copy ms',
       'scan 2 threads, same array',
       'GFLOP/s',
+      'full step 1T minus scan 1T, ms',
     ],
     kernelRows,
   );
+  if (!noMemory) {
+    console.log(
+      '\nMemory of one full step beyond what is resident before it (MB; fresh process per cell, see the header comment)\n',
+    );
+    printTable(
+      [
+        'cache',
+        'cache emb. MB',
+        'first step 1T',
+        'first step 2T',
+        'later steps 1T',
+        'later steps 2T',
+        'retained 1T',
+        'retained 2T',
+        'arrayBuffers 1T',
+        'arrayBuffers 2T',
+      ],
+      memRows,
+    );
+  }
+  const ko = kernelOptions();
   console.log(
-    '\nMemory of one full step beyond what is resident before it (MB; fresh process per cell, see the header comment)\n',
+    `\n${cpuModel()}, node ${process.version}; kernels: ${ko.fmaInUse ? 'relaxed-SIMD FMA' : 'SIMD128 mul + add'}${ko.fma && !ko.relaxedSimd ? ' (--fma asked, but this engine has no relaxed SIMD)' : ''}`,
   );
-  printTable(
-    [
-      'cache',
-      'cache emb. MB',
-      'first step 1T',
-      'first step 2T',
-      'later steps 1T',
-      'later steps 2T',
-      'retained 1T',
-      'retained 2T',
-      'arrayBuffers 1T',
-      'arrayBuffers 2T',
-    ],
-    memRows,
-  );
+  if (asJson) console.log(JSON.stringify({ cpu: cpuModel(), node: process.version, fma: ko.fmaInUse, rows: jsonRows }));
 }

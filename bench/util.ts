@@ -1,4 +1,9 @@
-/** Shared benchmark helpers: timing with warm-up, medians and spread, a table printer. */
+/** Shared benchmark helpers: timing with warm-up, medians and spread, a table printer, numpy, optional imports. */
+import { execFileSync } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import { cpus } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 
 export interface Timing {
   median: number;
@@ -42,4 +47,50 @@ export function randomFloats(n: number, seed: number, scale = 1): Float32Array {
     out[i] = ((s / 4294967296) * 2 - 1) * scale;
   }
   return out;
+}
+
+/** numpy's timings (bench/numpy_step.py), or null with a message when python3 / numpy are missing. */
+export interface NumpyTiming extends Timing {
+  gflops?: number;
+}
+
+/**
+ * Runs bench/numpy_step.py with `args` and parses its JSON line. `threads`
+ * pins OpenBLAS (OPENBLAS_NUM_THREADS, set before numpy loads); without it
+ * OpenBLAS uses every core. Returns null (after printing why) when python3
+ * or numpy are unavailable.
+ */
+export function runNumpy(args: string[], threads?: number): NumpyTiming | null {
+  const script = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'bench', 'numpy_step.py');
+  if (!existsSync(script)) {
+    console.log(`numpy: skipped (${script} not found)`);
+    return null;
+  }
+  const env = { ...process.env };
+  delete env['OPENBLAS_CORETYPE'];
+  delete env['OPENBLAS_L2_SIZE'];
+  if (threads !== undefined) env['OPENBLAS_NUM_THREADS'] = String(threads);
+  else delete env['OPENBLAS_NUM_THREADS'];
+  try {
+    const out = execFileSync('python3', [script, ...args], {
+      env,
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    return JSON.parse(out.trim().split('\n').pop()!) as NumpyTiming;
+  } catch (e) {
+    console.log(`numpy: skipped (${(e as Error).message.split('\n')[0]})`);
+    return null;
+  }
+}
+
+/** The CPU model (Linux /proc/cpuinfo, else os.cpus()). */
+export function cpuModel(): string {
+  try {
+    const m = /^model name\s*:\s*(.*)$/m.exec(readFileSync('/proc/cpuinfo', 'utf8'));
+    if (m) return m[1]!.trim();
+  } catch {
+    // not Linux
+  }
+  return cpus()[0]?.model ?? 'unknown CPU';
 }

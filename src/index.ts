@@ -137,8 +137,17 @@ export { evaluate, embedAll } from './train/evaluate.js';
 
 // Kernels: WebAssembly SIMD is used automatically where available. On a browser main thread
 // call `await initWasm()` once at start-up (Chromium forbids compiling it synchronously there);
-// Node compiles it synchronously on first use.
-export { initWasm, wasmReady, wasmAvailable } from './tensor/kernels/wasm/index.js';
+// Node compiles it synchronously on first use. `setKernelOptions({ fma: true })` before that opts
+// into relaxed-SIMD fused multiply-adds where the engine has them (Node 22+, Chrome 114+): faster
+// products, but results then differ in their last bits from engines without (e.g. Node 20).
+export {
+  initWasm,
+  wasmReady,
+  wasmAvailable,
+  setKernelOptions,
+  kernelOptions,
+  type KernelOptions,
+} from './tensor/kernels/wasm/index.js';
 export { fusedCacheScan } from './scan/wasm.js';
 export { fusedScanReference } from './scan/reference.js';
 export { type FusedScanArgs, type FusedScanResult, type ScanSampler } from './scan/contract.js';

@@ -90,6 +90,7 @@ import {
 } from '../scan/contract.js';
 import { combinePartials } from '../scan/streaming.js';
 import { fusedCacheScan, fusedCacheScanRange } from '../scan/wasm.js';
+import { kernelOptions } from '../tensor/kernels/wasm/index.js';
 import {
   C,
   CONTROL_BYTES,
@@ -290,7 +291,7 @@ export function createParallelScan(opts: ParallelScanOptions = {}): ParallelScan
   for (let w = 0; w < W; w++) {
     const control = new SharedArrayBuffer(CONTROL_BYTES);
     const ctrl = new Int32Array(control);
-    const init: ScanWorkerInit = { negcacheParallelScan: 1, control, entry: entry!.href };
+    const init: ScanWorkerInit = { negcacheParallelScan: 1, control, entry: entry!.href, fma: kernelOptions().fma };
     const worker = new Worker(bootstrapSource(), { eval: true, workerData: init });
     worker.unref();
     // These run only while the main thread is not blocked in a scan; during

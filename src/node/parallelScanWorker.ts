@@ -43,6 +43,7 @@
  */
 import { parentPort } from 'node:worker_threads';
 import { fusedCacheScanRange, scanWasmAvailable } from '../scan/wasm.js';
+import { setKernelOptions } from '../tensor/kernels/wasm/index.js';
 import type { FusedScanArgs, ScanPartial, ScanSampler } from '../scan/contract.js';
 
 /** Int32 indices of the control block. */
@@ -69,6 +70,8 @@ export interface ScanWorkerInit {
   readonly control: SharedArrayBuffer;
   /** file: URL of this module in dist/. */
   readonly entry: string;
+  /** The main thread's kernel options (setKernelOptions), so both sides compute the same bits. */
+  readonly fma: boolean;
 }
 
 /** Test-only faults a job can carry (see ParallelScan._injectFault). */
@@ -279,6 +282,7 @@ export function runParallelScanWorker(init: ScanWorkerInit): void {
     writeMessage(ctrl, `the scan worker crashed: ${errorText(e)}`);
     process.exit(1);
   });
+  setKernelOptions({ fma: init.fma });
   Atomics.store(ctrl, C.WASM, scanWasmAvailable() ? 1 : 2); // compile the kernels now, not on the first job
   Atomics.store(ctrl, C.READY, 1);
   Atomics.notify(ctrl, C.READY);

@@ -16,8 +16,12 @@ import { NegcacheError } from '../errors.js';
 import {
   Temps,
   defineWasmExtension,
+  gemmBlocks,
+  gemmTile,
   makeResident,
+  packedBytes,
   requireState,
+  residentPointer,
   type WasmState,
 } from '../tensor/kernels/wasm/index.js';
 import {
@@ -93,8 +97,6 @@ function createWasmBackend(
   sx: ScanKernelExports,
   args: FusedScanArgs,
   sh: ScanShape,
-  rowStart: number,
-  rowEnd: number,
   t: Temps,
 ): ScanBackend {
   const { b, d, k, groupSize, S } = sh;
@@ -104,8 +106,19 @@ function createWasmBackend(
   // Inputs (copies or resident) and scratch; no allocation after this point,
   // so the views below stay attached.
   const pq = t.input(args.queries);
-  const pc = t.input(args.cache, rowStart * d, (rowEnd - rowStart) * d);
-  const pcBase = pc - rowStart * d * 4; // where row 0 is (or would be): row j is at pcBase + j*d*4
+  // the queries packed once into gemm panels (the V operand of every score block)
+  const { W } = gemmTile();
+  const pqp = t.alloc(packedBytes(b, d));
+  ex.packRows(pq, d, b, d, pqp);
+  const qPanel = d * W * 4;
+  const { sb } = gemmBlocks(d);
+  const vbQ = Math.ceil(SCAN_QUERY_CHUNK / W) * W, // a whole query chunk is one V block
+    vbD = Math.max(W, Math.ceil(d / W) * W); // the mean's V: all d columns in one block
+  // The cache rows: the resident copy if there is one, else each block is copied into a staging
+  // buffer just before it is scanned (it is then in cache for the products that read it; a copy of
+  // the whole range first would stream it through memory twice and hold it in wasm memory).
+  const resident = residentPointer(args.cache);
+  const pstage = resident === null ? t.alloc(SCAN_BLOCK * d * 4) : 0;
   const ps = t.alloc(chunk * 4);
   const pe = args.sampler === 'categorical' || mean ? t.alloc(chunk * 4) : 0;
   const pmax = t.alloc(SCAN_QUERY_CHUNK * 4),
@@ -117,16 +130,25 @@ function createWasmBackend(
     pbs = t.alloc(S * b * 4);
   const pgm = k > 0 ? t.alloc(b * k * 4) : 0,
     pga = k > 0 ? t.alloc(b * k * 4) : 0;
-  // softmax mean: fold factors, the block's cache rows transposed [d × R], the product [chunk × d], acc [b × d]
+  // softmax mean: fold factors, the product [chunk × d], acc [b × d]
   const pOld = mean ? t.alloc(SCAN_QUERY_CHUNK * 4) : 0,
     pNew = mean ? t.alloc(SCAN_QUERY_CHUNK * 4) : 0,
-    pct = mean ? t.alloc(SCAN_BLOCK * d * 4) : 0,
     pprod = mean ? t.alloc(SCAN_QUERY_CHUNK * d * 4) : 0,
     pacc = mean ? t.alloc(b * d * 4) : 0;
   const buf = st.memory.buffer;
   const scores = new Float32Array(buf, ps, chunk);
+  const stage = resident === null ? new Float32Array(buf, pstage, SCAN_BLOCK * d) : null;
+  let staged = -1;
+  /** Address of cache rows j0 .. j0 + R in wasm memory. */
+  const rows = (j0: number, R: number): number => {
+    if (resident !== null) return resident + j0 * d * 4;
+    if (staged !== j0) {
+      stage!.set(args.cache.subarray(j0 * d, (j0 + R) * d));
+      staged = j0;
+    }
+    return pstage;
+  };
   if (mean) new Float32Array(buf, pacc, b * d).fill(0);
-  let transposedBlock = -1; // j0 of the block now in pct
   return {
     scores,
     exps: pe ? new Float32Array(buf, pe, chunk) : null,
@@ -142,7 +164,8 @@ function createWasmBackend(
     meanOld: mean ? new Float32Array(buf, pOld, SCAN_QUERY_CHUNK) : null,
     meanNew: mean ? new Float32Array(buf, pNew, SCAN_QUERY_CHUNK) : null,
     scoreBlock(q0, mq, j0, R, ld) {
-      ex.matmulNT(pq + q0 * d * 4, pcBase + j0 * d * 4, ps, mq, R, d, d, d, ld, sh.scale32);
+      // scores[r, c] = f32(scale · Σ_p q[q0 + r, p]·cache[j0 + c, p]): V = the packed queries, S = the cache rows
+      ex.gemmT(pqp + (q0 / W) * qPanel, qPanel, W, mq, rows(j0, R), d, R, d, ps, ld, sh.scale32, vbQ, sb);
       if (ld > R) for (let r = 0; r < mq; r++) for (let c = R; c < ld; c++) scores[r * ld + c] = -Infinity;
     },
     maskColumns(mq, ld) {
@@ -172,12 +195,9 @@ function createWasmBackend(
       sx.groupScan(ps, mq, R, ld, j0, groupSize, 0, k, pgm + q0 * k * 4, pga + q0 * k * 4);
     },
     meanBlock(q0, mq, j0, R, ld) {
-      // prod[r, :] = Σ_c exps[r, c]·cache[j0 + c, :] as exps [mq × R] · (cacheᵀ [d × R])ᵀ on the generic kernel
-      if (transposedBlock !== j0) {
-        ex.transpose(pcBase + j0 * d * 4, pct, R, d);
-        transposedBlock = j0;
-      }
-      ex.matmulNT(pe, pct, pprod, mq, d, R, ld, R, d, 1);
+      // prod[r, :] = Σ_c exps[r, c]·cache[j0 + c, :] on the generic gemm: V = the block's cache rows read in
+      // place (k-major: step c is row j0 + c, panels of W columns), S = the exps rows
+      ex.gemmN(rows(j0, R), W * 4, d, d, pe, ld, mq, R, pprod, d, 1, vbD, SCAN_QUERY_CHUNK, 0, 1);
       sx.meanFold(pacc + q0 * d * 4, pprod, mq, d, pOld, pNew);
     },
     meanAcc() {
@@ -189,8 +209,9 @@ function createWasmBackend(
 
 /**
  * The fused scan of cache rows [rowStart, rowEnd) on the wasm kernels, as a
- * partial result (see contract.ts; combine with combinePartials). Only the
- * rows of the range are copied into wasm memory (none if the cache is resident).
+ * partial result (see contract.ts; combine with combinePartials). The rows
+ * of the range are copied into wasm memory block by block, as they are
+ * scanned (not at all if the cache is resident).
  */
 export function fusedCacheScanWasmRange(
   args: FusedScanArgs,
@@ -216,7 +237,7 @@ function scanRange(
   if (opts.residentCache) makeResident(args.cache);
   const t = new Temps(st);
   try {
-    return runScanRange(args, sh, rowStart, rowEnd, createWasmBackend(st, ex, args, sh, rowStart, rowEnd, t));
+    return runScanRange(args, sh, rowStart, rowEnd, createWasmBackend(st, ex, args, sh, t));
   } finally {
     t.free();
   }

@@ -28,7 +28,7 @@ import { NOISE_CONST } from './noise.js';
 import { FunctionBuilder, ModuleBuilder, type Local } from '../tensor/kernels/wasm/emitter.js';
 import {
   ConstPool,
-  emitExpF32x4,
+  EXP_CONST,
   emitHMax,
   emitHSum,
   emitLogF32x4,
@@ -47,7 +47,8 @@ export interface ScanKernelExports {
    * Per-row statistics of a score block S[rows, ld]: for each row r,
    * max[r] = max_j S[r,j] and sum[r] = Σ_j exp(S[r,j] - max[r]) over j < cols
    * (sum = 0 when max = -Inf). If `expOut` is non-zero, exp(S - max) is also
-   * written to expOut[rows, ld].
+   * written to expOut[rows, ld]. exp is the scan's (emitExpNonPositive):
+   * exactly 0 where S - max < SCAN_EXP_FLUSH.
    */
   rowStats(s: number, rows: number, cols: number, ld: number, maxOut: number, sumOut: number, expOut: number): void;
   /** S[r, j] = -Inf where the i32 mask[j] is 0, for r < rows, j < cols. */
@@ -238,6 +239,46 @@ function buildNoiseRow(name: 'noiseBits' | 'gumbelRow', K: VecConsts): FunctionB
 // Block kernels
 // ---------------------------------------------------------------------------
 
+/** Below this, exp(x) is under the smallest normal float (e^-87.3365 = 2^-126) and the scan's exp gives 0. */
+export const SCAN_EXP_FLUSH = -87.33654;
+
+/**
+ * exp(x) for x <= 0 (x = score - row max), leaving the f32x4 result: the
+ * Cephes expf of the generic kernels (EXP_CONST: the same reduction and
+ * polynomial, so the same values on normal results) without the parts a
+ * non-positive argument does not need: no clamp at +88.7, and one exponent
+ * scaling 2^n instead of two (n >= -126 on the kept range). Lanes with
+ * x < SCAN_EXP_FLUSH (where the result would be subnormal or 0: at most
+ * 2^-126 each, nothing next to the row max's exp(0) = 1), -Infinity
+ * included, give exactly 0 — an excluded row's weight is 0, never tiny.
+ * 27 vector operations instead of 36.
+ */
+function emitExpNonPositive(
+  fn: FunctionBuilder,
+  t: { x: Local; nf: Local; r: Local; y: Local; ni: Local },
+  K: VecConsts,
+): void {
+  const C = EXP_CONST;
+  const MAGIC = 12582912; // 1.5 * 2^23: adding it rounds to an integer (ties to even)
+  fn.tee(t.x);
+  fn.vconstF32(K, C.log2e).f32x4Mul().vconstF32(K, MAGIC).f32x4Add().tee(t.nf);
+  fn.vconstF32(K, MAGIC).i32x4Sub().set(t.ni);
+  fn.get(t.nf).vconstF32(K, MAGIC).f32x4Sub().set(t.nf);
+  // r = (x - n*c1) - n*c2
+  fn.get(t.x).get(t.nf).vconstF32(K, C.c1).f32x4Mul().f32x4Sub();
+  fn.get(t.nf).vconstF32(K, C.c2).f32x4Mul().f32x4Sub().set(t.r);
+  fn.vconstF32(K, C.p[0]).get(t.r).f32x4Mul();
+  for (let q = 1; q < C.p.length; q++) {
+    fn.vconstF32(K, C.p[q]!).f32x4Add();
+    if (q < C.p.length - 1) fn.get(t.r).f32x4Mul();
+  }
+  fn.get(t.r).f32x4Mul().get(t.r).f32x4Mul().get(t.r).f32x4Add().vconstF32(K, 1).f32x4Add();
+  // · 2^n: exponent field (n + 127) << 23
+  fn.get(t.ni).vconstI32(K, 127).i32x4Add().i32Const(23).i32x4Shl().f32x4Mul();
+  // flush x < SCAN_EXP_FLUSH (incl. -Inf) to +0: result & ~(x < flush)
+  fn.get(t.x).vconstF32(K, SCAN_EXP_FLUSH).f32x4Lt().v128AndNot();
+}
+
 /**
  * rowStats(s, rows, cols, ld, maxOut, sumOut, expOut). Columns are read in
  * whole vectors up to cols rounded up to 4; the caller pads lanes j >= cols
@@ -310,7 +351,7 @@ function buildRowStats(K: VecConsts): FunctionBuilder {
             fn.loop((top) => {
               fn.get(p).get(end).i32GeU().brIf(exit);
               fn.get(p).v128Load(0).get(mv).f32x4Sub();
-              emitExpF32x4(fn, e, K);
+              emitExpNonPositive(fn, e, K);
               fn.set(ev);
               fn.get(s0).get(ev).f32x4Add().set(s0);
               if (store) {

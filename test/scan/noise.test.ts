@@ -15,6 +15,9 @@ import {
 import { logf32 } from '../../src/tensor/kernels/f32math.js';
 import { initWasm } from '../../src/tensor/kernels/wasm/index.js';
 import { gumbelRowWasm, noiseBitsWasm } from '../../src/scan/wasm.js';
+import { SCAN_EXP_FLUSH, buildScanModule, type ScanKernelExports } from '../../src/scan/wasmKernels.js';
+import { webAssemblyApi } from '../../src/tensor/kernels/wasm/emitter.js';
+import { CONST_POOL_BYTES } from '../../src/tensor/kernels/wasm/kernels.js';
 import { params } from '../util/props.js';
 
 beforeAll(async () => {
@@ -254,5 +257,51 @@ describe('Gumbel noise', () => {
     expect(gumbelScreen(-Infinity)).toBe(0xffffffff);
     expect(gumbelScreen(NaN)).toBe(0xffffffff);
     expect(gumbelScreen(40)).toBeLessThan(1000);
+  });
+});
+
+describe("the scan's row statistics kernel (exp of non-positive arguments)", () => {
+  it('exp(x - max) within 2.5e-7 relative of Math.exp on [-87.33, 0], exactly 0 below (and for -Infinity); the sums', () => {
+    const WA = webAssemblyApi()!;
+    const memory = new WA.Memory({ initial: 4 });
+    const ex = new WA.Instance(new WA.Module(buildScanModule(CONST_POOL_BYTES)), { env: { memory } })
+      .exports as unknown as ScanKernelExports;
+    const rng = new Rng(3);
+    const rows = 64,
+      cols = 37,
+      ld = 40;
+    const f = new Float32Array(memory.buffer);
+    const S = 4096,
+      E = 16384,
+      MX = 32768,
+      SM = 33792; // element offsets
+    for (let r = 0; r < rows; r++) {
+      for (let c = 0; c < ld; c++) {
+        const u = rng.uniform();
+        // arguments spread over [-100, 0] around a row max of 3, some -Infinity (excluded rows), padding -Infinity
+        f[S + r * ld + c] =
+          c >= cols || u < 0.05 ? -Infinity : Math.fround(3 - (r === 0 ? 0 : 100 * rng.uniform() ** 2));
+      }
+      f[S + r * ld + (r % cols)] = 3;
+    }
+    ex.rowStats(S * 4, rows, cols, ld, MX * 4, SM * 4, E * 4);
+    let worst = 0;
+    for (let r = 0; r < rows; r++) {
+      expect(f[MX + r]).toBe(3);
+      let sum = 0;
+      for (let c = 0; c < ld; c++) {
+        const x = Math.fround(f[S + r * ld + c]! - 3); // the kernel subtracts in float32
+        const got = f[E + r * ld + c]!;
+        sum += got;
+        if (x < SCAN_EXP_FLUSH) expect(got).toBe(0);
+        else {
+          const want = Math.exp(x);
+          worst = Math.max(worst, Math.abs(got - want) / want);
+        }
+      }
+      expect(Math.abs(f[SM + r]! - sum) / sum).toBeLessThan(1e-6);
+    }
+    expect(worst).toBeLessThan(2.5e-7);
+    expect(worst).toBeGreaterThan(0); // (it is an approximation: the check compares something)
   });
 });

@@ -223,6 +223,41 @@ export function matmulNN(a: Floats, b: Floats, m: number, n: number, k: number, 
   return out;
 }
 
+/**
+ * The exact arithmetic of the WebAssembly matrix products (wasm/gemm.ts,
+ * without the opt-in FMA), in TypeScript: every output is
+ *   acc = +0;  for p = 0 .. k-1:  acc = f32(acc + f32(op(A)[i,p] · op(B)[p,j]));  C[i,j] = f32(alpha · acc)
+ * (float64 operations rounded to float32 after each step give the same
+ * correctly rounded results as binary32 arithmetic). Slow; the property
+ * tests compare the kernels with it bit for bit.
+ */
+export function matmulF32Reference(
+  a: Float32Array,
+  b: Float32Array,
+  m: number,
+  n: number,
+  k: number,
+  transA: boolean,
+  transB: boolean,
+  alpha = 1,
+): Float32Array {
+  const f32 = Math.fround;
+  const out = new Float32Array(m * n);
+  const al = f32(alpha);
+  for (let i = 0; i < m; i++) {
+    for (let j = 0; j < n; j++) {
+      let acc = 0;
+      for (let p = 0; p < k; p++) {
+        const x = transA ? a[p * m + i]! : a[i * k + p]!;
+        const y = transB ? b[j * k + p]! : b[p * n + j]!;
+        acc = f32(acc + f32(x * y));
+      }
+      out[i * n + j] = f32(al * acc);
+    }
+  }
+  return out;
+}
+
 /** out[cols, rows] = src[rows, cols]ᵀ, blocked for cache locality. */
 export function transpose2d<T extends TypedArray>(src: T, rows: number, cols: number, out: T): T {
   const B = 32;

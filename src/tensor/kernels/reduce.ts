@@ -29,6 +29,35 @@ export function reduceAxes(src: TypedArray, shape: Shape, axes: readonly number[
   return cur;
 }
 
+/**
+ * The float32 sum: the same loops as reduceAxis's, in a function that only
+ * ever sees Float32Array sources, so its element loads stay monomorphic (the
+ * shared loop sees every typed-array class). Same order, same float64
+ * accumulator: the same bits.
+ */
+function sumF32(src: Float32Array, outer: number, n: number, inner: number, out: TypedArray): TypedArray {
+  const stride = n * inner;
+  if (inner === 1) {
+    for (let o = 0; o < outer; o++) {
+      let s = 0;
+      const base = o * n;
+      for (let k = 0; k < n; k++) s += src[base + k]!;
+      out[o] = s;
+    }
+    return out;
+  }
+  const acc = new Float64Array(inner);
+  for (let o = 0; o < outer; o++) {
+    acc.fill(0);
+    for (let k = 0; k < n; k++) {
+      const base = o * stride + k * inner;
+      for (let i = 0; i < inner; i++) acc[i] += src[base + i]!;
+    }
+    for (let i = 0; i < inner; i++) out[o * inner + i] = acc[i]!;
+  }
+  return out;
+}
+
 export function reduceAxis(
   src: TypedArray,
   outer: number,
@@ -38,6 +67,7 @@ export function reduceAxis(
   out: TypedArray,
 ): TypedArray {
   const stride = n * inner;
+  if (op === 'sum' && src instanceof Float32Array) return sumF32(src, outer, n, inner, out);
   if (op === 'sum') {
     if (inner === 1) {
       for (let o = 0; o < outer; o++) {

@@ -178,9 +178,9 @@ describe('FunctionBuilder / ModuleBuilder', () => {
     expect(Buffer.from(a).equals(Buffer.from(b))).toBe(true);
     // other tile shapes are valid too
     for (const cfg of [
-      { mr: 1, nr: 1, nc: 8 },
-      { mr: 3, nr: 3, nc: 9, unroll: 4, sets: 2 },
-      { mr: 4, nr: 4, nc: 64, unroll: 1, sets: 1 },
+      { mrv: 1, nr: 1, unroll: 1, fma: false },
+      { mrv: 3, nr: 3, unroll: 4, fma: false },
+      { mrv: 4, nr: 4, unroll: 2, fma: false },
     ]) {
       expect(WA.validate(buildKernelModule(cfg))).toBe(true);
     }

@@ -1,14 +1,17 @@
 import fc from 'fast-check';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { ShapeError } from '../../../src/errors.js';
+import { ArgumentError, ShapeError } from '../../../src/errors.js';
 import { Rng } from '../../../src/tensor/random.js';
 import { logf32 } from '../../../src/tensor/kernels/f32math.js';
-import { matmulNT } from '../../../src/tensor/kernels/matmul.js';
+import { matmulF32Reference, matmulNT } from '../../../src/tensor/kernels/matmul.js';
 import { FunctionBuilder, ModuleBuilder, webAssemblyApi } from '../../../src/tensor/kernels/wasm/emitter.js';
 import {
   defineWasmExtension,
   expWasm,
   initWasm,
+  kernelOptions,
+  relaxedSimdSupported,
+  setKernelOptions,
   isResident,
   logWasm,
   makeResident,
@@ -24,9 +27,9 @@ import {
   CONST_POOL_BYTES,
   ConstPool,
   buildKernelModule,
-  type KernelConfig,
   type KernelExports,
 } from '../../../src/tensor/kernels/wasm/kernels.js';
+import { DEFAULT_GEMM_CONFIG, type GemmConfig } from '../../../src/tensor/kernels/wasm/gemm.js';
 import { params } from '../../util/props.js';
 
 beforeAll(async () => {
@@ -76,7 +79,9 @@ function expectProduct(
 
 const dims = fc.oneof(fc.integer({ min: 0, max: 9 }), fc.integer({ min: 10, max: 70 }));
 
-describe('matmuls (wasm SIMD) against a float64 loop', () => {
+const bits = (x: Float32Array): number[] => Array.from(new Uint32Array(x.buffer, x.byteOffset, x.length));
+
+describe('matmuls (wasm SIMD) against a float64 loop, and bit for bit against their TypeScript arithmetic', () => {
   it('matmulNT on random shapes incl. zero, ragged and non-multiple-of-tile sizes', () => {
     fc.assert(
       fc.property(dims, dims, dims, fc.integer({ min: 0, max: 1e6 }), (m, n, k, seed) => {
@@ -85,6 +90,7 @@ describe('matmuls (wasm SIMD) against a float64 loop', () => {
           b = rand(rng, n * k);
         const c = matmulNTWasm(a, b, m, n, k);
         expect(c.length).toBe(m * n);
+        expect(bits(c)).toEqual(bits(matmulF32Reference(a, b, m, n, k, false, true)));
         expectProduct(
           c,
           m,
@@ -105,6 +111,7 @@ describe('matmuls (wasm SIMD) against a float64 loop', () => {
         const a = rand(rng, m * k),
           b = rand(rng, k * n);
         const c = matmulNNWasm(a, b, m, n, k);
+        expect(bits(c)).toEqual(bits(matmulF32Reference(a, b, m, n, k, false, false)));
         expectProduct(
           c,
           m,
@@ -115,6 +122,7 @@ describe('matmuls (wasm SIMD) against a float64 loop', () => {
         );
         const at = rand(rng, k * m);
         const c2 = matmulTNWasm(at, b, m, n, k);
+        expect(bits(c2)).toEqual(bits(matmulF32Reference(at, b, m, n, k, true, false)));
         expectProduct(
           c2,
           m,
@@ -145,22 +153,61 @@ describe('matmuls (wasm SIMD) against a float64 loop', () => {
       (i, p) => a[i * k + p]!,
       (j, p) => b[j * k + p]!,
     );
+    expect(bits(out)).toEqual(bits(matmulF32Reference(a, b, m, n, k, false, true)));
     const z = matmulNTWasm(new Float32Array(0), new Float32Array(0), 3, 5, 0, new Float32Array(15).fill(7));
     expect(Array.from(z)).toEqual(new Array(15).fill(0));
+    expect(Array.from(matmulNNWasm(new Float32Array(0), new Float32Array(0), 3, 5, 0))).toEqual(new Array(15).fill(0));
   });
 
-  it('every tile configuration of the generator computes the same product', () => {
+  it('streams the large operand through wasm memory in chunks (several chunks; resident or not): bit-identical', () => {
+    const rng = new Rng(10);
+    const k = 512; // 1 MB chunks: 512 rows of 512 floats
+    for (const [m, n] of [
+      [9, 1500],
+      [1500, 9],
+    ] as const) {
+      const a = rand(rng, m * k),
+        b = rand(rng, n * k),
+        bn = rand(rng, k * n);
+      const want = bits(matmulF32Reference(a, b, m, n, k, false, true));
+      expect(bits(matmulNTWasm(a, b, m, n, k))).toEqual(want);
+      const big = m > n ? a : b;
+      makeResident(big);
+      expect(bits(matmulNTWasm(a, b, m, n, k))).toEqual(want);
+      releaseResident(big);
+      expect(bits(matmulNNWasm(a, bn, m, n, k))).toEqual(bits(matmulF32Reference(a, bn, m, n, k, false, false)));
+    }
+  });
+
+  it('k blocks (NN with k > 512; NT with k > 1024 and m > n) continue the same sums: bit-identical', () => {
+    const rng = new Rng(9);
+    for (const [m, n, k] of [
+      [9, 13, 700],
+      [5, 3, 1100],
+      [17, 40, 1030],
+    ] as const) {
+      const a = rand(rng, m * k),
+        b = rand(rng, k * n),
+        bt = rand(rng, n * k);
+      expect(bits(matmulNNWasm(a, b, m, n, k))).toEqual(bits(matmulF32Reference(a, b, m, n, k, false, false)));
+      expect(bits(matmulNTWasm(a, bt, m, n, k))).toEqual(bits(matmulF32Reference(a, bt, m, n, k, false, true)));
+      expect(bits(matmulNTWasm(bt, a, n, m, k))).toEqual(bits(matmulF32Reference(bt, a, n, m, k, false, true)));
+    }
+  });
+
+  it('every tile configuration of the generator gives the same bits, in both orientations, blocked or not', () => {
     const WA = webAssemblyApi()!;
-    const configs: KernelConfig[] = [
-      { mr: 1, nr: 1, nc: 8 },
-      { mr: 2, nr: 2, nc: 64, unroll: 2, sets: 1 },
-      { mr: 3, nr: 4, nc: 96, unroll: 2, sets: 2 },
-      { mr: 4, nr: 4, nc: 16, unroll: 4, sets: 4 },
-      { mr: 4, nr: 2, nc: 2, unroll: 1, sets: 1 },
+    const configs: GemmConfig[] = [
+      DEFAULT_GEMM_CONFIG,
+      { mrv: 1, nr: 1, unroll: 1, fma: false },
+      { mrv: 3, nr: 4, unroll: 2, fma: false },
+      { mrv: 4, nr: 2, unroll: 4, fma: false },
+      { mrv: 2, nr: 3, unroll: 3, fma: false },
     ];
     const rng = new Rng(11);
     for (const cfg of configs) {
-      const memory = new WA.Memory({ initial: 4 });
+      const W = 4 * cfg.mrv;
+      const memory = new WA.Memory({ initial: 8 });
       const ex = new WA.Instance(new WA.Module(buildKernelModule(cfg)), { env: { memory } })
         .exports as unknown as KernelExports;
       for (const [m, n, k] of [
@@ -169,23 +216,73 @@ describe('matmuls (wasm SIMD) against a float64 loop', () => {
         [9, 13, 37],
         [8, 8, 8],
         [3, 30, 17],
+        [33, 5, 64],
       ] as const) {
         const a = rand(rng, m * k),
           b = rand(rng, n * k);
+        const want = bits(matmulF32Reference(a, b, m, n, k, false, true, 0.75));
         const f = new Float32Array(memory.buffer);
-        f.set(a, 1024); // above the constant pool
-        f.set(b, 4096);
-        ex.matmulNT(4096, 4096 * 4, 32768 * 4, m, n, k, k, k, n, 1);
-        const c = new Float32Array(memory.buffer, 32768 * 4, m * n).slice();
-        expectProduct(
-          c,
-          m,
-          n,
-          k,
-          (i, p) => a[i * k + p]!,
-          (j, p) => b[j * k + p]!,
-        );
+        const pa = 4096,
+          pb = 65536,
+          pp = 131072,
+          pc = 262144; // bytes, above the constant pool
+        f.set(a, pa / 4);
+        f.set(b, pb / 4);
+        const out = (): number[] => bits(new Float32Array(memory.buffer, pc, m * n).slice());
+        // T: V = A packed, S = rows of B
+        ex.packRows(pa, k, m, k, pp);
+        ex.gemmT(pp, k * W * 4, W, m, pb, k, n, k, pc, n, 0.75, W, cfg.nr);
+        expect(out(), `${JSON.stringify(cfg)} T ${m}x${n}x${k}`).toEqual(want);
+        // N: V = B packed, S = rows of A; blocks of 2W × 3nr, then k split in two (accumulate)
+        f.fill(NaN, pc / 4, pc / 4 + m * n);
+        ex.packRows(pb, k, n, k, pp);
+        ex.gemmN(pp, k * W * 4, W, n, pa, k, m, k, pc, n, 0.75, 2 * W, 3 * cfg.nr, 0, 1);
+        expect(out(), `${JSON.stringify(cfg)} N`).toEqual(want);
+        const k1 = k >> 1;
+        ex.gemmN(pp, k * W * 4, W, n, pa, k, m, k1, pc, n, 0.75, W, cfg.nr, 0, 0);
+        ex.gemmN(pp + k1 * W * 4, k * W * 4, W, n, pa + k1 * 4, k, m, k - k1, pc, n, 0.75, W, cfg.nr, 1, 1);
+        expect(out(), `${JSON.stringify(cfg)} N, k split`).toEqual(want);
       }
+    }
+  });
+
+  it('the opt-in FMA (relaxed SIMD): compiled only where the engine has it; within the float32 bound; deterministic', () => {
+    const WA = webAssemblyApi()!;
+    const fmaModule = buildKernelModule({ ...DEFAULT_GEMM_CONFIG, fma: true });
+    // Node 20 has no relaxed SIMD (the module does not validate); Node 22+ and Chromium do
+    expect(WA.validate(fmaModule)).toBe(relaxedSimdSupported());
+    expect(kernelOptions()).toEqual({ fma: false, relaxedSimd: relaxedSimdSupported(), fmaInUse: false });
+    // the kernels are compiled (beforeAll): the option can no longer change, and stays off
+    expect(() => setKernelOptions({ fma: true })).toThrow(ArgumentError);
+    expect(() => setKernelOptions({ fma: 'yes' as unknown as boolean })).toThrow(ArgumentError);
+    setKernelOptions({ fma: false });
+    if (!relaxedSimdSupported()) return;
+    const memory = new WA.Memory({ initial: 8 });
+    const ex = new WA.Instance(new WA.Module(fmaModule), { env: { memory } }).exports as unknown as KernelExports;
+    const rng = new Rng(12);
+    const W = 4 * DEFAULT_GEMM_CONFIG.mrv;
+    for (const [m, n, k] of [
+      [9, 13, 37],
+      [33, 5, 64],
+    ] as const) {
+      const a = rand(rng, m * k),
+        b = rand(rng, n * k);
+      const f = new Float32Array(memory.buffer);
+      f.set(a, 1024);
+      f.set(b, 16384);
+      ex.packRows(4096, k, m, k, 131072);
+      ex.gemmT(131072, k * W * 4, W, m, 65536, k, n, k, 262144, n, 1, W, 4);
+      const c = new Float32Array(memory.buffer, 262144, m * n).slice();
+      expectProduct(
+        c,
+        m,
+        n,
+        k,
+        (i, p) => a[i * k + p]!,
+        (j, p) => b[j * k + p]!,
+      );
+      ex.gemmT(131072, k * W * 4, W, m, 65536, k, n, k, 262144, n, 1, W, 4);
+      expect(bits(new Float32Array(memory.buffer, 262144, m * n))).toEqual(bits(c));
     }
   });
 

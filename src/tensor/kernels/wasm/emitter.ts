@@ -167,6 +167,12 @@ export const SimdOp = {
   i32x4_trunc_sat_f32x4_s: 0xf8, // NaN -> 0, saturating
   f32x4_convert_i32x4_s: 0xfa,
   f32x4_convert_i32x4_u: 0xfb,
+  /**
+   * Relaxed SIMD (Wasm 3.0): a·b + c, fused or not at the engine's choice
+   * (one rounding with FMA hardware, two without). Modules using it validate
+   * only where the engine implements relaxed SIMD.
+   */
+  f32x4_relaxed_madd: 0x105,
 } as const;
 
 /** Unsigned LEB128 (spec §5.2.2): 7 bits per byte, low group first, high bit = "more". */
@@ -727,6 +733,10 @@ export class FunctionBuilder {
   }
   f32x4ConvertI32x4U(): this {
     return this.simd(SimdOp.f32x4_convert_i32x4_u);
+  }
+  /** (a, b, c) -> a·b + c, relaxed: fused or not depending on the engine and CPU. */
+  f32x4RelaxedMadd(): this {
+    return this.simd(SimdOp.f32x4_relaxed_madd);
   }
 
   /** The function body (locals declaration + code + end), size-prefixed, for the code section. */

@@ -15,14 +15,16 @@
  * Memory. One WebAssembly.Memory (no maximum; grown on demand), imported by
  * every module, with a small first-fit allocator above the modules' constant
  * pools (RESERVED_BYTES, kernels.ts): a sorted list of live
- * blocks, each rounded up to 64 bytes including 16 bytes of slack (the matmul
- * may read, never write, up to 12 bytes past an operand). Wasm memory cannot
- * shrink: after a large call the pages stay reserved and are reused.
+ * blocks, each rounded up to 64 bytes including SLACK bytes of slack (the
+ * gemm may read, never write, up to 28 bytes past an operand). Wasm memory
+ * cannot shrink: after a large call the pages stay reserved and are reused.
  *
  * Copies. Kernels only see wasm memory, so the wrappers copy inputs in and
- * results out (TypedArray.set at memcpy speed: measured ~4 ms for a
- * 65536 × 128 cache, 32 MB, against ~45 ms for its matmul with 128 queries,
- * so ~8%; bench/kernels.ts prints both). A large array reused across calls — the cache embedding
+ * results out (TypedArray.set at memcpy speed: ~4 ms for a 65536 × 128
+ * cache, 32 MB; bench/kernels.ts prints it). The cache scan (src/scan/wasm.ts)
+ * copies the cache block by block into a small staging buffer as it scans
+ * instead, so the rows are still in cache when the products read them. A
+ * large array reused across calls — the cache embedding
  * matrix, immutable until the cache is replaced — can be made RESIDENT:
  * `makeResident(array)` copies it once and every later wrapper call given the
  * same Float32Array object (identity, a WeakMap) reads the resident copy.
@@ -39,12 +41,13 @@ import {
   buildKernelModule,
   type KernelExports,
 } from './kernels.js';
+import { DEFAULT_GEMM_CONFIG } from './gemm.js';
 
 const PAGE = 65536;
 /** Allocations start above the modules' constant pools (which also keeps them off the null pointer). */
 const BASE = RESERVED_BYTES;
-/** Slack after every allocation for the kernels' masked over-reads. */
-const SLACK = 16;
+/** Slack after every allocation for the kernels' over-reads (gemm: up to 4·W - 4 = 28 bytes; kernels.ts). */
+const SLACK = 64;
 
 /** A first-fit allocator over the wasm memory. */
 export class Heap {
@@ -128,8 +131,79 @@ export function wasmSimdSupported(): boolean {
   return simd;
 }
 
+// ---------------------------------------------------------------------------
+// Kernel options: FMA (relaxed SIMD), opt-in
+// ---------------------------------------------------------------------------
+
+let relaxed: boolean | null = null;
+
+/** A 1-function module using f32x4.relaxed_madd: validates iff the engine implements relaxed SIMD. */
+function relaxedProbe(): Uint8Array {
+  const fn = new FunctionBuilder('probe', [], ['f32']);
+  fn.v128ConstF32(1).v128ConstF32(2).v128ConstF32(3).f32x4RelaxedMadd().f32x4ExtractLane(0);
+  const mod = new ModuleBuilder();
+  mod.add(fn);
+  return mod.emit();
+}
+
+/** Whether this engine implements relaxed SIMD (Node 22+, Chrome 114+; not Node 20). */
+export function relaxedSimdSupported(): boolean {
+  if (relaxed === null) {
+    try {
+      const api = webAssemblyApi();
+      relaxed = api !== null && wasmSimdSupported() && api.validate(relaxedProbe());
+    } catch {
+      relaxed = false;
+    }
+  }
+  return relaxed;
+}
+
+/** Options of the generic kernels (see setKernelOptions). */
+export interface KernelOptions {
+  /**
+   * Use f32x4.relaxed_madd (a fused multiply-add where the engine and CPU
+   * have one) in the matrix products, where the engine implements relaxed
+   * SIMD. Default false. Fused products round once instead of twice, so the
+   * scores, samples and every trained weight then differ in their last bits
+   * from the default path, and from engines that do not fuse: with it, a
+   * Node 20 run (no relaxed SIMD) and a Chromium run (relaxed SIMD, FMA on
+   * x64 with FMA3) of the same seed are no longer bit-identical. Within one
+   * engine on one machine results stay reproducible run to run.
+   */
+  fma?: boolean;
+}
+
+let options: Required<KernelOptions> = { fma: false };
+
+/**
+ * Sets the kernel options. They are compiled into the module, so they must be
+ * set before the kernels are compiled (before initWasm() or the first
+ * product); changing them afterwards throws. Worker threads compile their own
+ * kernels: createParallelScan passes the options on.
+ */
+export function setKernelOptions(opts: KernelOptions): void {
+  if (opts === null || typeof opts !== 'object')
+    throw new ArgumentError('setKernelOptions', `options must be an object, got ${describe(opts)}`);
+  if (opts.fma !== undefined && typeof opts.fma !== 'boolean')
+    throw new ArgumentError('setKernelOptions', `fma must be a boolean, got ${describe(opts.fma)}`);
+  const next = { fma: opts.fma ?? options.fma };
+  if (next.fma !== options.fma && (moduleBytes !== null || state !== null))
+    throw new ArgumentError(
+      'setKernelOptions',
+      `fma cannot change from ${options.fma} to ${next.fma} after the kernels were compiled; set it before initWasm() or the first product`,
+    );
+  options = next;
+}
+
+/** The options in effect, and whether the fused multiply-add is actually compiled in. */
+export function kernelOptions(): { fma: boolean; relaxedSimd: boolean; fmaInUse: boolean } {
+  const rs = relaxedSimdSupported();
+  return { fma: options.fma, relaxedSimd: rs, fmaInUse: options.fma && rs };
+}
+
 function bytes(): Uint8Array {
-  if (moduleBytes === null) moduleBytes = buildKernelModule();
+  if (moduleBytes === null) moduleBytes = buildKernelModule({ ...DEFAULT_GEMM_CONFIG, fma: kernelOptions().fmaInUse });
   return moduleBytes;
 }
 
@@ -368,6 +442,12 @@ export function releaseResident(array: Float32Array): void {
   buf.markReleased();
 }
 
+/** The address of `array`'s resident copy, or null if it has none. */
+export function residentPointer(array: Float32Array): number | null {
+  const buf = resident.get(array);
+  return buf !== undefined && !buf.released ? buf.ptr : null;
+}
+
 /** Whether `array` currently has a resident copy. */
 export function isResident(array: Float32Array): boolean {
   const buf = resident.get(array);
@@ -383,6 +463,10 @@ export function wasmBytesInUse(): number {
 export class Temps {
   private readonly ptrs: number[] = [];
   constructor(private readonly st: WasmState) {}
+  /** The memory's current buffer (views made after the last alloc stay attached until the next one). */
+  get buffer(): ArrayBuffer {
+    return this.st.memory.buffer;
+  }
   alloc(bytes: number): number {
     const p = this.st.heap.alloc(bytes);
     this.ptrs.push(p);
@@ -437,7 +521,112 @@ function checkMatmul(
   return new Float32Array(m * n);
 }
 
-/** C[m,n] = A[m,k] · B[n,k]ᵀ (row-major; k contiguous in both). */
+/** Bytes a V block and an S block of the gemm aim for (each well inside L2 next to the other). */
+const GEMM_V_BLOCK_BYTES = 128 * 1024;
+const GEMM_S_BLOCK_BYTES = 64 * 1024;
+/** k-block of the N orientation when k is large (the V panel W·KC·4 bytes stays in L1). */
+const GEMM_KC = 256;
+/** Above this k a product uses the N orientation with k blocks (T cannot continue partial sums). */
+const GEMM_T_MAX_K = 1024;
+
+/** The tile of the compiled gemm: W = 4·mrv V indices per panel, NR S rows per tile. */
+export function gemmTile(): { W: number; NR: number } {
+  return { W: 4 * DEFAULT_GEMM_CONFIG.mrv, NR: DEFAULT_GEMM_CONFIG.nr };
+}
+
+/** Blocking of a gemm call with k steps: V blocks of vb indices, S blocks of sb rows (multiples of W and NR). */
+export function gemmBlocks(k: number): { vb: number; sb: number } {
+  const { W, NR } = gemmTile();
+  const row = Math.max(1, k) * 4;
+  return {
+    vb: W * Math.max(1, Math.floor(GEMM_V_BLOCK_BYTES / (row * W))),
+    sb: NR * Math.max(1, Math.floor(GEMM_S_BLOCK_BYTES / (row * NR))),
+  };
+}
+
+/** Bytes of a packed V operand of `count` indices and k steps (panels of W, zero-padded). */
+export function packedBytes(count: number, k: number): number {
+  const { W } = gemmTile();
+  return Math.ceil(count / W) * W * k * 4;
+}
+
+/**
+ * C[s, v] for s < ns, v < nv with V packed (full k per panel) and S rows
+ * contiguous in p: orientation N, in k blocks of GEMM_KC when k is large
+ * (each block continues the partial sums in C, so the bits do not change).
+ */
+function gemmNBlocked(
+  ex: KernelExports,
+  vPacked: number,
+  nv: number,
+  sRows: number,
+  lds: number,
+  ns: number,
+  k: number,
+  c: number,
+  ldc: number,
+  alpha: number,
+): void {
+  const { W } = gemmTile();
+  const kc = k > 2 * GEMM_KC ? GEMM_KC : Math.max(k, 1);
+  const { vb, sb } = gemmBlocks(kc);
+  const panel = k * W * 4;
+  if (k === 0) {
+    ex.gemmN(vPacked, panel, W, nv, sRows, lds, ns, 0, c, ldc, alpha, vb, sb, 0, 1);
+    return;
+  }
+  for (let p0 = 0; p0 < k; p0 += kc) {
+    const kk = Math.min(kc, k - p0);
+    const first = p0 === 0 ? 0 : 1,
+      last = p0 + kk >= k ? 1 : 0;
+    ex.gemmN(vPacked + p0 * W * 4, panel, W, nv, sRows + p0 * 4, lds, ns, kk, c, ldc, alpha, vb, sb, first, last);
+  }
+}
+
+/** Bytes of the S operand streamed through wasm memory per chunk (a staged chunk stays in L2 for its product). */
+const STREAM_CHUNK_BYTES = 1 << 20;
+
+/**
+ * Runs `body(sPtr, r0, rows)` over the rows of the S operand `src` ([count ×
+ * k] row-major) in chunks: the resident copy if `src` is resident, else each
+ * chunk is copied into a staging buffer right before its product reads it
+ * (the operand never needs a full copy in wasm memory, and the chunk is still
+ * in cache when it is read). Chunks are multiples of NR rows.
+ */
+/** Rows per chunk of streamRows for rows of k floats: a multiple of NR, about STREAM_CHUNK_BYTES. */
+function chunkRowsFor(k: number): number {
+  const { NR } = gemmTile();
+  return Math.max(NR, Math.floor(STREAM_CHUNK_BYTES / (Math.max(1, k) * 4 * NR)) * NR);
+}
+
+function streamRows(
+  t: Temps,
+  src: Float32Array,
+  count: number,
+  k: number,
+  body: (sPtr: number, r0: number, rows: number) => void,
+): void {
+  const chunk = chunkRowsFor(k);
+  const res = residentPointer(src);
+  const stage = res === null ? t.alloc(Math.min(chunk, count) * k * 4) : 0;
+  for (let r0 = 0; r0 < count; r0 += chunk) {
+    const rows = Math.min(chunk, count - r0);
+    if (res !== null) {
+      body(res + r0 * k * 4, r0, rows);
+    } else {
+      new Float32Array(t.buffer, stage, rows * k).set(src.subarray(r0 * k, (r0 + rows) * k));
+      body(stage, r0, rows);
+    }
+  }
+}
+
+/**
+ * C[m,n] = A[m,k] · B[n,k]ᵀ (row-major; k contiguous in both). The smaller
+ * operand is packed into panels (the V operand), the other (S) is streamed
+ * through wasm memory in row chunks and read in place (gemm.ts); each chunk's
+ * block of C is copied out as it is done. The bits do not depend on the
+ * orientation or the chunking (every output is the same sequential sum).
+ */
 export function matmulNTWasm(
   a: Float32Array,
   b: Float32Array,
@@ -450,20 +639,54 @@ export function matmulNTWasm(
   const c = checkMatmul(op, a, b, m, n, k, m * k, n * k, out);
   if (m === 0 || n === 0) return c;
   const st = requireState(op);
+  const ex = st.exports;
+  const { W } = gemmTile();
   const t = new Temps(st);
   try {
-    const pa = t.input(a),
-      pb = t.input(b),
-      pc = t.alloc(m * n * 4);
-    st.exports.matmulNT(pa, pb, pc, m, n, k, k, k, n, 1);
-    c.set(new Float32Array(st.memory.buffer, pc, m * n));
+    if (m <= n && k <= GEMM_T_MAX_K) {
+      // V = A (packed), S = rows of B in chunks: C[:, j0 .. j0 + rows) in orientation T
+      const pa = t.input(a);
+      const pp = t.alloc(packedBytes(m, k));
+      ex.packRows(pa, k, m, k, pp);
+      const { vb, sb } = gemmBlocks(k);
+      const pc = t.alloc(m * Math.min(n, chunkRowsFor(k)) * 4);
+      streamRows(t, b, n, k, (sPtr, j0, rows) => {
+        ex.gemmT(pp, k * W * 4, W, m, sPtr, k, rows, k, pc, rows, 1, vb, sb);
+        const block = new Float32Array(t.buffer, pc, m * rows);
+        for (let i = 0; i < m; i++) c.set(block.subarray(i * rows, (i + 1) * rows), i * n + j0);
+      });
+    } else {
+      // V = B (packed), S = rows of A in chunks: C[i0 .. i0 + rows, :] in orientation N
+      const pb = t.input(b);
+      const pp = t.alloc(packedBytes(n, k));
+      ex.packRows(pb, k, n, k, pp);
+      streamC(t, ex, a, m, k, pp, n, c);
+    }
   } finally {
     t.free();
   }
   return c;
 }
 
-/** C[m,n] = A[m,k] · B[k,n]: B is transposed into wasm scratch, then the NT kernel. */
+/** C = S·V for V packed [k × nv] and S = rows of `a` streamed in chunks (orientation N, k blocks), copied out per chunk. */
+function streamC(
+  t: Temps,
+  ex: KernelExports,
+  a: Float32Array,
+  m: number,
+  k: number,
+  vPacked: number,
+  nv: number,
+  c: Float32Array,
+): void {
+  const pc = t.alloc(Math.min(m, chunkRowsFor(k)) * nv * 4);
+  streamRows(t, a, m, k, (sPtr, i0, rows) => {
+    gemmNBlocked(ex, vPacked, nv, sPtr, k, rows, k, pc, nv, 1);
+    c.set(new Float32Array(t.buffer, pc, rows * nv), i0 * nv);
+  });
+}
+
+/** C[m,n] = A[m,k] · B[k,n]: B's columns packed into panels (V), A's rows streamed (S), orientation N. */
 export function matmulNNWasm(
   a: Float32Array,
   b: Float32Array,
@@ -478,20 +701,17 @@ export function matmulNNWasm(
   const st = requireState(op);
   const t = new Temps(st);
   try {
-    const pa = t.input(a),
-      pb = t.input(b),
-      pbt = t.alloc(n * k * 4),
-      pc = t.alloc(m * n * 4);
-    st.exports.transpose(pb, pbt, k, n);
-    st.exports.matmulNT(pa, pbt, pc, m, n, k, k, k, n, 1);
-    c.set(new Float32Array(st.memory.buffer, pc, m * n));
+    const pb = t.input(b),
+      pp = t.alloc(packedBytes(n, k));
+    st.exports.packCols(pb, n, k, n, pp);
+    streamC(t, st.exports, a, m, k, pp, n, c);
   } finally {
     t.free();
   }
   return c;
 }
 
-/** C[m,n] = A[k,m]ᵀ · B[k,n]: both operands transposed into wasm scratch, then the NT kernel. */
+/** C[m,n] = A[k,m]ᵀ · B[k,n]: A transposed into wasm scratch (the S rows), then as matmulNNWasm. */
 export function matmulTNWasm(
   a: Float32Array,
   b: Float32Array,
@@ -509,11 +729,11 @@ export function matmulTNWasm(
     const pa = t.input(a),
       pb = t.input(b),
       pat = t.alloc(m * k * 4),
-      pbt = t.alloc(n * k * 4),
+      pp = t.alloc(packedBytes(n, k)),
       pc = t.alloc(m * n * 4);
     st.exports.transpose(pa, pat, k, m);
-    st.exports.transpose(pb, pbt, k, n);
-    st.exports.matmulNT(pat, pbt, pc, m, n, k, k, k, n, 1);
+    st.exports.packCols(pb, n, k, n, pp);
+    gemmNBlocked(st.exports, pp, n, pat, k, m, k, pc, n, 1);
     c.set(new Float32Array(st.memory.buffer, pc, m * n));
   } finally {
     t.free();

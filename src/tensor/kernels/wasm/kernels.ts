@@ -1,6 +1,6 @@
 /**
- * The generic WebAssembly SIMD kernels, generated from TypeScript: matmul,
- * transpose, exp and log over arrays.
+ * The generic WebAssembly SIMD kernels, generated from TypeScript: the
+ * matrix product (gemm.ts), transpose, exp and log over arrays.
  *
  * `buildKernelModule()` returns the bytes of one module that imports a single
  * linear memory (`env.memory`, growable) and exports the functions listed in
@@ -23,11 +23,11 @@
  * Math.fround after each operation (f32math.ts mirrors the log; the scan's
  * Gumbel noise relies on it).
  *
- * Over-reads: the matmul handles a ragged k % 4 by loading a whole 16-byte
- * vector and masking the lanes it does not own, so it may READ up to 12
- * bytes past the end of an operand row (never write). The allocator in
- * index.ts keeps 16 bytes of slack after every allocation, so such reads stay
- * inside the memory. (exp/log tails use a one-element splat load instead.)
+ * Over-reads: a gemm tile whose V panel is read unpacked (a row-major
+ * operand with a leading dimension) loads whole W-wide vectors, so it may
+ * READ up to 4·W - 4 bytes past the last valid column (never write). The
+ * allocator in index.ts keeps SLACK bytes after every allocation, so such
+ * reads stay inside the memory. (exp/log tails use a one-element splat load.)
  *
  * Constants: the hot loops load their vector constants from a constant pool
  * (an active data segment at a fixed address below the allocator's heap)
@@ -35,334 +35,16 @@
  */
 import { LOGF_CONST } from '../f32math.js';
 import { FunctionBuilder, ModuleBuilder, type Local } from './emitter.js';
+import { DEFAULT_GEMM_CONFIG, addGemm, type GemmConfig, type GemmExports } from './gemm.js';
 
-/** Register tile of the dot-product matmul: MR rows of A against NR rows of B, MR*NR f32x4 accumulators. */
-export interface KernelConfig {
-  mr: number;
-  nr: number;
-  /** Rows of B per cache block of the NT driver (multiple of nr). */
-  nc: number;
-  /** k-loop unroll: vectors of 4 floats per trip (1, 2 or 4). */
-  unroll?: number;
-  /** Independent accumulator sets (divides unroll): more sets hide the f32x4.add latency. */
-  sets?: number;
-}
-
-/**
- * The tile that measured best on the development machine (AMD EPYC, Node 20 /
- * V8 11.3, TurboFan), GFLOP/s for [128×128]·[65536×128]ᵀ and 1024³:
- *
- *   mr×nr  unroll sets   128×65536×128   1024³
- *   2×2    2      1      48-50           50-54     <- default
- *   1×4    2      1      41              43-48
- *   3×3    2      1      35-39           37-40
- *   4×4    2      1      23-36           25-38
- *   2×2    2      2      30              18-23
- *   2×2    4      1      23-31           24-29
- *
- * Bigger tiles load less per flop yet measure slower: TurboFan unrolls the k
- * loop once more by itself, and with more than ~9 accumulators the 16 xmm
- * registers of x64 (one reserved as scratch by V8) presumably no longer
- * hold the tile. (2×2 compiles to 8 loads, 8 mulps, 8 addps per trip, no
- * spills, checked with node --print-wasm-code.)
- */
-export const DEFAULT_KERNEL_CONFIG: KernelConfig = { mr: 2, nr: 2, nc: 64, unroll: 2, sets: 1 };
-
-/** The functions exported by the module (all pointers are byte offsets). */
-export interface KernelExports {
-  /** C[m,n] = alpha * A[m,k] · B[n,k]ᵀ (row-major, leading dimensions lda, ldb, ldc). */
-  matmulNT(
-    a: number,
-    b: number,
-    c: number,
-    m: number,
-    n: number,
-    k: number,
-    lda: number,
-    ldb: number,
-    ldc: number,
-    alpha: number,
-  ): void;
+/** The functions exported by the module (all pointers are byte offsets): the gemm (gemm.ts) and these. */
+export interface KernelExports extends GemmExports {
   /** dst[cols, rows] = src[rows, cols]ᵀ (dense). */
   transpose(src: number, dst: number, rows: number, cols: number): void;
   /** dst[i] = exp(src[i]) for i < len (dst may equal src). */
   expArray(src: number, dst: number, len: number): void;
   /** dst[i] = log(src[i]) for i < len (dst may equal src). */
   logArray(src: number, dst: number, len: number): void;
-}
-
-// ---------------------------------------------------------------------------
-// matmulNT: dot-product register tiles
-// ---------------------------------------------------------------------------
-
-/**
- * Emits one MR×NR tile: acc[r][c] = Σ_p A[r,p] B[c,p] as f32x4 partial sums
- * over p ≡ lane (mod 4), then a horizontal add, * alpha, and a store to
- * C[r, c]. Pointers `pa[r]`, `pb[c]` are the row starts; they are advanced.
- *
- * The k loop is unrolled `unroll` times (4·unroll floats per trip), the
- * steps rotating over `sets` independent accumulator sets so consecutive
- * f32x4.add into one accumulator do not wait on each other; the sets are
- * summed at the end. Remaining whole groups of 4 are single steps, and a
- * ragged 1-3 is a masked step (both operands ANDed with a lane mask, so
- * out-of-row garbage contributes exactly 0·0 = 0).
- */
-function emitTile(
-  fn: FunctionBuilder,
-  mr: number,
-  nr: number,
-  pa: Local[],
-  pb: Local[],
-  pc: Local,
-  k: Local,
-  ldc: Local,
-  alpha: Local,
-  scratch: TileScratch,
-): void {
-  const { acc, bv, av, unroll, sets } = scratch;
-  for (const set of acc) for (let r = 0; r < mr; r++) for (let c = 0; c < nr; c++) fn.v128ConstI32(0).set(set[r]![c]!);
-
-  const step = (offset: number, set: Local[][], mask: Local | null): void => {
-    for (let c = 0; c < nr; c++) {
-      fn.get(pb[c]!).v128Load(offset);
-      if (mask) fn.get(mask).v128And();
-      fn.set(bv[c]!);
-    }
-    for (let r = 0; r < mr; r++) {
-      fn.get(pa[r]!).v128Load(offset);
-      if (mask) fn.get(mask).v128And();
-      fn.set(av);
-      for (let c = 0; c < nr; c++) {
-        fn.get(set[r]![c]!).get(av).get(bv[c]!).f32x4Mul().f32x4Add().set(set[r]![c]!);
-      }
-    }
-  };
-  const advance = (bytes: number): void => {
-    for (let r = 0; r < mr; r++) fn.get(pa[r]!).i32Const(bytes).i32Add().set(pa[r]!);
-    for (let c = 0; c < nr; c++) fn.get(pb[c]!).i32Const(bytes).i32Add().set(pb[c]!);
-  };
-
-  // Main loop: 4·unroll floats per trip while p + 4·unroll <= k.
-  const p = scratch.p;
-  const span = 4 * unroll;
-  fn.i32Const(0).set(p);
-  fn.block((exit) => {
-    fn.loop((top) => {
-      fn.get(p).i32Const(span).i32Add().get(k).i32GtS().brIf(exit);
-      for (let u = 0; u < unroll; u++) step(16 * u, acc[u % sets]!, null);
-      advance(4 * span);
-      fn.get(p).i32Const(span).i32Add().set(p);
-      fn.br(top);
-    });
-  });
-  // Remaining groups of 4.
-  if (unroll > 1) {
-    fn.block((exit) => {
-      fn.loop((top) => {
-        fn.get(p).i32Const(4).i32Add().get(k).i32GtS().brIf(exit);
-        step(0, acc[0]!, null);
-        advance(16);
-        fn.get(p).i32Const(4).i32Add().set(p);
-        fn.br(top);
-      });
-    });
-  }
-  // Ragged 1-3: mask = lanes l < k - p.
-  fn.get(k).get(p).i32Sub().tee(scratch.rem).i32Const(0).i32GtS();
-  fn.if(() => {
-    fn.get(scratch.rem).i32x4Splat().v128ConstI32(0, 1, 2, 3).i32x4GtS().set(scratch.mask);
-    step(0, acc[0]!, scratch.mask);
-  });
-
-  // Horizontal sums, scale, store C[r, c] at pc + (r*ldc + c)*4.
-  for (let r = 0; r < mr; r++) {
-    for (let c = 0; c < nr; c++) {
-      const a = acc[0]![r]![c]!;
-      for (let q = 1; q < sets; q++) fn.get(a).get(acc[q]![r]![c]!).f32x4Add().set(a);
-      // a + a.zwxy, then + its .yxwv: lane 0 holds the sum of the four lanes.
-      fn.get(a).get(a).get(a).i32x4Shuffle([2, 3, 0, 1]).f32x4Add().set(a);
-      fn.get(pc);
-      if (r > 0)
-        fn.get(ldc)
-          .i32Const(4 * r)
-          .i32Mul()
-          .i32Add();
-      fn.get(a).get(a).get(a).i32x4Shuffle([1, 0, 3, 2]).f32x4Add().f32x4ExtractLane(0);
-      fn.get(alpha).f32Mul();
-      fn.f32Store(4 * c);
-    }
-  }
-}
-
-interface TileScratch {
-  /** acc[set][r][c] */
-  acc: Local[][][];
-  bv: Local[];
-  av: Local;
-  p: Local;
-  rem: Local;
-  mask: Local;
-  unroll: number;
-  sets: number;
-}
-
-function tileScratch(fn: FunctionBuilder, mr: number, nr: number, unroll: number, sets: number): TileScratch {
-  const acc: Local[][][] = [];
-  for (let q = 0; q < sets; q++) {
-    const set: Local[][] = [];
-    for (let r = 0; r < mr; r++) {
-      const row: Local[] = [];
-      for (let c = 0; c < nr; c++) row.push(fn.local('v128'));
-      set.push(row);
-    }
-    acc.push(set);
-  }
-  const bv: Local[] = [];
-  for (let c = 0; c < nr; c++) bv.push(fn.local('v128'));
-  return {
-    acc,
-    bv,
-    av: fn.local('v128'),
-    p: fn.local('i32'),
-    rem: fn.local('i32'),
-    mask: fn.local('v128'),
-    unroll,
-    sets,
-  };
-}
-
-/** Sets pa[r] = a + r*lda*4 (r < count) from a base pointer expression already in local `base`. */
-function emitRowPointers(fn: FunctionBuilder, base: Local, ld: Local, ptrs: Local[], count: number): void {
-  for (let r = 0; r < count; r++) {
-    fn.get(base);
-    if (r > 0)
-      fn.get(ld)
-        .i32Const(4 * r)
-        .i32Mul()
-        .i32Add();
-    fn.set(ptrs[r]!);
-  }
-}
-
-/** A standalone edge tile function tile_mr_nr(a, b, c, k, lda, ldb, ldc, alpha). */
-function buildEdgeTile(mr: number, nr: number, unroll: number, sets: number): FunctionBuilder {
-  const fn = new FunctionBuilder(`tile_${mr}x${nr}`, ['i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'f32']);
-  const [a, b, c, k, lda, ldb, ldc, alpha] = [0, 1, 2, 3, 4, 5, 6, 7].map((i) => fn.param(i)) as [
-    Local,
-    Local,
-    Local,
-    Local,
-    Local,
-    Local,
-    Local,
-    Local,
-  ];
-  const pa = Array.from({ length: mr }, () => fn.local('i32'));
-  const pb = Array.from({ length: nr }, () => fn.local('i32'));
-  const sc = tileScratch(fn, mr, nr, unroll, sets);
-  emitRowPointers(fn, a, lda, pa, mr);
-  emitRowPointers(fn, b, ldb, pb, nr);
-  emitTile(fn, mr, nr, pa, pb, c, k, ldc, alpha, sc);
-  return fn;
-}
-
-/**
- * matmulNT driver:
- *   for jc in steps of NC rows of B (a block that stays in L2),
- *     for i in steps of MR rows of A,
- *       for j in jc..jc+NC in steps of NR: one register tile.
- * Full tiles are inlined; ragged ones (m % MR, n % NR) call tile_mr_nr.
- */
-function buildMatmulNT(cfg: KernelConfig, edgeIndex: (mr: number, nr: number) => number): FunctionBuilder {
-  const { mr: MR, nr: NR, nc: NC } = cfg;
-  const fn = new FunctionBuilder('matmulNT', ['i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'f32']);
-  const [a, b, c, m, n, k, lda, ldb, ldc, alpha] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9].map((i) =>
-    fn.param(i),
-  ) as Local[] as [Local, Local, Local, Local, Local, Local, Local, Local, Local, Local];
-  const jc = fn.local('i32');
-  const jEnd = fn.local('i32');
-  const i = fn.local('i32');
-  const j = fn.local('i32');
-  const mrNow = fn.local('i32');
-  const nrNow = fn.local('i32');
-  const aRow = fn.local('i32');
-  const bRow = fn.local('i32');
-  const cPtr = fn.local('i32');
-  const pa = Array.from({ length: MR }, () => fn.local('i32'));
-  const pb = Array.from({ length: NR }, () => fn.local('i32'));
-  const sc = tileScratch(fn, MR, NR, cfg.unroll ?? 2, cfg.sets ?? 1);
-
-  fn.forLoop(
-    jc,
-    () => fn.i32Const(0),
-    () => fn.get(n),
-    NC,
-    () => {
-      // jEnd = min(jc + NC, n)
-      fn.get(jc).i32Const(NC).i32Add().tee(jEnd).get(n).i32GtS();
-      fn.if(() => {
-        fn.get(n).set(jEnd);
-      });
-      fn.forLoop(
-        i,
-        () => fn.i32Const(0),
-        () => fn.get(m),
-        MR,
-        () => {
-          // mrNow = min(MR, m - i); aRow = a + i*lda*4
-          fn.get(m).get(i).i32Sub().tee(mrNow).i32Const(MR).i32GtS();
-          fn.if(() => {
-            fn.i32Const(MR).set(mrNow);
-          });
-          fn.get(a).get(i).get(lda).i32Mul().i32Const(4).i32Mul().i32Add().set(aRow);
-          fn.forLoop(
-            j,
-            () => fn.get(jc),
-            () => fn.get(jEnd),
-            NR,
-            () => {
-              fn.get(jEnd).get(j).i32Sub().tee(nrNow).i32Const(NR).i32GtS();
-              fn.if(() => {
-                fn.i32Const(NR).set(nrNow);
-              });
-              fn.get(b).get(j).get(ldb).i32Mul().i32Const(4).i32Mul().i32Add().set(bRow);
-              // cPtr = c + (i*ldc + j)*4
-              fn.get(c).get(i).get(ldc).i32Mul().get(j).i32Add().i32Const(4).i32Mul().i32Add().set(cPtr);
-              fn.get(mrNow).i32Const(MR).i32Eq().get(nrNow).i32Const(NR).i32Eq().i32And();
-              fn.if(
-                () => {
-                  emitRowPointers(fn, aRow, lda, pa, MR);
-                  emitRowPointers(fn, bRow, ldb, pb, NR);
-                  emitTile(fn, MR, NR, pa, pb, cPtr, k, ldc, alpha, sc);
-                },
-                () => {
-                  // Dispatch on (mrNow, nrNow) to the edge tile.
-                  for (let r = 1; r <= MR; r++) {
-                    for (let q = 1; q <= NR; q++) {
-                      if (r === MR && q === NR) continue;
-                      fn.get(mrNow).i32Const(r).i32Eq().get(nrNow).i32Const(q).i32Eq().i32And();
-                      fn.if(() => {
-                        fn.get(aRow)
-                          .get(bRow)
-                          .get(cPtr)
-                          .get(k)
-                          .get(lda)
-                          .get(ldb)
-                          .get(ldc)
-                          .get(alpha)
-                          .call(edgeIndex(r, q));
-                      });
-                    }
-                  }
-                },
-              );
-            },
-          );
-        },
-      );
-    },
-  );
-  return fn;
 }
 
 // ---------------------------------------------------------------------------
@@ -718,19 +400,11 @@ export function emitHSum(fn: FunctionBuilder, v: Local): void {
 // Module
 // ---------------------------------------------------------------------------
 
-/** Adds functions to the generic module; `K` is the module's constant pool, `cfg` the matmul tile. */
-export type KernelBuilder = (mod: ModuleBuilder, K: ConstPool, cfg: KernelConfig) => void;
+/** Adds functions to the generic module; `K` is the module's constant pool, `cfg` the gemm tile. */
+export type KernelBuilder = (mod: ModuleBuilder, K: ConstPool, cfg: GemmConfig) => void;
 
-function addMatmul(mod: ModuleBuilder, _K: ConstPool, cfg: KernelConfig): void {
-  // Edge tiles first so the driver can call them by index.
-  const edge = new Map<string, number>();
-  for (let r = 1; r <= cfg.mr; r++) {
-    for (let q = 1; q <= cfg.nr; q++) {
-      if (r === cfg.mr && q === cfg.nr) continue;
-      edge.set(`${r}x${q}`, mod.add(buildEdgeTile(r, q, cfg.unroll ?? 2, cfg.sets ?? 1), null));
-    }
-  }
-  mod.add(buildMatmulNT(cfg, (r, q) => edge.get(`${r}x${q}`)!));
+function addMatmul(mod: ModuleBuilder, _K: ConstPool, cfg: GemmConfig): void {
+  addGemm(mod, cfg);
 }
 
 function addTranspose(mod: ModuleBuilder): void {
@@ -751,9 +425,7 @@ function addExpLog(mod: ModuleBuilder, K: ConstPool): void {
 export const GENERIC_KERNELS: readonly KernelBuilder[] = [addMatmul, addTranspose, addExpLog];
 
 /** Builds the generic kernel module. Deterministic: the same config gives the same bytes. */
-export function buildKernelModule(cfg: KernelConfig = DEFAULT_KERNEL_CONFIG): Uint8Array {
-  if (cfg.mr < 1 || cfg.nr < 1 || cfg.nc % cfg.nr !== 0)
-    throw new RangeError('buildKernelModule: nc must be a multiple of nr');
+export function buildKernelModule(cfg: GemmConfig = DEFAULT_GEMM_CONFIG): Uint8Array {
   const mod = new ModuleBuilder().importMemory('env', 'memory', 1);
   const K = new ConstPool(0);
   for (const add of GENERIC_KERNELS) add(mod, K, cfg);
