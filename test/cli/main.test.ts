@@ -35,7 +35,11 @@ function expectNoStack(s: string): void {
 
 describe('negcache CLI: bad usage exits 2 with a clear message and no stack trace', () => {
   const cases: [string, string[], RegExp][] = [
-    ['train without --loss', ['train', '--steps', '3'], /^negcache train: train needs --loss cache\|cache-reference\|inbatch\|full\n/],
+    [
+      'train without --loss',
+      ['train', '--steps', '3'],
+      /^negcache train: train needs --loss cache\|cache-reference\|inbatch\|full\n/,
+    ],
     [
       'a non-number',
       ['train', '--loss', 'inbatch', '--batch', 'abc'],
