@@ -1,6 +1,13 @@
 import { ArgumentError, describe } from '../errors.js';
 import { Rng } from '../tensor/random.js';
-import { docFeatures, hashString, queryFeatures } from './text.js';
+import {
+  checkFeatureConfig,
+  docFeatures,
+  hashString,
+  queryFeatures,
+  wordnetFeatureConfig,
+  type FeatureConfig,
+} from './text.js';
 
 /**
  * The reverse-dictionary corpus: every WordNet synset is a document (its
@@ -56,6 +63,23 @@ export interface Corpus<D extends CorpusDocument = CorpusDocument> {
   trainQueries: Int32Array;
   /** Indices of held-out queries, ascending. */
   testQueries: Int32Array;
+  /**
+   * How the feature ids were made from text (buckets, seed and per-tower n-grams).
+   * An exported model carries it, so that encoding new text gives exactly these ids.
+   * Set by buildCorpus and the loaders; a hand-made corpus may leave it out (it then cannot be exported).
+   */
+  features?: FeatureConfig;
+  /** The text of each query, where the corpus keeps it (the loaders do; WordNet queries are the synsets' glosses). */
+  queryTexts?: readonly string[];
+}
+
+/**
+ * A synset as document text for an exported WordNet model: its lemmas with
+ * `_` as spaces, joined by ", " (the WordNet document tower splits at ",",
+ * so `encodeDocuments([synsetText(s)])` sees exactly the features of `s`).
+ */
+export function synsetText(s: Synset): string {
+  return s.lemmas.map((l) => l.replace(/_/g, ' ')).join(', ');
 }
 
 const POS_BY_FILE: Record<string, readonly Pos[]> = {
@@ -297,6 +321,7 @@ export function buildCorpus(synsets: readonly Synset[], opts: BuildCorpusOptions
     queryDoc: Int32Array.from({ length: n }, (_, i) => i),
     trainQueries: Int32Array.from(train),
     testQueries: Int32Array.from(test),
+    features: wordnetFeatureConfig({ buckets: featureBuckets, seed, dedup }),
   };
 }
 
@@ -365,6 +390,19 @@ export function checkCorpus(op: string, corpus: unknown): asserts corpus is Corp
         throw new ArgumentError(op, `corpus.${k}[${i}] is ${a[i]}; need a query index in [0, ${numQueries})`);
     }
   }
+  if (c.features !== undefined) {
+    const f = checkFeatureConfig(op, c.features);
+    if (f.buckets !== c.featureBuckets)
+      throw new ArgumentError(
+        op,
+        `corpus.features.buckets is ${f.buckets} but corpus.featureBuckets is ${c.featureBuckets}; they must agree`,
+      );
+  }
+  if (c.queryTexts !== undefined && (!Array.isArray(c.queryTexts) || c.queryTexts.length !== numQueries))
+    throw new ArgumentError(
+      op,
+      `corpus.queryTexts must be an array of ${numQueries} strings, got ${describe(c.queryTexts)}`,
+    );
 }
 
 /** Row i of a CSR bag: `ids[offsets[i] .. offsets[i+1])` as a view (no copy). */
