@@ -3,6 +3,7 @@
  * The browser-safe core is the package's main entry.
  */
 export { loadWordNet, wordnetDictDir } from './wordnet.js';
+export { loadCorpusFile, loadCorpusFileSync, type LoadCorpusFileOptions } from './dataFile.js';
 export {
   writeFileAtomic,
   writeFileAtomicSync,
