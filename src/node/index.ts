@@ -25,3 +25,10 @@ export {
   type ParallelScanOptions,
   type ParallelScanStats,
 } from './parallelScan.js';
+export {
+  createParallelSearch,
+  ParallelSearchError,
+  type ParallelSearch,
+  type ParallelSearchOptions,
+  type ParallelSearchStats,
+} from './parallelSearch.js';
