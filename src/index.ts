@@ -119,6 +119,8 @@ export {
   buildCorpus,
   syntheticCorpus,
   synsetText,
+  splitGloss,
+  stripExamples,
   isTestId,
   type Corpus,
   type CorpusDocument,

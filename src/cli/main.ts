@@ -4,6 +4,7 @@
  *   negcache demo                       the README's main job: the three methods at equal wall-clock, one report
  *   negcache train --loss cache|inbatch|full [flags]
  *   negcache compare [flags]            all three methods with one budget, one report
+ *   negcache export | encode | search   a model file from a checkpoint, an index of documents, search it (model.ts)
  * Bad flags print a message and exit with status 2.
  */
 import { existsSync, mkdirSync, realpathSync, writeFileSync } from 'node:fs';
@@ -37,6 +38,8 @@ function checkpointStep(c: Checkpoint): number {
 }
 import { hashString } from '../data/text.js';
 import { UsageError, parseFlags, usageOf, type FlagSpec } from './args.js';
+import { DATA_FLAGS, badRowLines, checkDataFlags, isDataFile, loadDataFlags } from './data.js';
+import { MODEL_COMMANDS, exportFlag, runModelCommand, writeModelFile } from './model.js';
 
 const COMMON: Record<string, FlagSpec> = {
   steps: { kind: 'int', help: 'maximum steps per method', min: 1 },
@@ -62,7 +65,7 @@ const COMMON: Record<string, FlagSpec> = {
   },
   'top-k': { kind: 'int', help: 'approximate top-k narrowing of the cache (default off)', min: 1 },
   seed: { kind: 'int', help: 'seed for everything (default 0)', min: 0 },
-  data: { kind: 'string', help: 'wordnet (default) or synthetic', choices: ['wordnet', 'synthetic'] },
+  ...DATA_FLAGS,
   'max-docs': { kind: 'int', help: 'use a seeded subset of this many synsets (default all)', min: 10 },
   'eval-every': { kind: 'number', help: 'seconds of training between recall evaluations (default 10)', min: 0 },
   'eval-every-steps': { kind: 'int', help: 'also evaluate every N steps (default off)', min: 1 },
@@ -84,7 +87,12 @@ const COMMANDS: Record<string, { summary: string; flags: Record<string, FlagSpec
   },
   train: {
     summary: 'train one method and write a report',
-    flags: { loss: { kind: 'string', help: 'cache, inbatch or full', choices: METHODS }, ...COMMON, ...CHECKPOINTS },
+    flags: {
+      loss: { kind: 'string', help: 'cache, inbatch or full', choices: METHODS },
+      ...COMMON,
+      ...CHECKPOINTS,
+      ...exportFlag,
+    },
   },
   compare: {
     summary: 'train all three methods with one budget and write one report',
@@ -99,7 +107,7 @@ const COMMANDS: Record<string, { summary: string; flags: Record<string, FlagSpec
 };
 
 function usage(): string {
-  return `usage: negcache <command> [flags]\n\ncommands:\n${Object.entries(COMMANDS)
+  return `usage: negcache <command> [flags]\n\ncommands:\n${Object.entries({ ...COMMANDS, ...MODEL_COMMANDS })
     .map(([k, c]) => `  ${k.padEnd(10)}${c.summary}`)
     .join('\n')}\n\nnegcache <command> --help lists the flags.\n`;
 }
@@ -108,6 +116,12 @@ function loadCorpus(
   flags: Record<string, string | number | boolean>,
   seed: number,
 ): { corpus: Corpus; description: string } {
+  if (isDataFile(flags)) {
+    const { corpus, description, stats } = loadDataFlags(flags, seed);
+    if (flags['quiet'] !== true)
+      for (const line of badRowLines(flags['data'] as string, stats)) process.stdout.write(line + '\n');
+    return { corpus, description };
+  }
   if (flags['data'] === 'synthetic') {
     const numDocs = (flags['max-docs'] as number | undefined) ?? 5000;
     const corpus = syntheticCorpus({ numDocs, vocab: Math.max(50, Math.floor(numDocs * 1.5)), seed });
@@ -180,6 +194,8 @@ interface CheckpointFlags {
   every?: number;
   dir?: string;
   resume?: Checkpoint;
+  /** train --export FILE: write the model file there after training. */
+  exportTo?: string;
 }
 
 function runMethod(corpus: Corpus, config: TrainConfig, quiet: boolean, ckpt: CheckpointFlags = {}): MethodSummary {
@@ -219,12 +235,17 @@ function runMethod(corpus: Corpus, config: TrainConfig, quiet: boolean, ckpt: Ch
           checkpointEvery: ckpt.every,
           onCheckpoint: (c: Checkpoint) => {
             mkdirSync(ckpt.dir!, { recursive: true });
-            saveSafetensorsSync(join(ckpt.dir!, CHECKPOINT_FILE), c.tensors, c.metadata);
+            // The feature configuration goes along, so `negcache export` can make a model file from it.
+            const features: Record<string, string> = corpus.features
+              ? { 'negcache.features': JSON.stringify(corpus.features) }
+              : {};
+            saveSafetensorsSync(join(ckpt.dir!, CHECKPOINT_FILE), c.tensors, { ...c.metadata, ...features });
           },
         }
       : {}),
   });
   progress.finish();
+  if (ckpt.exportTo !== undefined) writeModelFile(ckpt.exportTo, result.model, corpus, result.config, quiet);
   peak = Math.max(peak, process.memoryUsage().rss);
   const totalSeconds = (performance.now() - started) / 1000;
   const f = result.final;
@@ -277,6 +298,7 @@ export function main(argv: readonly string[]): number {
     process.stdout.write(usage());
     return command === undefined ? 2 : 0;
   }
+  if (Object.hasOwn(MODEL_COMMANDS, command)) return runModelCommand(command, rest);
   const spec = COMMANDS[command];
   if (!spec) {
     process.stderr.write(`negcache: unknown command "${command}"\n\n${usage()}`);
@@ -288,6 +310,7 @@ export function main(argv: readonly string[]): number {
   }
   try {
     const flags = parseFlags(rest, spec.flags);
+    checkDataFlags(flags);
     if (command === 'train' && flags['loss'] === undefined)
       throw new UsageError('train needs --loss cache|inbatch|full');
     if (
@@ -324,6 +347,7 @@ export function main(argv: readonly string[]): number {
         ? { every: flags['checkpoint-every'] as number, dir: resolve(out) }
         : {}),
       ...(resume ? { resume } : {}),
+      ...(flags['export'] !== undefined ? { exportTo: resolve(flags['export'] as string) } : {}),
     };
     const results: MethodSummary[] = [];
     const descriptions: string[] = [];

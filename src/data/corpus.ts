@@ -78,7 +78,7 @@ export interface Corpus<D extends CorpusDocument = CorpusDocument> {
  * `_` as spaces, joined by ", " (the WordNet document tower splits at ",",
  * so `encodeDocuments([synsetText(s)])` sees exactly the features of `s`).
  */
-export function synsetText(s: Synset): string {
+export function synsetText(s: Pick<Synset, 'lemmas'>): string {
   return s.lemmas.map((l) => l.replace(/_/g, ' ')).join(', ');
 }
 
@@ -106,6 +106,31 @@ export function stripExamples(gloss: string): string {
   if (typeof gloss !== 'string') {
     throw new ArgumentError('stripExamples', `gloss must be a string, got ${describe(gloss)}`);
   }
+  let def = gloss.slice(0, definitionEnd(gloss));
+  for (;;) {
+    const next = def.replace(/[\s;:,]+$/, '').replace(/(?:\be\.g\.|\bas in)$/, '');
+    if (next === def) break;
+    def = next;
+  }
+  return def.trim();
+}
+
+/**
+ * A WordNet gloss split into its definition ({@link stripExamples}) and its
+ * example sentences: every double-quoted passage after the definition, in
+ * order, trimmed, empty ones dropped.
+ */
+export function splitGloss(gloss: string): { definition: string; examples: string[] } {
+  if (typeof gloss !== 'string') {
+    throw new ArgumentError('splitGloss', `gloss must be a string, got ${describe(gloss)}`);
+  }
+  const rest = gloss.slice(definitionEnd(gloss));
+  const examples = [...rest.matchAll(/"([^"]*)"/g)].map((m) => m[1]!.trim()).filter((x) => x !== '');
+  return { definition: stripExamples(gloss), examples };
+}
+
+/** Where the definition of a gloss ends: the first example-opening quote (see stripExamples), or its length. */
+function definitionEnd(gloss: string): number {
   let depth = 0;
   let cut = gloss.length;
   for (let i = 0; i < gloss.length; i++) {
@@ -120,13 +145,7 @@ export function stripExamples(gloss: string): string {
       }
     }
   }
-  let def = gloss.slice(0, cut);
-  for (;;) {
-    const next = def.replace(/[\s;:,]+$/, '').replace(/(?:\be\.g\.|\bas in)$/, '');
-    if (next === def) break;
-    def = next;
-  }
-  return def.trim();
+  return cut;
 }
 
 /** Strips an adjective syntactic marker (a), (p) or (ip) from a data.adj word. */

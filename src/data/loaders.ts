@@ -82,6 +82,8 @@ export type ParsedRow = { line: number; record: PairRecord } | { line: number; e
 export interface ParseOptions {
   format: DataFormat;
   fields?: FieldNames;
+  /** A CSV/TSV header must have the query column (default true; false for files of documents only). */
+  needQuery?: boolean;
 }
 
 const FORMATS: readonly DataFormat[] = ['jsonl', 'csv', 'tsv'];
@@ -107,6 +109,7 @@ function fieldNames(op: string, f: FieldNames | undefined): Required<FieldNames>
 export class RecordParser {
   readonly format: DataFormat;
   private readonly names: Required<FieldNames>;
+  private readonly needQuery: boolean;
   private started = false;
   private ended = false;
   // JSONL
@@ -133,6 +136,9 @@ export class RecordParser {
       throw new ArgumentError(op, `format must be one of ${FORMATS.join(', ')}, got ${describe(opts.format)}`);
     this.format = opts.format;
     this.names = fieldNames(op, opts.fields);
+    if (opts.needQuery !== undefined && typeof opts.needQuery !== 'boolean')
+      throw new ArgumentError(op, `needQuery must be true or false, got ${describe(opts.needQuery)}`);
+    this.needQuery = opts.needQuery ?? true;
     this.sep = opts.format === 'tsv' ? TAB : COMMA;
     this.quoting = opts.format === 'csv';
   }
@@ -395,7 +401,7 @@ export class RecordParser {
     out.push({
       line,
       record: {
-        query: fields[col.query] ?? null,
+        query: col.query >= 0 ? (fields[col.query] ?? null) : null,
         document: fields[col.document] ?? null,
         docId: col.docId >= 0 ? (fields[col.docId] ?? null) : null,
       },
@@ -415,7 +421,7 @@ export class RecordParser {
       return k;
     };
     this.columns = {
-      query: find(this.names.query, true),
+      query: find(this.names.query, this.needQuery),
       document: find(this.names.document, true),
       docId: find(this.names.docId, false),
     };

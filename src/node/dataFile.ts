@@ -23,6 +23,8 @@ export interface LoadCorpusFileOptions extends CorpusFromRecordsOptions {
   /** jsonl, csv or tsv (default: from the extension: .jsonl/.ndjson, .csv, .tsv/.tab). */
   format?: DataFormat;
   fields?: FieldNames;
+  /** A CSV/TSV header must have the query column (default true; false for files of documents only). */
+  needQuery?: boolean;
 }
 
 const CHUNK = 1 << 20;
@@ -95,6 +97,7 @@ export function loadCorpusFileSync(path: string, opts: LoadCorpusFileOptions = {
     for (const row of parseRecords(readChunksSync(op, path), {
       format,
       ...(opts.fields ? { fields: opts.fields } : {}),
+      ...(opts.needQuery !== undefined ? { needQuery: opts.needQuery } : {}),
     }))
       b.add(row);
   } catch (e) {
@@ -113,6 +116,7 @@ export async function loadCorpusFile(path: string, opts: LoadCorpusFileOptions =
     for await (const row of parseRecordsAsync(stream as AsyncIterable<Uint8Array>, {
       format,
       ...(opts.fields ? { fields: opts.fields } : {}),
+      ...(opts.needQuery !== undefined ? { needQuery: opts.needQuery } : {}),
     }))
       b.add(row);
   } catch (e) {

@@ -126,6 +126,13 @@ describe('CSV (RFC 4180) and TSV', () => {
     ]);
   });
 
+  it('a file of documents only may leave out the query column (needQuery: false)', () => {
+    expect(() => rows('docId,document\nd1,dog', 'csv')).toThrow(/has no column "query"/);
+    expect([...parseRecords('docId,document\nd1,dog\n', { format: 'csv', needQuery: false })]).toEqual([
+      { line: 2, record: rec(null, 'dog', 'd1') },
+    ]);
+  });
+
   it('TSV: tabs separate, quotes are ordinary characters, CRLF and BOM handled', () => {
     expect(rows('\uFEFFquery\tdocument\r\n"quoted" q\ta, b, c\r\nx\ty\tz\r\n', 'tsv')).toEqual([
       { line: 2, record: rec('"quoted" q', 'a, b, c', null) },
