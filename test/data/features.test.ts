@@ -168,10 +168,20 @@ describe('towerFeatureStrings: what each option produces', () => {
     expect(towerFeatureStrings('', DEFAULT_TEXT_FEATURES.doc, 'doc')).toEqual([]);
   });
 
-  it('the user defaults: unigrams and bigrams for queries; plus character 3/4-grams for documents', () => {
+  it('the user defaults: word unigrams, bigrams and character 3/4-grams in both towers', () => {
     expect(towerFeatureStrings('Red fox', DEFAULT_TEXT_FEATURES.query, 'query')).toEqual([
       'u:red',
+      'c:#re',
+      'c:red',
+      'c:ed#',
+      'c:#red',
+      'c:red#',
       'u:fox',
+      'c:#fo',
+      'c:fox',
+      'c:ox#',
+      'c:#fox',
+      'c:fox#',
       'b:red fox',
     ]);
     expect(towerFeatureStrings('Red fox', DEFAULT_TEXT_FEATURES.doc, 'doc')).toEqual([
