@@ -111,56 +111,83 @@ export function topKRange(
       const rn = Math.min(ROW_BLOCK, rowEnd - r0);
       const out = scores.subarray(0, qn * rn);
       scoreBlock(kernel, qa, data.subarray(r0 * d, (r0 + rn) * d), qn, rn, d, out);
-      for (let i = 0; i < qn; i++) {
-        const qi = q0 + i;
-        const base = qi * k;
-        let c = counts[qi]!;
-        // Rows arrive in increasing order, so a later row with a score equal to the heap's worst never enters.
-        let thr = c < k ? -Infinity : hs[base]!;
-        const row0 = i * rn;
-        for (let j = 0; j < rn; j++) {
-          const s = out[row0 + j]!;
-          if (!(s > thr)) continue;
-          const r = r0 + j;
-          if (c < k) {
-            // Push and sift up (min-heap by rank: the root is the worst kept hit).
-            let p = c++;
-            while (p > 0) {
-              const parent = (p - 1) >> 1;
-              if (!worse(s, r, hs[base + parent]!, hr[base + parent]!)) break;
-              hs[base + p] = hs[base + parent]!;
-              hr[base + p] = hr[base + parent]!;
-              p = parent;
-            }
-            hs[base + p] = s;
-            hr[base + p] = r;
-            if (c === k) thr = hs[base]!;
-          } else {
-            // Replace the root and sift down.
-            let p = 0;
-            for (;;) {
-              const l = 2 * p + 1;
-              if (l >= k) break;
-              let m = l;
-              const rr = l + 1;
-              if (rr < k && worse(hs[base + rr]!, hr[base + rr]!, hs[base + l]!, hr[base + l]!)) m = rr;
-              if (!worse(hs[base + m]!, hr[base + m]!, s, r)) break;
-              hs[base + p] = hs[base + m]!;
-              hr[base + p] = hr[base + m]!;
-              p = m;
-            }
-            hs[base + p] = s;
-            hr[base + p] = r;
-            thr = hs[base]!;
-          }
-        }
-        counts[qi] = c;
-      }
+      selectBlock(out, qn, rn, q0, r0, k, hs, hr, counts);
     }
   }
   // Heaps to best-first lists.
   for (let qi = 0; qi < nq; qi++) sortHits(hs, hr, qi * k, counts[qi]!);
   return { scores: hs, rows: hr, counts, k };
+}
+
+/**
+ * Offers the scores of one block (qn queries from q0 × rn rows from r0) to
+ * the queries' heaps. Rows arrive in increasing order, so a later row with a
+ * score equal to the heap's worst never enters: only s > thr can. The loop
+ * is kept this small (the heap work is in keep()) so that it compiles tight.
+ */
+function selectBlock(
+  out: Float32Array,
+  qn: number,
+  rn: number,
+  q0: number,
+  r0: number,
+  k: number,
+  hs: Float32Array,
+  hr: Int32Array,
+  counts: Int32Array,
+): void {
+  for (let i = 0; i < qn; i++) {
+    const base = (q0 + i) * k;
+    let c = counts[q0 + i]!;
+    let thr = c < k ? -Infinity : hs[base]!;
+    const row0 = i * rn;
+    for (let j = 0; j < rn; j++) {
+      const s = out[row0 + j]!;
+      if (s > thr) {
+        c = keep(hs, hr, base, k, c, s, r0 + j);
+        thr = c < k ? -Infinity : hs[base]!;
+      }
+    }
+    counts[q0 + i] = c;
+  }
+}
+
+/**
+ * Adds (s, r) to the heap of k entries at hs/hr[base ..] holding c entries
+ * (a min-heap by rank: the root is the worst kept hit), replacing the root
+ * when full (the caller only offers entries better than it). Returns the new count.
+ */
+function keep(hs: Float32Array, hr: Int32Array, base: number, k: number, c: number, s: number, r: number): number {
+  if (c < k) {
+    // Push and sift up.
+    let p = c;
+    while (p > 0) {
+      const parent = (p - 1) >> 1;
+      if (!worse(s, r, hs[base + parent]!, hr[base + parent]!)) break;
+      hs[base + p] = hs[base + parent]!;
+      hr[base + p] = hr[base + parent]!;
+      p = parent;
+    }
+    hs[base + p] = s;
+    hr[base + p] = r;
+    return c + 1;
+  }
+  // Replace the root and sift down.
+  let p = 0;
+  for (;;) {
+    const l = 2 * p + 1;
+    if (l >= k) break;
+    let m = l;
+    const rr = l + 1;
+    if (rr < k && worse(hs[base + rr]!, hr[base + rr]!, hs[base + l]!, hr[base + l]!)) m = rr;
+    if (!worse(hs[base + m]!, hr[base + m]!, s, r)) break;
+    hs[base + p] = hs[base + m]!;
+    hr[base + p] = hr[base + m]!;
+    p = m;
+  }
+  hs[base + p] = s;
+  hr[base + p] = r;
+  return c;
 }
 
 /** Sorts entries [base, base + c) best first (score descending, row ascending). */
