@@ -4,6 +4,7 @@
  */
 export { loadWordNet, wordnetDictDir } from './wordnet.js';
 export { loadCorpusFile, loadCorpusFileSync, type LoadCorpusFileOptions } from './dataFile.js';
+export { loadModelFile, saveModelFile, loadIndexFile, saveIndexFile } from './modelFile.js';
 export {
   writeFileAtomic,
   writeFileAtomicSync,
