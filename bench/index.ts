@@ -12,13 +12,14 @@
  *   scaling      training step time vs corpus size for the three losses
  *   sharded      the sharded loss on 1 and 2 worker replicas
  *   collectives  all-gather / all-to-all latency across worker threads
+ *   search       exact Index search (1 and 2 threads) vs numpy
  */
 import { spawnSync } from 'node:child_process';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { BENCH_DIR, installPeers, peersInstalled } from './peers.js';
 
-const ALL = ['matmul', 'kernels', 'step', 'scaling', 'sharded', 'collectives'];
+const ALL = ['matmul', 'kernels', 'step', 'scaling', 'sharded', 'collectives', 'search'];
 const NEEDS_PEERS = ['matmul', 'step'];
 const args = process.argv.slice(2);
 const flags = args.filter((a) => a.startsWith('--'));

@@ -125,8 +125,56 @@ export {
   type SGDOptions,
   type AdamOptions,
 } from './optim/optimizers.js';
-export { tokenize, hashString, hashFeatures, queryFeatures, docFeatures } from './data/text.js';
-export { parseDataFile, buildCorpus, syntheticCorpus, isTestId, type Corpus, type Synset } from './data/corpus.js';
+export {
+  tokenize,
+  hashString,
+  hashFeatures,
+  queryFeatures,
+  docFeatures,
+  textFeatures,
+  towerFeatureStrings,
+  checkFeatureConfig,
+  resolveFeatureConfig,
+  wordnetFeatureConfig,
+  DEFAULT_TEXT_FEATURES,
+  WORDNET_QUERY_FEATURES,
+  WORDNET_DOC_FEATURES,
+  type FeatureConfig,
+  type FeatureOverrides,
+  type TowerFeatureConfig,
+} from './data/text.js';
+export {
+  parseDataFile,
+  buildCorpus,
+  syntheticCorpus,
+  synsetText,
+  splitGloss,
+  stripExamples,
+  isTestId,
+  type Corpus,
+  type CorpusDocument,
+  type Synset,
+} from './data/corpus.js';
+export {
+  corpusFromRecords,
+  corpusFromAsyncRecords,
+  corpusFromText,
+  corpusFromStream,
+  parseRecords,
+  parseRecordsAsync,
+  formatOfPath,
+  RecordParser,
+  CorpusBuilder,
+  type PairRecord,
+  type ParsedRow,
+  type DataFormat,
+  type FieldNames,
+  type ParseOptions,
+  type CorpusFromRecordsOptions,
+  type CorpusFromTextOptions,
+  type LoadedCorpus,
+  type LoadStats,
+} from './data/loaders.js';
 export { recallAtK, meanReciprocalRank, rankOfTarget, summarizeRanks } from './eval/metrics.js';
 export { lineChart } from './report/svg.js';
 export { DualEncoder, tower } from './train/model.js';
@@ -134,6 +182,26 @@ export { Trainer } from './train/trainer.js';
 export { DEFAULT_CONFIG, RECIPES, recipeConfig, type Recipe, type TrainConfig, type Method } from './train/config.js';
 export { train, type TrainResult } from './train/run.js';
 export { evaluate, embedAll } from './train/evaluate.js';
+
+// A usable model out: encode text, search an exact index (file formats: docs/model-format.md)
+export {
+  EncoderModel,
+  exportModel,
+  loadModel,
+  modelFromCheckpoint,
+  MODEL_FORMAT,
+  type ModelFile,
+  type EncodeOptions,
+} from './model/encoder.js';
+export {
+  Index,
+  encodeIndex,
+  decodeIndex,
+  INDEX_FORMAT,
+  type SearchResult,
+  type IndexOptions,
+  type AddOptions,
+} from './search/searchIndex.js';
 
 // Kernels: WebAssembly SIMD is used automatically where available. On a browser main thread
 // call `await initWasm()` once at start-up (Chromium forbids compiling it synchronously there);

@@ -1,13 +1,17 @@
-// negcache in the browser: trains a dual encoder with the negative cache and
-// plots the loss on a <canvas> as it goes. Plain JavaScript, no bundler: it
-// imports the library's browser-safe entry (the package's "." export).
+// negcache in the browser: streams WordNet (query, document) pairs into a
+// corpus, trains a dual encoder with the negative cache while plotting the
+// loss on a <canvas>, then encodes every document into an exact index and
+// answers the query box. Plain JavaScript, no bundler: it imports the
+// library's browser-safe entry (the package's "." export) through app.mjs,
+// the page logic that Node also runs (test/examples/browserApp.test.ts).
 //
 // Serve the repository root after `npm run build`, then open
-// /examples/browser/ (optional query: ?steps=300&seed=0).
+// /examples/browser/ (optional query: ?steps=300&seed=1).
 //
 // window.__negcacheDemo exposes the run for test/browser/chromium.test.ts:
-//   { steps, losses, smoothed, done, error, plot, curveColor, ... }
-import { DEFAULT_CONFIG, Trainer, evaluate, initWasm, syntheticCorpus } from '../../dist/src/index.js';
+//   { steps, losses, smoothed, done, error, plot, curveColor, recall, searchReady, results, ... }
+import { initWasm } from '../../dist/src/index.js';
+import { finishTraining, loadPairs, makeTrainer } from './app.mjs';
 
 // Compile the WebAssembly SIMD kernels (asynchronously, as a browser main thread requires).
 await initWasm();
@@ -48,6 +52,10 @@ const demo = {
   done: false,
   error: null,
   recall: null,
+  /** True once the query box answers; results: the last query's [{rank, id, text, score}]. */
+  searchReady: false,
+  results: [],
+  documents: 0,
   stepsPerSecond: 0,
   plot,
   curveColor: CURVE,
@@ -147,19 +155,32 @@ function fail(e) {
   throw e;
 }
 
+const queryBox = document.getElementById('query');
+const resultsList = document.getElementById('results');
+
+/** Shows the top documents for the query box's text. */
+function showResults(search) {
+  const text = queryBox.value.trim();
+  demo.results = text === '' ? [] : search(text, 10);
+  resultsList.replaceChildren(
+    ...demo.results.map((r) => {
+      const li = document.createElement('li');
+      li.textContent = `${r.text} `;
+      const meta = document.createElement('span');
+      meta.className = 'meta';
+      meta.textContent = `${r.id} · ${r.score.toFixed(3)}`;
+      li.append(meta);
+      return li;
+    }),
+  );
+}
+
 try {
-  setStatus('generating the corpus…');
-  const corpus = syntheticCorpus({ numDocs: 2000, vocab: 300, seed: SEED, featureBuckets: 4096 });
-  const trainer = new Trainer(corpus, {
-    ...DEFAULT_CONFIG,
-    method: 'cache',
-    batch: 32,
-    cacheSize: 512,
-    dim: 32,
-    lr: 0.01,
-    steps: STEPS,
-    seed: SEED,
-  });
+  setStatus('loading the WordNet pairs…');
+  const response = await fetch('../data/wordnet-pairs.jsonl');
+  if (!response.ok) throw new Error(`fetching ../data/wordnet-pairs.jsonl: HTTP ${response.status}`);
+  const { corpus } = await loadPairs(response.body);
+  const trainer = makeTrainer(corpus, { steps: STEPS, seed: SEED });
   const t0 = performance.now();
   let ema = null;
   const frame = () => {
@@ -182,11 +203,16 @@ try {
         setStatus(line);
         requestAnimationFrame(frame);
       } else {
-        const r = evaluate(trainer.model, corpus, corpus.testQueries);
+        const { recall: r, search, documents } = finishTraining(trainer, corpus);
         demo.recall = r;
+        demo.documents = documents;
         setStatus(
           `${line}\ndone: held-out recall@1 ${r.recallAt1.toFixed(3)}, recall@10 ${r.recallAt10.toFixed(3)}, MRR ${r.mrr.toFixed(3)} over ${r.count} queries`,
         );
+        queryBox.disabled = false;
+        queryBox.placeholder = `type a definition, e.g. "work together on a project" (${documents} documents)`;
+        queryBox.addEventListener('input', () => showResults(search));
+        demo.searchReady = true;
         demo.done = true;
       }
     } catch (e) {

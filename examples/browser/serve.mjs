@@ -20,6 +20,7 @@ const TYPES = {
   '.png': 'image/png',
   '.wasm': 'application/wasm',
   '.txt': 'text/plain; charset=utf-8',
+  '.jsonl': 'application/x-ndjson; charset=utf-8',
   '.md': 'text/plain; charset=utf-8',
 };
 

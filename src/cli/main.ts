@@ -5,6 +5,7 @@
  *   negcache train --loss cache|cache-reference|inbatch|full [flags]
  *   negcache compare [flags]            the four recipes with one budget, one report
  *   negcache conformance --out DIR      test vectors for other implementations (src/cli/conformance.ts)
+ *   negcache export | encode | search   a model file from a checkpoint, an index of documents, search it (model.ts)
  * Exit status: 0 done; 2 bad usage (a bad flag, a checkpoint that cannot be
  * resumed, an --out that cannot be written), reported before any training;
  * 1 the results could not be written to --out at the end and went to a
@@ -29,6 +30,8 @@ import { hashString } from '../data/text.js';
 import { UsageError, flagOf, parseFlags, usageOf, type FlagSpec } from './args.js';
 import { OutputError, OutputFolder, prepareOutDir } from './outDir.js';
 import { CONFIG_FLAGS, checkConfigFlags, checkResumable, configFrom, parseSeeds } from './trainFlags.js';
+import { DATA_FLAGS, badRowLines, checkDataFlags, isDataFile, loadDataFlags } from './data.js';
+import { MODEL_COMMANDS, exportFlag, runModelCommand, writeModelFile } from './model.js';
 
 let scanner: ParallelScan | null = null;
 
@@ -46,7 +49,7 @@ const OUTPUT_FILE = /^(report\.md|metrics\.json|checkpoint\.safetensors|.+\.svg)
 
 const COMMON: Record<string, FlagSpec> = {
   ...CONFIG_FLAGS,
-  data: { kind: 'string', help: 'wordnet (default) or synthetic', choices: ['wordnet', 'synthetic'] },
+  ...DATA_FLAGS,
   'max-docs': {
     kind: 'int',
     help: 'use a seeded subset of this many synsets (default all)',
@@ -85,6 +88,7 @@ const COMMANDS: Record<string, { summary: string; flags: Record<string, FlagSpec
       },
       ...COMMON,
       ...CHECKPOINTS,
+      ...exportFlag,
     },
   },
   compare: {
@@ -100,7 +104,7 @@ const COMMANDS: Record<string, { summary: string; flags: Record<string, FlagSpec
 };
 
 function usage(): string {
-  return `usage: negcache <command> [flags]\n\ncommands:\n${Object.entries(COMMANDS)
+  return `usage: negcache <command> [flags]\n\ncommands:\n${Object.entries({ ...COMMANDS, ...MODEL_COMMANDS })
     .map(([k, c]) => `  ${k.padEnd(10)}${c.summary}`)
     .join('\n')}\n  conformance ${CONFORMANCE_SUMMARY}\n\nnegcache <command> --help lists the flags.\n`;
 }
@@ -109,6 +113,12 @@ function loadCorpus(
   flags: Record<string, string | number | boolean>,
   seed: number,
 ): { corpus: Corpus; description: string } {
+  if (isDataFile(flags)) {
+    const { corpus, description, stats } = loadDataFlags(flags, seed);
+    if (flags['quiet'] !== true)
+      for (const line of badRowLines(flags['data'] as string, stats)) process.stdout.write(line + '\n');
+    return { corpus, description };
+  }
   if (flags['data'] === 'synthetic') {
     const numDocs = (flags['max-docs'] as number | undefined) ?? 5000;
     const corpus = syntheticCorpus({ numDocs, vocab: Math.max(50, Math.floor(numDocs * 1.5)), seed });
@@ -136,6 +146,8 @@ function loadCorpus(
 interface CheckpointFlags {
   every?: number;
   resume?: Checkpoint;
+  /** train --export FILE: write the model file there after training. */
+  exportTo?: string;
 }
 
 /** The cache estimator of a config in words ("reference estimator" or "4 negatives, in-batch negatives, exact query gradient"). */
@@ -193,7 +205,13 @@ function runMethod(
           checkpointEvery: ckpt.every,
           onCheckpoint: (c: Checkpoint) => {
             const moved = output.failure !== null;
-            const where = output.write({ [CHECKPOINT_FILE]: encodeSafetensors(c.tensors, c.metadata) });
+            // The feature configuration goes along, so `negcache export` can make a model file from it.
+            const features: Record<string, string> = corpus.features
+              ? { 'negcache.features': JSON.stringify(corpus.features) }
+              : {};
+            const where = output.write({
+              [CHECKPOINT_FILE]: encodeSafetensors(c.tensors, { ...c.metadata, ...features }),
+            });
             if (!moved && output.failure !== null)
               process.stderr.write(
                 `${isTTY && !quiet ? '\n' : ''}negcache ${command}: could not write the checkpoint to ${output.dir} (${output.failure}); writing it to ${where} from now on\n`,
@@ -203,6 +221,7 @@ function runMethod(
       : {}),
   });
   progress.finish();
+  if (ckpt.exportTo !== undefined) writeModelFile(ckpt.exportTo, result.model, corpus, result.config, quiet);
   peak = Math.max(peak, process.memoryUsage().rss);
   const totalSeconds = (performance.now() - started) / 1000;
   const f = result.final;
@@ -257,6 +276,7 @@ export function main(argv: readonly string[], seams: MainSeams = {}): number {
     return command === undefined ? 2 : 0;
   }
   if (command === 'conformance') return conformanceCommand(rest);
+  if (Object.hasOwn(MODEL_COMMANDS, command)) return runModelCommand(command, rest);
   const spec = COMMANDS[command];
   if (!spec) {
     process.stderr.write(`negcache: unknown command "${command}"\n\n${usage()}`);
@@ -268,6 +288,7 @@ export function main(argv: readonly string[], seams: MainSeams = {}): number {
   }
   try {
     const flags = parseFlags(rest, spec.flags);
+    checkDataFlags(flags);
     if (command === 'train' && flags['loss'] === undefined)
       throw new UsageError(`train needs --loss ${RECIPE_NAMES.join('|')}`);
     const quiet = flags['quiet'] === true;
@@ -330,6 +351,7 @@ export function main(argv: readonly string[], seams: MainSeams = {}): number {
           runMethod(methods[k]!, corpus, { ...c, seed }, quiet, output, command, {
             ...(every > 0 ? { every } : {}),
             ...(resume ? { resume } : {}),
+            ...(flags['export'] !== undefined ? { exportTo: resolve(flags['export'] as string) } : {}),
           }),
         );
     }

@@ -1,6 +1,13 @@
 import { ArgumentError, describe } from '../errors.js';
 import { Rng } from '../tensor/random.js';
-import { docFeatures, hashString, queryFeatures } from './text.js';
+import {
+  checkFeatureConfig,
+  docFeatures,
+  hashString,
+  queryFeatures,
+  wordnetFeatureConfig,
+  type FeatureConfig,
+} from './text.js';
 
 /**
  * The reverse-dictionary corpus: every WordNet synset is a document (its
@@ -56,6 +63,23 @@ export interface Corpus<D extends CorpusDocument = CorpusDocument> {
   trainQueries: Int32Array;
   /** Indices of held-out queries, ascending. */
   testQueries: Int32Array;
+  /**
+   * How the feature ids were made from text (buckets, seed and per-tower n-grams).
+   * An exported model carries it, so that encoding new text gives exactly these ids.
+   * Set by buildCorpus and the loaders; a hand-made corpus may leave it out (it then cannot be exported).
+   */
+  features?: FeatureConfig;
+  /** The text of each query, where the corpus keeps it (the loaders do; WordNet queries are the synsets' glosses). */
+  queryTexts?: readonly string[];
+}
+
+/**
+ * A synset as document text for an exported WordNet model: its lemmas with
+ * `_` as spaces, joined by ", " (the WordNet document tower splits at ",",
+ * so `encodeDocuments([synsetText(s)])` sees exactly the features of `s`).
+ */
+export function synsetText(s: Pick<Synset, 'lemmas'>): string {
+  return s.lemmas.map((l) => l.replace(/_/g, ' ')).join(', ');
 }
 
 const POS_BY_FILE: Record<string, readonly Pos[]> = {
@@ -82,6 +106,31 @@ export function stripExamples(gloss: string): string {
   if (typeof gloss !== 'string') {
     throw new ArgumentError('stripExamples', `gloss must be a string, got ${describe(gloss)}`);
   }
+  let def = gloss.slice(0, definitionEnd(gloss));
+  for (;;) {
+    const next = def.replace(/[\s;:,]+$/, '').replace(/(?:\be\.g\.|\bas in)$/, '');
+    if (next === def) break;
+    def = next;
+  }
+  return def.trim();
+}
+
+/**
+ * A WordNet gloss split into its definition ({@link stripExamples}) and its
+ * example sentences: every double-quoted passage after the definition, in
+ * order, trimmed, empty ones dropped.
+ */
+export function splitGloss(gloss: string): { definition: string; examples: string[] } {
+  if (typeof gloss !== 'string') {
+    throw new ArgumentError('splitGloss', `gloss must be a string, got ${describe(gloss)}`);
+  }
+  const rest = gloss.slice(definitionEnd(gloss));
+  const examples = [...rest.matchAll(/"([^"]*)"/g)].map((m) => m[1]!.trim()).filter((x) => x !== '');
+  return { definition: stripExamples(gloss), examples };
+}
+
+/** Where the definition of a gloss ends: the first example-opening quote (see stripExamples), or its length. */
+function definitionEnd(gloss: string): number {
   let depth = 0;
   let cut = gloss.length;
   for (let i = 0; i < gloss.length; i++) {
@@ -96,13 +145,7 @@ export function stripExamples(gloss: string): string {
       }
     }
   }
-  let def = gloss.slice(0, cut);
-  for (;;) {
-    const next = def.replace(/[\s;:,]+$/, '').replace(/(?:\be\.g\.|\bas in)$/, '');
-    if (next === def) break;
-    def = next;
-  }
-  return def.trim();
+  return cut;
 }
 
 /** Strips an adjective syntactic marker (a), (p) or (ip) from a data.adj word. */
@@ -297,6 +340,7 @@ export function buildCorpus(synsets: readonly Synset[], opts: BuildCorpusOptions
     queryDoc: Int32Array.from({ length: n }, (_, i) => i),
     trainQueries: Int32Array.from(train),
     testQueries: Int32Array.from(test),
+    features: wordnetFeatureConfig({ buckets: featureBuckets, seed, dedup }),
   };
 }
 
@@ -365,6 +409,19 @@ export function checkCorpus(op: string, corpus: unknown): asserts corpus is Corp
         throw new ArgumentError(op, `corpus.${k}[${i}] is ${a[i]}; need a query index in [0, ${numQueries})`);
     }
   }
+  if (c.features !== undefined) {
+    const f = checkFeatureConfig(op, c.features);
+    if (f.buckets !== c.featureBuckets)
+      throw new ArgumentError(
+        op,
+        `corpus.features.buckets is ${f.buckets} but corpus.featureBuckets is ${c.featureBuckets}; they must agree`,
+      );
+  }
+  if (c.queryTexts !== undefined && (!Array.isArray(c.queryTexts) || c.queryTexts.length !== numQueries))
+    throw new ArgumentError(
+      op,
+      `corpus.queryTexts must be an array of ${numQueries} strings, got ${describe(c.queryTexts)}`,
+    );
 }
 
 /** Row i of a CSR bag: `ids[offsets[i] .. offsets[i+1])` as a view (no copy). */

@@ -1,12 +1,17 @@
 import { ArgumentError, describe } from '../errors.js';
 
 /**
- * Text features for the reverse-dictionary experiment: a tokenizer, a stable
- * 32-bit string hash and the hashed feature extractors for queries (glosses)
- * and documents (synset lemmas). Browser-safe; no dependencies.
+ * Text features: a tokenizer, a stable 32-bit string hash and the hashed
+ * feature extractors. {@link FeatureConfig} describes, per tower, which word
+ * and character n-grams of a text are features; {@link textFeatures} applies
+ * it (training and an exported model's encoder both call it). The WordNet
+ * reverse-dictionary experiment's extractors, {@link queryFeatures} for
+ * glosses and {@link docFeatures} for synset lemmas, are two such
+ * configurations (WORDNET_QUERY_FEATURES, WORDNET_DOC_FEATURES). Browser-safe;
+ * no dependencies.
  *
  * Feature strings carry a namespace prefix so that the same text in
- * different roles hashes to unrelated buckets:
+ * different roles hashes to unrelated buckets. The WordNet configurations give:
  *
  *   queries   `u:<word>`          every token of the gloss
  *             `b:<w1> <w2>`       every pair of adjacent tokens
@@ -184,44 +189,285 @@ export function hashFeatures(strings: readonly string[], buckets: number, seed: 
   return out;
 }
 
+/**
+ * How one tower turns text into feature strings (see {@link FeatureConfig}).
+ * JSON-serialisable: an exported model stores it so that encoding new text
+ * computes exactly the features the trainer used.
+ */
+export interface TowerFeatureConfig {
+  /**
+   * Word n-gram orders, each in [1, 8], e.g. [1, 2]: every word and every
+   * pair of adjacent words (within a segment). Written in ascending order.
+   */
+  wordNgrams: readonly number[];
+  /** Character n-gram lengths of every word padded as `#word#` (code points), each in [1, 16], e.g. [3, 4]. */
+  charNgrams: readonly number[];
+  /** Also one feature for a segment's whole word sequence when it has two or more words (WordNet: the whole lemma). */
+  phrase: boolean;
+  /**
+   * Splits the text into segments at this string before tokenizing (n-grams
+   * never cross a segment boundary); null: the whole text is one segment.
+   * WordNet documents are lemma lists written "dog, domestic dog, Canis familiaris" (separator ",").
+   */
+  segmentSeparator: string | null;
+}
+
+/**
+ * The complete text-to-features recipe of a dual encoder: the hash (buckets,
+ * seed), the dedup rule, and per tower which n-grams are features.
+ *
+ * Feature strings, per segment, in this order (the order matters for the
+ * embedding bag's float sums, so it is part of the format):
+ *   `l:<w1> <w2> ...`      the phrase (if `phrase` and the segment has >= 2 words)
+ *   then word by word:     the unigram (`u:<word>` in the query tower, `w:<word>` in the
+ *                          document tower; if 1 is in wordNgrams), then the word's
+ *                          character n-grams `c:<gram>` of `#word#`, length by length
+ *   then for each order n >= 2 of wordNgrams, ascending: every n-gram of adjacent
+ *                          words, `b:<w1> <w2>` for n = 2, `g<n>:<w1> ... <wn>` above
+ * Words come from {@link tokenize} (lowercase runs of letters and digits). The two
+ * towers have separate embedding tables, so the namespaces only matter within one tower.
+ */
+export interface FeatureConfig {
+  /** Number of hash buckets (embedding rows per tower), an integer in [1, 2^31 - 1]. */
+  buckets: number;
+  /** Hash seed, an integer in [0, 2^32). */
+  seed: number;
+  /** Keep each bucket id once per example, in first-occurrence order (default true). */
+  dedup: boolean;
+  query: TowerFeatureConfig;
+  doc: TowerFeatureConfig;
+}
+
+/** The query tower of the WordNet experiment: word unigrams and bigrams of the gloss. */
+export const WORDNET_QUERY_FEATURES: TowerFeatureConfig = Object.freeze({
+  wordNgrams: Object.freeze([1, 2]),
+  charNgrams: Object.freeze([]),
+  phrase: false,
+  segmentSeparator: null,
+});
+
+/** The document tower of the WordNet experiment: per lemma the whole lemma, its words and their character 3/4-grams. */
+export const WORDNET_DOC_FEATURES: TowerFeatureConfig = Object.freeze({
+  wordNgrams: Object.freeze([1]),
+  charNgrams: Object.freeze([3, 4]),
+  phrase: true,
+  segmentSeparator: ',',
+});
+
+/**
+ * The feature configuration of the WordNet corpus (`buildCorpus`): it gives
+ * exactly the ids of {@link queryFeatures} and {@link docFeatures} (a document's
+ * text is its lemmas joined by ", ").
+ */
+export function wordnetFeatureConfig(opts: { buckets?: number; seed?: number; dedup?: boolean } = {}): FeatureConfig {
+  return checkFeatureConfig('wordnetFeatureConfig', {
+    buckets: opts.buckets ?? 1 << 18,
+    seed: opts.seed ?? 0,
+    dedup: opts.dedup ?? true,
+    query: WORDNET_QUERY_FEATURES,
+    doc: WORDNET_DOC_FEATURES,
+  });
+}
+
+/**
+ * The defaults for your own (query, document) text: both towers get word
+ * unigrams and bigrams and the character 3/4-grams of every word (robust to
+ * inflections and typos, and shared across words, which is what lets a
+ * small data set generalise: on the examples' WordNet pairs, query
+ * character n-grams lift held-out recall@10 from about 5 % to 19 %);
+ * 2^18 buckets, seed 0, dedup on.
+ */
+export const DEFAULT_TEXT_FEATURES: FeatureConfig = Object.freeze({
+  buckets: 1 << 18,
+  seed: 0,
+  dedup: true,
+  query: Object.freeze({
+    wordNgrams: Object.freeze([1, 2]),
+    charNgrams: Object.freeze([3, 4]),
+    phrase: false,
+    segmentSeparator: null,
+  }),
+  doc: Object.freeze({
+    wordNgrams: Object.freeze([1, 2]),
+    charNgrams: Object.freeze([3, 4]),
+    phrase: false,
+    segmentSeparator: null,
+  }),
+});
+
+/** A partial FeatureConfig: anything left out comes from the defaults. */
+export interface FeatureOverrides {
+  buckets?: number;
+  seed?: number;
+  dedup?: boolean;
+  query?: Partial<TowerFeatureConfig>;
+  doc?: Partial<TowerFeatureConfig>;
+}
+
+function orders(op: string, name: string, v: unknown, lo: number, hi: number): number[] {
+  if (!Array.isArray(v) || v.some((x) => typeof x !== 'number' || !Number.isInteger(x) || x < lo || x > hi))
+    throw new ArgumentError(op, `${name} must be an array of integers in [${lo}, ${hi}], got ${JSON.stringify(v)}`);
+  const out = [...new Set(v as number[])].sort((a, b) => a - b);
+  if (out.length !== v.length || out.some((x, i) => x !== v[i]))
+    throw new ArgumentError(op, `${name} must be ascending without repeats, got ${JSON.stringify(v)}`);
+  return out;
+}
+
+function checkTower(op: string, name: string, t: unknown): TowerFeatureConfig {
+  if (t === null || typeof t !== 'object')
+    throw new ArgumentError(
+      op,
+      `${name} must be {wordNgrams, charNgrams, phrase, segmentSeparator}, got ${describe(t)}`,
+    );
+  const r = t as Record<string, unknown>;
+  for (const k of Object.keys(r))
+    if (!['wordNgrams', 'charNgrams', 'phrase', 'segmentSeparator'].includes(k))
+      throw new ArgumentError(
+        op,
+        `${name} has an unknown field "${k}"; the fields are wordNgrams, charNgrams, phrase, segmentSeparator`,
+      );
+  const wordNgrams = orders(op, `${name}.wordNgrams`, r['wordNgrams'], 1, 8);
+  const charNgrams = orders(op, `${name}.charNgrams`, r['charNgrams'], 1, 16);
+  if (typeof r['phrase'] !== 'boolean')
+    throw new ArgumentError(op, `${name}.phrase must be true or false, got ${describe(r['phrase'])}`);
+  const sep = r['segmentSeparator'];
+  if (sep !== null && (typeof sep !== 'string' || sep === ''))
+    throw new ArgumentError(op, `${name}.segmentSeparator must be a non-empty string or null, got ${describe(sep)}`);
+  if (wordNgrams.length === 0 && charNgrams.length === 0 && !r['phrase'])
+    throw new ArgumentError(op, `${name} has no features: give wordNgrams, charNgrams or phrase`);
+  return { wordNgrams, charNgrams, phrase: r['phrase'] as boolean, segmentSeparator: sep as string | null };
+}
+
+/** Validates a complete FeatureConfig and returns a normalised copy (plain arrays, no extra fields). */
+export function checkFeatureConfig(op: string, config: unknown): FeatureConfig {
+  if (config === null || typeof config !== 'object')
+    throw new ArgumentError(
+      op,
+      `features must be a FeatureConfig {buckets, seed, dedup, query, doc}, got ${describe(config)}`,
+    );
+  const c = config as Record<string, unknown>;
+  for (const k of Object.keys(c))
+    if (!['buckets', 'seed', 'dedup', 'query', 'doc'].includes(k))
+      throw new ArgumentError(
+        op,
+        `features has an unknown field "${k}"; the fields are buckets, seed, dedup, query, doc`,
+      );
+  const buckets = checkBuckets(op, c['buckets']);
+  const seed = checkSeed(op, c['seed']);
+  if (typeof c['dedup'] !== 'boolean')
+    throw new ArgumentError(op, `features.dedup must be true or false, got ${describe(c['dedup'])}`);
+  return {
+    buckets,
+    seed,
+    dedup: c['dedup'] as boolean,
+    query: checkTower(op, 'features.query', c['query']),
+    doc: checkTower(op, 'features.doc', c['doc']),
+  };
+}
+
+/** `base` with `overrides` applied field by field (towers merged field by field), validated. */
+export function resolveFeatureConfig(
+  overrides: FeatureOverrides = {},
+  base: FeatureConfig = DEFAULT_TEXT_FEATURES,
+): FeatureConfig {
+  const op = 'resolveFeatureConfig';
+  if (overrides === null || typeof overrides !== 'object')
+    throw new ArgumentError(op, `features must be an object of overrides, got ${describe(overrides)}`);
+  for (const t of ['query', 'doc'] as const)
+    if (overrides[t] !== undefined && (overrides[t] === null || typeof overrides[t] !== 'object'))
+      throw new ArgumentError(op, `features.${t} must be an object, got ${describe(overrides[t])}`);
+  return checkFeatureConfig(op, {
+    buckets: overrides.buckets ?? base.buckets,
+    seed: overrides.seed ?? base.seed,
+    dedup: overrides.dedup ?? base.dedup,
+    query: { ...base.query, ...(overrides.query ?? {}) },
+    doc: { ...base.doc, ...(overrides.doc ?? {}) },
+  });
+}
+
+/**
+ * The feature strings of `text` for one tower (see {@link FeatureConfig} for
+ * the strings and their order), duplicates kept. `text` is split at the
+ * tower's segmentSeparator; an array of strings is taken as the segments
+ * themselves (WordNet lemmas). The tower config is not validated here (use
+ * {@link checkFeatureConfig}).
+ */
+export function towerFeatureStrings(
+  text: string | readonly string[],
+  tower: TowerFeatureConfig,
+  role: 'query' | 'doc',
+): string[] {
+  const segments =
+    typeof text === 'string' ? (tower.segmentSeparator === null ? [text] : text.split(tower.segmentSeparator)) : text;
+  const unigram = role === 'query' ? 'u:' : 'w:';
+  const wantUnigram = tower.wordNgrams.includes(1);
+  const out: string[] = [];
+  for (const segment of segments) {
+    const words = tokenize(segment);
+    if (tower.phrase && words.length >= 2) out.push('l:' + words.join(' '));
+    for (const w of words) {
+      if (wantUnigram) out.push(unigram + w);
+      if (tower.charNgrams.length > 0) {
+        const cps = Array.from('#' + w + '#');
+        for (const n of tower.charNgrams) {
+          for (let i = 0; i + n <= cps.length; i++) out.push('c:' + cps.slice(i, i + n).join(''));
+        }
+      }
+    }
+    for (const n of tower.wordNgrams) {
+      if (n < 2) continue;
+      const prefix = n === 2 ? 'b:' : `g${n}:`;
+      for (let i = 0; i + n <= words.length; i++) out.push(prefix + words.slice(i, i + n).join(' '));
+    }
+  }
+  return out;
+}
+
+/**
+ * Bucket ids of `text` in the query or document tower of `config` (hashed
+ * {@link towerFeatureStrings}, deduplicated unless config.dedup is false).
+ * This is the one function both training (corpus building) and encoding
+ * (an exported model) use, so they agree bit for bit.
+ */
+export function textFeatures(
+  text: string | readonly string[],
+  config: FeatureConfig,
+  role: 'query' | 'doc',
+): Int32Array {
+  const op = 'textFeatures';
+  if (role !== 'query' && role !== 'doc')
+    throw new ArgumentError(op, `role must be 'query' or 'doc', got ${describe(role)}`);
+  if (typeof text !== 'string' && !(Array.isArray(text) && text.every((s) => typeof s === 'string')))
+    throw new ArgumentError(op, `text must be a string or an array of strings, got ${describe(text)}`);
+  if (config === null || typeof config !== 'object' || config[role] === null || typeof config[role] !== 'object')
+    throw new ArgumentError(op, `config must be a FeatureConfig (checkFeatureConfig), got ${describe(config)}`);
+  return featureIds(op, towerFeatureStrings(text, config[role], role), config);
+}
+
 /** The feature strings of a query (a gloss): `u:` unigrams then `b:` bigrams, duplicates kept. */
 export function queryFeatureStrings(gloss: string): string[] {
   if (typeof gloss !== 'string') {
     throw new ArgumentError('queryFeatures', `gloss must be a string, got ${describe(gloss)}`);
   }
-  const toks = tokenize(gloss);
-  const out: string[] = [];
-  for (const t of toks) out.push('u:' + t);
-  for (let i = 0; i + 1 < toks.length; i++) out.push('b:' + toks[i] + ' ' + toks[i + 1]);
-  return out;
+  return towerFeatureStrings(gloss, WORDNET_QUERY_FEATURES, 'query');
 }
 
 /**
  * The feature strings of a document (a synset's lemmas), lemma by lemma:
  * `l:` whole multi-word lemma, then per word `w:` word followed by its
- * `c:` 3-grams and 4-grams. Duplicates kept.
+ * `c:` 3-grams and 4-grams. Duplicates kept. (Lemmas are tokenized, so `_`
+ * separates words like a space.)
  */
 export function docFeatureStrings(lemmas: readonly string[]): string[] {
   if (!Array.isArray(lemmas)) {
     throw new ArgumentError('docFeatures', `lemmas must be an array of strings, got ${describe(lemmas)}`);
   }
-  const out: string[] = [];
   for (let li = 0; li < lemmas.length; li++) {
-    const lemma = lemmas[li];
-    if (typeof lemma !== 'string') {
-      throw new ArgumentError('docFeatures', `lemmas[${li}] must be a string, got ${describe(lemma)}`);
-    }
-    const words = tokenize(lemma.replace(/_/g, ' '));
-    if (words.length >= 2) out.push('l:' + words.join(' '));
-    for (const w of words) {
-      out.push('w:' + w);
-      const cps = Array.from('#' + w + '#');
-      for (let n = 3; n <= 4; n++) {
-        for (let i = 0; i + n <= cps.length; i++) out.push('c:' + cps.slice(i, i + n).join(''));
-      }
+    if (typeof lemmas[li] !== 'string') {
+      throw new ArgumentError('docFeatures', `lemmas[${li}] must be a string, got ${describe(lemmas[li])}`);
     }
   }
-  return out;
+  return towerFeatureStrings(lemmas, WORDNET_DOC_FEATURES, 'doc');
 }
 
 function featureIds(op: string, strings: string[], opts: FeatureOptions): Int32Array {

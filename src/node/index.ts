@@ -3,6 +3,8 @@
  * The browser-safe core is the package's main entry.
  */
 export { loadWordNet, wordnetDictDir } from './wordnet.js';
+export { loadCorpusFile, loadCorpusFileSync, type LoadCorpusFileOptions } from './dataFile.js';
+export { loadModelFile, saveModelFile, loadIndexFile, saveIndexFile } from './modelFile.js';
 export {
   writeFileAtomic,
   writeFileAtomicSync,
@@ -28,3 +30,10 @@ export {
   type ParallelScanOptions,
   type ParallelScanStats,
 } from './parallelScan.js';
+export {
+  createParallelSearch,
+  ParallelSearchError,
+  type ParallelSearch,
+  type ParallelSearchOptions,
+  type ParallelSearchStats,
+} from './parallelSearch.js';

@@ -6,7 +6,8 @@
  *     whose losses, sampled indices and final parameters are bit-identical
  *     to the same module run here in Node;
  *  b. runs the example page examples/browser/, whose loss plot is checked on
- *     a screenshot (decoded here) and on the canvas itself.
+ *     a screenshot (decoded here) and on the canvas itself, then types a
+ *     definition into its query box and checks the list of top documents.
  * No page may log a console error, throw, or fail a request.
  *
  * Needs `npm run build` (npm test builds first) and a Chromium, found by
@@ -214,11 +215,13 @@ describe('negcache in headless Chromium', () => {
     expect(state.losses).toHaveLength(total);
     expect(state.losses.every(Number.isFinite)).toBe(true);
     expect(state.status).toMatch(/done: held-out recall@1 [\d.]+, recall@10 [\d.]+/);
+    // The page trains on the WordNet pairs (1 800 documents; chance recall@10 is 0.0056); Node reaches 0.19 on the
+    // same seed (test/examples/browserApp.test.ts runs the page logic).
     // It learned: the smoothed cache cross-entropy ends far below its peak (the cache fills first, then the loss falls).
     const peak = Math.max(...state.smoothed);
     expect(peak).toBeGreaterThan(1);
     expect(state.smoothed[total - 1]!).toBeLessThan(0.5 * peak);
-    expect(state.recall!.recallAt10).toBeGreaterThan(0.2);
+    expect(state.recall!.recallAt10).toBeGreaterThan(0.1);
 
     // The screenshot: decode it and look for the curve where the page says it drew it.
     const shot = await page.screenshot({ fullPage: true, scale: 'css', type: 'png' });
@@ -303,8 +306,26 @@ describe('negcache in headless Chromium', () => {
     expect(inCanvas).toBeGreaterThan(plot.right - plot.left);
     expect(inside / inCanvas).toBeGreaterThan(0.8);
     expect(inside / inCanvas).toBeLessThan(1.25);
+    // The query box: type a training definition, see its document first in a list of ten.
+    expect(await page.evaluate('window.__negcacheDemo.searchReady')).toBe(true);
+    await page.fill('#query', 'work together on a common enterprise of project');
+    await page.waitForFunction('document.querySelectorAll("#results li").length === 10', null, { timeout: 10_000 });
+    const listed = (await page.evaluate(
+      '[...document.querySelectorAll("#results li")].map((li) => li.textContent)',
+    )) as string[];
+    const results = (await page.evaluate('window.__negcacheDemo.results')) as {
+      id: string;
+      text: string;
+      score: number;
+    }[];
+    expect(results).toHaveLength(10);
+    expect(results[0]).toMatchObject({ id: 'v02421408', text: 'collaborate, join forces, cooperate, get together' });
+    expect(listed[0]).toMatch(/^collaborate, join forces, cooperate, get together v02421408 · 0\.\d{3}$/);
+    for (let i = 0; i < 10; i++) expect(listed[i]).toContain(results[i]!.id);
+    await page.fill('#query', '');
+    await page.waitForFunction('document.querySelectorAll("#results li").length === 0', null, { timeout: 10_000 });
     console.log(
-      `example page: ${total} steps trained and plotted in ${tTrain.toFixed(0)} ms; ${inside} curve pixels in the screenshot, ${inCanvas} in the canvas; ${state.status.split('\n').pop()}`,
+      `example page: ${total} steps trained and plotted in ${tTrain.toFixed(0)} ms; ${inside} curve pixels in the screenshot, ${inCanvas} in the canvas; ${state.status.split('\n').pop()}; query box: ${listed[0]}`,
     );
     await page.close();
     expect(problems).toEqual([]);
