@@ -111,7 +111,10 @@ export type Recipe = 'cache' | 'cache-reference' | 'inbatch' | 'full';
 
 export const RECIPES: { readonly [R in Recipe]: { readonly method: Method; readonly defaults: Partial<TrainConfig> } } =
   {
-    cache: { method: 'cache', defaults: { lr: 0.01, numNegatives: 4, inBatchNegatives: true, queryGradient: 'exact' } },
+    cache: {
+      method: 'cache',
+      defaults: { lr: 0.01, numNegatives: 4, inBatchNegatives: true, queryGradient: 'sampled' },
+    },
     'cache-reference': {
       method: 'cache',
       defaults: { lr: 0.003, numNegatives: 1, inBatchNegatives: false, queryGradient: 'sampled' },
