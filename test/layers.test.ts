@@ -46,6 +46,8 @@ export const LAYERS: Readonly<Record<string, number>> = {
   report: 7,
   train: 7,
   conformance: 7,
+  model: 7,
+  search: 7,
   index: 8,
   testing: 8,
   node: 9,
