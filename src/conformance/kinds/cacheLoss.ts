@@ -101,8 +101,25 @@ export function compute(config: { [k: string]: Json }, inputs: Record<string, Te
     ...(c.topK !== null ? { topK: c.topK } : {}),
     ...(c.falseNegativeKey !== null ? { falseNegativeKey: c.falseNegativeKey } : {}),
   });
+  return lossOutputs(loss, cache, c, inputs);
+}
+
+/**
+ * A loss vector's expected outputs: the loss's values and refresh data, and
+ * the gradients of sum(cotangent * trainingLoss) with respect to the
+ * queries, the positives and W. `beforeCall` runs before each call of the
+ * loss (a retrieval function that counts its calls resets there).
+ */
+export function lossOutputs(
+  loss: CacheClassificationLoss,
+  cache: Record<string, NegativeCache>,
+  c: LossConfig,
+  inputs: Record<string, Tensor>,
+  beforeCall: () => void = () => {},
+): Record<string, Tensor> {
   const cot = as64(inputs['cotangent']!);
   const f = (q: Tensor, p: Tensor, W: Tensor): [Tensor, CacheLossReturn] => {
+    beforeCall();
     const out = loss.call(
       linearDoc(W),
       q,

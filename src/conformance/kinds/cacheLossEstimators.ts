@@ -26,17 +26,15 @@
  */
 import type { Rng } from '../../tensor/random.js';
 import { wrap, type Tensor } from '../../tensor/tensor.js';
-import { valueAndGrad } from '../../autograd/transforms.js';
-import { CacheClassificationLoss, type CacheLossReturn } from '../../losses/cacheClassificationLoss.js';
+import { CacheClassificationLoss } from '../../losses/cacheClassificationLoss.js';
 import { FLOAT64_TOLERANCE, type Json, type Vector, type VectorKind } from '../format.js';
-import { as64, gridValues, lit, nums } from '../values.js';
+import { gridValues, lit, nums } from '../values.js';
 import {
   buildCache,
-  linearDoc,
   lossConfig,
   lossInputs,
+  lossOutputs,
   nonZeroCotangent,
-  objective,
   picks,
   transformOf,
   type LossCase,
@@ -78,42 +76,9 @@ export function compute(config: { [k: string]: Json }, inputs: Record<string, Te
     ...(c.topK !== null ? { topK: c.topK } : {}),
     ...(c.falseNegativeKey !== null ? { falseNegativeKey: c.falseNegativeKey } : {}),
   });
-  const cot = as64(inputs['cotangent']!);
-  const f = (q: Tensor, p: Tensor, W: Tensor): [Tensor, CacheLossReturn] => {
+  return lossOutputs(loss, cache, c, inputs, () => {
     call = 0;
-    const out = loss.call(
-      linearDoc(W),
-      q,
-      p,
-      cache,
-      c.falseNegativeKey !== null ? { positiveIds: inputs['positiveIds']! } : {},
-    );
-    return [objective(out.trainingLoss, cot, c.reducer), out];
-  };
-  const { grad, aux } = valueAndGrad(f, { argnums: [0, 1, 2], hasAux: true })(
-    as64(inputs['queries']!),
-    as64(inputs['positives']!),
-    as64(inputs['W']!),
-  );
-  const out = aux as CacheLossReturn;
-  const [gq, gp, gW] = grad as Tensor[];
-  const expected: Record<string, Tensor> = {
-    trainingLoss: out.trainingLoss,
-    interpretableLoss: out.interpretableLoss,
-    staleness: out.staleness,
-    probPos: out.probPos,
-    retrievedIndices: out.retrievedIndices,
-    hasNegative: out.hasNegative,
-  };
-  for (const s of c.sources) {
-    expected[`refresh/${s}/indices`] = out.updatedItemIndices[s]!;
-    expected[`refresh/${s}/mask`] = out.updatedItemMask[s]!;
-    expected[`refresh/${s}/emb`] = out.updatedItemData[s]!['emb']!;
-  }
-  expected['grad/queries'] = gq!;
-  expected['grad/positives'] = gp!;
-  expected['grad/W'] = gW!;
-  return expected;
+  });
 }
 
 const PIN =
