@@ -47,13 +47,15 @@ import { FunctionBuilder, ModuleBuilder, webAssemblyApi, type WasmMemory, type W
 import { CONST_POOL_BYTES, buildKernelModule, type KernelExports } from './kernels.js';
 
 const PAGE = 65536;
-/** Allocations start above the kernels' constant pool (which also keeps them off the null pointer). */
-const BASE = CONST_POOL_BYTES;
+/** Constant-pool slots at the bottom of the memory: slot 0 for the generic module, the others for extensions. */
+const CONST_POOL_SLOTS = 4;
+/** Allocations start above the modules' constant pools (which also keeps them off the null pointer). */
+const BASE = CONST_POOL_BYTES * CONST_POOL_SLOTS;
 /** Slack after every allocation for the kernels' masked over-reads. */
 const SLACK = 16;
 
 /** A first-fit allocator over the wasm memory. */
-class Heap {
+export class Heap {
   private readonly blocks: { ptr: number; size: number }[] = [];
   constructor(readonly memory: WasmMemory) {}
 
@@ -87,7 +89,8 @@ class Heap {
   }
 }
 
-interface WasmState {
+/** The instantiated generic kernels and the memory every module shares. */
+export interface WasmState {
   exports: KernelExports;
   memory: WasmMemory;
   heap: Heap;
@@ -135,14 +138,92 @@ function instantiate(module: WasmModule): WasmState {
   return { exports: instance.exports as unknown as KernelExports, memory, heap: new Heap(memory) };
 }
 
+// ---------------------------------------------------------------------------
+// Extension modules (the same API as the h13k branch's registry, so that
+// modules defined above tensor/ -- the sparse training kernels of
+// kernels/wasm/sparse.ts -- share this memory and allocator)
+// ---------------------------------------------------------------------------
+
 /**
- * Compiles and instantiates the kernels asynchronously (required once on a
- * browser main thread). Resolves true when ready, false when WebAssembly
- * SIMD is unavailable or compilation fails.
+ * A second kernel module sharing the generic module's memory and allocator.
+ * `exports()` gives its exports, compiling and instantiating it synchronously
+ * on first use where the engine allows it (after the generic module); null
+ * when unavailable.
  */
-export function initWasm(): Promise<boolean> {
+export interface WasmExtension<E> {
+  readonly name: string;
+  /** The instantiated exports (compiling synchronously if allowed), or null. */
+  exports(): E | null;
+  /** True once instantiated. */
+  ready(): boolean;
+}
+
+interface ExtensionRecord {
+  readonly name: string;
+  readonly build: (constBase: number) => Uint8Array;
+  readonly constBase: number;
+  bytes: Uint8Array | null;
+  exports: object | null;
+  pending: Promise<boolean> | null;
+  syncFailed: boolean;
+}
+
+const extensions: ExtensionRecord[] = [];
+
+/**
+ * Registers an extension module: `build(constBase)` returns its bytes, with
+ * its constant pool (if any, at most CONST_POOL_BYTES) placed at `constBase`,
+ * the slot reserved for it at the bottom of the memory. The module must
+ * import the memory as `env.memory`. Registering the same name twice returns
+ * the first registration. Every registered extension is compiled by `initWasm()`.
+ */
+export function defineWasmExtension<E>(name: string, build: (constBase: number) => Uint8Array): WasmExtension<E> {
+  let rec = extensions.find((e) => e.name === name);
+  if (rec === undefined) {
+    if (extensions.length + 1 >= CONST_POOL_SLOTS)
+      throw new RangeError(`defineWasmExtension: no constant-pool slot left for '${name}'`);
+    rec = {
+      name,
+      build,
+      constBase: CONST_POOL_BYTES * (extensions.length + 1),
+      bytes: null,
+      exports: null,
+      pending: null,
+      syncFailed: false,
+    };
+    extensions.push(rec);
+  }
+  const r = rec;
+  return {
+    name,
+    exports: () => (r.exports !== null ? (r.exports as E) : (tryExtension(r) as E | null)),
+    ready: () => r.exports !== null,
+  };
+}
+
+function extensionBytes(r: ExtensionRecord): Uint8Array {
+  if (r.bytes === null) r.bytes = r.build(r.constBase);
+  return r.bytes;
+}
+
+function instantiateExtension(r: ExtensionRecord, st: WasmState, module: WasmModule): void {
+  if (r.exports === null) r.exports = new (webAssemblyApi()!.Instance)(module, { env: { memory: st.memory } }).exports;
+}
+
+function tryExtension(r: ExtensionRecord): object | null {
+  const st = tryState();
+  if (!st || r.syncFailed) return null;
+  try {
+    instantiateExtension(r, st, new (webAssemblyApi()!.Module)(extensionBytes(r)));
+  } catch {
+    r.syncFailed = true; // as for the generic module: wait for initWasm()
+    return null;
+  }
+  return r.exports;
+}
+
+function initGeneric(): Promise<boolean> {
   if (state) return Promise.resolve(true);
-  if (!wasmSimdSupported()) return Promise.resolve(false);
   if (pending === null) {
     pending = webAssemblyApi()!
       .compile(bytes())
@@ -155,9 +236,35 @@ export function initWasm(): Promise<boolean> {
   return pending;
 }
 
-/** True once the kernels are instantiated. */
+function initExtension(r: ExtensionRecord): Promise<boolean> {
+  if (r.exports !== null) return Promise.resolve(true);
+  if (r.pending === null) {
+    r.pending = Promise.all([webAssemblyApi()!.compile(extensionBytes(r)), initGeneric()])
+      .then(([module, ok]) => {
+        if (!ok || !state) return false;
+        instantiateExtension(r, state, module);
+        return true;
+      })
+      .catch(() => false);
+  }
+  return r.pending;
+}
+
+/**
+ * Compiles and instantiates the kernels asynchronously: the generic module
+ * and every registered extension (required once on a browser main thread).
+ * Resolves true when all are ready, false when WebAssembly SIMD is
+ * unavailable or a compilation fails.
+ */
+export function initWasm(): Promise<boolean> {
+  if (wasmReady()) return Promise.resolve(true);
+  if (!wasmSimdSupported()) return Promise.resolve(false);
+  return Promise.all([initGeneric(), ...extensions.map(initExtension)]).then((oks) => oks.every(Boolean));
+}
+
+/** True once the generic kernels and every registered extension are instantiated. */
 export function wasmReady(): boolean {
-  return state !== null;
+  return state !== null && extensions.every((e) => e.exports !== null);
 }
 
 /**
@@ -165,7 +272,7 @@ export function wasmReady(): boolean {
  * engine allows it; null when unavailable (no SIMD, or a browser main thread
  * before initWasm() resolved).
  */
-function tryState(): WasmState | null {
+export function tryState(): WasmState | null {
   if (state) return state;
   if (syncFailed || !wasmSimdSupported()) return null;
   try {
@@ -177,7 +284,7 @@ function tryState(): WasmState | null {
   return state;
 }
 
-function requireState(op: string): WasmState {
+export function requireState(op: string): WasmState {
   const st = tryState();
   if (!st)
     throw new NegcacheError(
@@ -265,7 +372,7 @@ export function wasmBytesInUse(): number {
 }
 
 /** Temporary allocations of one call, freed together. */
-class Temps {
+export class Temps {
   private readonly ptrs: number[] = [];
   constructor(private readonly st: WasmState) {}
   alloc(bytes: number): number {
