@@ -41,13 +41,13 @@ const scan = method === 'cache' ? node.createParallelScan() : null;
 const pool = typeof node.createTrainingPool === 'function' ? node.createTrainingPool() : null;
 const opts: Record<string, unknown> = {};
 if (scan) opts['scanner'] = scan.scan;
-if (pool) opts['pool'] = pool;
+if (pool) opts['runner'] = pool;
 const trainer = new lib.Trainer(corpus, { ...lib.DEFAULT_CONFIG, method }, opts);
 
 const times: number[] = [];
 if (task === 'eval') {
   const run = (): void => {
-    lib.evaluate(trainer.model, corpus, corpus.testQueries, undefined, pool ? { pool } : undefined);
+    lib.evaluate(trainer.model, corpus, corpus.testQueries, undefined, pool ? { runner: pool } : undefined);
   };
   for (let i = 0; i < warm; i++) run();
   for (let i = 0; i < timed; i++) {

@@ -19,6 +19,7 @@ import { DEFAULT_CONFIG, METHODS, type Method, type TrainConfig } from '../train
 import { train, type Checkpoint } from '../train/run.js';
 import { saveSafetensorsSync, loadSafetensorsSync } from '../node/atomicFile.js';
 import { createParallelScan, type ParallelScan } from '../node/parallelScan.js';
+import { createTrainingPool, type TrainingPool } from '../node/trainingPool.js';
 
 let scanner: ParallelScan | null = null;
 
@@ -26,6 +27,14 @@ let scanner: ParallelScan | null = null;
 function parallelScan(): ParallelScan {
   scanner ??= createParallelScan();
   return scanner;
+}
+
+let pool: TrainingPool | null = null;
+
+/** One two-thread pool for the full softmax and the evaluations (results identical to one thread). */
+function trainingPool(): TrainingPool {
+  pool ??= createTrainingPool();
+  return pool;
 }
 
 /** The checkpoint file inside a run's folder. */
@@ -214,6 +223,7 @@ function runMethod(corpus: Corpus, config: TrainConfig, quiet: boolean, ckpt: Ch
       ),
     ...(ckpt.resume ? { resume: ckpt.resume } : {}),
     ...(config.method === 'cache' ? { scanner: parallelScan().scan } : {}),
+    runner: trainingPool(),
     ...(ckpt.every !== undefined && ckpt.dir !== undefined
       ? {
           checkpointEvery: ckpt.every,
@@ -358,6 +368,7 @@ export function main(argv: readonly string[]): number {
           ];
     writeReport(out, results, title, ['negcache', ...argv].join(' '), description, notes);
     scanner?.close();
+    pool?.close();
     return 0;
   } catch (e) {
     if (e instanceof UsageError || e instanceof NegcacheError) {

@@ -17,6 +17,15 @@
  * negatives: a second copy of the query's own document or, with the
  * trainer's maskDuplicates, its identical twins. The target itself must not
  * be excluded. Gradients flow to both towers through every candidate.
+ *
+ * `fullSoftmaxLoss` is the same loss as softmaxRetrievalLoss for a LARGE
+ * candidate set (the full softmax over ~112 000 documents, where the
+ * [b, n] score matrix alone is 57 MB), as one fused primitive: its forward
+ * streams blocks of candidates and keeps per-query log-sum-exp statistics,
+ * its VJP recomputes each block's scores and produces both cotangents, and
+ * nothing larger than one [b, block] score block is held
+ * (src/tensor/kernels/scoreBlocks.ts). softmaxRetrievalLoss stays the plain
+ * composition and the reference it is tested against.
  */
 import { ArgumentError, DTypeError, ShapeError, describe, fmtShape } from '../errors.js';
 import { isFloat } from '../tensor/dtype.js';
@@ -26,7 +35,14 @@ import { mul, neg, where } from '../ops/elementwise.js';
 import { logSoftmax } from '../ops/reduce.js';
 import { gather, reshape } from '../ops/layout.js';
 import { matmul } from '../ops/linalg.js';
-import { applyReducer, type Reducer } from './common.js';
+import { bind, type Primitive } from '../autograd/engine.js';
+import {
+  LOCAL_BLOCK_RUNNER,
+  scoreBlocksAvailable,
+  type BlockRunner,
+  type SoftmaxBlocksArgs,
+} from '../tensor/kernels/scoreBlocks.js';
+import { applyReducer, checkReducer, type Reducer } from './common.js';
 
 export interface SoftmaxLossOptions {
   /** Score scale (inverse temperature): s = scale · <q, d>. */
@@ -129,4 +145,141 @@ function checkSoftmaxArgs(
     }
   }
   return { b, n };
+}
+
+/** Options of fullSoftmaxLoss. */
+export interface FullSoftmaxOptions {
+  /** Score scale (inverse temperature): s = scale · <q, d>. */
+  scale: number;
+  /**
+   * Candidates that are not negatives, as (query, candidate) pairs: the
+   * sparse form of softmaxRetrievalLoss's bool mask (never a query's own
+   * target). Repeated pairs are allowed.
+   */
+  excluded?: { query: Int32Array; candidate: Int32Array };
+  /** 'mean' (default), 'none' (per query) or a function. */
+  reducer?: Reducer;
+  /** Who runs the block passes: this thread by default; createTrainingPool() (negcache/node) uses two cores. */
+  runner?: BlockRunner;
+}
+
+interface FullSoftmaxAttrs {
+  args: SoftmaxBlocksArgs;
+  runner: BlockRunner;
+  /** Written by the forward: log Σ_j exp(s(i, j)) per query, for the VJP. */
+  lse: Float64Array | null;
+}
+
+/**
+ * The fused full softmax, per query:
+ *   zᵢ = lseᵢ - s(i, tᵢ),  lseᵢ = log Σ_{j not excluded} exp(s(i, j)),  s = scale · Q·Cᵀ
+ *   Q̄ = G·C,  C̄ = Gᵀ·Q,  G = scale · ḡ ⊙ (softmax(s) - onehot(t))   (ḡ per row)
+ * Both passes stream blocks of candidates (scoreBlocks.ts); the forward
+ * records lse for the VJP, which recomputes each block's scores.
+ */
+const fullSoftmaxP: Primitive<FullSoftmaxAttrs> = {
+  name: 'fullSoftmax',
+  forward: (_inputs, attrs) => {
+    const { lse, targetScore } = attrs.runner.softmaxForward(attrs.args);
+    attrs.lse = lse;
+    const out = new Float32Array(attrs.args.b);
+    for (let i = 0; i < out.length; i++) out[i] = lse[i]! - targetScore[i]!;
+    return wrap(out, [attrs.args.b], 'float32');
+  },
+  vjp: (ct, { attrs }) => {
+    const a = attrs.args;
+    const g = unsafeData(ct);
+    const coef = new Float32Array(a.b);
+    for (let i = 0; i < a.b; i++) coef[i] = g[i]! * a.scale;
+    const { dq, dDocs } = attrs.runner.softmaxBackward(a, attrs.lse!, coef);
+    return [wrap(dq, [a.b, a.d], 'float32'), wrap(dDocs, [a.n, a.d], 'float32')];
+  },
+};
+
+/**
+ * Softmax cross-entropy of targets[i] among all `candidates` for query i,
+ * like softmaxRetrievalLoss, fused and streamed (see the module comment).
+ * queries float32 [b, d], candidates float32 [n, d], targets int32 [b] in
+ * [0, n). Float64 inputs, or an engine without the wasm kernels, take the
+ * plain composition (softmaxRetrievalLoss with the pairs as a bool mask).
+ * The fused result equals the composition up to float32 rounding (the
+ * tests bound it); it is a deterministic function of its inputs, the same
+ * on one thread or two.
+ */
+export function fullSoftmaxLoss(
+  queries: Tensor,
+  candidates: Tensor,
+  targets: Tensor,
+  opts: FullSoftmaxOptions,
+): Tensor {
+  const op = 'fullSoftmaxLoss';
+  if (opts === null || typeof opts !== 'object')
+    throw new ArgumentError(op, `options must be an object, got ${describe(opts)}`);
+  const { b, n } = checkSoftmaxArgs(op, queries, candidates, targets, { scale: opts.scale });
+  const reducer = checkReducer(op, opts.reducer ?? 'mean');
+  const runner = opts.runner ?? LOCAL_BLOCK_RUNNER;
+  if (
+    runner === null ||
+    typeof runner !== 'object' ||
+    typeof runner.softmaxForward !== 'function' ||
+    typeof runner.softmaxBackward !== 'function'
+  )
+    throw new ArgumentError(op, `runner must be a BlockRunner, got ${describe(runner)}`);
+  const td = unsafeData(targets) as Int32Array;
+  let exclQuery = new Int32Array(0),
+    exclDoc = new Int32Array(0);
+  const ex = opts.excluded;
+  if (ex !== undefined) {
+    if (
+      ex === null ||
+      typeof ex !== 'object' ||
+      !(ex.query instanceof Int32Array) ||
+      !(ex.candidate instanceof Int32Array) ||
+      ex.query.length !== ex.candidate.length
+    )
+      throw new ArgumentError(
+        op,
+        `excluded must be {query, candidate}: Int32Arrays of equal length, got ${describe(ex)}`,
+      );
+    for (let k = 0; k < ex.query.length; k++) {
+      const i = ex.query[k]!,
+        j = ex.candidate[k]!;
+      if (!(i >= 0 && i < b && j >= 0 && j < n))
+        throw new ArgumentError(
+          op,
+          `excluded pair ${k} is (${i}, ${j}); need 0 <= query < ${b}, 0 <= candidate < ${n}`,
+        );
+      if (td[i] === j) throw new ArgumentError(op, `excluded pair ${k} masks query ${i}'s own target ${j}`);
+    }
+    const order = Int32Array.from(ex.query.keys()).sort(
+      (x, y) => ex.candidate[x]! - ex.candidate[y]! || ex.query[x]! - ex.query[y]!,
+    );
+    exclQuery = Int32Array.from(order, (k) => ex.query[k]!);
+    exclDoc = Int32Array.from(order, (k) => ex.candidate[k]!);
+  }
+  if (queries.dtype !== 'float32' || candidates.dtype !== 'float32' || !scoreBlocksAvailable()) {
+    let excluded: Tensor | undefined;
+    if (exclQuery.length > 0) {
+      const mask = new Uint8Array(b * n);
+      for (let k = 0; k < exclQuery.length; k++) mask[exclQuery[k]! * n + exclDoc[k]!] = 1;
+      excluded = wrap(mask, [b, n], 'bool');
+    }
+    return softmaxRetrievalLoss(queries, candidates, targets, {
+      scale: opts.scale,
+      reducer,
+      ...(excluded ? { excluded } : {}),
+    });
+  }
+  const args: SoftmaxBlocksArgs = {
+    queries: unsafeData(queries) as Float32Array,
+    docs: unsafeData(candidates) as Float32Array,
+    b,
+    n,
+    d: queries.shape[1]!,
+    scale: opts.scale,
+    targets: td.slice(),
+    exclDoc,
+    exclQuery,
+  };
+  return applyReducer(reducer, bind(fullSoftmaxP, [queries, candidates], { args, runner, lse: null }));
 }

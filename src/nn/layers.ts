@@ -8,10 +8,13 @@ import type { Rng } from '../tensor/random.js';
 import { isFloat } from '../tensor/dtype.js';
 import { scatterRows } from '../tensor/kernels/sparse.js';
 import { bind, type Primitive } from '../autograd/engine.js';
-import { add, div, mul, sqrt } from '../ops/elementwise.js';
-import { sum } from '../ops/reduce.js';
+import { add } from '../ops/elementwise.js';
 import { matmul } from '../ops/linalg.js';
+import { matmul2d } from '../tensor/kernels/matmul.js';
+import { l2NormalizeRows, l2NormalizeRowsVjp } from '../tensor/kernels/rowwise.js';
 import { glorotUniform, zerosInit } from './init.js';
+
+type Floats = Float32Array | Float64Array;
 
 export interface LinearParams {
   /** [inDim, outDim] */
@@ -24,30 +27,118 @@ export function initLinear(rng: Rng, inDim: number, outDim: number): LinearParam
   return { w: glorotUniform(rng, inDim, outDim), b: zerosInit([outDim]) };
 }
 
-/** x·w + b for x [batch, inDim]. */
+/**
+ * x·w + b for x [batch, inDim], as one primitive (linearP) so the bias is
+ * added in one pass instead of a broadcasting op, and its cotangent is a
+ * column sum:
+ *   y = x·w + b;  x̄ = ȳ·wᵀ;  w̄ = xᵀ·ȳ;  b̄ = Σ_rows ȳ   (float64 sums, rounded once)
+ * The products are the library's matmul kernels (matmul2d), exactly as
+ * matmul(x, w) computes them.
+ */
 export function linear(params: LinearParams, x: Tensor): Tensor {
   if (!params || !isTensor(params.w) || !isTensor(params.b))
     throw new ArgumentError('linear', `params must be {w, b} tensors, got ${describe(params)}`);
-  if (!isTensor(x) || x.rank !== 2 || x.shape[1] !== params.w.shape[0]) {
+  const { w, b } = params;
+  if (!isTensor(x) || x.rank !== 2 || x.shape[1] !== w.shape[0]) {
     throw new ShapeError(
       'linear',
-      `x must be [batch, ${params.w.shape[0]}] to match w ${fmtShape(params.w.shape)}, got ${describe(x)}`,
+      `x must be [batch, ${w.shape[0]}] to match w ${fmtShape(w.shape)}, got ${describe(x)}`,
     );
   }
-  return add(matmul(x, params.w), params.b);
+  if (w.rank !== 2 || b.rank !== 1 || b.shape[0] !== w.shape[1])
+    throw new ShapeError(
+      'linear',
+      `need w [inDim, outDim] and b [outDim], got w ${fmtShape(w.shape)}, b ${fmtShape(b.shape)}`,
+    );
+  if (!isFloat(x.dtype) || !isFloat(w.dtype) || !isFloat(b.dtype) || x.dtype !== w.dtype || w.dtype !== b.dtype)
+    return add(matmul(x, w), b); // mixed dtypes: the general ops promote
+  return bind(linearP, [x, w, b], null);
 }
+
+const linearP: Primitive<null> = {
+  name: 'linear',
+  forward: ([x, w, b]) => {
+    const [m, k] = x!.shape as [number, number],
+      n = w!.shape[1]!;
+    const out = x!.dtype === 'float64' ? new Float64Array(m * n) : new Float32Array(m * n);
+    matmul2d(unsafeData(x!) as Floats, unsafeData(w!) as Floats, m, n, k, false, false, out);
+    const bd = unsafeData(b!);
+    for (let i = 0; i < m; i++) for (let j = 0; j < n; j++) out[i * n + j] = out[i * n + j]! + bd[j]!;
+    return wrap(out, [m, n], x!.dtype);
+  },
+  vjp: (ct, { inputs: [x, w] }, needs) => {
+    const [m, k] = x!.shape as [number, number],
+      n = w!.shape[1]!;
+    const g = unsafeData(ct) as Floats;
+    const like = (len: number): Floats => (x!.dtype === 'float64' ? new Float64Array(len) : new Float32Array(len));
+    const xd = unsafeData(x!) as Floats,
+      wd = unsafeData(w!) as Floats;
+    const gx = needs[0] ? wrap(matmul2d(g, wd, m, k, n, false, true, like(m * k)), [m, k], x!.dtype) : null;
+    const gw = needs[1] ? wrap(matmul2d(xd, g, k, n, m, true, false, like(k * n)), [k, n], x!.dtype) : null;
+    let gb: Tensor | null = null;
+    if (needs[2]) {
+      const acc = new Float64Array(n);
+      for (let i = 0; i < m; i++) for (let j = 0; j < n; j++) acc[j] = acc[j]! + g[i * n + j]!;
+      gb = wrap(x!.dtype === 'float64' ? acc : Float32Array.from(acc), [n], x!.dtype);
+    }
+    return [gx, gw, gb];
+  },
+};
 
 /**
  * x / sqrt(Σ x² + eps) along the last axis. eps (default 1e-12) keeps the
  * zero vector finite (it maps to zero) without changing non-tiny rows.
+ * One primitive (l2NormalizeP): float32 runs the row kernels of
+ * src/tensor/kernels/rowwise.ts (wasm, bit-identical to their reference),
+ * float64 a float64 loop; the VJP is x̄ = (ȳ - y·Σ ȳ·y) / sqrt(Σ x² + eps).
  */
 export function l2Normalize(x: Tensor, eps = 1e-12): Tensor {
   if (!isTensor(x) || x.rank < 1)
     throw new ArgumentError('l2Normalize', `x must be a tensor of rank >= 1, got ${describe(x)}`);
   if (typeof eps !== 'number' || !Number.isFinite(eps) || eps < 0)
     throw new ArgumentError('l2Normalize', `eps must be a finite number >= 0, got ${describe(eps)}`);
-  return div(x, sqrt(add(sum(mul(x, x), { axis: -1, keepDims: true }), eps)));
+  if (!isFloat(x.dtype)) throw new ArgumentError('l2Normalize', `x must be float, got ${x.dtype}`);
+  return bind(l2NormalizeP, [x], { eps });
 }
+
+const l2NormalizeP: Primitive<{ eps: number }> = {
+  name: 'l2Normalize',
+  forward: ([x], { eps }) => {
+    const dim = x!.shape[x!.rank - 1]!,
+      rows = dim === 0 ? 0 : x!.size / dim;
+    const xd = unsafeData(x!);
+    if (xd instanceof Float32Array) return wrap(l2NormalizeRows(xd, rows, dim, eps), x!.shape, 'float32');
+    const y = new Float64Array(x!.size);
+    for (let r = 0; r < rows; r++) {
+      let s = 0;
+      for (let k = 0; k < dim; k++) s += xd[r * dim + k]! * xd[r * dim + k]!;
+      const norm = Math.sqrt(s + eps);
+      for (let k = 0; k < dim; k++) y[r * dim + k] = xd[r * dim + k]! / norm;
+    }
+    return wrap(y, x!.shape, 'float64');
+  },
+  vjp: (ct, { inputs: [x], output, attrs: { eps } }) => {
+    const dim = x!.shape[x!.rank - 1]!,
+      rows = dim === 0 ? 0 : x!.size / dim;
+    const xd = unsafeData(x!),
+      yd = unsafeData(output),
+      g = unsafeData(ct);
+    if (xd instanceof Float32Array && yd instanceof Float32Array && g instanceof Float32Array)
+      return [wrap(l2NormalizeRowsVjp(xd, yd, g, rows, dim, eps), x!.shape, 'float32')];
+    const out = new Float64Array(x!.size);
+    for (let r = 0; r < rows; r++) {
+      let s = 0,
+        c = 0;
+      for (let k = 0; k < dim; k++) {
+        s += xd[r * dim + k]! * xd[r * dim + k]!;
+        c += g[r * dim + k]! * yd[r * dim + k]!;
+      }
+      const norm = Math.sqrt(s + eps);
+      for (let k = 0; k < dim; k++) out[r * dim + k] = (g[r * dim + k]! - yd[r * dim + k]! * c) / norm;
+    }
+    return [wrap(out, x!.shape, x!.dtype === 'float64' ? 'float64' : 'float32')];
+  },
+};
 
 /**
  * The distinct global ids (e.g. hashed features) a step touches, each given

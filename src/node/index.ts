@@ -24,3 +24,10 @@ export {
   type ParallelScanOptions,
   type ParallelScanStats,
 } from './parallelScan.js';
+export {
+  createTrainingPool,
+  TrainingPoolError,
+  type TrainingPool,
+  type TrainingPoolOptions,
+  type TrainingPoolFailure,
+} from './trainingPool.js';

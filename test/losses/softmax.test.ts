@@ -7,8 +7,20 @@
  */
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { ShapeError, checkGradients, tensor, type Tensor } from '../../src/index.js';
-import { inBatchSoftmaxLoss, softmaxRetrievalLoss } from '../../src/losses/softmax.js';
+import {
+  ArgumentError,
+  Rng,
+  ShapeError,
+  checkGradients,
+  l2Normalize,
+  normal,
+  sum,
+  tensor,
+  valueAndGrad,
+  type Tensor,
+} from '../../src/index.js';
+import { fullSoftmaxLoss, inBatchSoftmaxLoss, softmaxRetrievalLoss } from '../../src/losses/softmax.js';
+import { unsafeData } from '../../src/tensor/tensor.js';
 import { params } from '../util/props.js';
 
 /** float64 oracle: per-query -log softmax(scale·q·cᵀ with excluded at -∞)[target]. */
@@ -152,5 +164,122 @@ describe('inBatchSoftmaxLoss', () => {
         { scale: 1 },
       ),
     ).toThrow(/positives must have the queries' shape \[1,2\]/);
+  });
+});
+
+describe('fullSoftmaxLoss (fused, streamed) against the plain composition', () => {
+  /** Random unit rows and pairs; the mask form of the pairs for the composition. */
+  function fullCase(seed: number, b: number, n: number, d: number, nPairs: number) {
+    const rng = new Rng(seed);
+    const unit = (rows: number): Tensor => l2Normalize(normal([rows, d], rng));
+    const q = unit(b),
+      c = unit(n);
+    const targets = Int32Array.from({ length: b }, () => rng.int(n));
+    const query: number[] = [],
+      candidate: number[] = [];
+    for (let k = 0; k < nPairs; k++) {
+      const i = rng.int(b),
+        j = rng.int(n);
+      if (targets[i] !== j) {
+        query.push(i);
+        candidate.push(j);
+      }
+    }
+    const mask = new Uint8Array(b * n);
+    query.forEach((i, k) => {
+      mask[i * n + candidate[k]!] = 1;
+    });
+    return {
+      q,
+      c,
+      t: tensor(targets, 'int32'),
+      pairs: { query: Int32Array.from(query), candidate: Int32Array.from(candidate) },
+      mask: tensor(mask, 'bool', [b, n]),
+    };
+  }
+
+  it('values and both gradients agree within float32 rounding (1e-5 relative to the largest entry)', () => {
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 0, max: 2 ** 31 - 1 }),
+        fc.integer({ min: 1, max: 8 }),
+        fc.oneof(fc.integer({ min: 1, max: 30 }), fc.integer({ min: 1000, max: 2100 })),
+        fc.integer({ min: 1, max: 16 }),
+        fc.integer({ min: 0, max: 10 }),
+        fc.constantFrom('mean', 'none') as fc.Arbitrary<'mean' | 'none'>,
+        (seed, b, n, d, nPairs, reducer) => {
+          const { q, c, t, pairs, mask } = fullCase(seed, b, n, d, nPairs);
+          const fused = valueAndGrad(
+            (qq: Tensor, cc: Tensor) => sum(fullSoftmaxLoss(qq, cc, t, { scale: 20, excluded: pairs, reducer })),
+            {
+              argnums: [0, 1],
+            },
+          )(q, c);
+          const plain = valueAndGrad(
+            (qq: Tensor, cc: Tensor) => sum(softmaxRetrievalLoss(qq, cc, t, { scale: 20, excluded: mask, reducer })),
+            { argnums: [0, 1] },
+          )(q, c);
+          const close = (x: Tensor, y: Tensor, rel: number): void => {
+            const a = unsafeData(x),
+              w = unsafeData(y);
+            let scale = 0;
+            for (let k = 0; k < w.length; k++) scale = Math.max(scale, Math.abs(w[k]!));
+            for (let k = 0; k < w.length; k++)
+              expect(Math.abs(a[k]! - w[k]!)).toBeLessThanOrEqual(rel * Math.max(1, scale));
+          };
+          close(fused.value, plain.value, 1e-5);
+          const [gq, gc] = fused.grad as Tensor[];
+          const [pq, pc] = plain.grad as Tensor[];
+          close(gq!, pq!, 1e-5);
+          close(gc!, pc!, 1e-5);
+        },
+      ),
+      params(30),
+    );
+  });
+
+  it('float64 inputs take the composition exactly (so its gradient checks cover them)', () => {
+    const { q, c, t, pairs, mask } = fullCase(3, 3, 9, 4, 5);
+    const q64 = tensor(Array.from(unsafeData(q)), 'float64', [3, 4]),
+      c64 = tensor(Array.from(unsafeData(c)), 'float64', [9, 4]);
+    const a = fullSoftmaxLoss(q64, c64, t, { scale: 7, excluded: pairs, reducer: 'none' });
+    const b = softmaxRetrievalLoss(q64, c64, t, { scale: 7, excluded: mask, reducer: 'none' });
+    expect(a.dtype).toBe('float64');
+    expect(Array.from(unsafeData(a))).toEqual(Array.from(unsafeData(b)));
+  });
+
+  it('is deterministic: the same inputs give the same bits', () => {
+    const { q, c, t, pairs } = fullCase(9, 4, 3000, 8, 6);
+    const run = () =>
+      valueAndGrad((qq: Tensor, cc: Tensor) => fullSoftmaxLoss(qq, cc, t, { scale: 20, excluded: pairs }), {
+        argnums: [0, 1],
+      })(q, c);
+    const x = run(),
+      y = run();
+    expect(x.value.item()).toBe(y.value.item());
+    for (let k = 0; k < 2; k++)
+      expect(Array.from(unsafeData((x.grad as Tensor[])[k]!))).toEqual(
+        Array.from(unsafeData((y.grad as Tensor[])[k]!)),
+      );
+  });
+
+  it('rejects bad pairs, a pair that masks the target, and a bad runner', () => {
+    const q = tensor([[1, 0]]),
+      c = tensor([
+        [1, 0],
+        [0, 1],
+      ]),
+      t = tensor([0], 'int32');
+    expect(() =>
+      fullSoftmaxLoss(q, c, t, { scale: 1, excluded: { query: Int32Array.of(0), candidate: Int32Array.of(0) } }),
+    ).toThrow(/excluded pair 0 masks query 0's own target 0/);
+    expect(() =>
+      fullSoftmaxLoss(q, c, t, { scale: 1, excluded: { query: Int32Array.of(1), candidate: Int32Array.of(1) } }),
+    ).toThrow(ArgumentError);
+    expect(() => fullSoftmaxLoss(q, c, t, { scale: 1, excluded: { query: Int32Array.of(0) } as never })).toThrow(
+      /excluded must be \{query, candidate\}/,
+    );
+    expect(() => fullSoftmaxLoss(q, c, t, { scale: 1, runner: {} as never })).toThrow(/runner must be a BlockRunner/);
+    expect(() => fullSoftmaxLoss(q, c, tensor([5], 'int32'), { scale: 1 })).toThrow(/targets\[0\] is 5/);
   });
 });

@@ -32,7 +32,11 @@ const f = Math.fround;
 
 const sparseModule = defineWasmExtension<SparseKernelExports>('sparse', buildSparseModule);
 
-/** The sparse kernels and the shared memory, or null where wasm is unavailable. */
+/** The training kernels (this module's and the generic ones) and the shared memory, or null where wasm is unavailable. */
+export function trainingKernels(): { st: WasmState; ex: SparseKernelExports } | null {
+  return kernels();
+}
+
 function kernels(): { st: WasmState; ex: SparseKernelExports } | null {
   const st = tryState();
   if (st === null) return null;
@@ -119,6 +123,36 @@ function int32In(st: WasmState, t: Temps, src: Int32Array): number {
   const p = t.alloc(src.length * 4);
   new Int32Array(st.memory.buffer, p, src.length).set(src);
   return p;
+}
+
+// ---------------------------------------------------------------------------
+// Visiting order of large row sets
+// ---------------------------------------------------------------------------
+
+/** From this many rows on, row updates and gathers visit the rows in table order (visitOrder). */
+export const ORDERED_ROWS_MIN = 16384;
+
+const orders = new WeakMap<Int32Array, Int32Array>();
+
+/**
+ * For a large set of row ids (the full softmax touches ~146 000 of 262 144
+ * rows, in first-use order, i.e. scattered over the table), the positions
+ * 0..n-1 sorted by id: visiting rows in this order streams through the
+ * table and the moments instead of fetching every row at random (measured
+ * ~2.6x on the Adam update). Null below ORDERED_ROWS_MIN rows. Cached per
+ * ids array (identity): the trainer passes the same array every step. The
+ * order never changes a result (each row is visited once and rows are
+ * independent), so even a stale order, for an array mutated since, is
+ * correct; it is only slower.
+ */
+export function visitOrder(ids: Int32Array): Int32Array | null {
+  if (ids.length < ORDERED_ROWS_MIN) return null;
+  let o = orders.get(ids);
+  if (o === undefined) {
+    o = Int32Array.from(ids.keys()).sort((x, y) => ids[x]! - ids[y]!);
+    orders.set(ids, o);
+  }
+  return o;
 }
 
 // ---------------------------------------------------------------------------
@@ -237,10 +271,12 @@ export function adamRows(
 ): void {
   const k = theta.onHeap && m.onHeap && v.onHeap ? kernels() : null;
   if (k === null) return adamRowsReference(theta.data, m.data, v.data, g, ids, ids.length, dim, p);
+  const order = visitOrder(ids);
   const t = new Temps(k.st);
   try {
     const pg = t.input(g, 0, ids.length * dim),
-      pi = int32In(k.st, t, ids);
+      pi = int32In(k.st, t, ids),
+      po = order === null ? 0 : int32In(k.st, t, order);
     k.ex.adamRows(
       theta.ptr,
       m.ptr,
@@ -258,6 +294,7 @@ export function adamRows(
       p.eps,
       p.alpha,
       p.decay,
+      po,
     );
   } finally {
     t.free();
@@ -330,10 +367,12 @@ export function sgdRows(
   const usesBuf = p.mu > 0;
   const k = theta.onHeap && (!usesBuf || buf!.onHeap) ? kernels() : null;
   if (k === null) return sgdRowsReference(theta.data, usesBuf ? buf!.data : null, g, ids, ids.length, dim, p);
+  const order = visitOrder(ids);
   const t = new Temps(k.st);
   try {
     const pg = t.input(g, 0, ids.length * dim),
-      pi = int32In(k.st, t, ids);
+      pi = int32In(k.st, t, ids),
+      po = order === null ? 0 : int32In(k.st, t, order);
     if (usesBuf)
       k.ex.sgdMomentumRows(
         theta.ptr,
@@ -347,8 +386,9 @@ export function sgdRows(
         p.mu,
         p.lr,
         p.nesterov ? 1 : 0,
+        po,
       );
-    else k.ex.sgdRows(theta.ptr, pg, pi, ids.length, dim, p.gscale, p.wd, p.lr);
+    else k.ex.sgdRows(theta.ptr, pg, pi, ids.length, dim, p.gscale, p.wd, p.lr, po);
   } finally {
     t.free();
   }

@@ -22,6 +22,7 @@
  * returns the first bad entry instead of writing out of bounds.
  */
 import { FunctionBuilder, ModuleBuilder, type Local } from './emitter.js';
+import { INLINE_CONSTS, emitExpF32x4 } from './kernels.js';
 
 /** The functions the sparse module exports (pointers are byte offsets). */
 export interface SparseKernelExports {
@@ -30,6 +31,8 @@ export interface SparseKernelExports {
    * the gradient rows g[r·dim ..] (see adamRowsReference in ../sparse.ts):
    *   g' = g·gscale;  m = β1·m + (1-β1)·g';  v = β2·v + ((1-β2)·g')·g'
    *   θ = θ·decay - (alpha·m) / (sqrt(v)·k2 + ε)
+   * Rows are visited in the order `order` (positions into ids; 0: 0..n-1),
+   * which changes no result. The SGD kernels take `order` likewise.
    */
   adamRows(
     theta: number,
@@ -48,9 +51,20 @@ export interface SparseKernelExports {
     eps: number,
     alpha: number,
     decay: number,
+    order: number,
   ): void;
   /** SGD without momentum: θ = θ - lr·(g·gscale + λ·θ). */
-  sgdRows(theta: number, g: number, ids: number, n: number, dim: number, gscale: number, wd: number, lr: number): void;
+  sgdRows(
+    theta: number,
+    g: number,
+    ids: number,
+    n: number,
+    dim: number,
+    gscale: number,
+    wd: number,
+    lr: number,
+    order: number,
+  ): void;
   /** SGD with momentum μ: g' = g·gscale + λ·θ;  b = μ·b + g';  θ = θ - lr·(nesterov ? g' + μ·b : b). */
   sgdMomentumRows(
     theta: number,
@@ -64,6 +78,7 @@ export interface SparseKernelExports {
     mu: number,
     lr: number,
     nesterov: number,
+    order: number,
   ): void;
   /**
    * dst[to[k]] += w[k]·src[from[k]] (rows of `dim` floats) for k = 0..nnz-1
@@ -84,6 +99,31 @@ export interface SparseKernelExports {
   ): number;
   /** The index of the first NaN or ±Infinity among len floats at ptr, or -1. */
   firstNonFinite(ptr: number, len: number): number;
+  /**
+   * Softmax statistics of a score block S [rows, ld] (f32): for each row r,
+   * maxOut[r] = max_j S[r, j] and sumOut[r] = Σ_j exp(S[r, j] - maxOut[r])
+   * (f32 lanes, then a horizontal add; 0 when the max is -Inf), over j <
+   * cols rounded up to 4: the caller pads columns cols..ld with -Inf.
+   */
+  softmaxStats(s: number, rows: number, cols: number, ld: number, maxOut: number, sumOut: number): void;
+  /**
+   * In place, S[r, j] = coef[r] · exp(S[r, j] - lse[r]) over the same
+   * columns (padding -Inf gives 0): the softmax cotangent of a block.
+   */
+  softmaxScale(s: number, rows: number, cols: number, ld: number, lse: number, coef: number): void;
+  /**
+   * counts[r] += #{j < cols rounded up to 4 : S[r, j] >= thr[r]} (i32), the
+   * caller padding with -Inf; returns the number of NaN scores seen.
+   */
+  countAtLeast(s: number, rows: number, cols: number, ld: number, thr: number, counts: number): number;
+  /**
+   * Row-wise L2 normalisation of x [rows, dim] into y: y = x / sqrt(Σ x² + eps)
+   * (Σ over whole vectors in 4 f32 lanes, a horizontal add, then the ragged
+   * tail one float at a time; see l2NormalizeRowsReference).
+   */
+  l2NormalizeRows(x: number, y: number, rows: number, dim: number, eps: number): void;
+  /** Its VJP: out = (g - y·Σ g·y) / sqrt(Σ x² + eps), row by row, sums as in the forward. */
+  l2NormalizeRowsVjp(x: number, y: number, g: number, out: number, rows: number, dim: number, eps: number): void;
 }
 
 /** A float32 value in vector (v128 splat) and scalar (f32) form. */
@@ -197,13 +237,65 @@ function emitRowLoop(
  * later (into `sink`, which the function returns so the loads stay) lets
  * those misses overlap with the arithmetic on the current row.
  */
+/**
+ * for j in [0, n): r = order ? order[j] : j, then `body(r, off)` with
+ * off = ids[r]·rowBytes, the byte offset of the table row r updates. The
+ * visiting order never changes a result (the rows are distinct, each is
+ * updated once, independently): `order` sorts large updates by table
+ * address, so the table and moment rows stream instead of being fetched
+ * at random.
+ */
+function emitVisitRows(
+  fn: FunctionBuilder,
+  ids: Local,
+  n: Local,
+  order: Local,
+  rowBytes: Local,
+  body: (r: Local, off: Local) => void,
+): void {
+  const j = fn.local('i32'),
+    r = fn.local('i32'),
+    off = fn.local('i32');
+  fn.forLoop(
+    j,
+    () => fn.i32Const(0),
+    () => fn.get(n),
+    1,
+    () => {
+      // select(order[j], j, order): with order = 0 the load reads address 4j, inside the ids array's memory, unused.
+      fn.get(order).get(j).i32Const(4).i32Mul().i32Add().i32Load().get(j).get(order).select().set(r);
+      fn.get(ids).get(r).i32Const(4).i32Mul().i32Add().i32Load().get(rowBytes).i32Mul().set(off);
+      body(r, off);
+    },
+  );
+}
+
 function buildAdamRows(): FunctionBuilder {
   const fn = new FunctionBuilder(
     'adamRows',
-    ['i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'f32', 'f32', 'f32', 'f32', 'f32', 'f32', 'f32', 'f32', 'f32'],
+    [
+      'i32',
+      'i32',
+      'i32',
+      'i32',
+      'i32',
+      'i32',
+      'i32',
+      'f32',
+      'f32',
+      'f32',
+      'f32',
+      'f32',
+      'f32',
+      'f32',
+      'f32',
+      'f32',
+      'i32',
+    ],
     [],
   );
   const [theta, m, v, g, ids, n, dim] = [0, 1, 2, 3, 4, 5, 6].map((i) => fn.param(i)) as Local[];
+  const order = fn.param(16);
   const gscale = splatParam(fn, 7),
     b1 = splatParam(fn, 8),
     omb1 = splatParam(fn, 9),
@@ -213,9 +305,7 @@ function buildAdamRows(): FunctionBuilder {
     eps = splatParam(fn, 13),
     alpha = splatParam(fn, 14),
     decay = splatParam(fn, 15);
-  const r = fn.local('i32'),
-    rowBytes = fn.local('i32'),
-    off = fn.local('i32'),
+  const rowBytes = fn.local('i32'),
     pT = fn.local('i32'),
     pM = fn.local('i32'),
     pV = fn.local('i32'),
@@ -226,14 +316,9 @@ function buildAdamRows(): FunctionBuilder {
     mv = temp(fn),
     vv = temp(fn);
   fn.get(dim).i32Const(4).i32Mul().set(rowBytes);
-  fn.get(g).set(pG);
-  fn.forLoop(
-    r,
-    () => fn.i32Const(0),
-    () => fn.get(n),
-    1,
-    () => {
-      fn.get(ids).get(r).i32Const(4).i32Mul().i32Add().i32Load().get(rowBytes).i32Mul().set(off);
+  emitVisitRows(fn, ids, n, order, rowBytes, (r, off) => {
+    {
+      fn.get(g).get(r).get(rowBytes).i32Mul().i32Add().set(pG);
       fn.get(theta).get(off).i32Add().set(pT);
       fn.get(m).get(off).i32Add().set(pM);
       fn.get(v).get(off).i32Add().set(pV);
@@ -283,32 +368,28 @@ function buildAdamRows(): FunctionBuilder {
           L.sub();
         });
       });
-    },
-  );
+    }
+  });
   return fn;
 }
 
 function buildSgdRows(): FunctionBuilder {
-  const fn = new FunctionBuilder('sgdRows', ['i32', 'i32', 'i32', 'i32', 'i32', 'f32', 'f32', 'f32'], []);
+  const fn = new FunctionBuilder('sgdRows', ['i32', 'i32', 'i32', 'i32', 'i32', 'f32', 'f32', 'f32', 'i32'], []);
   const [theta, g, ids, n, dim] = [0, 1, 2, 3, 4].map((i) => fn.param(i)) as Local[];
   const gscale = splatParam(fn, 5),
     wd = splatParam(fn, 6),
     lr = splatParam(fn, 7);
-  const r = fn.local('i32'),
-    rowBytes = fn.local('i32'),
+  const order = fn.param(8);
+  const rowBytes = fn.local('i32'),
     pT = fn.local('i32'),
     pG = fn.local('i32'),
     end = fn.local('i32'),
     vecEnd = fn.local('i32');
   fn.get(dim).i32Const(4).i32Mul().set(rowBytes);
-  fn.get(g).set(pG);
-  fn.forLoop(
-    r,
-    () => fn.i32Const(0),
-    () => fn.get(n),
-    1,
-    () => {
-      fn.get(theta).get(ids).get(r).i32Const(4).i32Mul().i32Add().i32Load().get(rowBytes).i32Mul().i32Add().set(pT);
+  emitVisitRows(fn, ids, n, order, rowBytes, (r, off) => {
+    {
+      fn.get(g).get(r).get(rowBytes).i32Mul().i32Add().set(pG);
+      fn.get(theta).get(off).i32Add().set(pT);
       emitRowLoop(fn, [pT, pG], rowBytes, end, vecEnd, (L) => {
         // θ = θ - lr·(g·gscale + λ·θ)
         L.store(pT, () => {
@@ -325,15 +406,15 @@ function buildSgdRows(): FunctionBuilder {
           L.sub();
         });
       });
-    },
-  );
+    }
+  });
   return fn;
 }
 
 function buildSgdMomentumRows(): FunctionBuilder {
   const fn = new FunctionBuilder(
     'sgdMomentumRows',
-    ['i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'f32', 'f32', 'f32', 'f32', 'i32'],
+    ['i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'f32', 'f32', 'f32', 'f32', 'i32', 'i32'],
     [],
   );
   const [theta, buf, g, ids, n, dim] = [0, 1, 2, 3, 4, 5].map((i) => fn.param(i)) as Local[];
@@ -341,10 +422,9 @@ function buildSgdMomentumRows(): FunctionBuilder {
     wd = splatParam(fn, 7),
     mu = splatParam(fn, 8),
     lr = splatParam(fn, 9);
-  const nesterov = fn.param(10);
-  const r = fn.local('i32'),
-    rowBytes = fn.local('i32'),
-    off = fn.local('i32'),
+  const nesterov = fn.param(10),
+    order = fn.param(11);
+  const rowBytes = fn.local('i32'),
     pT = fn.local('i32'),
     pB = fn.local('i32'),
     pG = fn.local('i32'),
@@ -358,14 +438,9 @@ function buildSgdMomentumRows(): FunctionBuilder {
     fn.get(nesterov);
     if (!nest) fn.i32Eqz();
     fn.if(() => {
-      fn.get(g).set(pG);
-      fn.forLoop(
-        r,
-        () => fn.i32Const(0),
-        () => fn.get(n),
-        1,
-        () => {
-          fn.get(ids).get(r).i32Const(4).i32Mul().i32Add().i32Load().get(rowBytes).i32Mul().set(off);
+      emitVisitRows(fn, ids, n, order, rowBytes, (r, off) => {
+        {
+          fn.get(g).get(r).get(rowBytes).i32Mul().i32Add().set(pG);
           fn.get(theta).get(off).i32Add().set(pT);
           fn.get(buf).get(off).i32Add().set(pB);
           emitRowLoop(fn, [pT, pB, pG], rowBytes, end, vecEnd, (L) => {
@@ -401,8 +476,8 @@ function buildSgdMomentumRows(): FunctionBuilder {
               L.sub();
             });
           });
-        },
-      );
+        }
+      });
     });
   }
   return fn;
@@ -498,6 +573,256 @@ function buildFirstNonFinite(): FunctionBuilder {
   return fn;
 }
 
+/** The horizontal max / sum of the v128 in `v` (clobbered), left as an f32 on the stack. */
+function emitHorizontal(fn: FunctionBuilder, v: Local, op: 'max' | 'add'): void {
+  const combine = (): void => {
+    if (op === 'max') fn.f32x4Pmax();
+    else fn.f32x4Add();
+  };
+  fn.get(v).get(v).get(v).i32x4Shuffle([2, 3, 0, 1]);
+  combine();
+  fn.set(v);
+  fn.get(v).get(v).get(v).i32x4Shuffle([1, 0, 3, 2]);
+  combine();
+  fn.f32x4ExtractLane(0);
+}
+
+/** Locals and the per-row pointers of the block kernels: row r starts at s + r·ld·4 and has ceil(cols/4) vectors. */
+function blockRows(
+  fn: FunctionBuilder,
+  s: Local,
+  rows: Local,
+  cols: Local,
+  ld: Local,
+  body: (r: Local, p: Local, end: Local) => void,
+): void {
+  const r = fn.local('i32'),
+    row = fn.local('i32'),
+    p = fn.local('i32'),
+    end = fn.local('i32');
+  fn.forLoop(
+    r,
+    () => fn.i32Const(0),
+    () => fn.get(rows),
+    1,
+    () => {
+      fn.get(s).get(r).get(ld).i32Mul().i32Const(4).i32Mul().i32Add().set(row);
+      fn.get(row).get(cols).i32Const(3).i32Add().i32Const(-4).i32And().i32Const(4).i32Mul().i32Add().set(end);
+      fn.get(row).set(p);
+      body(r, p, end);
+    },
+  );
+}
+
+/** while (p < end) { body; p += 16 } */
+function emitVectors(fn: FunctionBuilder, p: Local, end: Local, body: () => void): void {
+  fn.block((exit) =>
+    fn.loop((top) => {
+      fn.get(p).get(end).i32GeU().brIf(exit);
+      body();
+      fn.get(p).i32Const(16).i32Add().set(p);
+      fn.br(top);
+    }),
+  );
+}
+
+function expScratch(fn: FunctionBuilder): { x: Local; nf: Local; r: Local; y: Local; ni: Local } {
+  return { x: fn.local('v128'), nf: fn.local('v128'), r: fn.local('v128'), y: fn.local('v128'), ni: fn.local('v128') };
+}
+
+function buildSoftmaxStats(): FunctionBuilder {
+  const fn = new FunctionBuilder('softmaxStats', ['i32', 'i32', 'i32', 'i32', 'i32', 'i32']);
+  const [s, rows, cols, ld, maxOut, sumOut] = [0, 1, 2, 3, 4, 5].map((q) => fn.param(q)) as Local[];
+  const mv = fn.local('v128'),
+    acc = fn.local('v128'),
+    mx = fn.local('f32'),
+    start = fn.local('i32');
+  const e = expScratch(fn);
+  blockRows(fn, s!, rows!, cols!, ld!, (r, p, end) => {
+    fn.get(p).set(start);
+    fn.v128ConstF32(-Infinity).set(acc);
+    emitVectors(fn, p, end, () => {
+      fn.get(acc).get(p).v128Load().f32x4Pmax().set(acc);
+    });
+    emitHorizontal(fn, acc, 'max');
+    fn.set(mx);
+    fn.get(maxOut!).get(r).i32Const(4).i32Mul().i32Add().get(mx).f32Store();
+    fn.v128ConstI32(0).set(acc);
+    fn.get(mx).f32Const(-Infinity).f32Ne();
+    fn.if(() => {
+      fn.get(mx).f32x4Splat().set(mv);
+      fn.get(start).set(p);
+      emitVectors(fn, p, end, () => {
+        fn.get(acc);
+        fn.get(p).v128Load().get(mv).f32x4Sub();
+        emitExpF32x4(fn, e, INLINE_CONSTS);
+        fn.f32x4Add().set(acc);
+      });
+    });
+    fn.get(sumOut!).get(r).i32Const(4).i32Mul().i32Add();
+    emitHorizontal(fn, acc, 'add');
+    fn.f32Store();
+  });
+  return fn;
+}
+
+function buildSoftmaxScale(): FunctionBuilder {
+  const fn = new FunctionBuilder('softmaxScale', ['i32', 'i32', 'i32', 'i32', 'i32', 'i32']);
+  const [s, rows, cols, ld, lse, coef] = [0, 1, 2, 3, 4, 5].map((q) => fn.param(q)) as Local[];
+  const lv = fn.local('v128'),
+    cv = fn.local('v128');
+  const e = expScratch(fn);
+  blockRows(fn, s!, rows!, cols!, ld!, (r, p, end) => {
+    fn.get(lse!).get(r).i32Const(4).i32Mul().i32Add().v128Load32Splat().set(lv);
+    fn.get(coef!).get(r).i32Const(4).i32Mul().i32Add().v128Load32Splat().set(cv);
+    emitVectors(fn, p, end, () => {
+      fn.get(p);
+      fn.get(p).v128Load().get(lv).f32x4Sub();
+      emitExpF32x4(fn, e, INLINE_CONSTS);
+      fn.get(cv).f32x4Mul();
+      fn.v128Store();
+    });
+  });
+  return fn;
+}
+
+function buildCountAtLeast(): FunctionBuilder {
+  const fn = new FunctionBuilder('countAtLeast', ['i32', 'i32', 'i32', 'i32', 'i32', 'i32'], ['i32']);
+  const [s, rows, cols, ld, thr, counts] = [0, 1, 2, 3, 4, 5].map((q) => fn.param(q)) as Local[];
+  const tv = fn.local('v128'),
+    acc = fn.local('v128'),
+    nan = fn.local('v128'),
+    x = fn.local('v128'),
+    addr = fn.local('i32');
+  fn.v128ConstI32(0).set(nan);
+  blockRows(fn, s!, rows!, cols!, ld!, (r, p, end) => {
+    fn.get(thr!).get(r).i32Const(4).i32Mul().i32Add().v128Load32Splat().set(tv);
+    fn.v128ConstI32(0).set(acc);
+    emitVectors(fn, p, end, () => {
+      // lanes >= thr are -1 (all ones): subtracting counts them; NaN lanes (x != x) likewise into `nan`
+      fn.get(acc).get(p).v128Load().tee(x).get(tv).f32x4Ge().i32x4Sub().set(acc);
+      fn.get(nan).get(x).get(x).f32x4Ne().i32x4Sub().set(nan);
+    });
+    fn.get(counts!).get(r).i32Const(4).i32Mul().i32Add().tee(addr);
+    fn.get(addr).i32Load();
+    fn.get(acc).i32x4ExtractLane(0).i32Add();
+    fn.get(acc).i32x4ExtractLane(1).i32Add();
+    fn.get(acc).i32x4ExtractLane(2).i32Add();
+    fn.get(acc).i32x4ExtractLane(3).i32Add();
+    fn.i32Store();
+  });
+  fn.get(nan).i32x4ExtractLane(0).get(nan).i32x4ExtractLane(1).i32Add();
+  fn.get(nan).i32x4ExtractLane(2).i32Add().get(nan).i32x4ExtractLane(3).i32Add();
+  return fn;
+}
+
+/**
+ * Leaves Σ_k a_k·b_k over one row (pointers pa, pb advanced) as an f32 on the
+ * stack: whole vectors into 4 f32 lanes, the horizontal add, then the tail.
+ */
+function emitRowDot(fn: FunctionBuilder, pa: Local, pb: Local, dim: Local, acc: Local, h: Local, k: Local): void {
+  fn.v128ConstI32(0).set(acc);
+  fn.forLoop(
+    k,
+    () => fn.i32Const(0),
+    () => fn.get(dim).i32Const(-4).i32And(),
+    4,
+    () => {
+      fn.get(acc).get(pa).v128Load().get(pb).v128Load().f32x4Mul().f32x4Add().set(acc);
+      fn.get(pa).i32Const(16).i32Add().set(pa);
+      fn.get(pb).i32Const(16).i32Add().set(pb);
+    },
+  );
+  emitHorizontal(fn, acc, 'add');
+  fn.set(h);
+  fn.forLoop(
+    k,
+    () => fn.get(dim).i32Const(-4).i32And(),
+    () => fn.get(dim),
+    1,
+    () => {
+      fn.get(h).get(pa).f32Load().get(pb).f32Load().f32Mul().f32Add().set(h);
+      fn.get(pa).i32Const(4).i32Add().set(pa);
+      fn.get(pb).i32Const(4).i32Add().set(pb);
+    },
+  );
+  fn.get(h);
+}
+
+function buildL2NormalizeRows(vjp: boolean): FunctionBuilder {
+  const fn = vjp
+    ? new FunctionBuilder('l2NormalizeRowsVjp', ['i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'f32'])
+    : new FunctionBuilder('l2NormalizeRows', ['i32', 'i32', 'i32', 'i32', 'f32']);
+  const x = fn.param(0),
+    y = fn.param(1),
+    g = vjp ? fn.param(2) : null,
+    out = vjp ? fn.param(3) : null,
+    rows = fn.param(vjp ? 4 : 2),
+    dim = fn.param(vjp ? 5 : 3),
+    eps = fn.param(vjp ? 6 : 4);
+  const r = fn.local('i32'),
+    rowBytes = fn.local('i32'),
+    off = fn.local('i32'),
+    pa = fn.local('i32'),
+    pb = fn.local('i32'),
+    k = fn.local('i32'),
+    acc = fn.local('v128'),
+    h = fn.local('f32'),
+    norm: Both = { v: fn.local('v128'), s: fn.local('f32') },
+    dot: Both = { v: fn.local('v128'), s: fn.local('f32') },
+    pX = fn.local('i32'),
+    pY = fn.local('i32'),
+    pG = fn.local('i32'),
+    pO = fn.local('i32'),
+    end = fn.local('i32'),
+    vecEnd = fn.local('i32');
+  fn.get(dim).i32Const(4).i32Mul().set(rowBytes);
+  fn.forLoop(
+    r,
+    () => fn.i32Const(0),
+    () => fn.get(rows),
+    1,
+    () => {
+      fn.get(r).get(rowBytes).i32Mul().set(off);
+      // norm = sqrt(Σ x² + eps)
+      fn.get(x).get(off).i32Add().tee(pa).set(pb);
+      emitRowDot(fn, pa, pb, dim, acc, h, k);
+      fn.get(eps).f32Add().f32Sqrt().tee(norm.s).f32x4Splat().set(norm.v);
+      fn.get(y).get(off).i32Add().set(pY);
+      if (!vjp) {
+        fn.get(x).get(off).i32Add().set(pX);
+        emitRowLoop(fn, [pY, pX], rowBytes, end, vecEnd, (L) => {
+          L.store(pY, () => {
+            L.load(pX);
+            L.get(norm);
+            L.div();
+          });
+        });
+        return;
+      }
+      // dot = Σ g·y
+      fn.get(g!).get(off).i32Add().set(pa);
+      fn.get(pY).set(pb);
+      emitRowDot(fn, pa, pb, dim, acc, h, k);
+      fn.tee(dot.s).f32x4Splat().set(dot.v);
+      fn.get(out!).get(off).i32Add().set(pO);
+      fn.get(g!).get(off).i32Add().set(pG);
+      emitRowLoop(fn, [pO, pG, pY], rowBytes, end, vecEnd, (L) => {
+        L.store(pO, () => {
+          L.load(pG);
+          L.load(pY);
+          L.get(dot);
+          L.mul();
+          L.sub();
+          L.get(norm);
+          L.div();
+        });
+      });
+    },
+  );
+  return fn;
+}
+
 /** The sparse module's bytes (no constant pool: constants are splatted parameters). */
 export function buildSparseModule(_constBase = 0): Uint8Array {
   const mod = new ModuleBuilder().importMemory('env', 'memory', 1);
@@ -506,5 +831,10 @@ export function buildSparseModule(_constBase = 0): Uint8Array {
   mod.add(buildSgdMomentumRows());
   mod.add(buildScatterRows());
   mod.add(buildFirstNonFinite());
+  mod.add(buildSoftmaxStats());
+  mod.add(buildSoftmaxScale());
+  mod.add(buildCountAtLeast());
+  mod.add(buildL2NormalizeRows(false));
+  mod.add(buildL2NormalizeRows(true));
   return mod.emit();
 }
