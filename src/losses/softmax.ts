@@ -31,8 +31,8 @@ import { ArgumentError, DTypeError, ShapeError, describe, fmtShape } from '../er
 import { isFloat } from '../tensor/dtype.js';
 import { shapesEqual } from '../tensor/shape.js';
 import { isTensor, unsafeData, wrap, type Tensor } from '../tensor/tensor.js';
-import { mul, neg, where } from '../ops/elementwise.js';
-import { logSoftmax } from '../ops/reduce.js';
+import { add, div, mul, neg, sqrt, where } from '../ops/elementwise.js';
+import { logSoftmax, sum } from '../ops/reduce.js';
 import { gather, reshape } from '../ops/layout.js';
 import { matmul } from '../ops/linalg.js';
 import { bind, type Primitive } from '../autograd/engine.js';
@@ -102,25 +102,27 @@ function checkSoftmaxArgs(
   c: unknown,
   targets: unknown,
   opts: SoftmaxLossOptions,
+  candidateShape?: readonly [number, number],
 ): { b: number; n: number } {
   for (const [name, t] of [
     ['queries', q],
     ['candidates', c],
   ] as const) {
+    if (name === 'candidates' && candidateShape !== undefined) continue;
     if (!isTensor(t)) throw new ArgumentError(op, `${name} must be a Tensor, got ${describe(t)}`);
     if (!isFloat(t.dtype)) throw new DTypeError(op, `${name} must be float, got ${t.dtype}`);
     if (t.rank !== 2) throw new ShapeError(op, `${name} must be [rows, dim], got ${fmtShape(t.shape)}`);
   }
-  const qt = q as Tensor,
-    ct = c as Tensor;
-  if (qt.shape[1] !== ct.shape[1]) {
+  const qt = q as Tensor;
+  const cShape = candidateShape ?? (c as Tensor).shape;
+  if (qt.shape[1] !== cShape[1]) {
     throw new ShapeError(
       op,
-      `queries are ${fmtShape(qt.shape)} but candidates are ${fmtShape(ct.shape)}; need the same dimension`,
+      `queries are ${fmtShape(qt.shape)} but candidates are ${fmtShape(cShape)}; need the same dimension`,
     );
   }
   const b = qt.shape[0]!,
-    n = ct.shape[0]!;
+    n = cShape[0]!;
   if (b === 0 || n === 0) throw new ShapeError(op, `need at least one query and one candidate, got b=${b}, n=${n}`);
   if (!isTensor(targets) || targets.dtype !== 'int32' || !shapesEqual(targets.shape, [b])) {
     throw new ArgumentError(op, `targets must be an int32 [${b}] tensor, got ${describe(targets)}`);
@@ -163,6 +165,22 @@ export interface FullSoftmaxOptions {
   runner?: BlockRunner;
 }
 
+/**
+ * Candidates given as the last layers of a tower, evaluated inside the
+ * fused passes: candidates = normalize(features·w + b), i.e.
+ * l2Normalize(linear({w, b}, features), eps) of src/nn/layers.ts.
+ */
+export interface CandidateHead {
+  /** [n, din] */
+  features: Tensor;
+  /** [din, d] */
+  w: Tensor;
+  /** [d] */
+  b: Tensor;
+  /** Default 1e-12, as l2Normalize. */
+  eps?: number;
+}
+
 interface FullSoftmaxAttrs {
   args: SoftmaxBlocksArgs;
   runner: BlockRunner;
@@ -174,8 +192,10 @@ interface FullSoftmaxAttrs {
  * The fused full softmax, per query:
  *   zᵢ = lseᵢ - s(i, tᵢ),  lseᵢ = log Σ_{j not excluded} exp(s(i, j)),  s = scale · Q·Cᵀ
  *   Q̄ = G·C,  C̄ = Gᵀ·Q,  G = scale · ḡ ⊙ (softmax(s) - onehot(t))   (ḡ per row)
- * Both passes stream blocks of candidates (scoreBlocks.ts); the forward
- * records lse for the VJP, which recomputes each block's scores.
+ * Inputs [Q, C], or with a head [Q, X, w, b] and C = normalize(X·w + b),
+ * whose cotangents X̄, w̄, b̄ follow C̄ through the head (scoreBlocks.ts).
+ * Both passes stream blocks of candidates; the forward records lse for the
+ * VJP, which recomputes each block's scores (and the head's outputs).
  */
 const fullSoftmaxP: Primitive<FullSoftmaxAttrs> = {
   name: 'fullSoftmax',
@@ -191,31 +211,74 @@ const fullSoftmaxP: Primitive<FullSoftmaxAttrs> = {
     const g = unsafeData(ct);
     const coef = new Float32Array(a.b);
     for (let i = 0; i < a.b; i++) coef[i] = g[i]! * a.scale;
-    const { dq, dDocs } = attrs.runner.softmaxBackward(a, attrs.lse!, coef);
-    return [wrap(dq, [a.b, a.d], 'float32'), wrap(dDocs, [a.n, a.d], 'float32')];
+    const r = attrs.runner.softmaxBackward(a, attrs.lse!, coef);
+    const dq = wrap(r.dq, [a.b, a.d], 'float32');
+    if (!a.head) return [dq, wrap(r.dDocs, [a.n, a.d], 'float32')];
+    const din = a.head.din;
+    return [
+      dq,
+      wrap(r.dDocs, [a.n, din], 'float32'),
+      wrap(r.dw!, [din, a.d], 'float32'),
+      wrap(r.db!, [a.d], 'float32'),
+    ];
   },
 };
 
+/** The head's candidates as the plain composition normalize(features·w + b) (the reference path). */
+function headCandidates(h: CandidateHead, eps: number): Tensor {
+  const y = add(matmul(h.features, h.w), h.b);
+  return div(y, sqrt(add(sum(mul(y, y), { axis: -1, keepDims: true }), eps)));
+}
+
 /**
- * Softmax cross-entropy of targets[i] among all `candidates` for query i,
+ * Softmax cross-entropy of targets[i] among all candidates for query i,
  * like softmaxRetrievalLoss, fused and streamed (see the module comment).
- * queries float32 [b, d], candidates float32 [n, d], targets int32 [b] in
- * [0, n). Float64 inputs, or an engine without the wasm kernels, take the
- * plain composition (softmaxRetrievalLoss with the pairs as a bool mask).
- * The fused result equals the composition up to float32 rounding (the
- * tests bound it); it is a deterministic function of its inputs, the same
- * on one thread or two.
+ * queries float32 [b, d]; candidates float32 [n, d], or a CandidateHead
+ * (features [n, din], w [din, d], b [d]) whose normalised outputs are the
+ * candidates; targets int32 [b] in [0, n). Float64 inputs, or an engine
+ * without the wasm kernels, take the plain composition
+ * (softmaxRetrievalLoss, with the head composed of ops and the pairs as a
+ * bool mask). The fused result equals the composition up to float32
+ * rounding (the tests bound it); it is a deterministic function of its
+ * inputs, the same on one thread or two.
  */
 export function fullSoftmaxLoss(
   queries: Tensor,
-  candidates: Tensor,
+  candidates: Tensor | CandidateHead,
   targets: Tensor,
   opts: FullSoftmaxOptions,
 ): Tensor {
   const op = 'fullSoftmaxLoss';
   if (opts === null || typeof opts !== 'object')
     throw new ArgumentError(op, `options must be an object, got ${describe(opts)}`);
-  const { b, n } = checkSoftmaxArgs(op, queries, candidates, targets, { scale: opts.scale });
+  let head: CandidateHead | null = null;
+  let eps = 1e-12;
+  if (!isTensor(candidates)) {
+    const h = candidates as Partial<CandidateHead> | null;
+    if (h === null || typeof h !== 'object' || !isTensor(h.features) || !isTensor(h.w) || !isTensor(h.b))
+      throw new ArgumentError(op, `candidates must be a Tensor or {features, w, b}, got ${describe(candidates)}`);
+    if (h.eps !== undefined && (typeof h.eps !== 'number' || !Number.isFinite(h.eps) || h.eps < 0))
+      throw new ArgumentError(op, `candidates.eps must be a finite number >= 0, got ${describe(h.eps)}`);
+    const { features: f, w, b } = h;
+    if (f.rank !== 2 || w.rank !== 2 || b.rank !== 1 || f.shape[1] !== w.shape[0] || w.shape[1] !== b.shape[0])
+      throw new ShapeError(
+        op,
+        `candidates {features, w, b} need [n, din], [din, d], [d]; got ${fmtShape(f.shape)}, ${fmtShape(w.shape)}, ${fmtShape(b.shape)}`,
+      );
+    head = h as CandidateHead;
+    eps = h.eps ?? 1e-12;
+  }
+  // The shapes and targets as the composition sees them: [n, d] candidates (the head's output shape).
+  const { b, n } = checkSoftmaxArgs(
+    op,
+    queries,
+    head ? null : candidates,
+    targets,
+    { scale: opts.scale },
+    head ? [head.features.shape[0]!, head.w.shape[1]!] : undefined,
+  );
+  if (head && [head.features, head.w, head.b].some((t) => !isFloat(t.dtype)))
+    throw new DTypeError(op, 'candidates {features, w, b} must be float tensors');
   const reducer = checkReducer(op, opts.reducer ?? 'mean');
   const runner = opts.runner ?? LOCAL_BLOCK_RUNNER;
   if (
@@ -257,14 +320,15 @@ export function fullSoftmaxLoss(
     exclQuery = Int32Array.from(order, (k) => ex.query[k]!);
     exclDoc = Int32Array.from(order, (k) => ex.candidate[k]!);
   }
-  if (queries.dtype !== 'float32' || candidates.dtype !== 'float32' || !scoreBlocksAvailable()) {
+  const inputs = head ? [queries, head.features, head.w, head.b] : [queries, candidates as Tensor];
+  if (inputs.some((t) => t.dtype !== 'float32') || !scoreBlocksAvailable()) {
     let excluded: Tensor | undefined;
     if (exclQuery.length > 0) {
       const mask = new Uint8Array(b * n);
       for (let k = 0; k < exclQuery.length; k++) mask[exclQuery[k]! * n + exclDoc[k]!] = 1;
       excluded = wrap(mask, [b, n], 'bool');
     }
-    return softmaxRetrievalLoss(queries, candidates, targets, {
+    return softmaxRetrievalLoss(queries, head ? headCandidates(head, eps) : (candidates as Tensor), targets, {
       scale: opts.scale,
       reducer,
       ...(excluded ? { excluded } : {}),
@@ -272,7 +336,7 @@ export function fullSoftmaxLoss(
   }
   const args: SoftmaxBlocksArgs = {
     queries: unsafeData(queries) as Float32Array,
-    docs: unsafeData(candidates) as Float32Array,
+    docs: unsafeData(inputs[1]!) as Float32Array,
     b,
     n,
     d: queries.shape[1]!,
@@ -280,6 +344,14 @@ export function fullSoftmaxLoss(
     targets: td.slice(),
     exclDoc,
     exclQuery,
+    head: head
+      ? {
+          w: unsafeData(head.w) as Float32Array,
+          bias: unsafeData(head.b) as Float32Array,
+          din: head.w.shape[0]!,
+          eps,
+        }
+      : null,
   };
-  return applyReducer(reducer, bind(fullSoftmaxP, [queries, candidates], { args, runner, lse: null }));
+  return applyReducer(reducer, bind(fullSoftmaxP, inputs, { args, runner, lse: null }));
 }

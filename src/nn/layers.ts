@@ -151,12 +151,13 @@ const l2NormalizeP: Primitive<{ eps: number }> = {
  * allocate nothing per id.
  */
 export class RowSpace {
-  private keys = new Int32Array(64);
+  // 4096 slots: a training step's few thousand ids need at most one rehash.
+  private keys = new Int32Array(4096);
   /** Row + 1 per slot (0 = empty slot). */
-  private slots = new Int32Array(64);
-  private list = new Int32Array(32);
+  private slots = new Int32Array(4096);
+  private list = new Int32Array(2048);
   private count = 0;
-  private shift = 26; // 32 - log2(capacity)
+  private shift = 20; // 32 - log2(capacity)
 
   /** The row of `id` (an int32), adding it if new. */
   rowOf(id: number): number {

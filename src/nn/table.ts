@@ -17,7 +17,7 @@
 import { ArgumentError, ShapeError, describe, fmtShape } from '../errors.js';
 import { Rng } from '../tensor/random.js';
 import { isTensor, unsafeData, wrap, type Tensor } from '../tensor/tensor.js';
-import { HeapArray, visitOrder } from '../tensor/kernels/sparse.js';
+import { HeapArray, gatherRows } from '../tensor/kernels/sparse.js';
 
 export class EmbeddingTable {
   readonly vocab: number;
@@ -68,16 +68,8 @@ export class EmbeddingTable {
           `ids[${r}] = ${id} is out of range; need 0 <= id < ${this.vocab}`,
         );
     }
-    const out = new Float32Array(ids.length * dim);
-    const data = this.data;
-    // A large row set is read in table order (visitOrder): the copy is the same, the table streams.
-    const order = ids instanceof Int32Array ? visitOrder(ids) : null;
-    for (let q = 0; q < ids.length; q++) {
-      const r = order === null ? q : order[q]!;
-      const s = ids[r]! * dim,
-        o = r * dim;
-      for (let k = 0; k < dim; k++) out[o + k] = data[s + k]!;
-    }
+    // The copy runs in wasm where the table lives there (gatherRows: many rows' misses in flight at once).
+    const out = gatherRows(this.storage, ids instanceof Int32Array ? ids : Int32Array.from(ids), dim);
     return wrap(out, [ids.length, dim], 'float32');
   }
 

@@ -40,13 +40,14 @@ import { ArgumentError, NegcacheError, describe } from '../errors.js';
 import {
   LOCAL_BLOCK_RUNNER,
   PANEL_DOCS,
+  combineSoftmaxGrads,
   combineSoftmaxPanels,
+  panelGrads,
   rankGroups,
   rankGroupsRange,
   softmaxBackwardPanels,
   softmaxForwardPanels,
   softmaxPanelCount,
-  sumPanels,
   type BlockRunner,
   type SoftmaxBlocksArgs,
   type SoftmaxPanelStats,
@@ -54,6 +55,8 @@ import {
 import {
   P,
   POOL_CONTROL_BYTES,
+  gradLayout,
+  gradViews,
   poolBootstrap,
   readPoolMessage,
   type PoolFault,
@@ -184,6 +187,8 @@ export function createTrainingPool(opts: TrainingPoolOptions = {}): TrainingPool
     out: new SharedSlot(),
     order: new SharedSlot(),
     starts: new SharedSlot(),
+    headW: new SharedSlot(),
+    headB: new SharedSlot(),
   };
 
   const fail = (err: TrainingPoolError): never => {
@@ -248,11 +253,20 @@ export function createTrainingPool(opts: TrainingPoolOptions = {}): TrainingPool
   /** The softmax inputs in shared memory; the docs rows from panel `p0` on only. */
   const shareSoftmax = (a: SoftmaxBlocksArgs, p0: number): SharedSoftmax => {
     const { b, n, d } = a;
+    const din = a.head ? a.head.din : d;
     const q = slots.queries.at(b * d * 4);
     new Float32Array(q, 0, b * d).set(a.queries);
-    const docs = slots.docs.at(n * d * 4);
-    const from = Math.min(n, p0 * PANEL_DOCS) * d;
-    new Float32Array(docs, 0, n * d).set(a.docs.subarray(from), from);
+    const docs = slots.docs.at(n * din * 4);
+    const from = Math.min(n, p0 * PANEL_DOCS) * din;
+    new Float32Array(docs, 0, n * din).set(a.docs.subarray(from), from);
+    let head: SharedSoftmax['head'] = null;
+    if (a.head) {
+      const w = slots.headW.at(din * d * 4),
+        bias = slots.headB.at(d * 4);
+      new Float32Array(w, 0, din * d).set(a.head.w);
+      new Float32Array(bias, 0, d).set(a.head.bias);
+      head = { w, bias, din, eps: a.head.eps };
+    }
     const t = slots.targets.at(b * 4);
     new Int32Array(t, 0, b).set(a.targets);
     const e = a.exclDoc.length;
@@ -260,7 +274,7 @@ export function createTrainingPool(opts: TrainingPoolOptions = {}): TrainingPool
       eq = slots.exclQuery.at(e * 4);
     new Int32Array(ed, 0, e).set(a.exclDoc);
     new Int32Array(eq, 0, e).set(a.exclQuery);
-    return { b, n, d, scale: a.scale, queries: q, docs, targets: t, exclDoc: ed, exclQuery: eq, excl: e };
+    return { b, n, d, scale: a.scale, queries: q, docs, targets: t, exclDoc: ed, exclQuery: eq, excl: e, head };
   };
 
   const api: TrainingPool = {
@@ -300,17 +314,18 @@ export function createTrainingPool(opts: TrainingPoolOptions = {}): TrainingPool
       usable();
       const panels = softmaxPanelCount(a.n);
       if (W === 0 || panels < 2) return LOCAL_BLOCK_RUNNER.softmaxBackward(a, lse, coef);
-      const { b, n, d } = a;
+      const { b, n } = a;
+      const din = a.head ? a.head.din : a.d;
       const split = Math.floor(panels / 2);
       const shared = shareSoftmax(a, split);
       const l = slots.lse.at(b * 8),
         cf = slots.coef.at(b * 4);
       new Float64Array(l, 0, b).set(lse);
       new Float32Array(cf, 0, b).set(coef);
-      const dd = slots.dDocs.at(n * d * 4);
-      const out = slots.out.at((panels - split) * b * d * 8);
-      const dDocs = new Float32Array(n * d);
-      const dqMine = new Float64Array(split * b * d);
+      const dd = slots.dDocs.at(n * din * 4);
+      const out = slots.out.at(gradLayout(shared, panels - split).bytes);
+      const dDocs = new Float32Array(n * din);
+      const mine = panelGrads(a, 0, split);
       run(
         {
           seq: ++seq,
@@ -324,12 +339,13 @@ export function createTrainingPool(opts: TrainingPoolOptions = {}): TrainingPool
           dDocs: dd,
           out,
         },
-        () => softmaxBackwardPanels(a, lse, coef, 0, split, dDocs, dqMine),
+        () => softmaxBackwardPanels(a, lse, coef, 0, split, dDocs, mine),
       );
-      const from = split * PANEL_DOCS * d;
-      dDocs.set(new Float32Array(dd, from * 4, n * d - from), from);
-      const dqTheirs = new Float64Array(out, 0, (panels - split) * b * d).slice();
-      return { dq: sumPanels(b * d, [dqMine, dqTheirs]), dDocs };
+      const from = split * PANEL_DOCS * din;
+      dDocs.set(new Float32Array(dd, from * 4, n * din - from), from);
+      const v = gradViews(out, shared, panels - split);
+      const theirs = { dq: v.dq.slice(), dw: v.dw ? v.dw.slice() : null, db: v.db ? v.db.slice() : null };
+      return combineSoftmaxGrads(a, [mine, theirs], dDocs);
     },
 
     rank(queries, docs, m, n, d, targets) {

@@ -32,6 +32,7 @@ import {
   softmaxBackwardPanels,
   softmaxForwardPanels,
   type SoftmaxBlocksArgs,
+  type SoftmaxPanelGrads,
 } from '../tensor/kernels/scoreBlocks.js';
 
 /** Int32 indices of the control block. */
@@ -62,6 +63,30 @@ export interface SharedSoftmax {
   exclQuery: SharedArrayBuffer;
   /** Lengths of the exclusion lists (the buffers may be longer). */
   excl: number;
+  /** The tower head (scoreBlocks.ts DocHead), or null: w [din, d] and bias [d] in shared buffers. */
+  head: { w: SharedArrayBuffer; bias: SharedArrayBuffer; din: number; eps: number } | null;
+}
+
+/** Byte offsets of the backward's panel partials in an `out` buffer: dq, then dw and db with a head. */
+export function gradLayout(a: { b: number; d: number; head: { din: number } | null }, panels: number) {
+  const dq = panels * a.b * a.d,
+    dw = a.head ? panels * a.head.din * a.d : 0,
+    db = a.head ? panels * a.d : 0;
+  return { dq: 0, dw: dq * 8, db: (dq + dw) * 8, lengths: { dq, dw, db }, bytes: (dq + dw + db) * 8 };
+}
+
+/** The panel partials as views of an `out` buffer (see gradLayout). */
+export function gradViews(
+  out: SharedArrayBuffer,
+  a: { b: number; d: number; head: { din: number } | null },
+  panels: number,
+): SoftmaxPanelGrads {
+  const L = gradLayout(a, panels);
+  return {
+    dq: new Float64Array(out, L.dq, L.lengths.dq),
+    dw: a.head ? new Float64Array(out, L.dw, L.lengths.dw) : null,
+    db: a.head ? new Float64Array(out, L.db, L.lengths.db) : null,
+  };
 }
 
 export type PoolJob =
@@ -83,7 +108,7 @@ export type PoolJob =
       p1: number;
       lse: SharedArrayBuffer;
       coef: SharedArrayBuffer;
-      /** [n·d] float32: the worker writes its panels' rows. */
+      /** [n·din] float32: the worker writes its panels' rows. */
       dDocs: SharedArrayBuffer;
       out: SharedArrayBuffer;
     }
@@ -107,9 +132,10 @@ export type PoolJob =
 
 /** The SoftmaxBlocksArgs view of shared inputs. */
 export function softmaxArgsOf(a: SharedSoftmax): SoftmaxBlocksArgs {
+  const din = a.head ? a.head.din : a.d;
   return {
     queries: new Float32Array(a.queries, 0, a.b * a.d),
-    docs: new Float32Array(a.docs, 0, a.n * a.d),
+    docs: new Float32Array(a.docs, 0, a.n * din),
     b: a.b,
     n: a.n,
     d: a.d,
@@ -117,6 +143,14 @@ export function softmaxArgsOf(a: SharedSoftmax): SoftmaxBlocksArgs {
     targets: new Int32Array(a.targets, 0, a.b),
     exclDoc: new Int32Array(a.exclDoc, 0, a.excl),
     exclQuery: new Int32Array(a.exclQuery, 0, a.excl),
+    head: a.head
+      ? {
+          w: new Float32Array(a.head.w, 0, a.head.din * a.d),
+          bias: new Float32Array(a.head.bias, 0, a.d),
+          din: a.head.din,
+          eps: a.head.eps,
+        }
+      : null,
   };
 }
 
@@ -170,16 +204,16 @@ function runJob(job: PoolJob): void {
     new Float32Array(job.out, len * 16, a.b).set(part.targetScore);
   } else if (job.kind === 'softmaxBackward') {
     const a = softmaxArgsOf(job.a);
-    const dq = new Float64Array(job.out, 0, (job.p1 - job.p0) * a.b * a.d);
-    dq.fill(0);
+    const grads = gradViews(job.out, job.a, job.p1 - job.p0);
+    for (const g of [grads.dq, grads.dw, grads.db]) g?.fill(0);
     softmaxBackwardPanels(
       a,
       new Float64Array(job.lse, 0, a.b),
       new Float32Array(job.coef, 0, a.b),
       job.p0,
       job.p1,
-      new Float32Array(job.dDocs, 0, a.n * a.d),
-      dq,
+      new Float32Array(job.dDocs, 0, a.n * (a.head ? a.head.din : a.d)),
+      grads,
     );
   } else {
     const groups = {

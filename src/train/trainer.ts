@@ -24,7 +24,7 @@ import { Rng } from '../tensor/random.js';
 import { unsafeData, wrap, type Tensor } from '../tensor/tensor.js';
 import { valueAndGrad } from '../autograd/transforms.js';
 import { fullSoftmaxLoss, inBatchSoftmaxLoss } from '../losses/softmax.js';
-import { RowSpace, makeBags } from '../nn/layers.js';
+import { RowSpace, embeddingBag, makeBags } from '../nn/layers.js';
 import { AdamW, SGD } from '../optim/optimizers.js';
 import { CacheManager } from '../cache/negativeCache.js';
 import { CacheClassificationLoss } from '../losses/cacheClassificationLoss.js';
@@ -333,12 +333,15 @@ export class Trainer implements TrainerParts {
     const excluded = { query: Int32Array.from(exQuery), candidate: Int32Array.from(exDoc) };
     const scale = this.config.scale;
     const runner = this.blockRunner;
+    // The document tower's last layers (linear + l2Normalize, as in tower()) run inside the fused full
+    // softmax, panel by panel: the [n, dim] embeddings and their cotangent are never materialised.
     const f = (p: { dense: DenseParams; qRows: Tensor; dRows: Tensor }): Tensor =>
-      fullSoftmaxLoss(tower(p.qRows, q.bags, p.dense.query), tower(p.dRows, bags, p.dense.doc), targets, {
-        scale,
-        excluded,
-        ...(runner ? { runner } : {}),
-      });
+      fullSoftmaxLoss(
+        tower(p.qRows, q.bags, p.dense.query),
+        { features: embeddingBag(p.dRows, bags, 'mean'), w: p.dense.doc.w, b: p.dense.doc.b },
+        targets,
+        { scale, excluded, ...(runner ? { runner } : {}) },
+      );
     const { value, grad } = valueAndGrad(f)({ dense: m.dense, qRows: q.rows, dRows: m.docTable.rows(ids) });
     this.apply(grad, q.ids, ids);
     const v = value.item() as number;

@@ -48,11 +48,28 @@ function requireKernels(op: string) {
 // Full softmax
 // ---------------------------------------------------------------------------
 
+/**
+ * The last layers of the document tower, applied inside the passes:
+ * D = l2normalize(X·w + bias) row by row, X being the passes' `docs`
+ * ([n, din]). Computing D per panel (and recomputing it in the VJP) keeps
+ * the [n, d] embeddings and their cotangent out of memory, and spreads the
+ * head's work over the threads with the rest.
+ */
+export interface DocHead {
+  /** [din, d] */
+  w: Float32Array;
+  /** [d] */
+  bias: Float32Array;
+  din: number;
+  /** The normalisation's eps (as l2Normalize: x / sqrt(Σx² + eps)). */
+  eps: number;
+}
+
 /** The inputs of the full-softmax passes (validated by the caller). */
 export interface SoftmaxBlocksArgs {
   /** [b, d] float32 */
   queries: Float32Array;
-  /** [n, d] float32 */
+  /** [n, d] float32 document embeddings, or with `head` the head's input [n, head.din]. */
   docs: Float32Array;
   b: number;
   n: number;
@@ -63,6 +80,13 @@ export interface SoftmaxBlocksArgs {
   /** Excluded (query, document) pairs, sorted by document: exclDoc[k] is not a negative of query exclQuery[k]. */
   exclDoc: Int32Array;
   exclQuery: Int32Array;
+  /** Optional tower head (see DocHead). */
+  head?: DocHead | null;
+}
+
+/** The width of a row of `docs`. */
+function docWidth(a: SoftmaxBlocksArgs): number {
+  return a.head ? a.head.din : a.d;
 }
 
 /** Number of panels over n documents. */
@@ -93,41 +117,86 @@ function byTarget(targets: Int32Array): Int32Array {
   return Int32Array.from(targets.keys()).sort((x, y) => targets[x]! - targets[y]! || x - y);
 }
 
+type KernelState = NonNullable<ReturnType<typeof trainingKernels>>;
+
+/** Wasm addresses of one thread's walk (byte offsets). */
+interface Walk {
+  /** Queries [b, d]. */
+  pq: number;
+  /** One score block [b, SCORE_BLOCK]. */
+  ps: number;
+  /** The panel's rows of `docs` [PANEL_DOCS, din]. */
+  px: number;
+  /** The panel's embeddings D [PANEL_DOCS, d] (px itself without a head). */
+  pd: number;
+  /** With a head: X·w + bias before normalisation [PANEL_DOCS, d], and wᵀ [d, din]. */
+  py: number;
+  pwT: number;
+  pbias: number;
+}
+
 /**
- * One thread's walk over panels [p0, p1): for each block, the scores
- * S = scale · Q·D_blockᵀ into wasm scratch, padded to whole vectors with
- * -Inf and with excluded pairs set to -Inf, then `visit(j0, cols)`.
+ * One thread's walk over panels [p0, p1): per panel, its documents' rows
+ * into wasm memory (and, with a head, D = normalize(X·w + bias)); per block
+ * of the panel, the scores S = scale · Q·D_blockᵀ padded to whole vectors
+ * with -Inf and with excluded pairs set to -Inf, then `visit`; after the
+ * panel's blocks, `panelDone`.
  */
 function walkBlocks(
   a: SoftmaxBlocksArgs,
   p0: number,
   p1: number,
   t: Temps,
-  st: NonNullable<ReturnType<typeof trainingKernels>>['st'],
-  extra: (t: Temps) => void,
-  visit: (ps: number, pdBlock: number, j0: number, cols: number, S: Float32Array) => void,
+  k: KernelState,
+  extra: (t: Temps, w: Walk) => void,
+  visit: (w: Walk, pdBlock: number, j0: number, cols: number, S: Float32Array) => void,
+  panelDone: (w: Walk, start: number, rows: number) => void = () => undefined,
 ): void {
+  const { st, ex } = k;
   const { b, d, n } = a;
-  const pq = t.input(a.queries);
-  const ps = t.alloc(b * SCORE_BLOCK * 4);
-  const pd = t.alloc(PANEL_DOCS * d * 4);
-  extra(t);
+  const din = docWidth(a);
+  const h = a.head ?? null;
+  const w: Walk = {
+    pq: t.input(a.queries),
+    ps: t.alloc(b * SCORE_BLOCK * 4),
+    px: t.alloc(PANEL_DOCS * din * 4),
+    pd: 0,
+    py: 0,
+    pwT: 0,
+    pbias: 0,
+  };
+  if (h) {
+    w.py = t.alloc(PANEL_DOCS * d * 4);
+    w.pd = t.alloc(PANEL_DOCS * d * 4);
+    w.pwT = t.alloc(d * din * 4);
+    w.pbias = t.input(h.bias);
+    st.exports.transpose(t.input(h.w), w.pwT, din, d);
+  } else w.pd = w.px;
+  extra(t, w);
   let e = lowerBound(a.exclDoc, p0 * PANEL_DOCS);
   for (let p = p0; p < p1; p++) {
     const start = p * PANEL_DOCS,
-      stop = Math.min(n, start + PANEL_DOCS);
-    new Float32Array(st.memory.buffer, pd, (stop - start) * d).set(a.docs.subarray(start * d, stop * d));
+      stop = Math.min(n, start + PANEL_DOCS),
+      rows = stop - start;
+    new Float32Array(st.memory.buffer, w.px, rows * din).set(a.docs.subarray(start * din, stop * din));
+    if (h) {
+      // The head exactly as linear + l2Normalize compute it: X·w by the NT kernel against wᵀ, + bias, normalise.
+      st.exports.matmulNT(w.px, w.pwT, w.py, rows, d, din, din, din, d, 1);
+      ex.addRowVector(w.py, rows, d, w.pbias);
+      ex.l2NormalizeRows(w.py, w.pd, rows, d, Math.fround(h.eps));
+    }
     for (let j0 = start; j0 < stop; j0 += SCORE_BLOCK) {
       const cols = Math.min(SCORE_BLOCK, stop - j0);
-      const pdBlock = pd + (j0 - start) * d * 4;
-      st.exports.matmulNT(pq, pdBlock, ps, b, cols, d, d, d, SCORE_BLOCK, a.scale);
-      const S = new Float32Array(st.memory.buffer, ps, b * SCORE_BLOCK);
+      const pdBlock = w.pd + (j0 - start) * d * 4;
+      st.exports.matmulNT(w.pq, pdBlock, w.ps, b, cols, d, d, d, SCORE_BLOCK, a.scale);
+      const S = new Float32Array(st.memory.buffer, w.ps, b * SCORE_BLOCK);
       const padTo = (cols + 3) & ~3;
       if (padTo > cols) for (let i = 0; i < b; i++) S.fill(-Infinity, i * SCORE_BLOCK + cols, i * SCORE_BLOCK + padTo);
       for (; e < a.exclDoc.length && a.exclDoc[e]! < j0 + cols; e++)
         S[a.exclQuery[e]! * SCORE_BLOCK + a.exclDoc[e]! - j0] = -Infinity;
-      visit(ps, pdBlock, j0, cols, S);
+      visit(w, pdBlock, j0, cols, S);
     }
+    panelDone(w, start, rows);
   }
 }
 
@@ -144,7 +213,8 @@ function lowerBound(sorted: Int32Array, x: number): number {
 
 /** Forward statistics of panels [p0, p1) (see SoftmaxPanelStats). */
 export function softmaxForwardPanels(a: SoftmaxBlocksArgs, p0: number, p1: number): SoftmaxPanelStats {
-  const { st, ex } = requireKernels('fullSoftmaxLoss');
+  const k = requireKernels('fullSoftmaxLoss');
+  const { st, ex } = k;
   const b = a.b;
   const out: SoftmaxPanelStats = {
     max: new Float64Array((p1 - p0) * b).fill(-Infinity),
@@ -162,17 +232,17 @@ export function softmaxForwardPanels(a: SoftmaxBlocksArgs, p0: number, p1: numbe
       p0,
       p1,
       t,
-      st,
+      k,
       (t) => {
         pmax = t.alloc(b * 4);
         psum = t.alloc(b * 4);
       },
-      (ps, _pd, j0, cols, S) => {
+      (w, _pd, j0, cols, S) => {
         for (; next < b && a.targets[order[next]!]! < j0 + cols; next++) {
           const i = order[next]!;
           out.targetScore[i] = S[i * SCORE_BLOCK + a.targets[i]! - j0]!;
         }
-        ex.softmaxStats(ps, b, cols, SCORE_BLOCK, pmax, psum);
+        ex.softmaxStats(w.ps, b, cols, SCORE_BLOCK, pmax, psum);
         const mx = new Float32Array(st.memory.buffer, pmax, b),
           sm = new Float32Array(st.memory.buffer, psum, b);
         const off = (Math.floor(j0 / PANEL_DOCS) - p0) * b;
@@ -221,13 +291,35 @@ export function combineSoftmaxPanels(
   return { lse, targetScore };
 }
 
+/** Per-panel float64 partials of the VJP (panel p of the range at offset (p - p0)·size). */
+export interface SoftmaxPanelGrads {
+  /** [(p1-p0)·b·d] the queries' cotangent. */
+  dq: Float64Array;
+  /** With a head: [(p1-p0)·din·d] and [(p1-p0)·d], the head's weight and bias cotangents. */
+  dw: Float64Array | null;
+  db: Float64Array | null;
+}
+
+/** Zeroed partials for panels [p0, p1). */
+export function panelGrads(a: SoftmaxBlocksArgs, p0: number, p1: number): SoftmaxPanelGrads {
+  const P = p1 - p0;
+  return {
+    dq: new Float64Array(P * a.b * a.d),
+    dw: a.head ? new Float64Array(P * a.head.din * a.d) : null,
+    db: a.head ? new Float64Array(P * a.d) : null,
+  };
+}
+
 /**
  * The VJP pass over panels [p0, p1): with coefᵢ = ḡᵢ·scale (ḡ the
  * cotangent of lossᵢ) and P = softmax probabilities recomputed from lse,
  * the score cotangent of a block is G = coef·(P - onehot(t)), and
- *   dQ += G·D_block   (per panel, float64, blocks in order: dq[(p-p0)·b·d ..])
- *   dDocs[block] = Gᵀ·Q
- * The rows of dDocs outside the panels are not touched.
+ *   dQ += G·D_block   (per panel, float64, blocks in order)
+ *   D̄_block = Gᵀ·Q
+ * Without a head, dDocs[rows of the panel] = D̄. With one, per panel
+ * Ȳ = normalizeVJP(Y, D, D̄) (rowwise.ts), dDocs[rows] = X̄ = Ȳ·wᵀ,
+ * w̄ += Xᵀ·Ȳ and b̄ += Σ_rows Ȳ (float64 panel partials). The rows of
+ * dDocs outside the panels are not touched.
  */
 export function softmaxBackwardPanels(
   a: SoftmaxBlocksArgs,
@@ -236,10 +328,13 @@ export function softmaxBackwardPanels(
   p0: number,
   p1: number,
   dDocs: Float32Array,
-  dq: Float64Array,
+  grads: SoftmaxPanelGrads,
 ): void {
-  const { st, ex } = requireKernels('fullSoftmaxLoss');
+  const k = requireKernels('fullSoftmaxLoss');
+  const { st, ex } = k;
   const { b, d } = a;
+  const din = docWidth(a);
+  const h = a.head ?? null;
   const order = byTarget(a.targets);
   let next = lowerBoundBy(order, a.targets, p0 * PANEL_DOCS);
   const t = new Temps(st);
@@ -247,31 +342,47 @@ export function softmaxBackwardPanels(
     psT = 0,
     pdT = 0,
     pdq = 0,
-    pdd = 0,
+    pdD = 0,
     plse = 0,
-    pcoef = 0;
+    pcoef = 0,
+    pdY = 0,
+    pdX = 0,
+    pxT = 0,
+    pdYT = 0,
+    pdw = 0,
+    pdb = 0,
+    pw = 0;
   try {
     walkBlocks(
       a,
       p0,
       p1,
       t,
-      st,
-      (t) => {
+      k,
+      (t, w) => {
         pqT = t.alloc(d * b * 4);
         psT = t.alloc(SCORE_BLOCK * b * 4);
         pdT = t.alloc(d * SCORE_BLOCK * 4);
         pdq = t.alloc(b * d * 4);
-        pdd = t.alloc(SCORE_BLOCK * d * 4);
+        pdD = t.alloc(PANEL_DOCS * d * 4);
         plse = t.alloc(b * 4);
         pcoef = t.alloc(b * 4);
+        if (h) {
+          pdY = t.alloc(PANEL_DOCS * d * 4);
+          pdX = t.alloc(PANEL_DOCS * din * 4);
+          pxT = t.alloc(din * PANEL_DOCS * 4);
+          pdYT = t.alloc(d * PANEL_DOCS * 4);
+          pdw = t.alloc(din * d * 4);
+          pdb = t.alloc(d * 8);
+          pw = t.input(h.w);
+        }
         new Float32Array(st.memory.buffer, plse, b).set(lse);
         new Float32Array(st.memory.buffer, pcoef, b).set(coef);
-        // Qᵀ [d, b] once: dD_block = Gᵀ·Q is the NT product of Gᵀ [cols, b] and Qᵀ.
-        st.exports.transpose(t.input(a.queries), pqT, b, d);
+        // Qᵀ [d, b] once: D̄_block = Gᵀ·Q is the NT product of Gᵀ [cols, b] and Qᵀ.
+        st.exports.transpose(w.pq, pqT, b, d);
       },
-      (ps, pdBlock, j0, cols, S) => {
-        ex.softmaxScale(ps, b, cols, SCORE_BLOCK, plse, pcoef);
+      (w, pdBlock, j0, cols, S) => {
+        ex.softmaxScale(w.ps, b, cols, SCORE_BLOCK, plse, pcoef);
         for (; next < b && a.targets[order[next]!]! < j0 + cols; next++) {
           const i = order[next]!,
             at = i * SCORE_BLOCK + a.targets[i]! - j0;
@@ -280,14 +391,38 @@ export function softmaxBackwardPanels(
         const g = st.exports;
         // dQ_block = G·D_block = G · (D_blockᵀ)ᵀ
         g.transpose(pdBlock, pdT, cols, d);
-        g.matmulNT(ps, pdT, pdq, b, d, cols, SCORE_BLOCK, cols, d, 1);
+        g.matmulNT(w.ps, pdT, pdq, b, d, cols, SCORE_BLOCK, cols, d, 1);
         const dqBlock = new Float32Array(st.memory.buffer, pdq, b * d);
         const off = (Math.floor(j0 / PANEL_DOCS) - p0) * b * d;
-        for (let k = 0; k < b * d; k++) dq[off + k] = dq[off + k]! + dqBlock[k]!;
-        // dD_block = Gᵀ·Q (the transposed rows past cols are stale and never read)
-        g.transpose(ps, psT, b, SCORE_BLOCK);
-        g.matmulNT(psT, pqT, pdd, cols, d, b, b, b, d, 1);
-        dDocs.set(new Float32Array(st.memory.buffer, pdd, cols * d), j0 * d);
+        const dq = grads.dq;
+        for (let q = 0; q < b * d; q++) dq[off + q] = dq[off + q]! + dqBlock[q]!;
+        // D̄_block = Gᵀ·Q into the panel's D̄ (the transposed rows past cols are stale and never read)
+        g.transpose(w.ps, psT, b, SCORE_BLOCK);
+        g.matmulNT(psT, pqT, pdD + (j0 % PANEL_DOCS) * d * 4, cols, d, b, b, b, d, 1);
+      },
+      (w, start, rows) => {
+        const g = st.exports;
+        if (!h) {
+          dDocs.set(new Float32Array(st.memory.buffer, pdD, rows * d), start * d);
+          return;
+        }
+        const p = Math.floor(start / PANEL_DOCS) - p0;
+        ex.l2NormalizeRowsVjp(w.py, w.pd, pdD, pdY, rows, d, Math.fround(h.eps));
+        // X̄ = Ȳ·wᵀ: the NT product of Ȳ [rows, d] and w [din, d]
+        g.matmulNT(pdY, pw, pdX, rows, din, d, d, d, din, 1);
+        dDocs.set(new Float32Array(st.memory.buffer, pdX, rows * din), start * din);
+        // w̄ += Xᵀ·Ȳ: the NT product of Xᵀ [din, rows] and Ȳᵀ [d, rows]
+        g.transpose(w.px, pxT, rows, din);
+        g.transpose(pdY, pdYT, rows, d);
+        g.matmulNT(pxT, pdYT, pdw, din, d, rows, rows, rows, d, 1);
+        const dw = new Float32Array(st.memory.buffer, pdw, din * d);
+        const gw = grads.dw!;
+        for (let q = 0; q < din * d; q++) gw[p * din * d + q] = gw[p * din * d + q]! + dw[q]!;
+        // b̄ += Σ_rows Ȳ, in float64 (rows in order)
+        const db = new Float64Array(st.memory.buffer, pdb, d);
+        db.set(grads.db!.subarray(p * d, (p + 1) * d));
+        ex.addColumnSums(pdY, rows, d, pdb);
+        grads.db!.set(new Float64Array(st.memory.buffer, pdb, d), p * d);
       },
     );
   } finally {
@@ -408,13 +543,47 @@ export function rankGroupsRange(
  * negcache/node's createTrainingPool splits panels and groups over worker
  * threads with bit-identical results.
  */
+export interface SoftmaxBackwardResult {
+  /** [b, d] */
+  dq: Float32Array;
+  /** [n, d], or with a head [n, din]: the cotangent of `docs`. */
+  dDocs: Float32Array;
+  /** With a head: [din, d] and [d]. */
+  dw: Float32Array | null;
+  db: Float32Array | null;
+}
+
+/** Sums the panel partials (parts in panel order) into the backward's result. */
+export function combineSoftmaxGrads(
+  a: SoftmaxBlocksArgs,
+  parts: readonly SoftmaxPanelGrads[],
+  dDocs: Float32Array,
+): SoftmaxBackwardResult {
+  const dh = a.head ? a.head.din * a.d : 0;
+  return {
+    dq: sumPanels(
+      a.b * a.d,
+      parts.map((p) => p.dq),
+    ),
+    dDocs,
+    dw: a.head
+      ? sumPanels(
+          dh,
+          parts.map((p) => p.dw!),
+        )
+      : null,
+    db: a.head
+      ? sumPanels(
+          a.d,
+          parts.map((p) => p.db!),
+        )
+      : null,
+  };
+}
+
 export interface BlockRunner {
   softmaxForward(a: SoftmaxBlocksArgs): { lse: Float64Array; targetScore: Float32Array };
-  softmaxBackward(
-    a: SoftmaxBlocksArgs,
-    lse: Float64Array,
-    coef: Float32Array,
-  ): { dq: Float32Array; dDocs: Float32Array };
+  softmaxBackward(a: SoftmaxBlocksArgs, lse: Float64Array, coef: Float32Array): SoftmaxBackwardResult;
   rank(queries: Float32Array, docs: Float32Array, m: number, n: number, d: number, targets: Int32Array): Int32Array;
 }
 
@@ -424,10 +593,10 @@ export const LOCAL_BLOCK_RUNNER: BlockRunner = {
   },
   softmaxBackward(a, lse, coef) {
     const panels = softmaxPanelCount(a.n);
-    const dDocs = new Float32Array(a.n * a.d);
-    const dq = new Float64Array(panels * a.b * a.d);
-    softmaxBackwardPanels(a, lse, coef, 0, panels, dDocs, dq);
-    return { dq: sumPanels(a.b * a.d, [dq]), dDocs };
+    const dDocs = new Float32Array(a.n * docWidth(a));
+    const grads = panelGrads(a, 0, panels);
+    softmaxBackwardPanels(a, lse, coef, 0, panels, dDocs, grads);
+    return combineSoftmaxGrads(a, [grads], dDocs);
   },
   rank(queries, docs, m, n, d, targets) {
     const groups = rankGroups(targets);

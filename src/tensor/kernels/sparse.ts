@@ -155,6 +155,40 @@ export function visitOrder(ids: Int32Array): Int32Array | null {
   return o;
 }
 
+/**
+ * Rows ids[r] of a [*, dim] HeapArray as a fresh Float32Array [ids.length, dim]
+ * (ids trusted), copied by the wasm kernel when the array lives in wasm
+ * memory: its short vector loop keeps many rows' cache misses in flight at
+ * once, where a scalar JS copy waits for each row in turn.
+ */
+export function gatherRows(table: HeapArray, ids: Int32Array, dim: number): Float32Array {
+  const n = ids.length;
+  const out = new Float32Array(n * dim);
+  const k = table.onHeap && n * dim >= SCATTER_WASM_MIN ? kernels() : null;
+  const order = visitOrder(ids);
+  if (k === null) {
+    const data = table.data;
+    for (let q = 0; q < n; q++) {
+      const r = order === null ? q : order[q]!;
+      const s = ids[r]! * dim,
+        o = r * dim;
+      for (let c = 0; c < dim; c++) out[o + c] = data[s + c]!;
+    }
+    return out;
+  }
+  const t = new Temps(k.st);
+  try {
+    const pi = int32In(k.st, t, ids),
+      po = order === null ? 0 : int32In(k.st, t, order),
+      pd = t.alloc(n * dim * 4);
+    k.ex.gatherRows(table.ptr, pi, n, dim, pd, po);
+    out.set(new Float32Array(k.st.memory.buffer, pd, n * dim));
+  } finally {
+    t.free();
+  }
+  return out;
+}
+
 // ---------------------------------------------------------------------------
 // Checks shared by the optimisers
 // ---------------------------------------------------------------------------

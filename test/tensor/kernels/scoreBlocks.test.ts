@@ -25,7 +25,8 @@ import {
   softmaxBackwardPanels,
   softmaxForwardPanels,
   softmaxPanelCount,
-  sumPanels,
+  combineSoftmaxGrads,
+  panelGrads,
   type SoftmaxBlocksArgs,
 } from '../../../src/tensor/kernels/scoreBlocks.js';
 import { rankOfTarget } from '../../../src/eval/metrics.js';
@@ -140,8 +141,26 @@ describe('full softmax block passes', () => {
     );
   });
 
-  it('any split of the panels, combined in order, is bit-identical to one pass (several panels)', () => {
-    const a = makeArgs(11, 5, 2 * PANEL_DOCS + 1234, 7, 30);
+  it('any split of the panels, combined in order, is bit-identical to one pass (several panels, with and without a head)', () => {
+    for (const withHead of [false, true]) splitCase(withHead);
+  });
+
+  function splitCase(withHead: boolean): void {
+    const a0 = makeArgs(11, 5, 2 * PANEL_DOCS + 1234, 7, 30);
+    const rng = new Rng(12);
+    const din = 6;
+    const a: SoftmaxBlocksArgs = withHead
+      ? {
+          ...a0,
+          docs: Float32Array.from({ length: a0.n * din }, () => rng.normal()),
+          head: {
+            w: Float32Array.from({ length: din * a0.d }, () => rng.normal()),
+            bias: Float32Array.from({ length: a0.d }, () => rng.normal()),
+            din,
+            eps: 1e-12,
+          },
+        }
+      : a0;
     const P = softmaxPanelCount(a.n);
     expect(P).toBe(3);
     const whole = LOCAL_BLOCK_RUNNER.softmaxForward(a);
@@ -152,15 +171,20 @@ describe('full softmax block passes', () => {
       const c = combineSoftmaxPanels(a.b, parts);
       expect(bits(c.lse)).toBe(bits(whole.lse));
       expect(bits(c.targetScore)).toBe(bits(whole.targetScore));
-      const dDocs = new Float32Array(a.n * a.d);
-      const dq0 = new Float64Array(split * a.b * a.d),
-        dq1 = new Float64Array((P - split) * a.b * a.d);
-      softmaxBackwardPanels(a, whole.lse, coef, split, P, dDocs, dq1); // the second half first: order of work is free
-      softmaxBackwardPanels(a, whole.lse, coef, 0, split, dDocs, dq0);
-      expect(bits(sumPanels(a.b * a.d, [dq0, dq1]))).toBe(bits(back.dq));
+      const dDocs = new Float32Array(a.n * (withHead ? din : a.d));
+      const g0 = panelGrads(a, 0, split),
+        g1 = panelGrads(a, split, P);
+      softmaxBackwardPanels(a, whole.lse, coef, split, P, dDocs, g1); // the second half first: order of work is free
+      softmaxBackwardPanels(a, whole.lse, coef, 0, split, dDocs, g0);
+      const sums = combineSoftmaxGrads(a, [g0, g1], dDocs);
+      expect(bits(sums.dq)).toBe(bits(back.dq));
       expect(bits(dDocs)).toBe(bits(back.dDocs));
+      if (withHead) {
+        expect(bits(sums.dw!)).toBe(bits(back.dw!));
+        expect(bits(sums.db!)).toBe(bits(back.db!));
+      }
     }
-  });
+  }
 
   it('an excluded candidate gets no probability and no cotangent', () => {
     const a = makeArgs(5, 2, 50, 4, 0);

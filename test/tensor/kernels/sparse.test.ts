@@ -16,6 +16,7 @@ import {
   adamRows,
   adamRowsReference,
   firstNonFinite,
+  gatherRows,
   scatterRows,
   scatterRowsReference,
   sgdParams,
@@ -245,6 +246,24 @@ describe('scatterRows (embedding-bag products): the wasm kernel is bit-identical
     expect(() => scatterRows('op', src, 10, Int32Array.of(0, 11), Int32Array.of(0, 0), null, 1, 2)).toThrow(
       /^op: entry 1 reads row 11/,
     );
+  });
+});
+
+describe('gatherRows', () => {
+  it('copies rows ids[r] exactly, on the kernel (wasm table) and the loop (JS table), small and large id sets', () => {
+    const rng = new Rng(31);
+    for (const [vocab, dim, n] of [
+      [50, 3, 20],
+      [300, 64, 200],
+      [40000, 5, 20000],
+    ] as const) {
+      const values = randArray(rng, vocab * dim);
+      const ids = randIds(rng, vocab, n);
+      const want = new Float32Array(n * dim);
+      for (let r = 0; r < n; r++) want.set(values.subarray(ids[r]! * dim, (ids[r]! + 1) * dim), r * dim);
+      expect(bits(gatherRows(HeapArray.from(values), ids, dim))).toEqual(bits(want));
+      expect(bits(gatherRows(HeapArray.from(values, { wasm: false }), ids, dim))).toEqual(bits(want));
+    }
   });
 });
 

@@ -124,6 +124,12 @@ export interface SparseKernelExports {
   l2NormalizeRows(x: number, y: number, rows: number, dim: number, eps: number): void;
   /** Its VJP: out = (g - y·Σ g·y) / sqrt(Σ x² + eps), row by row, sums as in the forward. */
   l2NormalizeRowsVjp(x: number, y: number, g: number, out: number, rows: number, dim: number, eps: number): void;
+  /** y[r, :] = y[r, :] + bias for r < rows (f32 adds, rows of `dim`). */
+  addRowVector(y: number, rows: number, dim: number, bias: number): void;
+  /** out[c] += Σ_r x[r, c] (float64 accumulators `out`, rows in order) for x [rows, dim] f32. */
+  addColumnSums(x: number, rows: number, dim: number, out: number): void;
+  /** dst[r] = src[ids[r]] for rows of `dim` floats, r < n (visiting r = order[j] when order is non-zero; ids trusted). */
+  gatherRows(src: number, ids: number, n: number, dim: number, dst: number, order: number): void;
 }
 
 /** A float32 value in vector (v128 splat) and scalar (f32) form. */
@@ -823,6 +829,86 @@ function buildL2NormalizeRows(vjp: boolean): FunctionBuilder {
   return fn;
 }
 
+function buildAddRowVector(): FunctionBuilder {
+  const fn = new FunctionBuilder('addRowVector', ['i32', 'i32', 'i32', 'i32']);
+  const [y, rows, dim, bias] = [0, 1, 2, 3].map((q) => fn.param(q)) as Local[];
+  const r = fn.local('i32'),
+    rowBytes = fn.local('i32'),
+    pY = fn.local('i32'),
+    pB = fn.local('i32'),
+    end = fn.local('i32'),
+    vecEnd = fn.local('i32');
+  fn.get(dim!).i32Const(4).i32Mul().set(rowBytes);
+  fn.forLoop(
+    r,
+    () => fn.i32Const(0),
+    () => fn.get(rows!),
+    1,
+    () => {
+      fn.get(y!).get(r).get(rowBytes).i32Mul().i32Add().set(pY);
+      fn.get(bias!).set(pB);
+      emitRowLoop(fn, [pY, pB], rowBytes, end, vecEnd, (L) => {
+        L.store(pY, () => {
+          L.load(pY);
+          L.load(pB);
+          L.add();
+        });
+      });
+    },
+  );
+  return fn;
+}
+
+function buildAddColumnSums(): FunctionBuilder {
+  const fn = new FunctionBuilder('addColumnSums', ['i32', 'i32', 'i32', 'i32']);
+  const [x, rows, dim, out] = [0, 1, 2, 3].map((q) => fn.param(q)) as Local[];
+  const r = fn.local('i32'),
+    c = fn.local('i32'),
+    px = fn.local('i32'),
+    po = fn.local('i32');
+  fn.get(x!).set(px);
+  fn.forLoop(
+    r,
+    () => fn.i32Const(0),
+    () => fn.get(rows!),
+    1,
+    () => {
+      fn.get(out!).set(po);
+      fn.forLoop(
+        c,
+        () => fn.i32Const(0),
+        () => fn.get(dim!),
+        1,
+        () => {
+          fn.get(po).get(po).f64Load().get(px).f32Load().f64PromoteF32().f64Add().f64Store();
+          fn.get(po).i32Const(8).i32Add().set(po);
+          fn.get(px).i32Const(4).i32Add().set(px);
+        },
+      );
+    },
+  );
+  return fn;
+}
+
+function buildGatherRows(): FunctionBuilder {
+  const fn = new FunctionBuilder('gatherRows', ['i32', 'i32', 'i32', 'i32', 'i32', 'i32']);
+  const [src, ids, n, dim, dst, order] = [0, 1, 2, 3, 4, 5].map((q) => fn.param(q)) as Local[];
+  const rowBytes = fn.local('i32'),
+    pS = fn.local('i32'),
+    pD = fn.local('i32'),
+    end = fn.local('i32'),
+    vecEnd = fn.local('i32');
+  fn.get(dim!).i32Const(4).i32Mul().set(rowBytes);
+  emitVisitRows(fn, ids!, n!, order!, rowBytes, (r, off) => {
+    fn.get(src!).get(off).i32Add().set(pS);
+    fn.get(dst!).get(r).get(rowBytes).i32Mul().i32Add().set(pD);
+    emitRowLoop(fn, [pD, pS], rowBytes, end, vecEnd, (L) => {
+      L.store(pD, () => L.load(pS));
+    });
+  });
+  return fn;
+}
+
 /** The sparse module's bytes (no constant pool: constants are splatted parameters). */
 export function buildSparseModule(_constBase = 0): Uint8Array {
   const mod = new ModuleBuilder().importMemory('env', 'memory', 1);
@@ -836,5 +922,8 @@ export function buildSparseModule(_constBase = 0): Uint8Array {
   mod.add(buildCountAtLeast());
   mod.add(buildL2NormalizeRows(false));
   mod.add(buildL2NormalizeRows(true));
+  mod.add(buildAddRowVector());
+  mod.add(buildAddColumnSums());
+  mod.add(buildGatherRows());
   return mod.emit();
 }
