@@ -9,13 +9,14 @@
  *   scaling      training step time vs corpus size for the three losses
  *   sharded      the sharded loss on 1 and 2 worker replicas
  *   collectives  all-gather / all-to-all latency across worker threads
- *   train        training steps (cache, in-batch, full softmax) and evaluation on WordNet
+ *   train        training steps (cache, in-batch, full softmax) and evaluation on WordNet, against --baseline <ref>
+ *   trainkernels the training kernels (Adam rows, bag products, normalisation, full softmax passes) vs their references
  */
 import { spawnSync } from 'node:child_process';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-const ALL = ['matmul', 'kernels', 'step', 'scaling', 'sharded', 'collectives', 'train'];
+const ALL = ['matmul', 'kernels', 'step', 'scaling', 'sharded', 'collectives', 'train', 'trainkernels'];
 const args = process.argv.slice(2);
 const flags = args.filter((a) => a.startsWith('--'));
 const names = args.filter((a) => !a.startsWith('--'));

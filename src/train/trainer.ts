@@ -23,7 +23,7 @@ import { ArgumentError, describe } from '../errors.js';
 import { Rng } from '../tensor/random.js';
 import { unsafeData, wrap, type Tensor } from '../tensor/tensor.js';
 import { valueAndGrad } from '../autograd/transforms.js';
-import { fullSoftmaxLoss, inBatchSoftmaxLoss } from '../losses/softmax.js';
+import { fullSoftmaxLoss } from '../losses/softmax.js';
 import { RowSpace, embeddingBag, makeBags } from '../nn/layers.js';
 import { AdamW, SGD } from '../optim/optimizers.js';
 import { CacheManager } from '../cache/negativeCache.js';
@@ -246,15 +246,26 @@ export class Trainer implements TrainerParts {
     const posBags = makeBags(c.docOffsets, c.docIds, pos, c.featureBuckets, dSpace);
     const dIds = dSpace.ids();
     const b = batch.length;
-    // The same document twice in a batch (or an identical twin, with maskDuplicates) is not a negative for itself.
+    // The same document twice in a batch (or an identical twin, with maskDuplicates) is not a negative for itself:
+    // (query, candidate) pairs for the fused softmax (in-batch is the full softmax over the batch's positives).
     const key = this.docKey;
-    const dup = new Uint8Array(b * b);
+    const exQuery: number[] = [],
+      exDoc: number[] = [];
     for (let i = 0; i < b; i++)
-      for (let j = 0; j < b; j++) dup[i * b + j] = i !== j && key[pos[i]!] === key[pos[j]!] ? 1 : 0;
-    const excluded = wrap(dup, [b, b], 'bool');
+      for (let j = 0; j < b; j++)
+        if (i !== j && key[pos[i]!] === key[pos[j]!]) {
+          exQuery.push(i);
+          exDoc.push(j);
+        }
+    const excluded = { query: Int32Array.from(exQuery), candidate: Int32Array.from(exDoc) };
+    const targets = wrap(
+      Int32Array.from({ length: b }, (_, i) => i),
+      [b],
+      'int32',
+    );
     const scale = this.config.scale;
     const f = (p: { dense: DenseParams; qRows: Tensor; dRows: Tensor }): Tensor =>
-      inBatchSoftmaxLoss(tower(p.qRows, q.bags, p.dense.query), tower(p.dRows, posBags, p.dense.doc), {
+      fullSoftmaxLoss(tower(p.qRows, q.bags, p.dense.query), tower(p.dRows, posBags, p.dense.doc), targets, {
         scale,
         excluded,
       });
