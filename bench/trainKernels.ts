@@ -140,9 +140,19 @@ const fmt = (ms: number): string => `${ms.toFixed(2)} ms`;
 {
   const b = 128,
     n = 112021;
+  // Unit rows, as the towers produce: scores in [-20, 20].
+  const unit = (rows: number): Float32Array => {
+    const x = rand(rows * D);
+    for (let r = 0; r < rows; r++) {
+      let s = 0;
+      for (let c = 0; c < D; c++) s += x[r * D + c]! ** 2;
+      for (let c = 0; c < D; c++) x[r * D + c] = x[r * D + c]! / Math.sqrt(s);
+    }
+    return x;
+  };
   const a: SoftmaxBlocksArgs = {
-    queries: rand(b * D),
-    docs: rand(n * D),
+    queries: unit(b),
+    docs: unit(n),
     b,
     n,
     d: D,
