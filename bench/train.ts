@@ -60,6 +60,8 @@ const driver = join(here, 'trainDriver.js');
 interface Result {
   task: Task;
   times: number[];
+  /** CPU ms of the whole child (all threads) per timed call. */
+  cpu: number[];
   maxRssMB: number;
   twoThreads: { scan: boolean; pool: boolean };
 }
@@ -142,12 +144,16 @@ try {
     eval: 'evaluation (117 791 docs, held-out queries)',
   };
   const rows: string[][] = [];
+  const cpuRows: string[][] = [];
   for (const task of tasks) {
     const cur = current[task]!.flatMap((x) => x.times);
+    const curCpu = current[task]!.flatMap((x) => x.cpu);
     const rss = Math.max(...current[task]!.map((x) => x.maxRssMB));
     const row = [label[task], fmt(stats(cur).median), spread(cur), `${rss.toFixed(0)} MB`];
+    const cpuRow = [label[task], fmt(stats(curCpu).median)];
     if (base !== null) {
       const b = old[task]!.flatMap((x) => x.times);
+      const bCpu = old[task]!.flatMap((x) => x.cpu);
       const brss = Math.max(...old[task]!.map((x) => x.maxRssMB));
       row.push(
         fmt(stats(b).median),
@@ -155,8 +161,10 @@ try {
         `${brss.toFixed(0)} MB`,
         `${(stats(b).median / stats(cur).median).toFixed(2)}×`,
       );
+      cpuRow.push(fmt(stats(bCpu).median), `${(stats(bCpu).median / stats(curCpu).median).toFixed(2)}×`);
     }
     rows.push(row);
+    cpuRows.push(cpuRow);
   }
   console.log(
     `\nWordNet, demo configuration; medians over ${rounds} round(s) of fresh processes; ${
@@ -166,6 +174,10 @@ try {
   const headers = ['', 'current', 'spread', 'peak RSS'];
   if (base !== null) headers.push(`base ${base.sha}`, 'spread', 'peak RSS', 'speed-up');
   printTable(headers, rows);
+  console.log(
+    '\nCPU time per call (all threads of the child; a busy machine inflates it far less than wall time; with two threads it counts both):\n',
+  );
+  printTable(['', 'current CPU', ...(base !== null ? [`base ${base.sha} CPU`, 'ratio'] : [])], cpuRows);
   if (current['cache'] && current['inbatch']) {
     const c = stats(current['cache'].flatMap((x) => x.times)).median;
     const i = stats(current['inbatch'].flatMap((x) => x.times)).median;

@@ -45,23 +45,24 @@ if (pool) opts['runner'] = pool;
 const trainer = new lib.Trainer(corpus, { ...lib.DEFAULT_CONFIG, method }, opts);
 
 const times: number[] = [];
-if (task === 'eval') {
-  const run = (): void => {
-    lib.evaluate(trainer.model, corpus, corpus.testQueries, undefined, pool ? { runner: pool } : undefined);
-  };
-  for (let i = 0; i < warm; i++) run();
-  for (let i = 0; i < timed; i++) {
-    const a = performance.now();
-    run();
-    times.push(performance.now() - a);
-  }
-} else {
-  for (let i = 0; i < warm; i++) trainer.step();
-  for (let i = 0; i < timed; i++) {
-    const a = performance.now();
-    trainer.step();
-    times.push(performance.now() - a);
-  }
+/** CPU time of the whole process (all threads) per timed call: robust to a busy machine, unlike wall time. */
+const cpu: number[] = [];
+const run =
+  task === 'eval'
+    ? (): void => {
+        lib.evaluate(trainer.model, corpus, corpus.testQueries, undefined, pool ? { runner: pool } : undefined);
+      }
+    : (): void => {
+        trainer.step();
+      };
+for (let i = 0; i < warm; i++) run();
+for (let i = 0; i < timed; i++) {
+  const c = process.cpuUsage();
+  const a = performance.now();
+  run();
+  times.push(performance.now() - a);
+  const d = process.cpuUsage(c);
+  cpu.push((d.user + d.system) / 1000);
 }
 scan?.close();
 pool?.close();
@@ -69,6 +70,7 @@ console.log(
   JSON.stringify({
     task,
     times,
+    cpu,
     corpusMs,
     docs: corpus.docs.length,
     testQueries: corpus.testQueries.length,

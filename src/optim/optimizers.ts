@@ -242,9 +242,12 @@ abstract class Optimizer {
         );
     }
     // State restored by setState must fit what it is applied to (a short moment array would read undefined -> NaN).
-    const fits = (slots: readonly { length: number }[] | undefined, size: number): boolean => {
+    const fits = (slots: readonly ({ length: number } | undefined)[] | undefined, size: number): boolean => {
       if (slots === undefined || slots.length !== this.slots()) return false;
-      for (let k = 0; k < slots.length; k++) if (slots[k]!.length !== size) return false;
+      for (let k = 0; k < slots.length; k++) {
+        const s = slots[k];
+        if (!(s instanceof Float32Array || s instanceof HeapArray) || s.length !== size) return false;
+      }
       return true;
     };
     if (
@@ -361,9 +364,16 @@ abstract class Optimizer {
     }
     this.t = unsafeData(t)[0]!;
     this.dense = dense;
-    this.tables = new Map(
-      [...tables].map(([name, slots]) => [name, Array.from(slots, (v) => HeapArray.from(unsafeData(v)))]),
-    );
+    // Missing slots stay missing (step() then rejects the state as not fitting).
+    const heap = new Map<string, HeapArray[]>();
+    for (const [name, slots] of tables) {
+      const arr: HeapArray[] = [];
+      slots.forEach((v, k) => {
+        arr[k] = HeapArray.from(unsafeData(v));
+      });
+      heap.set(name, arr);
+    }
+    this.tables = heap;
     this.denseShapes = null;
   }
 }
