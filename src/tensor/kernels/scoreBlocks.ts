@@ -44,6 +44,28 @@ function requireKernels(op: string) {
   return k;
 }
 
+/**
+ * C[m, n] = alpha · A[m, k]·B[n, k]ᵀ on wasm pointers, rows of A, B, C at
+ * strides lda, ldb, ldc (elements): the only call into the generic matmul
+ * kernel (wasm/kernels.ts), whose interface belongs to the matmul part of
+ * the library. Every product of these passes goes through here.
+ */
+function ntProduct(
+  k: KernelState,
+  a: number,
+  b: number,
+  c: number,
+  m: number,
+  n: number,
+  kk: number,
+  lda: number,
+  ldb: number,
+  ldc: number,
+  alpha: number,
+): void {
+  k.st.exports.matmulNT(a, b, c, m, n, kk, lda, ldb, ldc, alpha);
+}
+
 // ---------------------------------------------------------------------------
 // Full softmax
 // ---------------------------------------------------------------------------
@@ -152,6 +174,7 @@ function walkBlocks(
   visit: (w: Walk, pdBlock: number, j0: number, cols: number, S: Float32Array) => void,
   panelDone: (w: Walk, start: number, rows: number) => void = () => undefined,
 ): void {
+  const kst = k;
   const { st, ex } = k;
   const { b, d, n } = a;
   const din = docWidth(a);
@@ -181,14 +204,14 @@ function walkBlocks(
     new Float32Array(st.memory.buffer, w.px, rows * din).set(a.docs.subarray(start * din, stop * din));
     if (h) {
       // The head exactly as linear + l2Normalize compute it: X·w by the NT kernel against wᵀ, + bias, normalise.
-      st.exports.matmulNT(w.px, w.pwT, w.py, rows, d, din, din, din, d, 1);
+      ntProduct(kst, w.px, w.pwT, w.py, rows, d, din, din, din, d, 1);
       ex.addRowVector(w.py, rows, d, w.pbias);
       ex.l2NormalizeRows(w.py, w.pd, rows, d, Math.fround(h.eps));
     }
     for (let j0 = start; j0 < stop; j0 += SCORE_BLOCK) {
       const cols = Math.min(SCORE_BLOCK, stop - j0);
       const pdBlock = w.pd + (j0 - start) * d * 4;
-      st.exports.matmulNT(w.pq, pdBlock, w.ps, b, cols, d, d, d, SCORE_BLOCK, a.scale);
+      ntProduct(kst, w.pq, pdBlock, w.ps, b, cols, d, d, d, SCORE_BLOCK, a.scale);
       const S = new Float32Array(st.memory.buffer, w.ps, b * SCORE_BLOCK);
       const padTo = (cols + 3) & ~3;
       if (padTo > cols) for (let i = 0; i < b; i++) S.fill(-Infinity, i * SCORE_BLOCK + cols, i * SCORE_BLOCK + padTo);
@@ -331,6 +354,7 @@ export function softmaxBackwardPanels(
   grads: SoftmaxPanelGrads,
 ): void {
   const k = requireKernels('fullSoftmaxLoss');
+  const kst = k;
   const { st, ex } = k;
   const { b, d } = a;
   const din = docWidth(a);
@@ -391,14 +415,14 @@ export function softmaxBackwardPanels(
         const g = st.exports;
         // dQ_block = G·D_block = G · (D_blockᵀ)ᵀ
         g.transpose(pdBlock, pdT, cols, d);
-        g.matmulNT(w.ps, pdT, pdq, b, d, cols, SCORE_BLOCK, cols, d, 1);
+        ntProduct(kst, w.ps, pdT, pdq, b, d, cols, SCORE_BLOCK, cols, d, 1);
         const dqBlock = new Float32Array(st.memory.buffer, pdq, b * d);
         const off = (Math.floor(j0 / PANEL_DOCS) - p0) * b * d;
         const dq = grads.dq;
         for (let q = 0; q < b * d; q++) dq[off + q] = dq[off + q]! + dqBlock[q]!;
         // D̄_block = Gᵀ·Q into the panel's D̄ (the transposed rows past cols are stale and never read)
         g.transpose(w.ps, psT, b, SCORE_BLOCK);
-        g.matmulNT(psT, pqT, pdD + (j0 % PANEL_DOCS) * d * 4, cols, d, b, b, b, d, 1);
+        ntProduct(kst, psT, pqT, pdD + (j0 % PANEL_DOCS) * d * 4, cols, d, b, b, b, d, 1);
       },
       (w, start, rows) => {
         const g = st.exports;
@@ -409,12 +433,12 @@ export function softmaxBackwardPanels(
         const p = Math.floor(start / PANEL_DOCS) - p0;
         ex.l2NormalizeRowsVjp(w.py, w.pd, pdD, pdY, rows, d, Math.fround(h.eps));
         // X̄ = Ȳ·wᵀ: the NT product of Ȳ [rows, d] and w [din, d]
-        g.matmulNT(pdY, pw, pdX, rows, din, d, d, d, din, 1);
+        ntProduct(kst, pdY, pw, pdX, rows, din, d, d, d, din, 1);
         dDocs.set(new Float32Array(st.memory.buffer, pdX, rows * din), start * din);
         // w̄ += Xᵀ·Ȳ: the NT product of Xᵀ [din, rows] and Ȳᵀ [d, rows]
         g.transpose(w.px, pxT, rows, din);
         g.transpose(pdY, pdYT, rows, d);
-        g.matmulNT(pxT, pdYT, pdw, din, d, rows, rows, rows, d, 1);
+        ntProduct(kst, pxT, pdYT, pdw, din, d, rows, rows, rows, d, 1);
         const dw = new Float32Array(st.memory.buffer, pdw, din * d);
         const gw = grads.dw!;
         for (let q = 0; q < din * d; q++) gw[p * din * d + q] = gw[p * din * d + q]! + dw[q]!;
@@ -485,7 +509,8 @@ export function rankGroupsRange(
   g1: number,
   ranks: Int32Array,
 ): void {
-  const { st, ex } = requireKernels('evaluate');
+  const kst = requireKernels('evaluate');
+  const { st, ex } = kst;
   const t = new Temps(st);
   try {
     const pD = t.input(docs, 0, n * d);
@@ -509,7 +534,7 @@ export function rankGroupsRange(
         const blk = q === 0 ? home : q <= home ? q - 1 : q; // the target block first, then the others in order
         const j0 = blk * SCORE_BLOCK,
           cols = Math.min(SCORE_BLOCK, n - j0);
-        st.exports.matmulNT(pq, pD + j0 * d * 4, ps, rows, cols, d, d, d, SCORE_BLOCK, 1);
+        ntProduct(kst, pq, pD + j0 * d * 4, ps, rows, cols, d, d, d, SCORE_BLOCK, 1);
         const S = new Float32Array(st.memory.buffer, ps, rows * SCORE_BLOCK);
         const padTo = (cols + 3) & ~3;
         if (padTo > cols)
