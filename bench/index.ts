@@ -13,13 +13,15 @@
  *   sharded      the sharded loss on 1 and 2 worker replicas
  *   collectives  all-gather / all-to-all latency across worker threads
  *   search       exact Index search (1 and 2 threads) vs numpy
+ *   train        training steps (cache, in-batch, full softmax) and evaluation on WordNet, against --baseline <ref>
+ *   trainkernels the training kernels (Adam rows, bag products, normalisation, full softmax passes) vs their references
  */
 import { spawnSync } from 'node:child_process';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { BENCH_DIR, installPeers, peersInstalled } from './peers.js';
 
-const ALL = ['matmul', 'kernels', 'step', 'scaling', 'sharded', 'collectives', 'search'];
+const ALL = ['matmul', 'kernels', 'step', 'scaling', 'sharded', 'collectives', 'search', 'train', 'trainkernels'];
 const NEEDS_PEERS = ['matmul', 'step'];
 const args = process.argv.slice(2);
 const flags = args.filter((a) => a.startsWith('--'));

@@ -25,6 +25,7 @@ import { DEFAULT_CONFIG, RECIPE_NAMES, type Recipe, type TrainConfig } from '../
 import { CHECKPOINT_EVERY, train, type Checkpoint } from '../train/run.js';
 import { loadSafetensorsSync, removeStaleTempFilesSync, type AtomicWriteOptions } from '../node/atomicFile.js';
 import { createParallelScan, type ParallelScan } from '../node/parallelScan.js';
+import { createTrainingPool, type TrainingPool } from '../node/trainingPool.js';
 import { CONFORMANCE_SUMMARY, conformanceCommand } from './conformance.js';
 import { hashString } from '../data/text.js';
 import { UsageError, flagOf, parseFlags, usageOf, type FlagSpec } from './args.js';
@@ -39,6 +40,14 @@ let scanner: ParallelScan | null = null;
 function parallelScan(): ParallelScan {
   scanner ??= createParallelScan();
   return scanner;
+}
+
+let pool: TrainingPool | null = null;
+
+/** One two-thread pool for the full softmax and the evaluations (results identical to one thread). */
+function trainingPool(): TrainingPool {
+  pool ??= createTrainingPool();
+  return pool;
 }
 
 /** The checkpoint file inside a run's folder. */
@@ -200,6 +209,7 @@ function runMethod(
       ),
     ...(ckpt.resume ? { resume: ckpt.resume } : {}),
     ...(config.method === 'cache' ? { scanner: parallelScan().scan } : {}),
+    runner: trainingPool(),
     ...(ckpt.every !== undefined && ckpt.every > 0
       ? {
           checkpointEvery: ckpt.every,
@@ -376,6 +386,7 @@ export function main(argv: readonly string[], seams: MainSeams = {}): number {
           ];
     writeReport(output, results, title, ['negcache', ...argv].join(' '), description, notes);
     scanner?.close();
+    pool?.close();
     if (output.failure !== null) {
       process.stderr.write(
         `negcache ${command}: could not write to ${dir} (${output.failure}); the results are in ${output.current}\n`,

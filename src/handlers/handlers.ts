@@ -22,6 +22,7 @@ import { isTensor, unsafeData, type Tensor } from '../tensor/tensor.js';
 import { stopGradient } from '../autograd/transforms.js';
 import { flatten } from '../autograd/tree.js';
 import type { CacheManager, NegativeCache } from '../cache/negativeCache.js';
+import { firstNonFinite } from '../tensor/kernels/sparse.js';
 import type { CacheLoss, CacheLossReturn, CacheLossCallOptions } from '../losses/cacheClassificationLoss.js';
 import { checkQueryAndPositives, type DocNetwork } from '../losses/common.js';
 import type { NewItemsFilter } from '../filters/isInCache.js';
@@ -67,14 +68,13 @@ export function checkFinite(op: string, name: string, tree: unknown): void {
   const { leaves } = flatten(op, tree, name);
   leaves.forEach((t, k) => {
     if (!isFloat(t.dtype)) return;
-    const d = unsafeData(t);
-    for (let i = 0; i < d.length; i++) {
-      if (!Number.isFinite(d[i]!)) {
-        throw new NonFiniteError(
-          op,
-          `${name}${leaves.length > 1 ? ` (leaf ${k} in sorted-key order)` : ''} has ${d[i]} at flat index ${i}; the step was rejected and the cache left unchanged`,
-        );
-      }
+    const d = unsafeData(t) as Float32Array | Float64Array;
+    const i = firstNonFinite(d); // the wasm kernel for long float32 arrays
+    if (i >= 0) {
+      throw new NonFiniteError(
+        op,
+        `${name}${leaves.length > 1 ? ` (leaf ${k} in sorted-key order)` : ''} has ${d[i]} at flat index ${i}; the step was rejected and the cache left unchanged`,
+      );
     }
   });
 }

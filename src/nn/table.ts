@@ -6,16 +6,24 @@
  * returns a COPY of the requested rows as an ordinary immutable tensor, so
  * the autodiff never sees the mutable storage; optimisers write back
  * through `applyRows`. `snapshot()`/`load()` serve checkpoints.
+ *
+ * Storage. The values live in a HeapArray: in the WebAssembly kernels'
+ * memory where they are available, so the optimisers' SIMD kernels update
+ * the touched rows in place (src/tensor/kernels/sparse.ts), else in an
+ * ordinary Float32Array. `data` is a view of it; read it afresh each time
+ * (the view is re-created when the wasm memory grows), and do not keep it
+ * beyond the table's lifetime.
  */
 import { ArgumentError, ShapeError, describe, fmtShape } from '../errors.js';
 import { Rng } from '../tensor/random.js';
 import { isTensor, unsafeData, wrap, type Tensor } from '../tensor/tensor.js';
+import { HeapArray, gatherRows } from '../tensor/kernels/sparse.js';
 
 export class EmbeddingTable {
   readonly vocab: number;
   readonly dim: number;
-  /** @internal */
-  readonly data: Float32Array;
+  /** @internal The values (wasm memory where available); optimisers update it in place. */
+  readonly storage: HeapArray;
 
   constructor(vocab: number, dim: number, init: { rng: Rng; std?: number } | Float32Array) {
     if (!Number.isInteger(vocab) || vocab < 1 || !Number.isInteger(dim) || dim < 1 || vocab * dim > 2 ** 31 - 1) {
@@ -29,7 +37,7 @@ export class EmbeddingTable {
     if (init instanceof Float32Array) {
       if (init.length !== vocab * dim)
         throw new ShapeError('EmbeddingTable', `initial values have ${init.length} entries; need ${vocab * dim}`);
-      this.data = init;
+      this.storage = HeapArray.from(init);
     } else {
       if (!(init?.rng instanceof Rng))
         throw new ArgumentError('EmbeddingTable', `init must be {rng, std?} with a seeded Rng, got ${describe(init)}`);
@@ -37,15 +45,21 @@ export class EmbeddingTable {
         throw new ArgumentError('EmbeddingTable', `init.std must be a finite number >= 0, got ${describe(init.std)}`);
       }
       const std = init.std ?? 1 / Math.sqrt(dim);
-      this.data = new Float32Array(vocab * dim);
-      for (let i = 0; i < this.data.length; i++) this.data[i] = std * init.rng.normal();
+      this.storage = new HeapArray(vocab * dim);
+      const data = this.storage.data;
+      for (let i = 0; i < data.length; i++) data[i] = std * init.rng.normal();
     }
+  }
+
+  /** The [vocab, dim] values, row-major (a view: see the module comment). */
+  get data(): Float32Array {
+    return this.storage.data;
   }
 
   /** A copy of rows `ids` as a [ids.length, dim] float32 tensor. */
   rows(ids: Int32Array): Tensor {
     checkIds('EmbeddingTable.rows', ids);
-    const out = new Float32Array(ids.length * this.dim);
+    const dim = this.dim;
     for (let r = 0; r < ids.length; r++) {
       const id = ids[r]!;
       if (!(Number.isInteger(id) && id >= 0 && id < this.vocab))
@@ -53,9 +67,10 @@ export class EmbeddingTable {
           'EmbeddingTable.rows',
           `ids[${r}] = ${id} is out of range; need 0 <= id < ${this.vocab}`,
         );
-      out.set(this.data.subarray(id * this.dim, (id + 1) * this.dim), r * this.dim);
     }
-    return wrap(out, [ids.length, this.dim], 'float32');
+    // The copy runs in wasm where the table lives there (gatherRows: many rows' misses in flight at once).
+    const out = gatherRows(this.storage, ids instanceof Int32Array ? ids : Int32Array.from(ids), dim);
+    return wrap(out, [ids.length, dim], 'float32');
   }
 
   /** Overwrites rows `ids` with `values` [ids.length, dim]. Used by optimisers. */
@@ -76,8 +91,9 @@ export class EmbeddingTable {
           `ids[${r}] = ${id} is out of range; need 0 <= id < ${this.vocab}`,
         );
     }
+    const data = this.data;
     for (let r = 0; r < ids.length; r++)
-      this.data.set(values.subarray(r * this.dim, (r + 1) * this.dim), ids[r]! * this.dim);
+      data.set(values.subarray(r * this.dim, (r + 1) * this.dim), ids[r]! * this.dim);
   }
 
   /** The whole table as an immutable tensor (a copy). */

@@ -37,3 +37,10 @@ export {
   type ParallelSearchOptions,
   type ParallelSearchStats,
 } from './parallelSearch.js';
+export {
+  createTrainingPool,
+  TrainingPoolError,
+  type TrainingPool,
+  type TrainingPoolOptions,
+  type TrainingPoolFailure,
+} from './trainingPool.js';

@@ -17,12 +17,32 @@
  *   SGD weight decay is coupled (g ← g + λ·θ), as in PyTorch.
  * Gradient clipping by global norm (over dense and sparse gradients together):
  *   g ← g · min(1, clipNorm / ||g||₂).
+ *
+ * Arithmetic. Float32 parameters (every table, and the dense float32
+ * leaves) are updated in float32 arithmetic, one rounding per operation in
+ * a fixed order (src/tensor/kernels/sparse.ts): Adam as
+ *   θ ← θ·(1 - lr·λ) - (lr/(1-β1ᵗ))·m / (sqrt(v)·(1/sqrt(1-β2ᵗ)) + ε)
+ * with the per-step constants rounded to float32 once. The table rows run on
+ * the WebAssembly SIMD kernels, in place in wasm memory, and the dense
+ * leaves on the plain-TypeScript reference of the same arithmetic, so both
+ * are bit-identical to the reference wherever they run. Float64 parameters
+ * keep float64 arithmetic (the moments are float32 either way).
  */
 import { ArgumentError, NonFiniteError, ShapeError, describe, fmtShape } from '../errors.js';
 import { isFloat } from '../tensor/dtype.js';
 import { shapesEqual } from '../tensor/shape.js';
 import { isTensor, unsafeData, wrap, type Tensor } from '../tensor/tensor.js';
 import { flatten } from '../autograd/tree.js';
+import {
+  HeapArray,
+  adamParams,
+  adamRows,
+  adamRowsReference,
+  firstNonFinite,
+  sgdParams,
+  sgdRows,
+  sgdRowsReference,
+} from '../tensor/kernels/sparse.js';
 import type { EmbeddingTable } from '../nn/table.js';
 
 export interface SparseGrad {
@@ -80,13 +100,44 @@ export function clipFactor(norm: number, maxNorm: number | undefined): number {
   return maxNorm / norm;
 }
 
+/**
+ * Per table: a stamp per row id, to find repeated ids in O(ids) without a
+ * Set (stamp[id] === the current check's number means "seen").
+ */
+const idStamps = new WeakMap<EmbeddingTable, { stamp: Int32Array; epoch: number }>();
+
+function firstRepeat(table: EmbeddingTable, ids: Int32Array): number {
+  let s = idStamps.get(table);
+  if (s === undefined || s.stamp.length !== table.vocab) {
+    s = { stamp: new Int32Array(table.vocab), epoch: 0 };
+    idStamps.set(table, s);
+  }
+  if (++s.epoch === 2 ** 31 - 1) {
+    s.stamp.fill(0);
+    s.epoch = 1;
+  }
+  const { stamp, epoch } = s;
+  for (let r = 0; r < ids.length; r++) {
+    const id = ids[r]!;
+    if (stamp[id] === epoch) return r;
+    stamp[id] = epoch;
+  }
+  return -1;
+}
+
+/** A Float32Array holding `t`'s values (the storage itself when it is float32: read only). */
+function float32Of(t: Tensor): Float32Array {
+  const d = unsafeData(t);
+  return d instanceof Float32Array ? d : Float32Array.from(d);
+}
+
 abstract class Optimizer {
   protected t = 0;
   readonly lr: number;
   readonly clipNorm: number | undefined;
   /** Dense state per parameter leaf (by flattened order) and per table name. */
   protected dense: Float32Array[][] = [];
-  protected tables = new Map<string, Float32Array[]>();
+  protected tables = new Map<string, HeapArray[]>();
   private denseShapes: string[] | null = null;
 
   constructor(
@@ -111,15 +162,25 @@ abstract class Optimizer {
   }
 
   protected abstract slots(): number;
-  protected abstract update(
-    theta: Float32Array | Float64Array,
+  /** Float32 rows `ids` (null: all, as one row of `dim`) of theta with gradient rows g, in float32 arithmetic. */
+  protected abstract updateF32(
+    theta: Float32Array,
     g: Float32Array,
     state: Float32Array[],
+    dim: number,
     scale: number,
-    offset: number,
-    length: number,
-    gOffset: number,
   ): void;
+  /** The same for rows ids of a table in a HeapArray (the wasm kernels where they can run). */
+  protected abstract updateRows(
+    theta: HeapArray,
+    g: Float32Array,
+    state: HeapArray[],
+    ids: Int32Array,
+    dim: number,
+    scale: number,
+  ): void;
+  /** A float64 parameter, in float64 arithmetic. */
+  protected abstract updateF64(theta: Float64Array, g: Float32Array, state: Float32Array[], scale: number): void;
 
   /**
    * One step: returns the new dense parameters (same tree structure) and
@@ -167,23 +228,26 @@ abstract class Optimizer {
           op,
           `sparse.${name}.grad is ${fmtShape(s.grad.shape)}; need [${s.ids.length}, ${s.table.dim}]`,
         );
-      const seen = new Set<number>();
-      for (const id of s.ids) {
-        if (!(id >= 0 && id < s.table.vocab))
-          throw new ArgumentError(op, `sparse.${name}.ids has ${id}; need 0 <= id < ${s.table.vocab}`);
-        if (seen.has(id))
-          throw new ArgumentError(
-            op,
-            `sparse.${name}.ids repeats ${id}; need distinct ids (sum their gradients first)`,
-          );
-        seen.add(id);
+      const vocab = s.table.vocab;
+      for (let r = 0; r < s.ids.length; r++) {
+        const id = s.ids[r]!;
+        if (!(id >= 0 && id < vocab))
+          throw new ArgumentError(op, `sparse.${name}.ids has ${id}; need 0 <= id < ${vocab}`);
       }
+      const rep = firstRepeat(s.table, s.ids);
+      if (rep >= 0)
+        throw new ArgumentError(
+          op,
+          `sparse.${name}.ids repeats ${s.ids[rep]}; need distinct ids (sum their gradients first)`,
+        );
     }
     // State restored by setState must fit what it is applied to (a short moment array would read undefined -> NaN).
-    const fits = (slots: readonly Float32Array[] | undefined, size: number): boolean => {
+    const fits = (slots: readonly ({ length: number } | undefined)[] | undefined, size: number): boolean => {
       if (slots === undefined || slots.length !== this.slots()) return false;
-      for (let k = 0; k < slots.length; k++)
-        if (!(slots[k] instanceof Float32Array) || slots[k]!.length !== size) return false;
+      for (let k = 0; k < slots.length; k++) {
+        const s = slots[k];
+        if (!(s instanceof Float32Array || s instanceof HeapArray) || s.length !== size) return false;
+      }
       return true;
     };
     if (
@@ -197,51 +261,66 @@ abstract class Optimizer {
     }
     for (const [name, s] of sparseList) {
       const st = this.tables.get(name);
-      if (st !== undefined && !fits(st, s.table.data.length))
+      if (st !== undefined && !fits(st, s.table.vocab * s.table.dim))
         throw new ShapeError(
           op,
           `the optimiser's moments of table "${name}" (restored by setState?) do not fit a [${s.table.vocab}, ${s.table.dim}] table`,
         );
     }
-    const all = [...g.leaves, ...sparseList.map(([, s]) => s.grad)];
-    all.forEach((t, i) => {
+    g.leaves.forEach((t, i) => {
       const d = unsafeData(t);
-      for (let k = 0; k < d.length; k++)
-        if (!Number.isFinite(d[k]!))
-          throw new NonFiniteError(
-            op,
-            `gradient ${i < g.leaves.length ? `of parameter ${i}` : `of table "${sparseList[i - g.leaves.length]![0]}"`} has ${d[k]} at flat index ${k}; the step was rejected`,
-          );
+      const k = firstNonFinite(d as Float32Array | Float64Array);
+      if (k >= 0)
+        throw new NonFiniteError(
+          op,
+          `gradient of parameter ${i} has ${d[k]} at flat index ${k}; the step was rejected`,
+        );
+    });
+    const sparseGrads = sparseList.map(([, s]) => float32Of(s.grad));
+    sparseGrads.forEach((d, i) => {
+      const k = firstNonFinite(d);
+      if (k >= 0)
+        throw new NonFiniteError(
+          op,
+          `gradient of table "${sparseList[i]![0]}" has ${d[k]} at flat index ${k}; the step was rejected`,
+        );
     });
 
     // All checks passed: mutate state.
     this.denseShapes = shapes;
     this.t++;
-    const scale = clipFactor(
-      globalNorm(
-        g.leaves,
-        sparseList.map(([, s]) => s),
-      ),
-      this.clipNorm,
-    );
+    const scale =
+      this.clipNorm === undefined
+        ? 1
+        : clipFactor(
+            globalNorm(
+              g.leaves,
+              sparseList.map(([, s]) => s),
+            ),
+            this.clipNorm,
+          );
     if (this.dense.length === 0)
       this.dense = p.leaves.map((t) => Array.from({ length: this.slots() }, () => new Float32Array(t.size)));
     const next = p.leaves.map((t, i) => {
+      const gi = float32Of(g.leaves[i]!);
       // The parameter keeps its dtype (a float64 parameter must not come back as float32).
-      const theta = t.dtype === 'float64' ? Float64Array.from(unsafeData(t)) : Float32Array.from(unsafeData(t));
-      this.update(theta, Float32Array.from(unsafeData(g.leaves[i]!)), this.dense[i]!, scale, 0, theta.length, 0);
+      if (t.dtype === 'float64') {
+        const theta = Float64Array.from(unsafeData(t));
+        this.updateF64(theta, gi, this.dense[i]!, scale);
+        return wrap(theta, t.shape, t.dtype);
+      }
+      const theta = Float32Array.from(unsafeData(t));
+      this.updateF32(theta, gi, this.dense[i]!, theta.length, scale);
       return wrap(theta, t.shape, t.dtype);
     });
-    for (const [name, s] of sparseList) {
+    sparseList.forEach(([name, s], i) => {
       let state = this.tables.get(name);
       if (!state) {
-        state = Array.from({ length: this.slots() }, () => new Float32Array(s.table.data.length));
+        state = Array.from({ length: this.slots() }, () => new HeapArray(s.table.vocab * s.table.dim));
         this.tables.set(name, state);
       }
-      const gd = Float32Array.from(unsafeData(s.grad));
-      const dim = s.table.dim;
-      for (let r = 0; r < s.ids.length; r++) this.update(s.table.data, gd, state, scale, s.ids[r]! * dim, dim, r * dim);
-    }
+      this.updateRows(s.table.storage, sparseGrads[i]!, state, s.ids, s.table.dim, scale);
+    });
     return p.rebuild(next) as T;
   }
 
@@ -255,7 +334,7 @@ abstract class Optimizer {
     );
     for (const [name, slots] of this.tables)
       slots.forEach((s, k) => {
-        out[`table.${name}.${k}`] = wrap(s.slice(), [s.length], 'float32');
+        out[`table.${name}.${k}`] = wrap(s.data.slice(), [s.length], 'float32');
       });
     return out;
   }
@@ -269,7 +348,7 @@ abstract class Optimizer {
     if (!isTensor(t) || t.dtype !== 'int32' || t.size !== 1)
       throw new ArgumentError(op, 'state.t must be an int32 scalar');
     const dense: Float32Array[][] = [];
-    const tables = new Map<string, Float32Array[]>();
+    const tables = new Map<string, Tensor[]>();
     for (const [key, v] of Object.entries(state)) {
       if (key === 't') continue;
       const m = /^dense\.(\d+)\.(\d+)$/.exec(key) ?? null;
@@ -279,13 +358,22 @@ abstract class Optimizer {
         (dense[Number(m[1])] ??= [])[Number(m[2])] = Float32Array.from(unsafeData(v));
       } else if (tm) {
         const arr = tables.get(tm[1]!) ?? [];
-        arr[Number(tm[2])] = Float32Array.from(unsafeData(v));
+        arr[Number(tm[2])] = v;
         tables.set(tm[1]!, arr);
       } else throw new ArgumentError(op, `unknown state entry "${key}"`);
     }
     this.t = unsafeData(t)[0]!;
     this.dense = dense;
-    this.tables = tables;
+    // Missing slots stay missing (step() then rejects the state as not fitting).
+    const heap = new Map<string, HeapArray[]>();
+    for (const [name, slots] of tables) {
+      const arr: HeapArray[] = [];
+      slots.forEach((v, k) => {
+        arr[k] = HeapArray.from(unsafeData(v));
+      });
+      heap.set(name, arr);
+    }
+    this.tables = heap;
     this.denseShapes = null;
   }
 }
@@ -314,19 +402,35 @@ export class SGD extends Optimizer {
     return 1;
   }
 
-  protected update(
-    theta: Float32Array | Float64Array,
+  private constants(scale: number) {
+    return sgdParams({
+      lr: this.lr,
+      momentum: this.momentum,
+      nesterov: this.nesterov,
+      weightDecay: this.weightDecay,
+      gscale: scale,
+    });
+  }
+
+  protected updateF32(theta: Float32Array, g: Float32Array, [buf]: Float32Array[], dim: number, scale: number): void {
+    sgdRowsReference(theta, buf!, g, null, 1, dim, this.constants(scale));
+  }
+
+  protected updateRows(
+    theta: HeapArray,
     g: Float32Array,
-    [buf]: Float32Array[],
+    [buf]: HeapArray[],
+    ids: Int32Array,
+    dim: number,
     scale: number,
-    off: number,
-    len: number,
-    goff: number,
   ): void {
+    sgdRows(theta, buf!, g, ids, dim, this.constants(scale));
+  }
+
+  protected updateF64(theta: Float64Array, g: Float32Array, [buf]: Float32Array[], scale: number): void {
     const { lr, momentum: mu, nesterov, weightDecay: wd } = this;
-    for (let k = 0; k < len; k++) {
-      const i = off + k;
-      const gi = g[goff + k]! * scale + wd * theta[i]!;
+    for (let i = 0; i < theta.length; i++) {
+      const gi = g[i]! * scale + wd * theta[i]!;
       let step = gi;
       if (mu > 0) {
         const v = mu * buf![i]! + gi;
@@ -365,21 +469,39 @@ export class Adam extends Optimizer {
     return 2;
   }
 
-  protected update(
-    theta: Float32Array | Float64Array,
+  private constants(scale: number) {
+    return adamParams({
+      lr: this.lr,
+      beta1: this.beta1,
+      beta2: this.beta2,
+      eps: this.eps,
+      weightDecay: this.weightDecay,
+      t: this.t,
+      gscale: scale,
+    });
+  }
+
+  protected updateF32(theta: Float32Array, g: Float32Array, [m, v]: Float32Array[], dim: number, scale: number): void {
+    adamRowsReference(theta, m!, v!, g, null, 1, dim, this.constants(scale));
+  }
+
+  protected updateRows(
+    theta: HeapArray,
     g: Float32Array,
-    [m, v]: Float32Array[],
+    [m, v]: HeapArray[],
+    ids: Int32Array,
+    dim: number,
     scale: number,
-    off: number,
-    len: number,
-    goff: number,
   ): void {
+    adamRows(theta, m!, v!, g, ids, dim, this.constants(scale));
+  }
+
+  protected updateF64(theta: Float64Array, g: Float32Array, [m, v]: Float32Array[], scale: number): void {
     const { lr, beta1: b1, beta2: b2, eps, weightDecay: wd } = this;
     const c1 = 1 - Math.pow(b1, this.t),
       c2 = 1 - Math.pow(b2, this.t);
-    for (let k = 0; k < len; k++) {
-      const i = off + k;
-      const gi = g[goff + k]! * scale;
+    for (let i = 0; i < theta.length; i++) {
+      const gi = g[i]! * scale;
       const mi = b1 * m![i]! + (1 - b1) * gi;
       const vi = b2 * v![i]! + (1 - b2) * gi * gi;
       m![i] = mi;

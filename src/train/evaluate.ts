@@ -2,8 +2,16 @@
  * Exact retrieval evaluation: every document is embedded, every held-out
  * query is scored against all of them, and the rank of its own document
  * (pessimistic on ties) gives recall@1/10/100 and MRR.
+ *
+ * The ranking streams blocks of documents through the wasm kernels and
+ * only counts, per query, the documents that score at least as high as its
+ * own (src/tensor/kernels/scoreBlocks.ts): no [queries, documents] score
+ * matrix is materialised. A BlockRunner may split the queries over threads
+ * (negcache/node's createTrainingPool); the ranks are the same.
  */
+import { ArgumentError, describe } from '../errors.js';
 import { unsafeData, wrap } from '../tensor/tensor.js';
+import { LOCAL_BLOCK_RUNNER, scoreBlocksAvailable, type BlockRunner } from '../tensor/kernels/scoreBlocks.js';
 import { matmul } from '../ops/linalg.js';
 import { RowSpace, makeBags } from '../nn/layers.js';
 import type { Corpus } from '../data/corpus.js';
@@ -43,13 +51,24 @@ export interface EvalResult {
   count: number;
 }
 
-/** Ranks each query's own document (query q's positive is document corpus.queryDoc[q]) among all documents. */
+/**
+ * Ranks each query's own document (query q's positive is document
+ * corpus.queryDoc[q]) among all documents. `opts.runner` runs the ranking
+ * (default: this thread).
+ */
 export function evaluate(
   model: DualEncoder,
   corpus: Corpus,
   queries: ArrayLike<number>,
   docEmbeddings?: Float32Array,
+  opts: { runner?: BlockRunner } = {},
 ): EvalResult {
+  if (
+    opts === null ||
+    typeof opts !== 'object' ||
+    (opts.runner !== undefined && typeof opts.runner?.rank !== 'function')
+  )
+    throw new ArgumentError('evaluate', `options must be {runner?: BlockRunner}, got ${describe(opts)}`);
   const dim = model.config.dim;
   const nDocs = corpus.docs.length;
   const allDocs =
@@ -60,6 +79,13 @@ export function evaluate(
       corpus,
       Int32Array.from({ length: nDocs }, (_, i) => i),
     );
+  if (scoreBlocksAvailable()) {
+    const q = embedAll(model, 'query', corpus, queries);
+    const targets = Int32Array.from({ length: queries.length }, (_, i) => corpus.queryDoc[queries[i]!]!);
+    const r = summarizeRanks((opts.runner ?? LOCAL_BLOCK_RUNNER).rank(q, allDocs, queries.length, nDocs, dim, targets));
+    return { recallAt1: r.recallAt1, recallAt10: r.recallAt10, recallAt100: r.recallAt100, mrr: r.mrr, count: r.count };
+  }
+  // Without the wasm kernels: score chunks of queries against every document and rank in each row.
   const D: Tensor = wrap(allDocs, [nDocs, dim], 'float32');
   const ranks = new Int32Array(queries.length);
   const chunk = 256;

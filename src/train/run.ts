@@ -12,6 +12,7 @@ import {
   type FieldSpec,
   type TrainConfig,
 } from './config.js';
+import type { BlockRunner } from '../tensor/kernels/scoreBlocks.js';
 import { Trainer } from './trainer.js';
 import {
   checkpointConfig,
@@ -58,6 +59,8 @@ export interface TrainOptions extends TrainHooks {
   onCheckpoint?: (c: Checkpoint) => void;
   /** The fused cache scan to use (see Trainer's constructor). */
   scanner?: (args: FusedScanArgs) => FusedScanResult;
+  /** Runs the full softmax's block passes and the evaluations' ranking (see Trainer's constructor, evaluate). */
+  runner?: BlockRunner;
 }
 
 /** What `checkpointEvery` accepts (0 = never); the CLI's --checkpoint-every is derived from it. */
@@ -78,6 +81,9 @@ function checkHooks(hooks: unknown): asserts hooks is TrainOptions {
     if (h[k] !== undefined && typeof h[k] !== 'function')
       throw new ArgumentError(op, `${k} must be a function, got ${describe(h[k])}`);
   }
+  const runner = h['runner'] as Partial<BlockRunner> | undefined;
+  if (runner !== undefined && (runner === null || typeof runner !== 'object' || typeof runner.rank !== 'function'))
+    throw new ArgumentError(op, `runner must be a BlockRunner, got ${describe(runner)}`);
   const every = h['checkpointEvery'];
   if (every !== undefined && !fieldAccepts(CHECKPOINT_EVERY, every))
     throw new ArgumentError(
@@ -106,7 +112,11 @@ function checkHooks(hooks: unknown): asserts hooks is TrainOptions {
 export function train(corpus: Corpus, config: TrainConfig, hooks: TrainOptions = {}): TrainResult {
   checkHooks(hooks);
   const now = hooks.now ?? (() => performance.now());
-  const trainer = new Trainer(corpus, config, hooks.scanner !== undefined ? { scanner: hooks.scanner } : {});
+  const trainer = new Trainer(corpus, config, {
+    ...(hooks.scanner !== undefined ? { scanner: hooks.scanner } : {}),
+    ...(hooks.runner !== undefined ? { runner: hooks.runner } : {}),
+  });
+  const evalOpts = hooks.runner !== undefined ? { runner: hooks.runner } : {};
   let history: StepRecord[] = [];
   let evals: EvalRecord[] = [];
   let trainMs = 0;
@@ -145,7 +155,7 @@ export function train(corpus: Corpus, config: TrainConfig, hooks: TrainOptions =
         : 0
       : Infinity;
   const doEval = (): void => {
-    const r = evaluate(trainer.model, corpus, subset);
+    const r = evaluate(trainer.model, corpus, subset, undefined, evalOpts);
     const rec = { ...r, step: trainer.stepCount, time: trainMs / 1000 };
     evals.push(rec);
     hooks.onEval?.(rec);
@@ -174,7 +184,7 @@ export function train(corpus: Corpus, config: TrainConfig, hooks: TrainOptions =
   if (every > 0 && trainer.stepCount % every !== 0)
     hooks.onCheckpoint?.(checkpointOf(trainer, history, evals, trainMs / 1000));
   if ((config.evalEverySeconds > 0 || config.evalEverySteps > 0) && evals.at(-1)?.step !== trainer.stepCount) doEval();
-  const final = evaluate(trainer.model, corpus, corpus.testQueries);
+  const final = evaluate(trainer.model, corpus, corpus.testQueries, undefined, evalOpts);
   const sorted = history.map((h) => h.stepMs).sort((a, b) => a - b);
   return {
     config: trainer.config,

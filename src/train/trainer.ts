@@ -23,8 +23,8 @@ import { ArgumentError, describe } from '../errors.js';
 import { Rng } from '../tensor/random.js';
 import { unsafeData, wrap, type Tensor } from '../tensor/tensor.js';
 import { valueAndGrad } from '../autograd/transforms.js';
-import { inBatchSoftmaxLoss, softmaxRetrievalLoss } from '../losses/softmax.js';
-import { RowSpace, makeBags } from '../nn/layers.js';
+import { fullSoftmaxLoss } from '../losses/softmax.js';
+import { RowSpace, embeddingBag, makeBags } from '../nn/layers.js';
 import { AdamW, SGD } from '../optim/optimizers.js';
 import { CacheManager } from '../cache/negativeCache.js';
 import { CacheClassificationLoss } from '../losses/cacheClassificationLoss.js';
@@ -32,6 +32,7 @@ import { scaleTransform } from '../losses/common.js';
 import { CacheLossHandler, type HandlerStep } from '../handlers/handlers.js';
 import { checkCorpus, type Corpus } from '../data/corpus.js';
 import type { FusedScanArgs, FusedScanResult } from '../scan/contract.js';
+import type { BlockRunner } from '../tensor/kernels/scoreBlocks.js';
 import { DualEncoder, tower, type DenseParams } from './model.js';
 import { checkConfig, type TrainConfig } from './config.js';
 import { restoreTrainerState, trainerState, type TrainerParts } from './checkpoint.js';
@@ -53,19 +54,32 @@ export class Trainer implements TrainerParts {
   cursor = 0;
   stepCount = 0;
 
+  /** Who runs the full softmax's block passes (null: this thread). */
+  private readonly blockRunner: BlockRunner | null;
+
   /**
    * `scanner` replaces the fused cache scan of the cache method (e.g. Node's
-   * two-thread `createParallelScan().scan`); it changes speed only, never
-   * results (both scans return identical samples).
+   * two-thread `createParallelScan().scan`); `runner` runs the full
+   * softmax's block passes (e.g. Node's two-thread `createTrainingPool()`).
+   * Both change speed only, never results.
    */
-  constructor(corpus: Corpus, config: TrainConfig, opts: { scanner?: (args: FusedScanArgs) => FusedScanResult } = {}) {
+  constructor(
+    corpus: Corpus,
+    config: TrainConfig,
+    opts: { scanner?: (args: FusedScanArgs) => FusedScanResult; runner?: BlockRunner } = {},
+  ) {
     if (
       opts === null ||
       typeof opts !== 'object' ||
-      (opts.scanner !== undefined && typeof opts.scanner !== 'function')
+      (opts.scanner !== undefined && typeof opts.scanner !== 'function') ||
+      (opts.runner !== undefined && (opts.runner === null || typeof opts.runner.softmaxForward !== 'function'))
     ) {
-      throw new ArgumentError('train', `options must be {scanner?: function}, got ${describe(opts)}`);
+      throw new ArgumentError(
+        'train',
+        `options must be {scanner?: function, runner?: BlockRunner}, got ${describe(opts)}`,
+      );
     }
+    this.blockRunner = opts.runner ?? null;
     if (config === null || typeof config !== 'object')
       throw new ArgumentError('train', `config must be a TrainConfig object, got ${describe(config)}`);
     this.config = checkConfig({ ...config });
@@ -236,15 +250,26 @@ export class Trainer implements TrainerParts {
     const posBags = makeBags(c.docOffsets, c.docIds, pos, c.featureBuckets, dSpace);
     const dIds = dSpace.ids();
     const b = batch.length;
-    // The same document twice in a batch (or an identical twin, with maskDuplicates) is not a negative for itself.
+    // The same document twice in a batch (or an identical twin, with maskDuplicates) is not a negative for itself:
+    // (query, candidate) pairs for the fused softmax (in-batch is the full softmax over the batch's positives).
     const key = this.docKey;
-    const dup = new Uint8Array(b * b);
+    const exQuery: number[] = [],
+      exDoc: number[] = [];
     for (let i = 0; i < b; i++)
-      for (let j = 0; j < b; j++) dup[i * b + j] = i !== j && key[pos[i]!] === key[pos[j]!] ? 1 : 0;
-    const excluded = wrap(dup, [b, b], 'bool');
+      for (let j = 0; j < b; j++)
+        if (i !== j && key[pos[i]!] === key[pos[j]!]) {
+          exQuery.push(i);
+          exDoc.push(j);
+        }
+    const excluded = { query: Int32Array.from(exQuery), candidate: Int32Array.from(exDoc) };
+    const targets = wrap(
+      Int32Array.from({ length: b }, (_, i) => i),
+      [b],
+      'int32',
+    );
     const scale = this.config.scale;
     const f = (p: { dense: DenseParams; qRows: Tensor; dRows: Tensor }): Tensor =>
-      inBatchSoftmaxLoss(tower(p.qRows, q.bags, p.dense.query), tower(p.dRows, posBags, p.dense.doc), {
+      fullSoftmaxLoss(tower(p.qRows, q.bags, p.dense.query), tower(p.dRows, posBags, p.dense.doc), targets, {
         scale,
         excluded,
       });
@@ -259,7 +284,8 @@ export class Trainer implements TrainerParts {
     position: Int32Array;
     bags: ReturnType<typeof makeBags>;
     ids: Int32Array;
-    twins: Map<number, number[]>;
+    /** Per position: the next position with the same content key (a cycle per group of twins), or -1 for a unique document. */
+    nextTwin: Int32Array;
   } | null = null;
 
   /** The full softmax's documents (config.fullDocs), their bags, and each document's position among them (-1 if absent). */
@@ -277,17 +303,24 @@ export class Trainer implements TrainerParts {
     });
     const space = new RowSpace();
     const bags = makeBags(c.docOffsets, c.docIds, docs, c.featureBuckets, space);
-    // Positions of identical twins, grouped by content key (groups of one dropped).
-    const groups = new Map<number, number[]>();
+    // Identical twins (same content key) as cycles over positions, so a batch's twins are found without a scan.
+    const nextTwin = new Int32Array(docs.length).fill(-1);
     if (this.config.maskDuplicates) {
+      const first = new Map<number, number>();
+      const last = new Map<number, number>();
       docs.forEach((d, i) => {
-        const g = groups.get(this.docKey[d]!);
-        if (g) g.push(i);
-        else groups.set(this.docKey[d]!, [i]);
+        const k = this.docKey[d]!;
+        const l = last.get(k);
+        if (l === undefined) first.set(k, i);
+        else nextTwin[l] = i;
+        last.set(k, i);
       });
-      for (const [k, g] of groups) if (g.length < 2) groups.delete(k);
+      for (const [k, f] of first) {
+        const l = last.get(k)!;
+        if (l !== f) nextTwin[l] = f; // close the cycle; a group of one stays -1
+      }
     }
-    this.fullSet = { docs, position, bags, ids: space.ids(), twins: groups };
+    this.fullSet = { docs, position, bags, ids: space.ids(), nextTwin };
     return this.fullSet;
   }
 
@@ -295,34 +328,35 @@ export class Trainer implements TrainerParts {
     const m = this.model;
     const q = this.queryRows(batch);
     const pos = this.positives(batch);
-    const { docs, position, bags, ids, twins } = this.fullDocuments();
-    const n = docs.length,
-      b = batch.length;
+    const { position, bags, ids, nextTwin } = this.fullDocuments();
+    const b = batch.length;
     const targets = wrap(
       Int32Array.from(pos, (d) => position[d]!),
       [b],
       'int32',
     );
-    // bool [b, n]: the positive's identical twins (not the positive itself) are not negatives.
-    let excluded: Tensor | undefined;
-    if (twins.size > 0) {
-      const mask = new Uint8Array(b * n);
-      let any = false;
-      pos.forEach((doc, i) => {
-        for (const t of twins.get(this.docKey[doc]!) ?? [])
-          if (t !== position[doc]) {
-            mask[i * n + t] = 1;
-            any = true;
-          }
-      });
-      if (any) excluded = wrap(mask, [b, n], 'bool');
-    }
+    // (query, position) pairs: the positive's identical twins (not the positive itself) are not negatives.
+    const exQuery: number[] = [],
+      exDoc: number[] = [];
+    pos.forEach((doc, i) => {
+      const t = position[doc]!;
+      for (let j = nextTwin[t]!; j >= 0 && j !== t; j = nextTwin[j]!) {
+        exQuery.push(i);
+        exDoc.push(j);
+      }
+    });
+    const excluded = { query: Int32Array.from(exQuery), candidate: Int32Array.from(exDoc) };
     const scale = this.config.scale;
+    const runner = this.blockRunner;
+    // The document tower's last layers (linear + l2Normalize, as in tower()) run inside the fused full
+    // softmax, panel by panel: the [n, dim] embeddings and their cotangent are never materialised.
     const f = (p: { dense: DenseParams; qRows: Tensor; dRows: Tensor }): Tensor =>
-      softmaxRetrievalLoss(tower(p.qRows, q.bags, p.dense.query), tower(p.dRows, bags, p.dense.doc), targets, {
-        scale,
-        ...(excluded ? { excluded } : {}),
-      });
+      fullSoftmaxLoss(
+        tower(p.qRows, q.bags, p.dense.query),
+        { features: embeddingBag(p.dRows, bags, 'mean'), w: p.dense.doc.w, b: p.dense.doc.b },
+        targets,
+        { scale, excluded, ...(runner ? { runner } : {}) },
+      );
     const { value, grad } = valueAndGrad(f)({ dense: m.dense, qRows: q.rows, dRows: m.docTable.rows(ids) });
     this.apply(grad, q.ids, ids);
     const v = value.item() as number;

@@ -7,8 +7,25 @@
  */
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { ShapeError, checkGradients, tensor, type Tensor } from '../../src/index.js';
-import { inBatchSoftmaxLoss, softmaxRetrievalLoss } from '../../src/losses/softmax.js';
+import {
+  ArgumentError,
+  Rng,
+  ShapeError,
+  add,
+  checkGradients,
+  div,
+  l2Normalize,
+  matmul,
+  mul,
+  normal,
+  sqrt,
+  sum,
+  tensor,
+  valueAndGrad,
+  type Tensor,
+} from '../../src/index.js';
+import { fullSoftmaxLoss, inBatchSoftmaxLoss, softmaxRetrievalLoss } from '../../src/losses/softmax.js';
+import { unsafeData } from '../../src/tensor/tensor.js';
 import { params } from '../util/props.js';
 
 /** float64 oracle: per-query -log softmax(scale·q·cᵀ with excluded at -∞)[target]. */
@@ -152,5 +169,169 @@ describe('inBatchSoftmaxLoss', () => {
         { scale: 1 },
       ),
     ).toThrow(/positives must have the queries' shape \[1,2\]/);
+  });
+});
+
+describe('fullSoftmaxLoss (fused, streamed) against the plain composition', () => {
+  /** Random unit rows and pairs; the mask form of the pairs for the composition. */
+  function fullCase(seed: number, b: number, n: number, d: number, nPairs: number) {
+    const rng = new Rng(seed);
+    const unit = (rows: number): Tensor => l2Normalize(normal([rows, d], rng));
+    const q = unit(b),
+      c = unit(n);
+    const targets = Int32Array.from({ length: b }, () => rng.int(n));
+    const query: number[] = [],
+      candidate: number[] = [];
+    for (let k = 0; k < nPairs; k++) {
+      const i = rng.int(b),
+        j = rng.int(n);
+      if (targets[i] !== j) {
+        query.push(i);
+        candidate.push(j);
+      }
+    }
+    const mask = new Uint8Array(b * n);
+    query.forEach((i, k) => {
+      mask[i * n + candidate[k]!] = 1;
+    });
+    return {
+      q,
+      c,
+      t: tensor(targets, 'int32'),
+      pairs: { query: Int32Array.from(query), candidate: Int32Array.from(candidate) },
+      mask: tensor(mask, 'bool', [b, n]),
+    };
+  }
+
+  // The fused pass sums exp over a block of 1024 candidates in 4 float32 lanes (256 terms each): a relative
+  // error of at most 256·2⁻²⁴ ≈ 1.5e-5 in Σ, hence ≈ 1.5e-5 absolute in log-sum-exp and in each probability
+  // P. Bounds (ε = 5e-5, unit rows, scale s, ḡ <= 1 per query): the value within ε·max(1, |value|); a
+  // gradient entry is a sum of terms s·ḡ·(P - onehot)·row whose absolute values add up to at most 2s for a
+  // query (Σ_j P = 1) and 2s·b for a candidate, so within ε·2s and ε·2s·b.
+  it('values and both gradients agree within float32 rounding (see the bounds above)', () => {
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 0, max: 2 ** 31 - 1 }),
+        fc.integer({ min: 1, max: 8 }),
+        fc.oneof(fc.integer({ min: 1, max: 30 }), fc.integer({ min: 1000, max: 2100 })),
+        fc.integer({ min: 1, max: 16 }),
+        fc.integer({ min: 0, max: 10 }),
+        fc.constantFrom('mean', 'none') as fc.Arbitrary<'mean' | 'none'>,
+        (seed, b, n, d, nPairs, reducer) => {
+          const scale = 20,
+            eps = 5e-5;
+          const { q, c, t, pairs, mask } = fullCase(seed, b, n, d, nPairs);
+          const fused = valueAndGrad(
+            (qq: Tensor, cc: Tensor) => sum(fullSoftmaxLoss(qq, cc, t, { scale, excluded: pairs, reducer })),
+            { argnums: [0, 1] },
+          )(q, c);
+          const plain = valueAndGrad(
+            (qq: Tensor, cc: Tensor) => sum(softmaxRetrievalLoss(qq, cc, t, { scale, excluded: mask, reducer })),
+            { argnums: [0, 1] },
+          )(q, c);
+          const within = (x: Tensor, y: Tensor, tol: number): void => {
+            const a = unsafeData(x),
+              w = unsafeData(y);
+            for (let k = 0; k < w.length; k++) expect(Math.abs(a[k]! - w[k]!)).toBeLessThanOrEqual(tol);
+          };
+          within(fused.value, plain.value, eps * Math.max(1, Math.abs(plain.value.item() as number)));
+          const [gq, gc] = fused.grad as Tensor[];
+          const [pq, pc] = plain.grad as Tensor[];
+          within(gq!, pq!, eps * 2 * scale);
+          within(gc!, pc!, eps * 2 * scale * b);
+        },
+      ),
+      params(30),
+    );
+  });
+
+  it('with a tower head {features, w, b}: the same loss and gradients as normalize(features·w + b) composed of ops', () => {
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 0, max: 2 ** 31 - 1 }),
+        fc.integer({ min: 1, max: 6 }),
+        fc.oneof(fc.integer({ min: 1, max: 30 }), fc.integer({ min: 1020, max: 1100 })),
+        fc.integer({ min: 1, max: 9 }),
+        // d >= 2: in one dimension normalisation is the sign function, whose derivative both sides round to noise
+        fc.integer({ min: 2, max: 9 }),
+        (seed, b, n, din, d) => {
+          const rng = new Rng(seed);
+          const q = l2Normalize(normal([b, d], rng)),
+            x = normal([n, din], rng),
+            w = normal([din, d], rng),
+            bias = normal([d], rng);
+          const t = tensor(
+            Int32Array.from({ length: b }, () => rng.int(n)),
+            'int32',
+          );
+          const ref = (qq: Tensor, xx: Tensor, ww: Tensor, bb: Tensor): Tensor => {
+            const y = add(matmul(xx, ww), bb);
+            const c = div(y, sqrt(add(sum(mul(y, y), { axis: -1, keepDims: true }), 1e-12)));
+            return softmaxRetrievalLoss(qq, c, t, { scale: 20 });
+          };
+          const fused = (qq: Tensor, xx: Tensor, ww: Tensor, bb: Tensor): Tensor =>
+            fullSoftmaxLoss(qq, { features: xx, w: ww, b: bb }, t, { scale: 20 });
+          const A = valueAndGrad(fused, { argnums: [0, 1, 2, 3] })(q, x, w, bias);
+          const B = valueAndGrad(ref, { argnums: [0, 1, 2, 3] })(q, x, w, bias);
+          expect(Math.abs((A.value.item() as number) - (B.value.item() as number))).toBeLessThanOrEqual(
+            5e-5 * Math.max(1, Math.abs(B.value.item() as number)),
+          );
+          (A.grad as Tensor[]).forEach((g, k) => {
+            const a = unsafeData(g),
+              r = unsafeData((B.grad as Tensor[])[k]!);
+            let m = 0;
+            for (let i = 0; i < r.length; i++) m = Math.max(m, Math.abs(r[i]!));
+            for (let i = 0; i < r.length; i++)
+              expect(Math.abs(a[i]! - r[i]!)).toBeLessThanOrEqual(1e-4 * Math.max(1, m));
+          });
+        },
+      ),
+      params(25),
+    );
+  });
+
+  it('float64 inputs take the composition exactly (so its gradient checks cover them)', () => {
+    const { q, c, t, pairs, mask } = fullCase(3, 3, 9, 4, 5);
+    const q64 = tensor(Array.from(unsafeData(q)), 'float64', [3, 4]),
+      c64 = tensor(Array.from(unsafeData(c)), 'float64', [9, 4]);
+    const a = fullSoftmaxLoss(q64, c64, t, { scale: 7, excluded: pairs, reducer: 'none' });
+    const b = softmaxRetrievalLoss(q64, c64, t, { scale: 7, excluded: mask, reducer: 'none' });
+    expect(a.dtype).toBe('float64');
+    expect(Array.from(unsafeData(a))).toEqual(Array.from(unsafeData(b)));
+  });
+
+  it('is deterministic: the same inputs give the same bits', () => {
+    const { q, c, t, pairs } = fullCase(9, 4, 3000, 8, 6);
+    const run = () =>
+      valueAndGrad((qq: Tensor, cc: Tensor) => fullSoftmaxLoss(qq, cc, t, { scale: 20, excluded: pairs }), {
+        argnums: [0, 1],
+      })(q, c);
+    const x = run(),
+      y = run();
+    expect(x.value.item()).toBe(y.value.item());
+    for (let k = 0; k < 2; k++)
+      expect(Array.from(unsafeData((x.grad as Tensor[])[k]!))).toEqual(
+        Array.from(unsafeData((y.grad as Tensor[])[k]!)),
+      );
+  });
+
+  it('rejects bad pairs, a pair that masks the target, and a bad runner', () => {
+    const q = tensor([[1, 0]]),
+      c = tensor([
+        [1, 0],
+        [0, 1],
+      ]),
+      t = tensor([0], 'int32');
+    expect(() =>
+      fullSoftmaxLoss(q, c, t, { scale: 1, excluded: { query: Int32Array.of(0), candidate: Int32Array.of(0) } }),
+    ).toThrow(/excluded pair 0 masks query 0's own target 0/);
+    expect(() =>
+      fullSoftmaxLoss(q, c, t, { scale: 1, excluded: { query: Int32Array.of(1), candidate: Int32Array.of(1) } }),
+    ).toThrow(ArgumentError);
+    expect(() => fullSoftmaxLoss(q, c, t, { scale: 1, excluded: { query: Int32Array.of(0) } as never })).toThrow(
+      /excluded must be \{query, candidate\}/,
+    );
+    expect(() => fullSoftmaxLoss(q, c, t, { scale: 1, runner: {} as never })).toThrow(/runner must be a BlockRunner/);
+    expect(() => fullSoftmaxLoss(q, c, tensor([5], 'int32'), { scale: 1 })).toThrow(/targets\[0\] is 5/);
   });
 });

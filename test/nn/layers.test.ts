@@ -23,6 +23,7 @@ import {
   makeBags,
   matmul,
   mul,
+  normal,
   sum,
   tensor,
   type Bags,
@@ -101,6 +102,31 @@ describe('linear', () => {
         },
       ),
       params(25),
+    );
+  });
+
+  it('float32: the primitive equals matmul + add bit for bit, and its gradients equal those of the composition (large sizes: wasm matmuls)', () => {
+    fc.assert(
+      fc.property(seedArb, fc.integer({ min: 1, max: 700 }), fc.integer({ min: 1, max: 70 }), (seed, batch, dim) => {
+        const rng = new Rng(seed);
+        const x = normal([batch, dim], rng),
+          w = normal([dim, 2 + (dim % 5)], rng),
+          b = normal([2 + (dim % 5)], rng);
+        const ct = normal([batch, 2 + (dim % 5)], rng);
+        expect(Array.from(unsafeData(linear({ w, b }, x)))).toEqual(Array.from(unsafeData(add(matmul(x, w), b))));
+        const f = (fn: (xx: Tensor, ww: Tensor, bb: Tensor) => Tensor) =>
+          grad((xx: Tensor, ww: Tensor, bb: Tensor) => sum(mul(fn(xx, ww, bb), ct)), { argnums: [0, 1, 2] })(x, w, b);
+        const got = f((xx, ww, bb) => linear({ w: ww, b: bb }, xx)) as Tensor[];
+        const want = f((xx, ww, bb) => add(matmul(xx, ww), bb)) as Tensor[];
+        // x̄ and w̄ are the same matmuls; b̄ sums columns in float64 either way (1e-6 relative)
+        expect(Array.from(unsafeData(got[0]!))).toEqual(Array.from(unsafeData(want[0]!)));
+        expect(Array.from(unsafeData(got[1]!))).toEqual(Array.from(unsafeData(want[1]!)));
+        const gb = unsafeData(got[2]!),
+          wb = unsafeData(want[2]!);
+        for (let k = 0; k < wb.length; k++)
+          expect(Math.abs(gb[k]! - wb[k]!)).toBeLessThanOrEqual(1e-6 * Math.max(1, Math.abs(wb[k]!)));
+      }),
+      params(20),
     );
   });
 

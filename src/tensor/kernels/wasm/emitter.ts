@@ -91,6 +91,7 @@ export const Op = {
   i32_shr_u: 0x76,
   f32_abs: 0x8b,
   f32_neg: 0x8c,
+  f32_sqrt: 0x91,
   f32_add: 0x92,
   f32_sub: 0x93,
   f32_mul: 0x94,
@@ -552,6 +553,9 @@ export class FunctionBuilder {
   f32Neg(): this {
     return this.byte(Op.f32_neg);
   }
+  f32Sqrt(): this {
+    return this.byte(Op.f32_sqrt);
+  }
   f32Add(): this {
     return this.byte(Op.f32_add);
   }
@@ -700,6 +704,9 @@ export class FunctionBuilder {
   }
   f32x4Neg(): this {
     return this.simd(SimdOp.f32x4_neg);
+  }
+  f32x4Sqrt(): this {
+    return this.simd(SimdOp.f32x4_sqrt);
   }
   f32x4Add(): this {
     return this.simd(SimdOp.f32x4_add);

@@ -555,7 +555,7 @@ export function packedBytes(count: number, k: number): number {
  * contiguous in p: orientation N, in k blocks of GEMM_KC when k is large
  * (each block continues the partial sums in C, so the bits do not change).
  */
-function gemmNBlocked(
+export function gemmNBlocked(
   ex: KernelExports,
   vPacked: number,
   nv: number,
