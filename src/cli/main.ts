@@ -385,8 +385,6 @@ export function main(argv: readonly string[], seams: MainSeams = {}): number {
               : []),
           ];
     writeReport(output, results, title, ['negcache', ...argv].join(' '), description, notes);
-    scanner?.close();
-    pool?.close();
     if (output.failure !== null) {
       process.stderr.write(
         `negcache ${command}: could not write to ${dir} (${output.failure}); the results are in ${output.current}\n`,
@@ -405,7 +403,17 @@ export function main(argv: readonly string[], seams: MainSeams = {}): number {
       return 2;
     }
     throw e;
+  } finally {
+    closeWorkers();
   }
+}
+
+/** Closes the run's worker threads (a later run in the same process starts new ones). */
+function closeWorkers(): void {
+  scanner?.close();
+  scanner = null;
+  pool?.close();
+  pool = null;
 }
 
 const invoked = process.argv[1] !== undefined && realpathSync(process.argv[1]) === fileURLToPath(import.meta.url);

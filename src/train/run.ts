@@ -66,7 +66,16 @@ export interface TrainOptions extends TrainHooks {
 /** What `checkpointEvery` accepts (0 = never); the CLI's --checkpoint-every is derived from it. */
 export const CHECKPOINT_EVERY: FieldSpec = { kind: 'int', min: 0, max: 2 ** 31 - 1 };
 
-const OPTION_KEYS = ['resume', 'checkpointEvery', 'onCheckpoint', 'onStep', 'onEval', 'now', 'scanner'] as const;
+const OPTION_KEYS = [
+  'resume',
+  'checkpointEvery',
+  'onCheckpoint',
+  'onStep',
+  'onEval',
+  'now',
+  'scanner',
+  'runner',
+] as const;
 
 /** The hooks and checkpoint options of train(), checked before anything runs. */
 function checkHooks(hooks: unknown): asserts hooks is TrainOptions {
