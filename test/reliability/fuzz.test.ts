@@ -1852,9 +1852,13 @@ function cacheDefs(): Def[] {
     upd(
       'newItems:wrong-kind',
       'throws',
-      fc.tuple(garbage(), fc.constantFrom('embedding', 'docId', '*')).map(([g, key]) => (u: U) => {
-        u.update['newItems'] = key === '*' ? g : { ...(u.update['newItems'] as object), [key]: g };
-      }),
+      // (newItems: undefined is a valid, refresh-only update)
+      fc
+        .tuple(garbage(), fc.constantFrom('embedding', 'docId', '*'))
+        .filter(([g, key]) => key !== '*' || g !== undefined)
+        .map(([g, key]) => (u: U) => {
+          u.update['newItems'] = key === '*' ? g : { ...(u.update['newItems'] as object), [key]: g };
+        }),
     ),
     upd(
       'newItems:count-mismatch',
