@@ -17,76 +17,23 @@ import {
 import { initWasm, isResident, releaseResident } from '../../src/tensor/kernels/wasm/index.js';
 import { fusedCacheScan, fusedCacheScanWasm, fusedCacheScanWasmRange } from '../../src/scan/wasm.js';
 import { params } from '../util/props.js';
+import { baseScanArgs, scanSpecFields, scoreOf, type ScanProblemSpec, type SpecOptions } from './problems.js';
 
 beforeAll(async () => {
   expect(await initWasm()).toBe(true);
 });
 
-interface ProblemSpec {
-  b: number;
-  d: number;
-  n: number;
-  seed: number;
-  sampler: ScanSampler;
-  integer: boolean;
-  pValid: number; // probability a row is valid (1 = no rowValid)
-  ids: boolean;
-  topKIndex: number; // -1 = none, else picks a divisor of n
-  scale: number;
-}
-
-function divisors(n: number): number[] {
-  const out: number[] = [];
-  for (let k = 1; k <= n; k++) if (n % k === 0) out.push(k);
-  return out;
-}
+type ProblemSpec = ScanProblemSpec;
 
 function makeArgs(s: ProblemSpec): FusedScanArgs {
   const rng = new Rng(s.seed);
-  const val = (): number => (s.integer ? rng.int(7) - 3 : rng.uniform() * 2 - 1);
-  const queries = new Float32Array(s.b * s.d).map(val);
-  const cache = new Float32Array(s.n * s.d).map(val);
-  const args: FusedScanArgs = { queries, b: s.b, d: s.d, cache, n: s.n, scale: s.scale, sampler: s.sampler };
-  if (s.pValid < 1) args.rowValid = new Uint8Array(s.n).map(() => (rng.uniform() < s.pValid ? 1 : 0));
-  if (s.ids) {
-    const range = Math.max(2, Math.floor(s.n / 3));
-    args.rowIds = new Int32Array(s.n).map(() => rng.int(range));
-    args.queryExcludeIds = new Int32Array(s.b).map(() => rng.int(range));
-  }
-  if (s.topKIndex >= 0 && s.n > 0) {
-    const ds = divisors(s.n);
-    args.topKGroups = ds[s.topKIndex % ds.length]!;
-  }
+  const args = baseScanArgs(s, rng);
   args.key = [rng.nextUint32(), rng.nextUint32()];
   args.uniforms = new Float64Array(categoricalUniformCount(s.b, s.n, args.topKGroups)).map(() => rng.uniformOpen());
   return args;
 }
 
-const specArb = (opts: { integer?: boolean; nMin?: number; nMax?: number } = {}): fc.Arbitrary<ProblemSpec> =>
-  fc.record({
-    b: fc.integer({ min: 0, max: 9 }),
-    d: fc.integer({ min: 0, max: 9 }),
-    n:
-      opts.nMin !== undefined
-        ? fc.integer({ min: opts.nMin, max: opts.nMax! })
-        : fc.oneof(fc.integer({ min: 0, max: 20 }), fc.integer({ min: 200, max: 800 })),
-    seed: fc.integer({ min: 0, max: 1e9 }),
-    sampler: fc.constantFrom<ScanSampler>('none', 'gumbel', 'categorical'),
-    integer: opts.integer === undefined ? fc.boolean() : fc.constant(opts.integer),
-    pValid: fc.constantFrom(1, 0.8, 0.3, 0),
-    ids: fc.boolean(),
-    topKIndex: fc.integer({ min: -3, max: 6 }),
-    scale: fc.constantFrom(1, 0.5, 0.3, 2, -1),
-  });
-
-/** score(i, j) as the contract defines it, or -Infinity if excluded. */
-function scoreOf(args: FusedScanArgs, i: number, j: number): number {
-  if (args.rowValid && args.rowValid[j] === 0) return -Infinity;
-  if (args.rowIds && args.rowIds[j] === args.queryExcludeIds![i]) return -Infinity;
-  let dot = 0;
-  for (let p = 0; p < args.d; p++) dot += args.queries[i * args.d + p]! * args.cache[j * args.d + p]!;
-  return Math.fround(Math.fround(args.scale) * Math.fround(dot));
-}
+const specArb = (opts: SpecOptions = {}): fc.Arbitrary<ProblemSpec> => fc.record(scanSpecFields(opts));
 
 function expectLse(got: Float64Array, want: Float64Array, tol: number): void {
   expect(got.length).toBe(want.length);

@@ -18,50 +18,24 @@ import {
   fusedScanTS,
   type FusedScanArgs,
   type FusedScanResult,
-  type ScanSampler,
 } from '../../src/scan/index.js';
 import { fusedCacheScanWasm, fusedCacheScanWasmRange } from '../../src/scan/wasm.js';
 import { initWasm } from '../../src/tensor/kernels/wasm/index.js';
 import { params } from '../util/props.js';
+import { baseScanArgs, scanSpecFields, scoreOf, type ScanProblemSpec, type SpecOptions } from './problems.js';
 
 beforeAll(async () => {
   expect(await initWasm()).toBe(true);
 });
 
-interface Spec {
-  b: number;
-  d: number;
-  n: number;
+interface Spec extends ScanProblemSpec {
   S: number;
-  seed: number;
-  sampler: ScanSampler;
-  integer: boolean;
-  pValid: number;
-  ids: boolean;
-  topKIndex: number;
-  scale: number;
   mean: boolean;
-}
-
-function divisors(n: number): number[] {
-  const out: number[] = [];
-  for (let k = 1; k <= n; k++) if (n % k === 0) out.push(k);
-  return out;
 }
 
 function makeArgs(s: Spec): FusedScanArgs {
   const rng = new Rng(s.seed);
-  const val = (): number => (s.integer ? rng.int(7) - 3 : rng.uniform() * 2 - 1);
-  const queries = new Float32Array(s.b * s.d).map(val);
-  const cache = new Float32Array(s.n * s.d).map(val);
-  const args: FusedScanArgs = { queries, b: s.b, d: s.d, cache, n: s.n, scale: s.scale, sampler: s.sampler };
-  if (s.pValid < 1) args.rowValid = new Uint8Array(s.n).map(() => (rng.uniform() < s.pValid ? 1 : 0));
-  if (s.ids) {
-    const range = Math.max(2, Math.floor(s.n / 3));
-    args.rowIds = new Int32Array(s.n).map(() => rng.int(range));
-    args.queryExcludeIds = new Int32Array(s.b).map(() => rng.int(range));
-  }
-  if (s.topKIndex >= 0 && s.n > 0) args.topKGroups = divisors(s.n)[s.topKIndex % divisors(s.n).length]!;
+  const args = baseScanArgs(s, rng);
   if (s.S !== 1 || rng.uniform() < 0.5) args.numSamples = s.S;
   if (s.sampler === 'gumbel') args.keys = Array.from({ length: s.S }, () => [rng.nextUint32(), rng.nextUint32()]);
   if (s.sampler === 'categorical')
@@ -72,33 +46,12 @@ function makeArgs(s: Spec): FusedScanArgs {
   return args;
 }
 
-const specArb = (o: { integer?: boolean; nMin?: number; nMax?: number } = {}): fc.Arbitrary<Spec> =>
+const specArb = (o: SpecOptions = {}): fc.Arbitrary<Spec> =>
   fc.record({
-    b: fc.integer({ min: 0, max: 7 }),
-    d: fc.integer({ min: 0, max: 9 }),
-    n:
-      o.nMin !== undefined
-        ? fc.integer({ min: o.nMin, max: o.nMax! })
-        : fc.oneof(fc.integer({ min: 0, max: 20 }), fc.integer({ min: 200, max: 800 }), fc.constant(512)),
+    ...scanSpecFields({ bMax: 7, nExtra: [fc.constant(512)], ...o }),
     S: fc.integer({ min: 1, max: 4 }),
-    seed: fc.integer({ min: 0, max: 1e9 }),
-    sampler: fc.constantFrom<ScanSampler>('none', 'gumbel', 'categorical'),
-    integer: o.integer === undefined ? fc.boolean() : fc.constant(o.integer),
-    pValid: fc.constantFrom(1, 0.8, 0.3, 0),
-    ids: fc.boolean(),
-    topKIndex: fc.integer({ min: -3, max: 6 }),
-    scale: fc.constantFrom(1, 0.5, 0.3, 2, -1),
     mean: fc.boolean(),
   });
-
-/** score(i, j) as the contract defines it (float64 dot rounded to float32), -Infinity if excluded. */
-function scoreOf(args: FusedScanArgs, i: number, j: number): number {
-  if (args.rowValid && args.rowValid[j] === 0) return -Infinity;
-  if (args.rowIds && args.rowIds[j] === args.queryExcludeIds![i]) return -Infinity;
-  let dot = 0;
-  for (let p = 0; p < args.d; p++) dot += args.queries[i * args.d + p]! * args.cache[j * args.d + p]!;
-  return Math.fround(Math.fround(args.scale) * Math.fround(dot));
-}
 
 /**
  * The softmax mean in float64 from the dense score matrix, and the weights
