@@ -125,9 +125,11 @@ export function parseFlags(
 }
 
 export function usageOf(command: string, summary: string, specs: Readonly<Record<string, FlagSpec>>): string {
-  const lines = Object.entries(specs).map(
-    ([k, s]) =>
-      `  --${k}${s.kind === 'bool' ? '' : ` <${s.choices ? s.choices.join('|') : s.kind}>`}`.padEnd(34) + s.help,
+  const heads = Object.entries(specs).map(
+    ([k, s]) => `  --${k}${s.kind === 'bool' ? '' : ` <${s.choices ? s.choices.join('|') : s.kind}>`}`,
   );
+  // one column for the help texts, two spaces right of the longest flag
+  const width = Math.max(0, ...heads.map((h) => h.length)) + 2;
+  const lines = Object.values(specs).map((s, i) => heads[i]!.padEnd(width) + s.help);
   return `negcache ${command}: ${summary}\n\n${lines.join('\n')}\n`;
 }

@@ -133,4 +133,14 @@ describe('usageOf', () => {
     expect(u).toMatch(/--quiet\s+no progress/);
     expect(u).not.toMatch(/--quiet </);
   });
+
+  it('keeps the help texts in one column, at least two spaces right of the longest flag', () => {
+    const specs: Record<string, FlagSpec> = {
+      ...SPECS,
+      'a-very-long-flag-name-indeed': { kind: 'string', choices: ['first-choice', 'second-choice'], help: 'long one' },
+    };
+    const lines = usageOf('train', 'x', specs).split('\n').filter((l) => l.startsWith('  --'));
+    const cols = lines.map((l) => /^ {2}--\S+(?: <[^>]+>)?( {2,})/.exec(l)).map((m) => (m ? m.index + m[0].length : -1));
+    expect(cols.every((c) => c > 0 && c === cols[0])).toBe(true);
+  });
 });
