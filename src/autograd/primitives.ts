@@ -458,9 +458,6 @@ export const primitives = table({
   }),
 });
 
-/** @deprecated kept for src/nn/layers.ts; use `primitives.sparseRows`. */
-export const sparseRowsP = primitives.sparseRows;
-
 // ------------------------------------------------------------------ unchecked helpers for the rules (module-private)
 
 function neg(x: Tensor): Tensor {

@@ -89,6 +89,12 @@ export const SAFETENSORS_MAX_HEADER_BYTES = 100_000_000;
 export interface EncodeSafetensorsOptions {
   /** Store the CRC-32 of the file under `negcache.crc32` in `__metadata__` (default true). */
   checksum?: boolean;
+  /**
+   * Element bytes through DataView, the big-endian-safe path (default: only
+   * on big-endian hosts). Both paths write the same bytes; this is the seam
+   * that lets a little-endian test machine run the portable one.
+   */
+  portableByteOrder?: boolean;
 }
 
 export interface DecodeSafetensorsOptions {
@@ -96,6 +102,8 @@ export interface DecodeSafetensorsOptions {
   verifyChecksum?: boolean;
   /** Reject files that carry no `negcache.crc32` (default false: files from other tools have none). */
   requireChecksum?: boolean;
+  /** Read element bytes through DataView (default: only on big-endian hosts); see EncodeSafetensorsOptions. */
+  portableByteOrder?: boolean;
 }
 
 export interface DecodedSafetensors {
@@ -141,18 +149,8 @@ const UNSUPPORTED_ST: ReadonlySet<string> = new Set([
 ]);
 
 const HOST_LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
-/** When true, element bytes go through DataView (required on big-endian hosts). */
-let portableByteOrder = !HOST_LITTLE_ENDIAN;
-
-/**
- * @internal For tests: force the DataView (big-endian-safe) byte path on or off;
- * `null` restores the host default. Returns the previous setting.
- */
-export function _setPortableByteOrderForTests(on: boolean | null): boolean {
-  const prev = portableByteOrder;
-  portableByteOrder = on ?? !HOST_LITTLE_ENDIAN;
-  return prev;
-}
+/** The default byte path: DataView (portable) only where the host is big-endian. */
+const PORTABLE_DEFAULT = !HOST_LITTLE_ENDIAN;
 
 // ---------------------------------------------------------------------------
 // CRC-32 (IEEE 802.3, reflected polynomial 0xEDB88320), slicing-by-8.
@@ -250,12 +248,12 @@ function isPlainRecord(x: unknown): x is Record<string, unknown> {
 }
 
 /** Writes the elements of `arr` little-endian into `out` at `pos`. */
-function writeElements(arr: TypedArray, dtype: DType, out: Uint8Array, pos: number): void {
+function writeElements(arr: TypedArray, dtype: DType, out: Uint8Array, pos: number, portable: boolean): void {
   if (dtype === 'bool') {
     for (let i = 0; i < arr.length; i++) out[pos + i] = arr[i] !== 0 ? 1 : 0;
     return;
   }
-  if (!portableByteOrder) {
+  if (!portable) {
     out.set(new Uint8Array(arr.buffer, arr.byteOffset, arr.byteLength), pos);
     return;
   }
@@ -348,6 +346,9 @@ export function encodeSafetensors(
   if (typeof checksum !== 'boolean') {
     throw new ArgumentError(ENC_OP, `options.checksum must be a boolean, got ${describe(checksum)}`);
   }
+  const portable = options?.portableByteOrder ?? PORTABLE_DEFAULT;
+  if (typeof portable !== 'boolean')
+    throw new ArgumentError(ENC_OP, `options.portableByteOrder must be a boolean, got ${describe(portable)}`);
 
   // ---- header JSON
   let offset = 0;
@@ -401,7 +402,7 @@ export function encodeSafetensors(
   let pos = 8 + headerLength;
   for (const name of names) {
     const t = tensors[name]!;
-    writeElements(unsafeData(t), t.dtype, file, pos);
+    writeElements(unsafeData(t), t.dtype, file, pos, portable);
     pos += t.size * ITEMSIZE[t.dtype];
   }
   if (checksum) {
@@ -738,7 +739,7 @@ function readEntry(name: string, node: JNode, dataLength: number): Entry {
   return { name, dtype, shape, size, begin, end };
 }
 
-function readElements(data: Uint8Array, e: Entry): TypedArray {
+function readElements(data: Uint8Array, e: Entry, portable: boolean): TypedArray {
   const out = allocate(e.dtype, e.size);
   const src = data.subarray(e.begin, e.end);
   if (e.dtype === 'bool') {
@@ -754,7 +755,7 @@ function readElements(data: Uint8Array, e: Entry): TypedArray {
     }
     return out;
   }
-  if (!portableByteOrder) {
+  if (!portable) {
     new Uint8Array(out.buffer).set(src);
     return out;
   }
@@ -799,6 +800,9 @@ export function decodeSafetensors(bytes: Uint8Array, options?: DecodeSafetensors
     throw new ArgumentError(DEC_OP, `options.verifyChecksum must be a boolean, got ${describe(verify)}`);
   if (typeof requireChecksum !== 'boolean')
     throw new ArgumentError(DEC_OP, `options.requireChecksum must be a boolean, got ${describe(requireChecksum)}`);
+  const portable = options?.portableByteOrder ?? PORTABLE_DEFAULT;
+  if (typeof portable !== 'boolean')
+    throw new ArgumentError(DEC_OP, `options.portableByteOrder must be a boolean, got ${describe(portable)}`);
 
   // ---- length prefix
   if (bytes.length < 8) {
@@ -926,7 +930,7 @@ export function decodeSafetensors(bytes: Uint8Array, options?: DecodeSafetensors
   // ---- copy out
   const tensors: Record<string, Tensor> = {};
   for (const e of entries.sort((a, b) => compareStrings(a.name, b.name))) {
-    setOwn(tensors, e.name, wrap(readElements(data, e), e.shape, e.dtype));
+    setOwn(tensors, e.name, wrap(readElements(data, e, portable), e.shape, e.dtype));
   }
   return { tensors, metadata, checksum };
 }

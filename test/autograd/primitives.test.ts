@@ -76,10 +76,9 @@ describe('the primitive table', () => {
     expect(entries.filter(([, p]) => p.arity === null).map(([k]) => k)).toEqual(['concat']);
   });
 
-  it('exports no unchecked op under a public op name (only the table, its types and a deprecated alias)', () => {
+  it('exports no unchecked op under a public op name (only the table and its types)', () => {
     const exported = Object.keys(P).sort();
-    expect(exported).toEqual(['primitives', 'sparseRowsP']);
-    expect(P.sparseRowsP).toBe(primitives.sparseRows);
+    expect(exported).toEqual(['primitives']);
   });
 
   it('every VJP returns one cotangent (or null) per input', () => {

@@ -8,7 +8,6 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { ArgumentError } from '../../src/errors.js';
 import {
   SAFETENSORS_CHECKSUM_KEY,
-  _setPortableByteOrderForTests,
   crc32,
   decodeSafetensors,
   encodeSafetensors,
@@ -244,16 +243,11 @@ describe('encodeSafetensors byte layout', () => {
       d: wrap(d, [d.length], 'float64'),
       i: i32(INT_SPECIAL, [INT_SPECIAL.length]),
     };
-    for (const portable of [false, true]) {
-      const prev = _setPortableByteOrderForTests(portable);
-      try {
-        const out = decodeSafetensors(encodeSafetensors(t)).tensors;
-        expect(sameTensors(out, t)).toBe(true);
-        expect(Object.is(out.f!.dataSync()[6], -0)).toBe(true);
-        expect(out.i!.toArray()).toEqual(INT_SPECIAL);
-      } finally {
-        _setPortableByteOrderForTests(prev);
-      }
+    for (const portableByteOrder of [false, true]) {
+      const out = decodeSafetensors(encodeSafetensors(t, {}, { portableByteOrder }), { portableByteOrder }).tensors;
+      expect(sameTensors(out, t)).toBe(true);
+      expect(Object.is(out.f!.dataSync()[6], -0)).toBe(true);
+      expect(out.i!.toArray()).toEqual(INT_SPECIAL);
     }
   });
 });
@@ -286,14 +280,10 @@ describe('round trip', () => {
   it('the portable (DataView, big-endian-safe) byte path writes and reads the same bytes', () => {
     fc.assert(
       fc.property(tensorsArb, (tensors) => {
-        const fast = encodeSafetensors(tensors);
-        const prev = _setPortableByteOrderForTests(true);
-        try {
-          expect(encodeSafetensors(tensors)).toEqual(fast);
-          expect(sameTensors(decodeSafetensors(fast).tensors, tensors)).toBe(true);
-        } finally {
-          _setPortableByteOrderForTests(prev);
-        }
+        const fast = encodeSafetensors(tensors, {}, { portableByteOrder: false });
+        expect(encodeSafetensors(tensors, {}, { portableByteOrder: true })).toEqual(fast);
+        expect(sameTensors(decodeSafetensors(fast, { portableByteOrder: true }).tensors, tensors)).toBe(true);
+        expect(sameTensors(decodeSafetensors(fast, { portableByteOrder: false }).tensors, tensors)).toBe(true);
       }),
       params(100),
     );
