@@ -146,6 +146,8 @@ export const optionRules = {
         ? undefined
         : `an integer in [${min}, ${max}]`;
   },
+  /** A function. */
+  function: ((v) => (typeof v === 'function' ? undefined : 'a function')) as OptionRule,
   /** One of the listed values. */
   oneOf(values: readonly unknown[]): OptionRule {
     return (v) => (values.includes(v) ? undefined : `one of ${values.map((x) => JSON.stringify(x)).join(', ')}`);

@@ -14,7 +14,7 @@
  * Both follow the two-phase protocol of CacheLossHandler (computeLoss, then
  * commit). Every replica must make the same calls in the same order.
  */
-import { ArgumentError, NonFiniteError, describe } from '../errors.js';
+import { ArgumentError, NonFiniteError, checkOptions, describe, optionRules } from '../errors.js';
 import { isFloat } from '../tensor/dtype.js';
 import { isTensor, unsafeData, wrap, type Tensor } from '../tensor/tensor.js';
 import { stopGradient } from '../autograd/transforms.js';
@@ -130,24 +130,12 @@ function checkArgs(
   for (const k of [keys.embeddingKey, ...(keys.dataKeys as unknown[])])
     if (typeof k !== 'string' || !m.specs![k])
       throw new ArgumentError(op, `the cache manager has no spec for the loss's key ${describe(k)}`);
-  if (opts === null || typeof opts !== 'object' || Array.isArray(opts))
-    throw new ArgumentError(op, `options must be an object {rejectNonFinite?, onMetrics?}, got ${describe(opts)}`);
-  const o = opts as HandlerOptions;
-  for (const k of Object.keys(o))
-    if (k !== 'rejectNonFinite' && k !== 'onMetrics')
-      throw new ArgumentError(op, `unknown option "${k}"; allowed: rejectNonFinite, onMetrics`);
-  if (o.rejectNonFinite !== undefined && typeof o.rejectNonFinite !== 'boolean')
-    throw new ArgumentError(op, `rejectNonFinite must be true or false, got ${describe(o.rejectNonFinite)}`);
-  if (o.onMetrics !== undefined && typeof o.onMetrics !== 'function')
-    throw new ArgumentError(op, `onMetrics must be a function, got ${describe(o.onMetrics)}`);
+  checkOptions(op, opts, { rejectNonFinite: optionRules.boolean, onMetrics: optionRules.function }, { required: true });
 }
 
 /** commit's options: an object with at most `gradients`. */
 function checkCommitOptions(op: string, opts: unknown): void {
-  if (opts === null || typeof opts !== 'object' || Array.isArray(opts))
-    throw new ArgumentError(op, `options must be an object like {gradients}, got ${describe(opts)}`);
-  for (const k of Object.keys(opts))
-    if (k !== 'gradients') throw new ArgumentError(op, `unknown option "${k}"; allowed: gradients`);
+  checkOptions(op, opts, ['gradients'], { required: true });
 }
 
 /** The loss's keys if it looks like the loss named (duck-typed), else null. */

@@ -30,7 +30,7 @@
  * more all-to-all, to the replica whose shard holds it, so each replica gets
  * refresh data (indices into its own shard) for the items sampled from it.
  */
-import { ArgumentError, ShapeError, describe } from '../errors.js';
+import { ArgumentError, ShapeError, checkOptions, describe } from '../errors.js';
 import { shapesEqual } from '../tensor/shape.js';
 import { isTensor, unsafeData, wrap, type Tensor } from '../tensor/tensor.js';
 import type { Rng } from '../tensor/random.js';
@@ -120,10 +120,7 @@ export class DistributedCacheClassificationLoss {
     opts: { positiveIds?: Tensor } = {},
   ): Promise<DistributedCacheLossReturn> {
     const op = 'DistributedCacheClassificationLoss';
-    if (opts === null || typeof opts !== 'object' || Array.isArray(opts))
-      throw new ArgumentError(op, `options must be an object like {positiveIds}, got ${describe(opts)}`);
-    for (const k of Object.keys(opts))
-      if (k !== 'positiveIds') throw new ArgumentError(op, `unknown option "${k}"; allowed: positiveIds`);
+    checkOptions(op, opts, ['positiveIds'], { required: true });
     if (ctx === null || typeof ctx !== 'object' || typeof ctx.allGather !== 'function')
       throw new ArgumentError(op, `ctx must be a ReplicaContext, got ${describe(ctx)}`);
     if (typeof docNetwork !== 'function')

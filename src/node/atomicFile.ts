@@ -28,7 +28,7 @@
 import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as nodePath from 'node:path';
-import { ArgumentError, NegcacheError, describe } from '../errors.js';
+import { ArgumentError, NegcacheError, checkOptions, describe, optionRules } from '../errors.js';
 import {
   decodeSafetensors,
   encodeSafetensors,
@@ -75,15 +75,8 @@ export interface AtomicWriteOptions {
 }
 
 function checkWriteOptions(op: string, options: unknown): AtomicWriteOptions['faults'] {
-  if (options === undefined) return undefined;
-  if (options === null || typeof options !== 'object' || Array.isArray(options))
-    throw new ArgumentError(op, `options must be an object {faults?}, got ${describe(options)}`);
-  for (const k of Object.keys(options))
-    if (k !== 'faults') throw new ArgumentError(op, `unknown option "${k}"; allowed: faults`);
-  const f = (options as AtomicWriteOptions).faults;
-  if (f !== undefined && typeof f !== 'function')
-    throw new ArgumentError(op, `faults must be a function (step, tempPath) => void, got ${describe(f)}`);
-  return f;
+  checkOptions(op, options, { faults: optionRules.function });
+  return (options as AtomicWriteOptions | undefined)?.faults;
 }
 
 /**

@@ -28,7 +28,7 @@
  * are bit-identical to the reference wherever they run. Float64 parameters
  * keep float64 arithmetic (the moments are float32 either way).
  */
-import { ArgumentError, NonFiniteError, ShapeError, describe, fmtShape } from '../errors.js';
+import { ArgumentError, NonFiniteError, ShapeError, checkOptions, describe, fmtShape } from '../errors.js';
 import { isFloat } from '../tensor/dtype.js';
 import { shapesEqual } from '../tensor/shape.js';
 import { isTensor, unsafeData, wrap, type Tensor } from '../tensor/tensor.js';
@@ -145,12 +145,7 @@ abstract class Optimizer {
     opts: OptimizerCommon,
     allowed: readonly string[] = [],
   ) {
-    if (opts === null || typeof opts !== 'object')
-      throw new ArgumentError(name, `options must be an object, got ${describe(opts)}`);
-    const known = ['lr', 'clipNorm', ...allowed];
-    for (const k of Object.keys(opts)) {
-      if (!known.includes(k)) throw new ArgumentError(name, `unknown option "${k}"; allowed: ${known.join(', ')}`);
-    }
+    checkOptions(name, opts, ['lr', 'clipNorm', ...allowed], { required: true });
     this.lr = checkNum(name, 'lr', opts.lr, 0, 1e6, true);
     this.clipNorm =
       opts.clipNorm === undefined ? undefined : checkNum(name, 'clipNorm', opts.clipNorm, 0, Infinity, true);

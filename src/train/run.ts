@@ -1,5 +1,5 @@
 /** The run loop: train until a step or time budget, evaluating and checkpointing along the way. */
-import { ArgumentError, describe } from '../errors.js';
+import { ArgumentError, checkOptions, describe } from '../errors.js';
 import type { Corpus } from '../data/corpus.js';
 import type { FusedScanArgs, FusedScanResult } from '../scan/contract.js';
 import type { DualEncoder } from './model.js';
@@ -80,12 +80,8 @@ const OPTION_KEYS = [
 /** The hooks and checkpoint options of train(), checked before anything runs. */
 function checkHooks(hooks: unknown): asserts hooks is TrainOptions {
   const op = 'train';
-  if (hooks === null || typeof hooks !== 'object' || Array.isArray(hooks))
-    throw new ArgumentError(op, `options must be an object {${OPTION_KEYS.join('?, ')}?}, got ${describe(hooks)}`);
+  checkOptions(op, hooks, OPTION_KEYS, { required: true });
   const h = hooks as Record<string, unknown>;
-  for (const k of Object.keys(h))
-    if (!(OPTION_KEYS as readonly string[]).includes(k))
-      throw new ArgumentError(op, `unknown option "${k}"; allowed: ${OPTION_KEYS.join(', ')}`);
   for (const k of ['onStep', 'onEval', 'onCheckpoint', 'now', 'scanner']) {
     if (h[k] !== undefined && typeof h[k] !== 'function')
       throw new ArgumentError(op, `${k} must be a function, got ${describe(h[k])}`);
