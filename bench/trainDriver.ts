@@ -22,8 +22,8 @@ import { join, resolve } from 'node:path';
 type Any = any;
 
 const [rootArg, task, timedArg, warmArg] = process.argv.slice(2);
-if (!rootArg || !task || !['cache', 'inbatch', 'full', 'eval'].includes(task)) {
-  console.error('usage: trainDriver.js <repo root> <cache|inbatch|full|eval> <timed> <warm>');
+if (!rootArg || !task || !['cache', 'cache-recipe', 'inbatch', 'full', 'eval'].includes(task)) {
+  console.error('usage: trainDriver.js <repo root> <cache|cache-recipe|inbatch|full|eval> <timed> <warm>');
   process.exit(2);
 }
 const timed = Number(timedArg ?? 10);
@@ -36,13 +36,20 @@ const t0 = performance.now();
 const corpus = lib.buildCorpus(node.loadWordNet(), { seed: 0, testFraction: 0.05 });
 const corpusMs = performance.now() - t0;
 
-const method = task === 'eval' ? 'inbatch' : task;
+// 'cache' is the reference estimator (DEFAULT_CONFIG: one sampled negative per query), which every build has;
+// 'cache-recipe' the tuned recipe `cache` (several negatives, in-batch negatives), where the build has recipes.
+if (task === 'cache-recipe' && typeof lib.recipeConfig !== 'function') {
+  console.log(JSON.stringify({ task, unavailable: 'this build has no training recipes' }));
+  process.exit(0);
+}
+const method = task === 'eval' ? 'inbatch' : task === 'cache-recipe' ? 'cache' : task;
 const scan = method === 'cache' ? node.createParallelScan() : null;
 const pool = typeof node.createTrainingPool === 'function' ? node.createTrainingPool() : null;
 const opts: Record<string, unknown> = {};
 if (scan) opts['scanner'] = scan.scan;
 if (pool) opts['runner'] = pool;
-const trainer = new lib.Trainer(corpus, { ...lib.DEFAULT_CONFIG, method }, opts);
+const config = task === 'cache-recipe' ? lib.recipeConfig('cache') : { ...lib.DEFAULT_CONFIG, method };
+const trainer = new lib.Trainer(corpus, config, opts);
 
 const times: number[] = [];
 /** CPU time of the whole process (all threads) per timed call: robust to a busy machine, unlike wall time. */
