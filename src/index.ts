@@ -148,6 +148,7 @@ export {
   buildCorpus,
   syntheticCorpus,
   synsetText,
+  compactCorpus,
   splitGloss,
   stripExamples,
   isTestId,

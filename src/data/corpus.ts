@@ -82,6 +82,20 @@ export function synsetText(s: Pick<Synset, 'lemmas'>): string {
   return s.lemmas.map((l) => l.replace(/_/g, ' ')).join(', ');
 }
 
+/**
+ * The corpus with each synset replaced by `{id, text}` (text = synsetText):
+ * the same features, split and ids, without the synsets' glosses, lemma
+ * arrays and parts of speech. Training reads only the feature arrays, so a
+ * run on either corpus is bit-identical; what changes is the JS heap. The
+ * synsets are ~65 MB of small objects, and every full garbage collection
+ * marks all of them: a cache step allocates enough typed arrays to trigger
+ * one every few steps (~28 ms each with the synsets, measured), which made
+ * the whole-corpus cache step about a quarter slower on average.
+ */
+export function compactCorpus(corpus: Corpus<Synset>): Corpus {
+  return { ...corpus, docs: corpus.docs.map((s) => ({ id: s.id, text: synsetText(s) })) };
+}
+
 const POS_BY_FILE: Record<string, readonly Pos[]> = {
   n: ['n'],
   v: ['v'],

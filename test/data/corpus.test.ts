@@ -5,6 +5,7 @@ import { describe, expect, it } from 'vitest';
 import { ArgumentError } from '../../src/errors.js';
 import {
   buildCorpus,
+  compactCorpus,
   csrRow,
   isTestId,
   parseDataFile,
@@ -16,6 +17,8 @@ import {
 import { docFeatures, queryFeatures, tokenize } from '../../src/data/text.js';
 import { loadWordNet } from '../../src/node/wordnet.js';
 import { params } from '../util/props.js';
+import { recipeConfig } from '../../src/train/config.js';
+import { train } from '../../src/train/run.js';
 
 const FIXTURES = fileURLToPath(new URL('../fixtures/wordnet/', import.meta.url));
 const fixture = (name: string): string => readFileSync(FIXTURES + name, 'utf8');
@@ -275,6 +278,35 @@ describe('buildCorpus', () => {
     expect(() => buildCorpus([s], { seed: -1 })).toThrow(/seed/);
     expect(() => buildCorpus([{ id: 'n2' } as Synset])).toThrow(/synsets\[0\]/);
     expect(() => csrRow(new Int32Array([0, 1]), new Int32Array([5]), 1)).toThrow(ArgumentError);
+  });
+});
+
+describe('compactCorpus', () => {
+  it('keeps every feature array, the split and the ids; documents become {id, text}; training is bit-identical', () => {
+    const syn = loadWordNet().slice(0, 600);
+    const full = buildCorpus(syn, { featureBuckets: 1 << 12, seed: 3, testFraction: 0.2 });
+    const slim = compactCorpus(full);
+    for (const k of [
+      'docOffsets',
+      'docIds',
+      'queryOffsets',
+      'queryIds',
+      'queryDoc',
+      'trainQueries',
+      'testQueries',
+    ] as const)
+      expect(slim[k]).toBe(full[k]);
+    expect(slim.features).toEqual(full.features);
+    expect(slim.docs).toEqual(
+      syn.map((s) => ({ id: s.id, text: s.lemmas.map((l) => l.replace(/_/g, ' ')).join(', ') })),
+    );
+    expect(slim.docs.some((d) => d.text!.includes(' '))).toBe(true); // '_' became ' ' somewhere
+    const cfg = recipeConfig('cache', { steps: 12, batch: 16, cacheSize: 64, dim: 8, evalQueries: 40 });
+    const a = train(full, cfg);
+    const b = train(slim, cfg);
+    expect(b.final).toEqual(a.final);
+    expect(b.model.queryTable.data).toEqual(a.model.queryTable.data);
+    expect(b.model.docTable.data).toEqual(a.model.docTable.data);
   });
 });
 

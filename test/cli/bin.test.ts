@@ -1,0 +1,104 @@
+/**
+ * The `negcache` executable (src/cli/bin.ts): a launcher that runs main.js in
+ * a child Node with --max-semi-space-size=64. It must be transparent: the
+ * same output and exit status as main.js, the flag on the child (unless the
+ * user gave one), and signals passed on so that no child outlives it.
+ */
+import { spawn, spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ROOT, ensureBuilt } from '../util/build.js';
+
+const BIN = join(ROOT, 'dist/src/cli/bin.js');
+const MAIN = join(ROOT, 'dist/src/cli/main.js');
+const tmp = mkdtempSync(join(tmpdir(), 'negcache-bin-'));
+
+beforeAll(() => ensureBuilt('dist/src/cli/bin.js', 'dist/src/cli/main.js'), 300_000);
+afterAll(() => rmSync(tmp, { recursive: true, force: true }));
+
+/** Command lines (argv) of the processes whose command line contains `marker`, from /proc. */
+function processesWith(marker: string): string[][] {
+  const out: string[][] = [];
+  for (const pid of readdirSync('/proc').filter((p) => /^\d+$/.test(p))) {
+    try {
+      const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').filter(Boolean);
+      if (argv.some((a) => a.includes(marker))) out.push(argv);
+    } catch {
+      // the process ended meanwhile
+    }
+  }
+  return out;
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+describe('the negcache launcher', () => {
+  it('prints what main.js prints and exits with its status (help: 0; a bad flag: 2)', () => {
+    for (const args of [
+      ['train', '--help'],
+      ['train', '--loss', 'cache', '--lr', '0'],
+    ]) {
+      const viaBin = spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8', timeout: 60_000 });
+      const direct = spawnSync(process.execPath, [MAIN, ...args], { encoding: 'utf8', timeout: 60_000 });
+      expect(viaBin.status).toBe(direct.status);
+      expect(viaBin.stdout).toBe(direct.stdout);
+      expect(viaBin.stderr).toBe(direct.stderr);
+    }
+    expect(spawnSync(process.execPath, [BIN, 'train', '--help'], { encoding: 'utf8' }).status).toBe(0);
+    expect(
+      spawnSync(process.execPath, [BIN, 'train', '--loss', 'cache', '--lr', '0'], { encoding: 'utf8' }).status,
+    ).toBe(2);
+  }, 120_000);
+
+  it.runIf(process.platform === 'linux')(
+    'runs main.js with --max-semi-space-size=64 and passes SIGTERM on (no child outlives it)',
+    async () => {
+      const out = join(tmp, `run-${process.pid}`);
+      const launcher = spawn(
+        process.execPath,
+        [BIN, 'train', '--loss', 'inbatch', '--data', 'synthetic', '--steps', '10000000', '--quiet', '--out', out],
+        { stdio: 'ignore' },
+      );
+      const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((res) =>
+        launcher.on('exit', (code, signal) => res({ code, signal })),
+      );
+      let child: string[] | undefined;
+      for (let i = 0; i < 200 && child === undefined; i++) {
+        child = processesWith(out).find((argv) => argv.includes(MAIN));
+        if (child === undefined) await sleep(50);
+      }
+      expect(child).toBeDefined();
+      expect(child).toContain('--max-semi-space-size=64');
+      launcher.kill('SIGTERM');
+      expect(await exited).toEqual({ code: null, signal: 'SIGTERM' });
+      for (let i = 0; i < 100 && processesWith(out).length > 0; i++) await sleep(50);
+      expect(processesWith(out)).toEqual([]);
+    },
+    60_000,
+  );
+
+  it.runIf(process.platform === 'linux')(
+    'adds no second flag when the user gave one in NODE_OPTIONS',
+    async () => {
+      const out = join(tmp, `run2-${process.pid}`);
+      const launcher = spawn(
+        process.execPath,
+        [BIN, 'train', '--loss', 'inbatch', '--data', 'synthetic', '--steps', '10000000', '--quiet', '--out', out],
+        { stdio: 'ignore', env: { ...process.env, NODE_OPTIONS: '--max-semi-space-size=32' } },
+      );
+      const exited = new Promise<void>((res) => launcher.on('exit', () => res()));
+      let child: string[] | undefined;
+      for (let i = 0; i < 200 && child === undefined; i++) {
+        child = processesWith(out).find((argv) => argv.includes(MAIN));
+        if (child === undefined) await sleep(50);
+      }
+      expect(child).toBeDefined();
+      expect(child!.filter((a) => a.startsWith('--max-semi-space-size'))).toEqual([]);
+      launcher.kill('SIGTERM');
+      await exited;
+    },
+    60_000,
+  );
+});
