@@ -234,6 +234,9 @@ function runMethod(
   });
   progress.finish();
   if (ckpt.exportTo !== undefined) writeModelFile(ckpt.exportTo, result.model, corpus, result.config, quiet);
+  // Only the metrics outlive the run: free the tables' wasm memory now, so that compare/demo's next run starts
+  // from an empty heap (the finalizers that would free it run only between tasks, and this loop is one task).
+  result.model.release();
   peak = Math.max(peak, process.memoryUsage().rss);
   const totalSeconds = (performance.now() - started) / 1000;
   const f = result.final;

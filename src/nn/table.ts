@@ -51,6 +51,11 @@ export class EmbeddingTable {
     }
   }
 
+  /** Frees the table's wasm memory now (see HeapArray.release); the table is unusable afterwards. */
+  release(): void {
+    this.storage.release();
+  }
+
   /** The [vocab, dim] values, row-major (a view: see the module comment). */
   get data(): Float32Array {
     return this.storage.data;

@@ -334,6 +334,16 @@ abstract class Optimizer {
     return out;
   }
 
+  /**
+   * Frees the sparse tables' state (moments, in wasm memory) now rather than
+   * at garbage collection, and forgets it: the next step starts those rows'
+   * state from zero, as for a fresh optimiser. train() calls it when a run ends.
+   */
+  release(): void {
+    for (const slots of this.tables.values()) for (const s of slots) s.release();
+    this.tables = new Map();
+  }
+
   /** Restores a state captured by getState. */
   setState(state: Record<string, Tensor>): void {
     const op = `${this.name}.setState`;

@@ -40,6 +40,16 @@ export class DualEncoder {
     const r = rng.split();
     this.dense = { query: initLinear(r, config.dim, config.dim), doc: initLinear(r, config.dim, config.dim) };
   }
+
+  /**
+   * Frees both tables' wasm memory now rather than at garbage collection (a
+   * process that trains model after model, like `negcache compare`, would
+   * otherwise fill the 4 GiB wasm memory first). The model is unusable afterwards.
+   */
+  release(): void {
+    this.queryTable.release();
+    this.docTable.release();
+  }
 }
 
 /** One tower: normalize(linear(meanBag(rows))). */

@@ -190,6 +190,8 @@ export function train(corpus: Corpus, config: TrainConfig, hooks: TrainOptions =
     hooks.onCheckpoint?.(checkpointOf(trainer, history, evals, trainMs / 1000));
   if ((config.evalEverySeconds > 0 || config.evalEverySteps > 0) && evals.at(-1)?.step !== trainer.stepCount) doEval();
   const final = evaluate(trainer.model, corpus, corpus.testQueries, undefined, evalOpts);
+  // The optimiser's moments (twice the tables' size, in wasm memory) are not part of the result: free them now.
+  trainer.optimizer.release();
   const sorted = history.map((h) => h.stepMs).sort((a, b) => a - b);
   return {
     config: trainer.config,

@@ -24,7 +24,7 @@
  * Where wasm is unavailable, a HeapArray is an ordinary Float32Array and the
  * wrappers run the references.
  */
-import { ArgumentError, NonFiniteError, ShapeError, describe } from '../../errors.js';
+import { ArgumentError, InternalError, NonFiniteError, ShapeError, describe } from '../../errors.js';
 import { Temps, defineWasmExtension, tryState, type WasmState } from './wasm/index.js';
 import { buildSparseModule, type SparseKernelExports } from './wasm/sparse.js';
 
@@ -64,8 +64,8 @@ const released =
  * A zero-initialised float32 array of `length` elements in the kernels' wasm
  * memory (or in JS memory where wasm is unavailable). Read `data` afresh
  * whenever you use it: the view is re-created after the memory grows. The
- * wasm block is freed when the HeapArray is garbage collected, so a `data`
- * view must not outlive its HeapArray.
+ * wasm block is freed when the HeapArray is garbage collected, or at once by
+ * release(); a `data` view must not outlive its HeapArray.
  */
 export class HeapArray {
   readonly length: number;
@@ -94,16 +94,45 @@ export class HeapArray {
     this.ptr = ptr;
     this.#st = ptr >= 0 ? st : null;
     this.#view = ptr >= 0 ? new Float32Array(st!.memory.buffer, ptr, length) : new Float32Array(length);
-    if (ptr >= 0) released?.register(this, ptr);
+    if (ptr >= 0) released?.register(this, ptr, this);
+  }
+
+  #freed = false;
+
+  /**
+   * Frees the wasm block now instead of when the array is garbage collected
+   * (a 32-bit wasm memory holds 4 GiB, and a long process that trains run
+   * after run cannot wait for the collector: the finalizers run only between
+   * tasks). Using the array afterwards is an InternalError. Idempotent.
+   */
+  release(): void {
+    if (this.#freed) return;
+    this.#freed = true;
+    if (this.ptr >= 0) {
+      released?.unregister(this);
+      this.#st!.heap.free(this.ptr);
+    }
+    this.#view = new Float32Array(0);
+  }
+
+  /** Whether release() was called. */
+  get isReleased(): boolean {
+    return this.#freed;
   }
 
   /** Whether the array lives in wasm memory (the kernels update it in place). */
   get onHeap(): boolean {
+    this.#live();
     return this.ptr >= 0;
+  }
+
+  #live(): void {
+    if (this.#freed) throw new InternalError('HeapArray', 'the array was used after release()');
   }
 
   /** The elements (a view into wasm memory, or a plain array). */
   get data(): Float32Array {
+    this.#live();
     const st = this.#st;
     if (st !== null && this.#view.buffer !== st.memory.buffer)
       this.#view = new Float32Array(st.memory.buffer, this.ptr, this.length);
