@@ -73,7 +73,7 @@ import type { FusedScanArgs, FusedScanResult } from '../src/scan/contract.js';
 import { fusedCacheScan } from '../src/scan/wasm.js';
 import { initWasm, kernelOptions, setKernelOptions } from '../src/tensor/kernels/wasm/index.js';
 import { cpuModel, fmtTiming, printTable, randomFloats, runNumpy, timeIt, type Timing } from './util.js';
-import { optionalPeer } from './peers.js';
+import { optionalPeer, peerEntry } from './peers.js';
 
 const argv = process.argv.slice(2);
 const quick = argv.includes('--quick');
@@ -134,7 +134,8 @@ async function tfjsStep(backend: 'cpu' | 'wasm', n: number): Promise<(() => void
     if (backend === 'wasm') {
       const wasm = await optionalPeer<any>('@tensorflow/tfjs-backend-wasm');
       if (wasm === null) return null;
-      const dir = join(dirname(fileURLToPath(import.meta.resolve('@tensorflow/tfjs-backend-wasm'))), '/');
+      // its .wasm files sit beside the entry that bench/'s install resolves (not one resolved from dist/bench)
+      const dir = join(dirname(peerEntry('@tensorflow/tfjs-backend-wasm')!), '/');
       wasm.setWasmPaths(dir);
     }
     if (!(await tf.setBackend(backend))) return null;
