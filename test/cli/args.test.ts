@@ -139,8 +139,12 @@ describe('usageOf', () => {
       ...SPECS,
       'a-very-long-flag-name-indeed': { kind: 'string', choices: ['first-choice', 'second-choice'], help: 'long one' },
     };
-    const lines = usageOf('train', 'x', specs).split('\n').filter((l) => l.startsWith('  --'));
-    const cols = lines.map((l) => /^ {2}--\S+(?: <[^>]+>)?( {2,})/.exec(l)).map((m) => (m ? m.index + m[0].length : -1));
+    const lines = usageOf('train', 'x', specs)
+      .split('\n')
+      .filter((l) => l.startsWith('  --'));
+    const cols = lines
+      .map((l) => /^ {2}--\S+(?: <[^>]+>)?( {2,})/.exec(l))
+      .map((m) => (m ? m.index + m[0].length : -1));
     expect(cols.every((c) => c > 0 && c === cols[0])).toBe(true);
   });
 });
