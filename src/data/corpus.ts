@@ -358,6 +358,17 @@ export function buildCorpus(synsets: readonly Synset[], opts: BuildCorpusOptions
   };
 }
 
+/** The Int32Array fields of a Corpus (its features, positives and split). */
+export const CORPUS_ARRAYS = [
+  'docOffsets',
+  'docIds',
+  'queryOffsets',
+  'queryIds',
+  'queryDoc',
+  'trainQueries',
+  'testQueries',
+] as const;
+
 /**
  * Checks that `corpus` is a consistent Corpus: CSR arrays whose offsets are
  * non-decreasing and end at the id arrays' lengths, feature ids in
@@ -366,15 +377,7 @@ export function buildCorpus(synsets: readonly Synset[], opts: BuildCorpusOptions
  */
 export function checkCorpus(op: string, corpus: unknown): asserts corpus is Corpus {
   const c = corpus as Partial<Corpus> | null;
-  const arrays = [
-    'docOffsets',
-    'docIds',
-    'queryOffsets',
-    'queryIds',
-    'queryDoc',
-    'trainQueries',
-    'testQueries',
-  ] as const;
+  const arrays = CORPUS_ARRAYS;
   if (
     c === null ||
     typeof c !== 'object' ||

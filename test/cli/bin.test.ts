@@ -4,7 +4,7 @@
  * same output and exit status as main.js, the flag on the child (unless the
  * user gave one), and signals passed on so that no child outlives it.
  */
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -34,6 +34,25 @@ function processesWith(marker: string): string[][] {
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
+/** The launcher running a training that does not end by itself (synthetic data, ten million steps) into `out`. */
+function startTraining(out: string, env: Record<string, string> = {}): ChildProcess {
+  return spawn(
+    process.execPath,
+    [BIN, 'train', '--loss', 'inbatch', '--data', 'synthetic', '--steps', '10000000', '--quiet', '--out', out],
+    { stdio: 'ignore', env: { ...process.env, ...env } },
+  );
+}
+
+/** The command line of the main.js child whose arguments mention `marker`, waiting up to 10 s for it to start. */
+async function mainChild(marker: string): Promise<string[] | undefined> {
+  for (let i = 0; i < 200; i++) {
+    const child = processesWith(marker).find((argv) => argv.includes(MAIN));
+    if (child !== undefined) return child;
+    await sleep(50);
+  }
+  return undefined;
+}
+
 describe('the negcache launcher', () => {
   it('prints what main.js prints and exits with its status (help: 0; a bad flag: 2)', () => {
     for (const args of [
@@ -56,19 +75,11 @@ describe('the negcache launcher', () => {
     'runs main.js with --max-semi-space-size=64 and passes SIGTERM on (no child outlives it)',
     async () => {
       const out = join(tmp, `run-${process.pid}`);
-      const launcher = spawn(
-        process.execPath,
-        [BIN, 'train', '--loss', 'inbatch', '--data', 'synthetic', '--steps', '10000000', '--quiet', '--out', out],
-        { stdio: 'ignore' },
-      );
+      const launcher = startTraining(out);
       const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((res) =>
         launcher.on('exit', (code, signal) => res({ code, signal })),
       );
-      let child: string[] | undefined;
-      for (let i = 0; i < 200 && child === undefined; i++) {
-        child = processesWith(out).find((argv) => argv.includes(MAIN));
-        if (child === undefined) await sleep(50);
-      }
+      const child = await mainChild(out);
       expect(child).toBeDefined();
       expect(child).toContain('--max-semi-space-size=64');
       launcher.kill('SIGTERM');
@@ -83,17 +94,9 @@ describe('the negcache launcher', () => {
     'adds no second flag when the user gave one in NODE_OPTIONS',
     async () => {
       const out = join(tmp, `run2-${process.pid}`);
-      const launcher = spawn(
-        process.execPath,
-        [BIN, 'train', '--loss', 'inbatch', '--data', 'synthetic', '--steps', '10000000', '--quiet', '--out', out],
-        { stdio: 'ignore', env: { ...process.env, NODE_OPTIONS: '--max-semi-space-size=32' } },
-      );
+      const launcher = startTraining(out, { NODE_OPTIONS: '--max-semi-space-size=32' });
       const exited = new Promise<void>((res) => launcher.on('exit', () => res()));
-      let child: string[] | undefined;
-      for (let i = 0; i < 200 && child === undefined; i++) {
-        child = processesWith(out).find((argv) => argv.includes(MAIN));
-        if (child === undefined) await sleep(50);
-      }
+      const child = await mainChild(out);
       expect(child).toBeDefined();
       expect(child!.filter((a) => a.startsWith('--max-semi-space-size'))).toEqual([]);
       launcher.kill('SIGTERM');

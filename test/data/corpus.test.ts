@@ -4,6 +4,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { ArgumentError } from '../../src/errors.js';
 import {
+  CORPUS_ARRAYS,
   buildCorpus,
   compactCorpus,
   csrRow,
@@ -286,16 +287,7 @@ describe('compactCorpus', () => {
     const syn = loadWordNet().slice(0, 600);
     const full = buildCorpus(syn, { featureBuckets: 1 << 12, seed: 3, testFraction: 0.2 });
     const slim = compactCorpus(full);
-    for (const k of [
-      'docOffsets',
-      'docIds',
-      'queryOffsets',
-      'queryIds',
-      'queryDoc',
-      'trainQueries',
-      'testQueries',
-    ] as const)
-      expect(slim[k]).toBe(full[k]);
+    for (const k of CORPUS_ARRAYS) expect(slim[k]).toBe(full[k]);
     expect(slim.features).toEqual(full.features);
     expect(slim.docs).toEqual(
       syn.map((s) => ({ id: s.id, text: s.lemmas.map((l) => l.replace(/_/g, ' ')).join(', ') })),

@@ -32,6 +32,7 @@ import { tensor } from '../../src/tensor/create.js';
 import { unsafeData } from '../../src/tensor/tensor.js';
 import { ROOT, ensureBuilt } from '../util/build.js';
 import { params } from '../util/props.js';
+import { baseScanArgs, type ScanProblemSpec } from '../scan/problems.js';
 
 const open: ParallelScan[] = [];
 function scanner(opts: Parameters<typeof createParallelScan>[0] = {}): ParallelScan {
@@ -49,49 +50,11 @@ afterAll(() => {
   for (const p of open) p.close();
 });
 
-interface Spec {
-  b: number;
-  d: number;
-  n: number;
-  seed: number;
-  sampler: ScanSampler;
-  integer: boolean;
-  pValid: number;
-  ids: boolean;
-  /** ids drawn from [0, idRange) (0: from [0, n/3)); small ranges exclude many rows per query. */
-  idRange?: number;
-  topKIndex: number;
-  scale: number;
-}
-
-function divisors(n: number): number[] {
-  const out: number[] = [];
-  for (let k = 1; k <= n; k++) if (n % k === 0) out.push(k);
-  return out;
-}
+type Spec = ScanProblemSpec;
 
 function makeArgs(s: Spec): FusedScanArgs {
   const rng = new Rng(s.seed);
-  const val = (): number => (s.integer ? rng.int(7) - 3 : rng.uniform() * 2 - 1);
-  const args: FusedScanArgs = {
-    queries: new Float32Array(s.b * s.d).map(val),
-    b: s.b,
-    d: s.d,
-    cache: new Float32Array(s.n * s.d).map(val),
-    n: s.n,
-    scale: s.scale,
-    sampler: s.sampler,
-  };
-  if (s.pValid < 1) args.rowValid = new Uint8Array(s.n).map(() => (rng.uniform() < s.pValid ? 1 : 0));
-  if (s.ids) {
-    const range = s.idRange ? s.idRange : Math.max(2, Math.floor(s.n / 3));
-    args.rowIds = new Int32Array(s.n).map(() => rng.int(range));
-    args.queryExcludeIds = new Int32Array(s.b).map(() => rng.int(range));
-  }
-  if (s.topKIndex >= 0) {
-    const ds = divisors(s.n);
-    args.topKGroups = ds[s.topKIndex % ds.length]!;
-  }
+  const args = baseScanArgs(s, rng);
   args.key = [rng.nextUint32(), rng.nextUint32()];
   args.uniforms = new Float64Array(categoricalUniformCount(s.b, s.n, args.topKGroups)).map(() => rng.uniformOpen());
   return args;

@@ -16,6 +16,8 @@ export interface ScanProblemSpec {
   integer: boolean;
   pValid: number; // probability a row is valid (1 = no rowValid)
   ids: boolean;
+  /** ids drawn from [0, idRange) (absent or 0: from [0, n/3)); small ranges exclude many rows per query. */
+  idRange?: number;
   topKIndex: number; // -1 = none, else picks a divisor of n
   scale: number;
 }
@@ -63,7 +65,7 @@ export function baseScanArgs(s: ScanProblemSpec, rng: Rng): FusedScanArgs {
   const args: FusedScanArgs = { queries, b: s.b, d: s.d, cache, n: s.n, scale: s.scale, sampler: s.sampler };
   if (s.pValid < 1) args.rowValid = new Uint8Array(s.n).map(() => (rng.uniform() < s.pValid ? 1 : 0));
   if (s.ids) {
-    const range = Math.max(2, Math.floor(s.n / 3));
+    const range = s.idRange ? s.idRange : Math.max(2, Math.floor(s.n / 3));
     args.rowIds = new Int32Array(s.n).map(() => rng.int(range));
     args.queryExcludeIds = new Int32Array(s.b).map(() => rng.int(range));
   }
