@@ -73,10 +73,7 @@
  * threads and their memory early). A scanner that is garbage collected
  * terminates its workers too.
  */
-import { existsSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
-import { resolve } from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { ArgumentError, NegcacheError, describe } from '../errors.js';
 import {
@@ -105,6 +102,7 @@ import {
   type ScanJob,
   type ScanWorkerInit,
 } from './parallelScanWorker.js';
+import { builtSibling, resolveWorkerEntry } from './workerFiles.js';
 
 const OP = 'parallelScan';
 
@@ -202,10 +200,7 @@ export interface ParallelScan {
 
 /** Where the compiled worker module lives. */
 export function defaultScanWorkerEntry(): URL {
-  const here = import.meta.url;
-  // From source (e.g. under vitest) the sibling is a .ts file a worker cannot run: use the build.
-  if (here.endsWith('.ts')) return new URL('../../dist/src/node/parallelScanWorker.js', here);
-  return new URL('./parallelScanWorker.js', here);
+  return builtSibling(import.meta.url, 'parallelScanWorker.js');
 }
 
 function count(name: string, v: unknown, fallback: number): number {
@@ -245,24 +240,8 @@ export function createParallelScan(opts: ParallelScanOptions = {}): ParallelScan
   const timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
   if (typeof timeoutMs !== 'number' || !(timeoutMs > 0))
     throw new ArgumentError('createParallelScan', `timeoutMs must be a positive number, got ${describe(timeoutMs)}`);
-  let entry: URL | null = null;
-  if (W > 0) {
-    const e = opts.workerEntry;
-    entry =
-      e === undefined
-        ? defaultScanWorkerEntry()
-        : e instanceof URL
-          ? e
-          : /^file:/.test(e)
-            ? new URL(e)
-            : pathToFileURL(resolve(e));
-    if (entry.protocol === 'file:' && !existsSync(fileURLToPath(entry))) {
-      throw new ArgumentError(
-        'createParallelScan',
-        `the compiled scan worker ${fileURLToPath(entry)} does not exist; build first (npx tsc -p tsconfig.build.json)`,
-      );
-    }
-  }
+  const entry =
+    W > 0 ? resolveWorkerEntry('createParallelScan', 'scan worker', opts.workerEntry, defaultScanWorkerEntry) : null;
 
   const slots: Slot[] = [];
   let closed = false;

@@ -30,10 +30,7 @@
  * crashes rejects the pending search and every later one. Calls run one at a
  * time (a second search waits for the first).
  */
-import { existsSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
-import { resolve } from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { ArgumentError, NegcacheError, describe } from '../errors.js';
 import type { Tensor } from '../tensor/tensor.js';
@@ -46,6 +43,7 @@ import {
   type TopKPartial,
 } from '../search/searchIndex.js';
 import type { SearchJob, SearchWorkerInit } from './parallelSearchWorker.js';
+import { builtSibling, resolveWorkerEntry } from './workerFiles.js';
 
 /** A parallel search that could not complete. */
 export class ParallelSearchError extends NegcacheError {}
@@ -79,9 +77,7 @@ export interface ParallelSearch {
 
 /** Where the compiled worker module lives. */
 export function defaultSearchWorkerEntry(): URL {
-  const here = import.meta.url;
-  if (here.endsWith('.ts')) return new URL('../../dist/src/node/parallelSearchWorker.js', here);
-  return new URL('./parallelSearchWorker.js', here);
+  return builtSibling(import.meta.url, 'parallelSearchWorker.js');
 }
 
 interface Slot {
@@ -113,20 +109,7 @@ export function createParallelSearch(opts: ParallelSearchOptions = {}): Parallel
     throw new ArgumentError(op, `minWork must be a number >= 0, got ${describe(minWork)}`);
   const slots: Slot[] = [];
   if (W > 0) {
-    const e = opts.workerEntry;
-    const entry =
-      e === undefined
-        ? defaultSearchWorkerEntry()
-        : e instanceof URL
-          ? e
-          : /^file:/.test(e)
-            ? new URL(e)
-            : pathToFileURL(resolve(e));
-    if (entry.protocol === 'file:' && !existsSync(fileURLToPath(entry)))
-      throw new ArgumentError(
-        op,
-        `the compiled search worker ${fileURLToPath(entry)} does not exist; build first (npx tsc -p tsconfig.build.json)`,
-      );
+    const entry = resolveWorkerEntry(op, 'search worker', opts.workerEntry, defaultSearchWorkerEntry);
     for (let w = 0; w < W; w++) {
       const init: SearchWorkerInit = { negcacheParallelSearch: 1 };
       const worker = new Worker(entry, { workerData: init });

@@ -31,10 +31,7 @@
  * terminated and every later call throws; after close(), calls throw
  * ('closed'). Loud, never a silent fallback to one thread.
  */
-import { existsSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
-import { resolve } from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { ArgumentError, NegcacheError, describe } from '../errors.js';
 import {
@@ -64,6 +61,7 @@ import {
   type PoolWorkerInit,
   type SharedSoftmax,
 } from './trainingPoolWorker.js';
+import { builtSibling, resolveWorkerEntry } from './workerFiles.js';
 
 const OP = 'trainingPool';
 const DEFAULT_TIMEOUT_MS = 120_000;
@@ -101,9 +99,7 @@ export interface TrainingPool extends BlockRunner {
 
 /** Where the compiled worker module lives. */
 export function defaultPoolWorkerEntry(): URL {
-  const here = import.meta.url;
-  if (here.endsWith('.ts')) return new URL('../../dist/src/node/trainingPoolWorker.js', here);
-  return new URL('./trainingPoolWorker.js', here);
+  return builtSibling(import.meta.url, 'trainingPoolWorker.js');
 }
 
 /** A growable SharedArrayBuffer slot. */
@@ -128,23 +124,8 @@ export function createTrainingPool(opts: TrainingPoolOptions = {}): TrainingPool
   const timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
   if (typeof timeoutMs !== 'number' || !(timeoutMs > 0))
     throw new ArgumentError('createTrainingPool', `timeoutMs must be a positive number, got ${describe(timeoutMs)}`);
-  let entry: URL | null = null;
-  if (W > 0) {
-    const e = opts.workerEntry;
-    entry =
-      e === undefined
-        ? defaultPoolWorkerEntry()
-        : e instanceof URL
-          ? e
-          : /^file:/.test(e)
-            ? new URL(e)
-            : pathToFileURL(resolve(e));
-    if (entry.protocol === 'file:' && !existsSync(fileURLToPath(entry)))
-      throw new ArgumentError(
-        'createTrainingPool',
-        `the compiled pool worker ${fileURLToPath(entry)} does not exist; build first (npx tsc -p tsconfig.build.json)`,
-      );
-  }
+  const entry =
+    W > 0 ? resolveWorkerEntry('createTrainingPool', 'pool worker', opts.workerEntry, defaultPoolWorkerEntry) : null;
 
   let worker: Worker | null = null;
   let ctrl: Int32Array | null = null;

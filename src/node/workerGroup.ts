@@ -45,6 +45,7 @@ import {
   type WorkerInit,
 } from './sharedMemoryGroup.js';
 import type { SerializedError } from './workerEntry.js';
+import { builtSibling } from './workerFiles.js';
 
 export interface RunWorkersOptions {
   /** R, the number of workers (>= 1). */
@@ -74,10 +75,7 @@ const DEFAULT_ARENA_BYTES = 256 * 1024;
 
 /** Where the compiled worker entry lives. */
 export function defaultWorkerEntry(): URL {
-  const here = import.meta.url;
-  // From source (e.g. under vitest) the sibling is a .ts file the worker cannot run; use the build.
-  if (here.endsWith('.ts')) return new URL('../../dist/src/node/workerEntry.js', here);
-  return new URL('./workerEntry.js', here);
+  return builtSibling(import.meta.url, 'workerEntry.js');
 }
 
 function moduleUrl(module: string | URL): string {
