@@ -237,6 +237,28 @@ export function firstNonFinite(a: Float32Array | Float64Array): number {
   return -1;
 }
 
+/**
+ * Runs a row-update kernel: copies the gradient rows (ids.length × dim) and
+ * the ids into wasm memory, with the table-order visit order for large sets
+ * (visitOrder; 0 = in given order), calls `run` with their pointers, and
+ * frees them.
+ */
+function withRowUpdate(
+  k: { st: WasmState; ex: SparseKernelExports },
+  g: Float32Array,
+  ids: Int32Array,
+  dim: number,
+  run: (pg: number, pi: number, po: number) => void,
+): void {
+  const order = visitOrder(ids);
+  const t = new Temps(k.st);
+  try {
+    run(t.input(g, 0, ids.length * dim), int32In(k.st, t, ids), order === null ? 0 : int32In(k.st, t, order));
+  } finally {
+    t.free();
+  }
+}
+
 // ---------------------------------------------------------------------------
 // Adam / AdamW
 // ---------------------------------------------------------------------------
@@ -334,12 +356,7 @@ export function adamRows(
 ): void {
   const k = theta.onHeap && m.onHeap && v.onHeap ? kernels() : null;
   if (k === null) return adamRowsReference(theta.data, m.data, v.data, g, ids, ids.length, dim, p);
-  const order = visitOrder(ids);
-  const t = new Temps(k.st);
-  try {
-    const pg = t.input(g, 0, ids.length * dim),
-      pi = int32In(k.st, t, ids),
-      po = order === null ? 0 : int32In(k.st, t, order);
+  withRowUpdate(k, g, ids, dim, (pg, pi, po) =>
     k.ex.adamRows(
       theta.ptr,
       m.ptr,
@@ -358,10 +375,8 @@ export function adamRows(
       p.alpha,
       p.decay,
       po,
-    );
-  } finally {
-    t.free();
-  }
+    ),
+  );
 }
 
 // ---------------------------------------------------------------------------
@@ -430,12 +445,7 @@ export function sgdRows(
   const usesBuf = p.mu > 0;
   const k = theta.onHeap && (!usesBuf || buf!.onHeap) ? kernels() : null;
   if (k === null) return sgdRowsReference(theta.data, usesBuf ? buf!.data : null, g, ids, ids.length, dim, p);
-  const order = visitOrder(ids);
-  const t = new Temps(k.st);
-  try {
-    const pg = t.input(g, 0, ids.length * dim),
-      pi = int32In(k.st, t, ids),
-      po = order === null ? 0 : int32In(k.st, t, order);
+  withRowUpdate(k, g, ids, dim, (pg, pi, po) => {
     if (usesBuf)
       k.ex.sgdMomentumRows(
         theta.ptr,
@@ -452,9 +462,7 @@ export function sgdRows(
         po,
       );
     else k.ex.sgdRows(theta.ptr, pg, pi, ids.length, dim, p.gscale, p.wd, p.lr, po);
-  } finally {
-    t.free();
-  }
+  });
 }
 
 // ---------------------------------------------------------------------------
