@@ -377,14 +377,13 @@ export const CORPUS_ARRAYS = [
  */
 export function checkCorpus(op: string, corpus: unknown): asserts corpus is Corpus {
   const c = corpus as Partial<Corpus> | null;
-  const arrays = CORPUS_ARRAYS;
   if (
     c === null ||
     typeof c !== 'object' ||
     !Array.isArray(c.docs) ||
     !Number.isInteger(c.featureBuckets) ||
     (c.featureBuckets as number) < 1 ||
-    arrays.some((k) => !(c[k] instanceof Int32Array))
+    CORPUS_ARRAYS.some((k) => !(c[k] instanceof Int32Array))
   ) {
     throw new ArgumentError(
       op,

@@ -1,5 +1,5 @@
 /** The run loop: train until a step or time budget, evaluating and checkpointing along the way. */
-import { ArgumentError, checkOptions, describe } from '../errors.js';
+import { ArgumentError, checkOptions, describe, optionRules } from '../errors.js';
 import type { Corpus } from '../data/corpus.js';
 import type { FusedScanArgs, FusedScanResult } from '../scan/contract.js';
 import type { DualEncoder } from './model.js';
@@ -66,26 +66,23 @@ export interface TrainOptions extends TrainHooks {
 /** What `checkpointEvery` accepts (0 = never); the CLI's --checkpoint-every is derived from it. */
 export const CHECKPOINT_EVERY: FieldSpec = { kind: 'int', min: 0, max: 2 ** 31 - 1 };
 
-const OPTION_KEYS = [
-  'resume',
-  'checkpointEvery',
-  'onCheckpoint',
-  'onStep',
-  'onEval',
-  'now',
-  'scanner',
-  'runner',
-] as const;
+/** train()'s options: the function hooks checked by the schema, the others (null) below. */
+const OPTIONS = {
+  resume: null,
+  checkpointEvery: null,
+  onCheckpoint: optionRules.function,
+  onStep: optionRules.function,
+  onEval: optionRules.function,
+  now: optionRules.function,
+  scanner: optionRules.function,
+  runner: null,
+} as const;
 
 /** The hooks and checkpoint options of train(), checked before anything runs. */
 function checkHooks(hooks: unknown): asserts hooks is TrainOptions {
   const op = 'train';
-  checkOptions(op, hooks, OPTION_KEYS, { required: true });
+  checkOptions(op, hooks, OPTIONS, { required: true });
   const h = hooks as Record<string, unknown>;
-  for (const k of ['onStep', 'onEval', 'onCheckpoint', 'now', 'scanner']) {
-    if (h[k] !== undefined && typeof h[k] !== 'function')
-      throw new ArgumentError(op, `${k} must be a function, got ${describe(h[k])}`);
-  }
   const runner = h['runner'] as Partial<BlockRunner> | undefined;
   if (runner !== undefined && (runner === null || typeof runner !== 'object' || typeof runner.rank !== 'function'))
     throw new ArgumentError(op, `runner must be a BlockRunner, got ${describe(runner)}`);
