@@ -14,7 +14,9 @@
  *   - the temporary files of killed writers are removed on start, never a
  *     live writer's.
  * Read-only cases need a user that permissions apply to: as root the child
- * runs as uid/gid 65534 (nobody).
+ * runs as uid/gid 65534 (nobody), on a world-readable copy of the built CLI
+ * (the checkout itself may sit in a private folder, e.g. one from mktemp -d,
+ * that nobody cannot enter).
  */
 import { spawn, spawnSync, type SpawnSyncOptions } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -32,18 +34,32 @@ const CLI = join(ROOT, 'dist/src/cli/main.js');
 const tmp = fs.mkdtempSync(join(tmpdir(), 'negcache-outputs-'));
 fs.chmodSync(tmp, 0o777); // reachable by the unprivileged child
 
-beforeAll(() => ensureBuilt('dist/src/cli/main.js'), 300_000);
-afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
-
 const isRoot = process.getuid?.() === 0;
+/** The CLI the unprivileged child runs: the build (with package.json, for its module type) copied into `tmp`. */
+const PUBLIC_CLI = join(tmp, 'app/dist/src/cli/main.js');
+
+beforeAll(() => {
+  ensureBuilt('dist/src/cli/main.js');
+  if (isRoot) {
+    fs.cpSync(join(ROOT, 'dist/src'), join(tmp, 'app/dist/src'), { recursive: true });
+    fs.copyFileSync(join(ROOT, 'package.json'), join(tmp, 'app/package.json'));
+    for (const p of [
+      join(tmp, 'app'),
+      ...(fs.readdirSync(join(tmp, 'app'), { recursive: true }) as string[]).map((f) => join(tmp, 'app', f)),
+    ])
+      fs.chmodSync(p, fs.statSync(p).isDirectory() ? 0o755 : 0o644);
+  }
+}, 300_000);
+afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
 function cli(
   args: string[],
   opts: { unprivileged?: boolean } = {},
 ): { status: number | null; stdout: string; stderr: string } {
   const o: SpawnSyncOptions = { cwd: tmp, encoding: 'utf8', timeout: 90_000 };
-  if (opts.unprivileged && isRoot) Object.assign(o, { uid: 65534, gid: 65534 });
-  const r = spawnSync(process.execPath, [CLI, ...args], o);
+  const drop = opts.unprivileged === true && isRoot;
+  if (drop) Object.assign(o, { uid: 65534, gid: 65534 });
+  const r = spawnSync(process.execPath, [drop ? PUBLIC_CLI : CLI, ...args], o);
   if (r.error) throw r.error; // ETIMEDOUT: the command hung
   return { status: r.status, stdout: String(r.stdout), stderr: String(r.stderr) };
 }
