@@ -32,7 +32,9 @@ export interface SparseKernelExports {
    *   g' = g·gscale;  m = β1·m + (1-β1)·g';  v = β2·v + ((1-β2)·g')·g'
    *   θ = θ·decay - (alpha·m) / (sqrt(v)·k2 + ε)
    * Rows are visited in the order `order` (positions into ids; 0: 0..n-1),
-   * which changes no result. The SGD kernels take `order` likewise.
+   * which changes no result. The SGD kernels take `order` likewise. The
+   * row kernels (these three and gatherRows) return a word folded from the
+   * lines they loaded ahead (see emitVisitRows): meaningless, ignore it.
    */
   adamRows(
     theta: number,
@@ -52,7 +54,7 @@ export interface SparseKernelExports {
     alpha: number,
     decay: number,
     order: number,
-  ): void;
+  ): number;
   /** SGD without momentum: θ = θ - lr·(g·gscale + λ·θ). */
   sgdRows(
     theta: number,
@@ -64,7 +66,7 @@ export interface SparseKernelExports {
     wd: number,
     lr: number,
     order: number,
-  ): void;
+  ): number;
   /** SGD with momentum μ: g' = g·gscale + λ·θ;  b = μ·b + g';  θ = θ - lr·(nesterov ? g' + μ·b : b). */
   sgdMomentumRows(
     theta: number,
@@ -79,7 +81,7 @@ export interface SparseKernelExports {
     lr: number,
     nesterov: number,
     order: number,
-  ): void;
+  ): number;
   /**
    * dst[to[k]] += w[k]·src[from[k]] (rows of `dim` floats) for k = 0..nnz-1
    * in order; w = 0 (null pointer) means weight 1 (a plain add). Returns -1,
@@ -131,7 +133,7 @@ export interface SparseKernelExports {
   /** out[c] += Σ_r x[r, c] (float64 accumulators `out`, rows in order) for x [rows, dim] f32. */
   addColumnSums(x: number, rows: number, dim: number, out: number): void;
   /** dst[r] = src[ids[r]] for rows of `dim` floats, r < n (visiting r = order[j] when order is non-zero; ids trusted). */
-  gatherRows(src: number, ids: number, n: number, dim: number, dst: number, order: number): void;
+  gatherRows(src: number, ids: number, n: number, dim: number, dst: number, order: number): number;
 }
 
 /** A float32 value in vector (v128 splat) and scalar (f32) form. */
@@ -238,13 +240,9 @@ function emitRowLoop(
   }
 }
 
-/**
- * Touch-ahead, a software prefetch: the table rows a kernel updates are
- * scattered over tens of MB, so each row's first access waits on memory.
- * Loading one float of every 64-byte line of the rows `ahead` positions
- * later (into `sink`, which the function returns so the loads stay) lets
- * those misses overlap with the arithmetic on the current row.
- */
+/** Rows fetched ahead of the update at a time (see emitVisitRows). */
+const TOUCH_AHEAD = 16;
+
 /**
  * for j in [0, n): r = order ? order[j] : j, then `body(r, off)` with
  * off = ids[r]·rowBytes, the byte offset of the table row r updates. The
@@ -252,6 +250,17 @@ function emitRowLoop(
  * updated once, independently): `order` sorts large updates by table
  * address, so the table and moment rows stream instead of being fetched
  * at random.
+ *
+ * Touch-ahead, a software prefetch (wasm has no prefetch instruction): the
+ * rows are scattered over tens of MB, so each row's first access misses the
+ * TLB and the caches, and the out-of-order window holds the work of only
+ * about one row, so misses would be waited for one row at a time. Every
+ * TOUCH_AHEAD rows the loop loads one word of every 64-byte line of the
+ * next TOUCH_AHEAD rows of each of `tables`, back to back, so their misses
+ * (and page walks) overlap. The loaded words are folded into the returned
+ * local, which the kernel returns, so the loads cannot be dropped; they
+ * change nothing else (measured: Adam over 9 100 random rows of 2^18 x 64,
+ * 3.0 -> 1.9 ms). Touched rows lie inside the tables, like the rows updated.
  */
 function emitVisitRows(
   fn: FunctionBuilder,
@@ -259,23 +268,71 @@ function emitVisitRows(
   n: Local,
   order: Local,
   rowBytes: Local,
+  tables: Local[],
   body: (r: Local, off: Local) => void,
-): void {
+): Local {
   const j = fn.local('i32'),
     r = fn.local('i32'),
-    off = fn.local('i32');
+    off = fn.local('i32'),
+    t = fn.local('i32'),
+    tEnd = fn.local('i32'),
+    tOff = fn.local('i32'),
+    line = fn.local('i32'),
+    sink = fn.local('i32');
+  /** The byte offset of the table row visited at position `pos` (a local) into `into`. */
+  const rowOffset = (pos: Local, into: Local, rowIndex?: Local): void => {
+    // select(order[pos], pos, order): with order = 0 the load reads address 4·pos, inside the ids array's memory, unused.
+    fn.get(order).get(pos).i32Const(4).i32Mul().i32Add().i32Load().get(pos).get(order).select();
+    if (rowIndex) fn.set(rowIndex).get(rowIndex);
+    fn.i32Const(4).i32Mul().get(ids).i32Add().i32Load().get(rowBytes).i32Mul().set(into);
+  };
   fn.forLoop(
     j,
     () => fn.i32Const(0),
     () => fn.get(n),
     1,
     () => {
-      // select(order[j], j, order): with order = 0 the load reads address 4j, inside the ids array's memory, unused.
-      fn.get(order).get(j).i32Const(4).i32Mul().i32Add().i32Load().get(j).get(order).select().set(r);
-      fn.get(ids).get(r).i32Const(4).i32Mul().i32Add().i32Load().get(rowBytes).i32Mul().set(off);
+      fn.get(j)
+        .i32Const(TOUCH_AHEAD - 1)
+        .i32And()
+        .i32Eqz();
+      fn.if(() => {
+        // tEnd = min(j + 2·TOUCH_AHEAD, n)
+        fn.get(j)
+          .i32Const(2 * TOUCH_AHEAD)
+          .i32Add()
+          .get(n)
+          .get(j)
+          .i32Const(2 * TOUCH_AHEAD)
+          .i32Add()
+          .get(n)
+          .i32LtS();
+        fn.select().set(tEnd);
+        fn.forLoop(
+          t,
+          () => fn.get(j).i32Const(TOUCH_AHEAD).i32Add(),
+          () => fn.get(tEnd),
+          1,
+          () => {
+            rowOffset(t, tOff);
+            fn.forLoop(
+              line,
+              () => fn.i32Const(0),
+              () => fn.get(rowBytes),
+              64,
+              () => {
+                for (const b of tables)
+                  fn.get(sink).get(b).get(tOff).i32Add().get(line).i32Add().i32Load().i32Xor().set(sink);
+              },
+            );
+          },
+        );
+      });
+      rowOffset(j, off, r);
       body(r, off);
     },
   );
+  return sink;
 }
 
 function buildAdamRows(): FunctionBuilder {
@@ -300,7 +357,7 @@ function buildAdamRows(): FunctionBuilder {
       'f32',
       'i32',
     ],
-    [],
+    ['i32'],
   );
   const [theta, m, v, g, ids, n, dim] = [0, 1, 2, 3, 4, 5, 6].map((i) => fn.param(i)) as Local[];
   const order = fn.param(16);
@@ -324,7 +381,7 @@ function buildAdamRows(): FunctionBuilder {
     mv = temp(fn),
     vv = temp(fn);
   fn.get(dim).i32Const(4).i32Mul().set(rowBytes);
-  emitVisitRows(fn, ids, n, order, rowBytes, (r, off) => {
+  const sink = emitVisitRows(fn, ids, n, order, rowBytes, [theta, m, v], (r, off) => {
     {
       fn.get(g).get(r).get(rowBytes).i32Mul().i32Add().set(pG);
       fn.get(theta).get(off).i32Add().set(pT);
@@ -378,11 +435,12 @@ function buildAdamRows(): FunctionBuilder {
       });
     }
   });
+  fn.get(sink);
   return fn;
 }
 
 function buildSgdRows(): FunctionBuilder {
-  const fn = new FunctionBuilder('sgdRows', ['i32', 'i32', 'i32', 'i32', 'i32', 'f32', 'f32', 'f32', 'i32'], []);
+  const fn = new FunctionBuilder('sgdRows', ['i32', 'i32', 'i32', 'i32', 'i32', 'f32', 'f32', 'f32', 'i32'], ['i32']);
   const [theta, g, ids, n, dim] = [0, 1, 2, 3, 4].map((i) => fn.param(i)) as Local[];
   const gscale = splatParam(fn, 5),
     wd = splatParam(fn, 6),
@@ -394,7 +452,7 @@ function buildSgdRows(): FunctionBuilder {
     end = fn.local('i32'),
     vecEnd = fn.local('i32');
   fn.get(dim).i32Const(4).i32Mul().set(rowBytes);
-  emitVisitRows(fn, ids, n, order, rowBytes, (r, off) => {
+  const sink = emitVisitRows(fn, ids, n, order, rowBytes, [theta], (r, off) => {
     {
       fn.get(g).get(r).get(rowBytes).i32Mul().i32Add().set(pG);
       fn.get(theta).get(off).i32Add().set(pT);
@@ -416,6 +474,7 @@ function buildSgdRows(): FunctionBuilder {
       });
     }
   });
+  fn.get(sink);
   return fn;
 }
 
@@ -423,7 +482,7 @@ function buildSgdMomentumRows(): FunctionBuilder {
   const fn = new FunctionBuilder(
     'sgdMomentumRows',
     ['i32', 'i32', 'i32', 'i32', 'i32', 'i32', 'f32', 'f32', 'f32', 'f32', 'i32', 'i32'],
-    [],
+    ['i32'],
   );
   const [theta, buf, g, ids, n, dim] = [0, 1, 2, 3, 4, 5].map((i) => fn.param(i)) as Local[];
   const gscale = splatParam(fn, 6),
@@ -440,13 +499,14 @@ function buildSgdMomentumRows(): FunctionBuilder {
     vecEnd = fn.local('i32');
   const gv = temp(fn),
     bv = temp(fn);
+  const touched = fn.local('i32');
   fn.get(dim).i32Const(4).i32Mul().set(rowBytes);
   for (const nest of [false, true]) {
     // Two copies of the loop, chosen once: no branch per element.
     fn.get(nesterov);
     if (!nest) fn.i32Eqz();
     fn.if(() => {
-      emitVisitRows(fn, ids, n, order, rowBytes, (r, off) => {
+      const sink = emitVisitRows(fn, ids, n, order, rowBytes, [theta, buf], (r, off) => {
         {
           fn.get(g).get(r).get(rowBytes).i32Mul().i32Add().set(pG);
           fn.get(theta).get(off).i32Add().set(pT);
@@ -486,8 +546,10 @@ function buildSgdMomentumRows(): FunctionBuilder {
           });
         }
       });
+      fn.get(sink).set(touched);
     });
   }
+  fn.get(touched);
   return fn;
 }
 
@@ -912,7 +974,7 @@ function buildAddColumnSums(): FunctionBuilder {
 }
 
 function buildGatherRows(): FunctionBuilder {
-  const fn = new FunctionBuilder('gatherRows', ['i32', 'i32', 'i32', 'i32', 'i32', 'i32']);
+  const fn = new FunctionBuilder('gatherRows', ['i32', 'i32', 'i32', 'i32', 'i32', 'i32'], ['i32']);
   const [src, ids, n, dim, dst, order] = [0, 1, 2, 3, 4, 5].map((q) => fn.param(q)) as Local[];
   const rowBytes = fn.local('i32'),
     pS = fn.local('i32'),
@@ -920,13 +982,14 @@ function buildGatherRows(): FunctionBuilder {
     end = fn.local('i32'),
     vecEnd = fn.local('i32');
   fn.get(dim!).i32Const(4).i32Mul().set(rowBytes);
-  emitVisitRows(fn, ids!, n!, order!, rowBytes, (r, off) => {
+  const sink = emitVisitRows(fn, ids!, n!, order!, rowBytes, [src!], (r, off) => {
     fn.get(src!).get(off).i32Add().set(pS);
     fn.get(dst!).get(r).get(rowBytes).i32Mul().i32Add().set(pD);
     emitRowLoop(fn, [pD, pS], rowBytes, end, vecEnd, (L) => {
       L.store(pD, () => L.load(pS));
     });
   });
+  fn.get(sink);
   return fn;
 }
 
