@@ -45,7 +45,7 @@ import {
   type WorkerInit,
 } from './sharedMemoryGroup.js';
 import type { SerializedError } from './workerEntry.js';
-import { builtSibling } from './workerFiles.js';
+import { builtSibling, resolveWorkerEntry } from './workerFiles.js';
 
 export interface RunWorkersOptions {
   /** R, the number of workers (>= 1). */
@@ -66,7 +66,10 @@ export interface RunWorkersOptions {
   abortGraceMs?: number;
   /** Initial size of each replica's outbox arena in bytes (default 256 KiB; it grows on demand). */
   arenaBytes?: number;
-  /** The compiled worker entry (default: workerEntry.js next to this module, or dist/src/node/workerEntry.js when running from source). */
+  /**
+   * The compiled worker entry: a path, or a `file:` URL (string or URL) (default: workerEntry.js next to this
+   * module, or dist/src/node/workerEntry.js when running from source).
+   */
   workerEntry?: string | URL;
 }
 
@@ -124,18 +127,7 @@ export async function runWorkers<T = unknown>(options: RunWorkersOptions): Promi
   const timeoutMs = positive(op, 'timeoutMs', options.timeoutMs, DEFAULT_TIMEOUT_MS);
   const graceMs = positive(op, 'abortGraceMs', options.abortGraceMs, Math.min(1000, timeoutMs));
   const arenaBytes = Math.ceil(positive(op, 'arenaBytes', options.arenaBytes, DEFAULT_ARENA_BYTES) / 8) * 8;
-  const entry =
-    options.workerEntry === undefined
-      ? defaultWorkerEntry()
-      : options.workerEntry instanceof URL
-        ? options.workerEntry
-        : pathToFileURL(resolve(options.workerEntry));
-  if (entry.protocol === 'file:' && !existsSync(fileURLToPath(entry))) {
-    throw new ArgumentError(
-      op,
-      `the compiled worker entry ${fileURLToPath(entry)} does not exist; build first (npx tsc -p tsconfig.build.json)`,
-    );
-  }
+  const entry = resolveWorkerEntry(op, 'worker entry', options.workerEntry, defaultWorkerEntry);
   const url = moduleUrl(options.module);
   if (url.startsWith('file:') && !existsSync(fileURLToPath(url))) {
     throw new ArgumentError(op, `module ${fileURLToPath(url)} does not exist; need a compiled JavaScript module`);

@@ -1,5 +1,5 @@
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import fc from 'fast-check';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { ArgumentError } from '../../src/errors.js';
@@ -178,6 +178,32 @@ describe('runWorkers: ordering and errors', () => {
         'barrier: collective #2: replica 1 returned after 1 collective without calling collective #2; every replica must call the same collectives in the same order',
       );
     }
+  });
+
+  it('takes the worker entry as a path, a file: URL or a file: URL string; a missing one is an ArgumentError', async () => {
+    const built = join(ROOT, 'dist/src/node/workerEntry.js');
+    for (const workerEntry of [built, pathToFileURL(built), pathToFileURL(built).href]) {
+      const out = await runWorkers<Tensor[]>({
+        numReplicas: 2,
+        module: FIXTURES,
+        exportName: 'gather',
+        args: {
+          cases: [
+            {
+              inputs: [wrap(new Float32Array([1]), [1], 'float32'), wrap(new Float32Array([2]), [1], 'float32')],
+              axis: 0,
+            },
+          ],
+        },
+        workerEntry,
+      });
+      for (const r of out) expect(Array.from(unsafeData(r[0]!))).toEqual([1, 2]);
+    }
+    const missing = join(ROOT, 'no-such-worker.js');
+    for (const workerEntry of [missing, pathToFileURL(missing).href])
+      await expect(runWorkers({ numReplicas: 2, module: FIXTURES, workerEntry })).rejects.toThrow(
+        /runWorkers: the compiled worker entry .*no-such-worker\.js does not exist; build first/,
+      );
   });
 
   it('rejects bad options before starting any worker', async () => {
