@@ -22,10 +22,10 @@
 import { ArgumentError, describe } from '../errors.js';
 import { Rng } from '../tensor/random.js';
 import { unsafeData, wrap, type Tensor } from '../tensor/tensor.js';
-import { valueAndGrad } from '../autograd/transforms.js';
+import { valueAndGrad, vjp } from '../autograd/transforms.js';
 import { slice } from '../ops/layout.js';
 import { fullSoftmaxLoss } from '../losses/softmax.js';
-import { RowSpace, embeddingBag, makeBags } from '../nn/layers.js';
+import { RowSpace, embeddingBag, makeBags, type LinearParams } from '../nn/layers.js';
 import { AdamW, SGD } from '../optim/optimizers.js';
 import { CacheManager } from '../cache/negativeCache.js';
 import { CacheClassificationLoss } from '../losses/cacheClassificationLoss.js';
@@ -201,9 +201,10 @@ export class Trainer implements TrainerParts {
       [pos.length],
       'int32',
     );
-    // 1. Sample the negatives from the current cache (values only).
-    const qValues = tower(q.rows, q.bags, m.dense.query);
-    const retrieval = h.retrieve(qValues, { positiveIds });
+    // 1. The query tower, once: recorded for its VJP (step 3), its values sample the negatives from the current cache.
+    const proj = m.dense.query;
+    const qTower = vjp((rows: Tensor, w: Tensor, b: Tensor) => tower(rows, q.bags, { w, b }), q.rows, proj.w, proj.b);
+    const retrieval = h.retrieve(qTower.value, { positiveIds });
     // the documents the loss will run the doc tower on (each sampled document once with numNegatives > 1)
     const sampled = unsafeData(retrieval.docNetworkFeatures['docId']!) as Int32Array;
     // 2. The document rows this step touches: positives, then sampled negatives, as one set of bags.
@@ -217,12 +218,12 @@ export class Trainer implements TrainerParts {
     const docBags = makeBags(c.docOffsets, c.docIds, docs, c.featureBuckets, dSpace);
     const dIds = dSpace.ids();
     const dRows0 = m.docTable.rows(dIds);
-    // 3. Differentiate with respect to dense params and the touched rows.
-    const f = (p: { dense: DenseParams; qRows: Tensor; dRows: Tensor }): [Tensor, HandlerStep] => {
-      const qEmb = tower(p.qRows, q.bags, p.dense.query);
+    // 3. Differentiate with respect to the query embeddings, the doc tower's parameters and its touched rows,
+    // then pull the query embeddings' gradient back through the recorded query tower.
+    const f = (p: { qEmb: Tensor; doc: LinearParams; dRows: Tensor }): [Tensor, HandlerStep] => {
       // One pass of the document tower over positives and negatives: one bag product, and one
       // cotangent for the touched rows instead of two summed (the tower is row-wise, so the rows are the same).
-      const dEmb = tower(p.dRows, docBags, p.dense.doc);
+      const dEmb = tower(p.dRows, docBags, p.doc);
       const pEmb = slice(dEmb, [0, 0], [P, dim]);
       const docNetwork = (features: Record<string, Tensor>): Tensor => {
         const ids = unsafeData(features['docId']!) as Int32Array;
@@ -232,14 +233,16 @@ export class Trainer implements TrainerParts {
       };
       const s = h.computeLoss(
         docNetwork,
-        qEmb,
+        p.qEmb,
         pEmb,
         { docId: docIds, docKey: positiveIds },
         { positiveIds, retrieval },
       );
       return [s.trainingLoss, s];
     };
-    const { grad, aux } = valueAndGrad(f, { hasAux: true })({ dense: m.dense, qRows: q.rows, dRows: dRows0 });
+    const { grad: g, aux } = valueAndGrad(f, { hasAux: true })({ qEmb: qTower.value, doc: m.dense.doc, dRows: dRows0 });
+    const [gRows, gW, gB] = qTower.vjp(g.qEmb);
+    const grad = { dense: { query: { w: gW, b: gB }, doc: g.doc }, qRows: gRows, dRows: g.dRows };
     const s = aux as HandlerStep;
     h.commit(s, { gradients: grad });
     this.apply(grad, q.ids, dIds);
