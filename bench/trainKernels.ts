@@ -83,6 +83,30 @@ const fmt = (ms: number): string => `${ms.toFixed(2)} ms`;
       `${(n / k / 1000).toFixed(2)} rows/µs`,
     ]);
   }
+  // As in a training step: a fresh set of rows every call, none of them in cache (a 64 MB sweep in between, untimed).
+  // The `cache` recipe's step updates ~10 900 rows (1 800 query-table, 9 100 doc-table).
+  {
+    const n = 10900,
+      sets = Array.from({ length: RUNS + 2 }, () => distinctIds(V, n)),
+      g = rand(n * D),
+      sweep = new Float32Array(1 << 24);
+    const cold = (fn: (ids: Int32Array) => void): number => {
+      const ts = sets.map((ids) => {
+        for (let i = 0; i < sweep.length; i += 16) sweep[i]! += 1;
+        return cpuMs(() => fn(ids));
+      });
+      return ts.slice(2).sort((a, b) => a - b)[RUNS >> 1]!;
+    };
+    const k = cold((ids) => adamRows(theta, m, v, g, ids, D, p));
+    const r = cold((ids) => adamRowsReference(thetaJ, mJ, vJ, g, ids, n, D, p));
+    rows.push([
+      `Adam rows, ${n} fresh random rows of 2^18 × 64 per call, cold`,
+      fmt(k),
+      fmt(r),
+      (r / k).toFixed(2),
+      `${(n / k / 1000).toFixed(2)} rows/µs`,
+    ]);
+  }
   const ids = distinctIds(V, 4400);
   const k = median(() => gatherRows(theta, ids, D));
   const js = median(() => {
