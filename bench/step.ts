@@ -172,8 +172,8 @@ async function tfjsStep(backend: 'cpu' | 'wasm', n: number): Promise<(() => void
   }
 }
 
-function numpyStep(n: number): Timing | null {
-  return runNumpy([String(B), String(D), String(n), String(F), String(RUNS)]);
+function numpyStep(n: number, runs = RUNS): Timing | null {
+  return runNumpy([String(B), String(D), String(n), String(F), String(runs)]);
 }
 
 /** numpy's sgemm on the scan's product [B × D]·[n × D]ᵀ, GFLOP/s, on `threads` OpenBLAS threads. */
@@ -331,16 +331,19 @@ async function main(): Promise<void> {
   const jsonRows: Record<string, number | null>[] = [];
   const noMemory = argv.includes('--no-memory');
   for (const n of SIZES) {
+    // Short steps (small caches) vary more from call to call (the worker's wake-up, the collector), and five calls
+    // after one warm-up gave medians 30 % apart between runs: time them over more calls after a longer warm-up.
+    const [stepRuns, stepWarm] = n <= 16384 ? [quick ? 9 : 31, 10] : [RUNS, 1];
     const nc = negcacheStep(n);
-    const full = await timeIt(nc.full, RUNS, 1);
-    const fwd = await timeIt(nc.forward, RUNS, 1);
+    const full = await timeIt(nc.full, stepRuns, stepWarm);
+    const fwd = await timeIt(nc.forward, stepRuns, stepWarm);
     // The worker's first scans at a size are slow (its JIT, its wasm memory growing): warm it like the main thread is.
     const [wa, wa2] = scanArgs(n, 31);
     for (let i = 0; i < 4; i++) parallel.scan(i % 2 ? wa : wa2);
     const nc2 = negcacheStep(n, parallel.scan);
-    const full2 = await timeIt(nc2.full, RUNS, 1);
-    const fwd2 = await timeIt(nc2.forward, RUNS, 1);
-    const np = numpyStep(n);
+    const full2 = await timeIt(nc2.full, stepRuns, stepWarm);
+    const fwd2 = await timeIt(nc2.forward, stepRuns, stepWarm);
+    const np = numpyStep(n, stepRuns);
     const cpuFn = await tfjsStep('cpu', n);
     const cpu = cpuFn ? await timeIt(cpuFn, quick || n > 8192 ? 2 : 3, 1) : null;
     const wasmFn = await tfjsStep('wasm', n);
