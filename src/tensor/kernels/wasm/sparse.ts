@@ -292,10 +292,15 @@ function emitVisitRows(
     () => fn.get(n),
     1,
     () => {
+      // Only for rows in the given (random) order: rows visited in table order stream, and the hardware
+      // prefetcher does better alone (touching ahead made the full softmax's 146 000-row update 40 -> 56 ms).
       fn.get(j)
         .i32Const(TOUCH_AHEAD - 1)
         .i32And()
-        .i32Eqz();
+        .i32Eqz()
+        .get(order)
+        .i32Eqz()
+        .i32And();
       fn.if(() => {
         // tEnd = min(j + 2·TOUCH_AHEAD, n)
         fn.get(j)
