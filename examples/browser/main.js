@@ -175,9 +175,15 @@ function showResults(search) {
   );
 }
 
+// The data's Response, kept reachable for the page's lifetime: Chromium cancels a fetch whose Response is
+// garbage-collected before the network layer reports the request complete, even when its body was read to the
+// end (seen as net::ERR_ABORTED in the browser test, under load, once training's garbage triggered a collection).
+let dataResponse = null;
+
 try {
   setStatus('loading the WordNet pairs…');
   const response = await fetch('../data/wordnet-pairs.jsonl');
+  dataResponse = response;
   if (!response.ok) throw new Error(`fetching ../data/wordnet-pairs.jsonl: HTTP ${response.status}`);
   const { corpus } = await loadPairs(response.body);
   const trainer = makeTrainer(corpus, { steps: STEPS, seed: SEED });
