@@ -161,6 +161,23 @@ export function forceAbort(ctrl: Int32Array): void {
   }
 }
 
+/**
+ * Waits (at most ABORT_PUBLISH_MS) until the abort flag is set: after losing
+ * claimAbort, the winner publishes its reason within microseconds, or, if it
+ * died while claiming, the main thread forces the flag after 50 ms.
+ */
+const ABORT_PUBLISH_MS = 200;
+function awaitAbortFlag(ctrl: Int32Array): void {
+  const until = performance.now() + ABORT_PUBLISH_MS;
+  for (;;) {
+    const epoch = Atomics.load(ctrl, EPOCH);
+    if (Atomics.load(ctrl, ABORT) !== 0) return;
+    const left = until - performance.now();
+    if (left <= 0) return;
+    Atomics.wait(ctrl, EPOCH, epoch, Math.min(left, 5)); // claimAbort and forceAbort bump EPOCH after setting the flag
+  }
+}
+
 /** The recorded first failure, or null while the group is healthy. */
 export function readAbort(ctrl: Int32Array): { replica: number; code: number; reason: string } | null {
   if (Atomics.load(ctrl, ABORT) === 0) return null;
@@ -542,7 +559,12 @@ export class SharedMemoryReplicaContext implements ReplicaContext {
           stage === 'arrive'
             ? `${who} did not arrive at collective #${seq} (${op}) within ${this.#timeoutMs} ms`
             : `${who} did not finish collective #${seq - 1} within ${this.#timeoutMs} ms`;
-        if (!claimAbort(ctrl, AbortCode.timeout, missing[0]!, reason)) throw this.#aborted(op, seq);
+        if (!claimAbort(ctrl, AbortCode.timeout, missing[0]!, reason)) {
+          // Another failure holds the abort lock but may not have published its reason yet (two replicas
+          // timing out together): wait for the flag, so this replica reports that reason, not an unknown one.
+          awaitAbortFlag(ctrl);
+          throw this.#aborted(op, seq);
+        }
         throw new CollectiveTimeoutError(op, `collective #${seq}: timed out: ${reason}`, missing, reason);
       }
       // Spin briefly first: a peer usually arrives within microseconds, and
