@@ -56,6 +56,8 @@ const demo = {
   searchReady: false,
   results: [],
   documents: 0,
+  /** Bytes of the data file read into the corpus. */
+  bytesLoaded: 0,
   stepsPerSecond: 0,
   plot,
   curveColor: CURVE,
@@ -175,17 +177,20 @@ function showResults(search) {
   );
 }
 
-// The data's Response, kept reachable for the page's lifetime: Chromium cancels a fetch whose Response is
-// garbage-collected before the network layer reports the request complete, even when its body was read to the
-// end (seen as net::ERR_ABORTED in the browser test, under load, once training's garbage triggered a collection).
-let dataResponse = null;
-
 try {
   setStatus('loading the WordNet pairs…');
   const response = await fetch('../data/wordnet-pairs.jsonl');
-  dataResponse = response;
   if (!response.ok) throw new Error(`fetching ../data/wordnet-pairs.jsonl: HTTP ${response.status}`);
-  const { corpus } = await loadPairs(response.body);
+  // Count the bytes the corpus was built from (the browser test compares them with the file).
+  const counted = response.body.pipeThrough(
+    new TransformStream({
+      transform(chunk, out) {
+        demo.bytesLoaded += chunk.byteLength;
+        out.enqueue(chunk);
+      },
+    }),
+  );
+  const { corpus } = await loadPairs(counted);
   const trainer = makeTrainer(corpus, { steps: STEPS, seed: SEED });
   const t0 = performance.now();
   let ema = null;

@@ -18,7 +18,7 @@
  * them the tests fail, they do not skip. NEGCACHE_BROWSER_SCREENSHOT=<file.png>
  * keeps the example's screenshot.
  */
-import { existsSync, writeFileSync } from 'node:fs';
+import { existsSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -327,7 +327,17 @@ describe('negcache in headless Chromium', () => {
     console.log(
       `example page: ${total} steps trained and plotted in ${tTrain.toFixed(0)} ms; ${inside} curve pixels in the screenshot, ${inCanvas} in the canvas; ${state.status.split('\n').pop()}; query box: ${listed[0]}`,
     );
+    // The page built its corpus from the whole data file.
+    const dataFile = join(ROOT, 'examples/data/wordnet-pairs.jsonl');
+    expect(await page.evaluate('window.__negcacheDemo.bytesLoaded')).toBe(statSync(dataFile).size);
     await page.close();
-    expect(problems).toEqual([]);
+    // In some full-suite runs (never alone, nor under synthetic CPU load) Chromium reports the data file's fetch
+    // as net::ERR_ABORTED after its body was read to the end; the byte count above shows nothing was lost, so that
+    // one report is not a problem. Every other failed request, error or Node-only load is.
+    const benign = `request failed: ${server.url}/examples/data/wordnet-pairs.jsonl (net::ERR_ABORTED)`;
+    const aborted = problems.filter((p) => p === benign).length;
+    if (aborted > 0)
+      console.log(`example page: the data file's fetch was reported aborted after all its bytes were read`);
+    expect(problems.filter((p) => p !== benign)).toEqual([]);
   });
 });
