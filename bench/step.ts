@@ -9,6 +9,7 @@
  * --json: the last line printed is one JSON object, {"cpu", "node", "fma",
  * "rows": [{"n", "fullStep1ThreadMs", "fullStep2ThreadsMs", "numpyForwardMs",
  * "scanGflops1T", "scanGflops2T", "numpySgemmGflops1T", "numpySgemmGflops2T",
+ * "wasmCeilingGflops1T", "wasmCeilingGflops2T" (bench/simdPeak.ts),
  * ...}]} (medians; the numpy fields are null when python3 / numpy are missing).
  * --fma: setKernelOptions({ fma: true }) first (relaxed-SIMD FMA where the
  * engine has it: Node 22+; Node 20 ignores it). --no-memory skips the memory table.
@@ -36,8 +37,12 @@
  * GFLOP/s = 2·b·n·d / scan time, against the machine's peak, taken as
  * cores × clock (cpu MHz in /proc/cpuinfo) × 32 float32 FLOP/cycle (one
  * 512-bit FMA, or two 256-bit FMAs, per cycle and core). The kernels are wasm
- * 128-bit SIMD without FMA, whose own ceiling is at most half of that (4
- * lanes × a mul and an add on each of two pipes = 16 FLOP/cycle).
+ * 128-bit SIMD without FMA, whose own ceiling is well below that. That
+ * ceiling is measured in the same run (bench/simdPeak.ts: a loop of nothing
+ * but independent vector multiply-adds, in the form the kernels compile to:
+ * mul + add, or relaxed_madd with --fma where the engine has it), and the
+ * table gives "ceiling / sgemm": what no wasm kernel can exceed, as a
+ * fraction of numpy's rate, beside the scan's own fraction.
  *
  * Third table, memory (Linux): each configuration runs in a fresh child
  * process (--memory-probe n single|parallel, node --expose-gc). After the
@@ -74,6 +79,7 @@ import { fusedCacheScan } from '../src/scan/wasm.js';
 import { initWasm, kernelOptions, setKernelOptions } from '../src/tensor/kernels/wasm/index.js';
 import { cpuModel, fmtTiming, printTable, randomFloats, runNumpy, timeIt, type Timing } from './util.js';
 import { optionalPeer, peerEntry } from './peers.js';
+import { measureSimdPeak } from './simdPeak.js';
 
 const argv = process.argv.slice(2);
 const quick = argv.includes('--quick');
@@ -325,6 +331,11 @@ async function main(): Promise<void> {
   await initWasm();
   const parallel = createParallelScan();
   const peak = cpuPeak();
+  // The wasm ceiling in the form the kernels were compiled to (before anything else loads the cores).
+  const simd = await measureSimdPeak();
+  const fmaKernels = kernelOptions().fmaInUse;
+  const ceil1 = fmaKernels ? simd.fma1T! : simd.mulAdd1T,
+    ceil2 = fmaKernels ? simd.fma2T! : simd.mulAdd2T;
   const rows: string[][] = [];
   const kernelRows: string[][] = [];
   const memRows: string[][] = [];
@@ -386,10 +397,12 @@ async function main(): Promise<void> {
       gf(one),
       np1 === null ? 'n/a' : np1.toFixed(1),
       vs(rate(one), np1),
+      vs(ceil1, np1),
       fmtTiming(twoNew),
       gf(twoNew),
       np2 === null ? 'n/a' : np2.toFixed(1),
       vs(rate(twoNew), np2),
+      vs(ceil2, np2),
       copyMs.toFixed(1),
       fmtTiming(twoSame),
       gf(twoSame),
@@ -408,6 +421,8 @@ async function main(): Promise<void> {
       forward2ThreadsMs: fwd2.median,
       scan1ThreadMs: one.median,
       scan2ThreadsMs: twoNew.median,
+      wasmCeilingGflops1T: ceil1,
+      wasmCeilingGflops2T: ceil2,
     });
 
     const m1 = noMemory ? null : runMemoryProbe(n, 'single'),
@@ -449,7 +464,10 @@ async function main(): Promise<void> {
     rows,
   );
   console.log(
-    `\nThe scoring kernel alone (fused scan, Gumbel sampler): GFLOP/s = 2·b·n·d / time (share of peak); ${peak.text}\n`,
+    `\nThe scoring kernel alone (fused scan, Gumbel sampler): GFLOP/s = 2·b·n·d / time (share of peak); ${peak.text}` +
+      `\nwasm SIMD128 ceiling measured in this run (bench/simdPeak.ts, ${fmaKernels ? 'relaxed_madd' : 'mul + add'}, the kernels' form): ` +
+      `${ceil1.toFixed(1)} GFLOP/s on 1 thread, ${ceil2.toFixed(1)} on 2 (mul + add ${simd.mulAdd1T.toFixed(1)} / ${simd.mulAdd2T.toFixed(1)}` +
+      `${simd.fma1T === null ? ', no relaxed SIMD in this engine' : `; relaxed_madd ${simd.fma1T.toFixed(1)} / ${simd.fma2T!.toFixed(1)}`})\n`,
   );
   printTable(
     [
@@ -458,10 +476,12 @@ async function main(): Promise<void> {
       'GFLOP/s',
       'numpy sgemm 1T GFLOP/s',
       'scan / sgemm 1T',
+      'wasm ceiling / sgemm 1T',
       'scan 2 threads, new cache array',
       'GFLOP/s',
       'numpy sgemm 2T GFLOP/s',
       'scan / sgemm 2T',
+      'wasm ceiling / sgemm 2T',
       'of which copy ms',
       'scan 2 threads, same array',
       'GFLOP/s',

@@ -63,6 +63,8 @@ interface Result {
   /** Set when the build cannot run the task (a baseline without recipes). */
   unavailable?: string;
   times: number[];
+  /** Per timed call, ms spent in the cache scan (cache tasks; missing from older drivers' output). */
+  scanTimes?: number[];
   /** CPU ms of the whole child (all threads) per timed call. */
   cpu: number[];
   maxRssMB: number;
@@ -207,6 +209,13 @@ try {
       if (current[t]) {
         const c = stats(current[t].flatMap((x) => x.times)).median;
         console.log(`${t === 'cache' ? '\n' : ''}${label[t]} / in-batch step (current): ${(c / i).toFixed(2)}`);
+        // What the ratio would be with a scan that cost nothing: the step minus its own scan, call by call.
+        const rest = current[t].flatMap((x) => x.times.map((ms, k) => ms - (x.scanTimes?.[k] ?? NaN)));
+        const scanOnly = current[t].flatMap((x) => x.scanTimes ?? []);
+        if (scanOnly.length > 0)
+          console.log(
+            `  of which the cache scan ${fmt(stats(scanOnly).median)}; the step without it ${fmt(stats(rest).median)} = ${(stats(rest).median / i).toFixed(2)} × in-batch`,
+          );
       }
   }
   console.log(

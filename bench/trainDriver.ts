@@ -52,12 +52,22 @@ const method = task === 'eval' ? 'inbatch' : task === 'cache-recipe' ? 'cache' :
 const scan = method === 'cache' ? node.createParallelScan() : null;
 const pool = typeof node.createTrainingPool === 'function' ? node.createTrainingPool() : null;
 const opts: Record<string, unknown> = {};
-if (scan) opts['scanner'] = scan.scan;
+/** Wall ms spent in the cache scan (sampling the negatives) since the last reset: the step's one O(cache) part. */
+let scanMs = 0;
+if (scan)
+  opts['scanner'] = (args: unknown): unknown => {
+    const a = performance.now();
+    const r = scan.scan(args);
+    scanMs += performance.now() - a;
+    return r;
+  };
 if (pool) opts['runner'] = pool;
 const config = task === 'cache-recipe' ? lib.recipeConfig('cache') : { ...lib.DEFAULT_CONFIG, method };
 const trainer = new lib.Trainer(corpus, config, opts);
 
 const times: number[] = [];
+/** Per timed call, the part of it spent in the cache scan (cache tasks; empty otherwise). */
+const scanTimes: number[] = [];
 /** CPU time of the whole process (all threads) per timed call: robust to a busy machine, unlike wall time. */
 const cpu: number[] = [];
 const run =
@@ -71,9 +81,11 @@ const run =
 for (let i = 0; i < warm; i++) run();
 for (let i = 0; i < timed; i++) {
   const c = process.cpuUsage();
+  scanMs = 0;
   const a = performance.now();
   run();
   times.push(performance.now() - a);
+  if (scan) scanTimes.push(scanMs);
   const d = process.cpuUsage(c);
   cpu.push((d.user + d.system) / 1000);
 }
@@ -83,6 +95,7 @@ console.log(
   JSON.stringify({
     task,
     times,
+    scanTimes,
     cpu,
     corpusMs,
     docs: corpus.docs.length,
