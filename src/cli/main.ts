@@ -326,7 +326,14 @@ export function main(argv: readonly string[], seams: MainSeams = {}): number {
     if (flags['resume'] !== undefined) {
       resumeFile = join(flags['resume'] as string, CHECKPOINT_FILE);
       if (!existsSync(resumeFile)) throw new UsageError(`--resume: no checkpoint at ${resumeFile}`);
-      const { tensors, metadata } = loadSafetensorsSync(resumeFile);
+      const { tensors, metadata, checksum } = loadSafetensorsSync(resumeFile);
+      // Every checkpoint the CLI writes carries its CRC, so one without it was damaged (a change inside the key
+      // "negcache.crc32" itself reads as a file written without a checksum) or written by other code.
+      if (checksum !== 'verified')
+        throw new UsageError(
+          `--resume: ${resumeFile} has no "negcache.crc32" checksum, which every checkpoint of negcache train has; ` +
+            `the file is damaged or was not written by negcache train, and is not resumed`,
+        );
       resume = { tensors, metadata };
       const step = checkResumable(resume, configs[0]!, resumeFile);
       if (!quiet) process.stdout.write(`resuming from ${resumeFile} at step ${step}\n`);

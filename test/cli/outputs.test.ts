@@ -354,6 +354,25 @@ describe('resume with the CLI: one rule, and nothing to train is said', () => {
     }
   });
 
+  it('a checkpoint whose checksum key is damaged is refused, not read as an unchecked file', () => {
+    // A change inside the key "negcache.crc32" hides the checksum from the default reader (the format's documented
+    // limit, src/io/safetensors.ts); the CLI's checkpoints always have one, so --resume requires it.
+    const bad = join(tmp, 'bad-key');
+    fs.mkdirSync(bad);
+    const bytes = fs.readFileSync(join(out, 'checkpoint.safetensors'));
+    const keyAt = bytes.indexOf('"negcache.crc32"') + 1;
+    expect(keyAt).toBeGreaterThan(8);
+    bytes[keyAt] ^= 0x01; // 'n' -> 'o'
+    fs.writeFileSync(join(bad, 'checkpoint.safetensors'), bytes);
+    expect(loadSafetensorsSync(join(bad, 'checkpoint.safetensors')).checksum).toBe('absent');
+    expectRefused(
+      cli([...TRAIN, '--steps', '30', '--checkpoint-every', '10', '--resume', bad, '--out', bad]),
+      /^negcache train: --resume: .*bad-key\/checkpoint\.safetensors has no "negcache\.crc32" checksum, which every checkpoint of negcache train has; the file is damaged or was not written by negcache train, and is not resumed\n/,
+    );
+    expect(fs.readdirSync(bad)).toEqual(['checkpoint.safetensors']);
+    expect(Buffer.compare(fs.readFileSync(join(bad, 'checkpoint.safetensors')), bytes)).toBe(0);
+  });
+
   it('budget flags may change: more steps and another evaluation schedule', () => {
     const r = cli([...resume, '--steps', '26', '--eval-every-steps', '5', '--eval-queries', '20', '--quiet']);
     expect(r.status, r.stderr).toBe(0);
