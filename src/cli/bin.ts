@@ -25,15 +25,18 @@ const main = fileURLToPath(new URL('./main.js', import.meta.url));
 const given = [...process.execArgv, ...(process.env['NODE_OPTIONS'] ?? '').split(/\s+/)].some((a) =>
   a.startsWith(FLAG),
 );
+// The handlers go in BEFORE the child exists: a signal that reached the launcher after the spawn but before the
+// handlers were installed took the default action, killing the launcher alone and leaving the child training
+// (test/cli/bin.test.ts). Handlers run from the event loop, after this synchronous code, so `child` is set by then.
+const forward = (signal: NodeJS.Signals): void => {
+  child.kill(signal);
+};
+for (const s of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(s, forward);
 const child = spawn(
   process.execPath,
   [...process.execArgv, ...(given ? [] : [`${FLAG}=64`]), main, ...process.argv.slice(2)],
   { stdio: 'inherit' },
 );
-const forward = (signal: NodeJS.Signals): void => {
-  child.kill(signal);
-};
-for (const s of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(s, forward);
 child.on('error', (e) => {
   process.stderr.write(`negcache: could not start ${process.execPath}: ${e.message}\n`);
   process.exit(1);
