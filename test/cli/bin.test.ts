@@ -46,6 +46,12 @@ const pidsWith = (marker: string): number[] => processTable(marker).map((p) => p
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
+/** No process mentioning `out` is left, waiting up to 5 s for the signalled ones to exit. */
+async function expectNoneLeft(out: string, what?: string): Promise<void> {
+  for (let i = 0; i < 100 && processesWith(out).length > 0; i++) await sleep(50);
+  expect(processesWith(out), what).toEqual([]);
+}
+
 /** The launcher running a training that does not end by itself (synthetic data, ten million steps) into `out`. */
 function startTraining(out: string, env: Record<string, string> = {}): ChildProcess {
   return spawn(
@@ -96,8 +102,7 @@ describe('the negcache launcher', () => {
       expect(child).toContain('--max-semi-space-size=64');
       launcher.kill('SIGTERM');
       expect(await exited).toEqual({ code: null, signal: 'SIGTERM' });
-      for (let i = 0; i < 100 && processesWith(out).length > 0; i++) await sleep(50);
-      expect(processesWith(out)).toEqual([]);
+      await expectNoneLeft(out);
     },
     60_000,
   );
@@ -113,8 +118,7 @@ describe('the negcache launcher', () => {
       expect(child!.filter((a) => a.startsWith('--max-semi-space-size'))).toEqual([]);
       launcher.kill('SIGTERM');
       await exited;
-      for (let i = 0; i < 100 && processesWith(out).length > 0; i++) await sleep(50);
-      expect(processesWith(out)).toEqual([]);
+      await expectNoneLeft(out);
     },
     60_000,
   );
@@ -132,8 +136,7 @@ describe('the negcache launcher', () => {
         while (!processesWith(out).some((argv) => argv.includes(MAIN)) && Date.now() < until); // no sleep: signal at once
         launcher.kill('SIGTERM');
         await exited;
-        for (let i = 0; i < 40 && processesWith(out).length > 0; i++) await sleep(50);
-        expect(processesWith(out), `round ${round}`).toEqual([]);
+        await expectNoneLeft(out, `round ${round}`);
       }
     },
     60_000,
