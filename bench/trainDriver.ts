@@ -17,6 +17,7 @@
  */
 import { pathToFileURL } from 'node:url';
 import { join, resolve } from 'node:path';
+import { timedCalls } from './util.js';
 
 /* eslint-disable @typescript-eslint/no-explicit-any */
 type Any = any;
@@ -52,15 +53,9 @@ const method = task === 'eval' ? 'inbatch' : task === 'cache-recipe' ? 'cache' :
 const scan = method === 'cache' ? node.createParallelScan() : null;
 const pool = typeof node.createTrainingPool === 'function' ? node.createTrainingPool() : null;
 const opts: Record<string, unknown> = {};
-/** Wall ms spent in the cache scan (sampling the negatives) since the last reset: the step's one O(cache) part. */
-let scanMs = 0;
-if (scan)
-  opts['scanner'] = (args: unknown): unknown => {
-    const a = performance.now();
-    const r = scan.scan(args);
-    scanMs += performance.now() - a;
-    return r;
-  };
+/** The cache scan (sampling the negatives), timed call by call: the step's one O(cache) part. */
+const timedScan = scan ? timedCalls(scan.scan as (args: unknown) => unknown) : null;
+if (timedScan) opts['scanner'] = timedScan.call;
 if (pool) opts['runner'] = pool;
 const config = task === 'cache-recipe' ? lib.recipeConfig('cache') : { ...lib.DEFAULT_CONFIG, method };
 const trainer = new lib.Trainer(corpus, config, opts);
@@ -81,11 +76,11 @@ const run =
 for (let i = 0; i < warm; i++) run();
 for (let i = 0; i < timed; i++) {
   const c = process.cpuUsage();
-  scanMs = 0;
+  if (timedScan) timedScan.ms = 0;
   const a = performance.now();
   run();
   times.push(performance.now() - a);
-  if (scan) scanTimes.push(scanMs);
+  if (timedScan) scanTimes.push(timedScan.ms);
   const d = process.cpuUsage(c);
   cpu.push((d.user + d.system) / 1000);
 }

@@ -26,7 +26,7 @@ import {
 } from '../src/tensor/kernels/sparse.js';
 import { l2NormalizeRows, l2NormalizeRowsReference } from '../src/tensor/kernels/rowwise.js';
 import { LOCAL_BLOCK_RUNNER, type SoftmaxBlocksArgs } from '../src/tensor/kernels/scoreBlocks.js';
-import { printTable } from './util.js';
+import { medianOf, printTable } from './util.js';
 
 const quick = process.argv.includes('--quick');
 const RUNS = quick ? 5 : 15;
@@ -41,8 +41,7 @@ function cpuMs(fn: () => void): number {
 
 function median(fn: () => void, runs = RUNS, warm = 2): number {
   for (let i = 0; i < warm; i++) fn();
-  const ts = Array.from({ length: runs }, () => cpuMs(fn)).sort((a, b) => a - b);
-  return ts[ts.length >> 1]!;
+  return medianOf(Array.from({ length: runs }, () => cpuMs(fn)));
 }
 
 const rng = new Rng(1);
@@ -95,7 +94,7 @@ const fmt = (ms: number): string => `${ms.toFixed(2)} ms`;
         for (let i = 0; i < sweep.length; i += 16) sweep[i]! += 1;
         return cpuMs(() => fn(ids));
       });
-      return ts.slice(2).sort((a, b) => a - b)[RUNS >> 1]!;
+      return medianOf(ts.slice(2));
     };
     const k = cold((ids) => adamRows(theta, m, v, g, ids, D, p));
     const r = cold((ids) => adamRowsReference(thetaJ, mJ, vJ, g, ids, n, D, p));
