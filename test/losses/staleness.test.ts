@@ -12,7 +12,7 @@ import { params } from '../util/props.js';
  * "bit for bit" here means every non-NaN bit, and NaN exactly where NaN.
  */
 const bits = (a: ArrayLike<number>) =>
-  Array.from(new Uint32Array(Float32Array.from(a, (x) => (Number.isNaN(x) ? NaN : x)).buffer), (u) =>
+  Array.from(new Uint32Array(Float32Array.from(a).buffer), (u) =>
     (u & 0x7f800000) === 0x7f800000 && (u & 0x007fffff) !== 0 ? 0x7fc00000 : u,
   );
 
